@@ -1,0 +1,1 @@
+namespace Perf.Coap;

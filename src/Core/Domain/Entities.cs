@@ -1,0 +1,49 @@
+namespace Perf.Core.Domain;
+
+public enum Authority : byte
+{
+    SysAdmin = 1,
+    TenantAdmin = 2,
+    CustomerUser = 3,
+}
+
+public sealed record Tenant(Guid Id, string Title, long CreatedTime);
+
+public sealed record Customer(Guid Id, Guid TenantId, string Title, long CreatedTime);
+
+public sealed record User(
+    Guid Id,
+    Guid TenantId,
+    Guid CustomerId,
+    string Email,
+    Authority Authority,
+    string PasswordHash,
+    string? FirstName,
+    string? LastName,
+    long CreatedTime);
+
+/// <summary>A device. <see cref="CustomerId"/> is <see cref="Guid.Empty"/> when unassigned (the reference's NULL_UID).</summary>
+public sealed record Device(
+    Guid Id,
+    Guid TenantId,
+    Guid CustomerId,
+    string Name,
+    string Type,
+    string? Label,
+    long CreatedTime,
+    string? AdditionalInfoJson,
+    bool IsGateway,
+    Guid? FirmwareId = null);
+
+public sealed record DeviceCredentials(Guid DeviceId, string CredentialsType, string CredentialsId);
+
+public sealed record Edge(Guid Id, Guid TenantId, Guid CustomerId, string Name, string Type, string RoutingKey, string Secret, long CreatedTime);
+
+public sealed record OtaPackage(Guid Id, Guid TenantId, string Title, string Version, string ChecksumAlgorithm, string Checksum, long Size, long CreatedTime);
+
+public enum AttributeScope : byte
+{
+    Client = 1,
+    Server = 2,
+    Shared = 3,
+}
