@@ -1,4 +1,4 @@
-var builder = WebApplication.CreateBuilder(args);
-var app = builder.Build();
-app.MapGet("/health", () => Results.Ok());
-app.Run();
+using Perf.Api.Hosting;
+
+await using var host = PerfHost.Build(args);
+await host.RunAsync();

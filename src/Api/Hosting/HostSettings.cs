@@ -1,0 +1,64 @@
+using System.Net;
+
+namespace Perf.Api.Hosting;
+
+/// <summary>
+/// The host's settings, read from configuration (appsettings.json, then environment variables with
+/// the names below, then command-line arguments). Port 0 binds a free port.
+/// </summary>
+public sealed class HostSettings
+{
+    public IPAddress BindAddress { get; init; } = IPAddress.Any;
+    public int HttpPort { get; init; } = 8080;
+    public int MqttPort { get; init; } = 1883;
+    public int CoapPort { get; init; } = 5683;
+    public int TcpIntegrationPort { get; init; } = 10560;
+    public int EdgesRpcPort { get; init; } = 7070;
+    public bool MqttEnabled { get; init; } = true;
+    public bool CoapEnabled { get; init; } = true;
+    public bool TcpIntegrationEnabled { get; init; } = true;
+    public bool EdgesEnabled { get; init; } = true;
+    public string DataDir { get; init; } = "./data";
+    public TimeSpan ShutdownGrace { get; init; } = TimeSpan.FromSeconds(4);
+
+    public static HostSettings From(IConfiguration configuration) => new()
+    {
+        BindAddress = ParseAddress(configuration["BIND_ADDRESS"]),
+        HttpPort = Port(configuration, "HTTP_BIND_PORT", 8080),
+        MqttPort = Port(configuration, "MQTT_BIND_PORT", 1883),
+        CoapPort = Port(configuration, "COAP_BIND_PORT", 5683),
+        TcpIntegrationPort = Port(configuration, "TCP_INTEGRATION_PORT", 10560),
+        EdgesRpcPort = Port(configuration, "EDGES_RPC_PORT", 7070),
+        MqttEnabled = Flag(configuration, "MQTT_ENABLED"),
+        CoapEnabled = Flag(configuration, "COAP_ENABLED"),
+        TcpIntegrationEnabled = Flag(configuration, "TCP_INTEGRATION_ENABLED"),
+        EdgesEnabled = Flag(configuration, "EDGES_ENABLED"),
+        DataDir = string.IsNullOrWhiteSpace(configuration["DATA_DIR"]) ? "./data" : configuration["DATA_DIR"]!,
+        ShutdownGrace = TimeSpan.FromSeconds(double.TryParse(configuration["SHUTDOWN_GRACE_SECONDS"], System.Globalization.CultureInfo.InvariantCulture, out var s) ? s : 4),
+    };
+
+    private static IPAddress ParseAddress(string? value) =>
+        string.IsNullOrWhiteSpace(value) ? IPAddress.Any
+        : value == "localhost" ? IPAddress.Loopback
+        : IPAddress.TryParse(value, out var address) ? address
+        : throw new InvalidOperationException($"BIND_ADDRESS '{value}' is not an IP address");
+
+    private static int Port(IConfiguration configuration, string name, int fallback)
+    {
+        var value = configuration[name];
+        if (string.IsNullOrWhiteSpace(value))
+        {
+            return fallback;
+        }
+
+        return int.TryParse(value, out var port) && port is >= 0 and <= 65535
+            ? port
+            : throw new InvalidOperationException($"{name} '{value}' is not a port number (0-65535)");
+    }
+
+    private static bool Flag(IConfiguration configuration, string name)
+    {
+        var value = configuration[name];
+        return string.IsNullOrWhiteSpace(value) || !bool.TryParse(value, out var enabled) || enabled;
+    }
+}

@@ -1,0 +1,149 @@
+using System.Net;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Perf.Coap;
+using Perf.Kestrel.Tcp;
+
+namespace Perf.Api.Hosting;
+
+/// <summary>
+/// The executable host: one Kestrel server carrying the doors, plus the CoAP UDP server.
+/// <c>Program.cs</c> and the end-to-end tests both start the host through <see cref="StartAsync"/>.
+/// </summary>
+public sealed class PerfHost : IAsyncDisposable
+{
+    private readonly ListenOptions?[] _listeners;
+    private bool _disposed;
+
+    private PerfHost(WebApplication app, HostSettings settings, ListenOptions?[] listeners)
+    {
+        App = app;
+        Settings = settings;
+        _listeners = listeners;
+        Endpoints = app.Services.GetRequiredService<BoundEndpoints>();
+    }
+
+    public WebApplication App { get; }
+    public HostSettings Settings { get; }
+    public BoundEndpoints Endpoints { get; }
+    public IServiceProvider Services => App.Services;
+
+    /// <summary>Builds the host. <paramref name="overrides"/> win over appsettings and environment (tests use it).</summary>
+    public static PerfHost Build(string[] args, IReadOnlyDictionary<string, string?>? overrides = null)
+    {
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions
+        {
+            Args = args,
+            ContentRootPath = AppContext.BaseDirectory,
+        });
+        if (overrides is not null)
+        {
+            builder.Configuration.AddInMemoryCollection(overrides);
+        }
+
+        var settings = HostSettings.From(builder.Configuration);
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = settings.ShutdownGrace);
+        builder.Services.AddSingleton(settings);
+        builder.Services.AddSingleton<BoundEndpoints>();
+
+        // The doors: each is an AddXxx() here and a UseXxx() on its endpoint below.
+        builder.Services.AddTcpIntegration();
+        if (settings.CoapEnabled)
+        {
+            builder.Services.AddCoap(o =>
+            {
+                o.BindAddress = settings.BindAddress;
+                o.Port = settings.CoapPort;
+            });
+        }
+
+        if (settings.EdgesEnabled)
+        {
+            builder.Services.AddGrpc();
+        }
+
+        var listeners = new ListenOptions?[4];
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.Listen(settings.BindAddress, settings.HttpPort, http =>
+            {
+                // HTTP/2 without TLS needs prior knowledge, which browsers and curl do not use by default;
+                // HTTP/2 is negotiated (ALPN) once TLS is configured.
+                http.Protocols = HttpProtocols.Http1;
+                listeners[0] = http;
+            });
+            if (settings.TcpIntegrationEnabled)
+            {
+                kestrel.Listen(settings.BindAddress, settings.TcpIntegrationPort, tcp => listeners[2] = tcp.UseTcpIntegration());
+            }
+
+            if (settings.EdgesEnabled)
+            {
+                kestrel.Listen(settings.BindAddress, settings.EdgesRpcPort, edge =>
+                {
+                    edge.Protocols = HttpProtocols.Http2;
+                    listeners[3] = edge;
+                });
+            }
+        });
+
+        var app = builder.Build();
+        app.MapHealthEndpoints();
+        return new PerfHost(app, settings, listeners);
+    }
+
+    /// <summary>Starts every door and records the bound addresses.</summary>
+    public async Task StartAsync(CancellationToken cancellationToken = default)
+    {
+        var logger = App.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Perf.Host");
+        HostLog.DataDir(logger, Path.GetFullPath(Settings.DataDir));
+        await App.StartAsync(cancellationToken);
+
+        Endpoints.Http = Report(logger, "http", "http", _listeners[0]);
+        Endpoints.Mqtt = Report(logger, "mqtt", "mqtt", _listeners[1], Settings.MqttEnabled);
+        Endpoints.TcpIntegration = Report(logger, "tcp-integration", "tcp", _listeners[2], Settings.TcpIntegrationEnabled);
+        Endpoints.Edges = Report(logger, "edges", "grpc", _listeners[3], Settings.EdgesEnabled);
+        if (Settings.CoapEnabled)
+        {
+            Endpoints.Coap = App.Services.GetRequiredService<CoapServer>().LocalEndPoint;
+            HostLog.DoorBound(logger, "coap", "coap", Endpoints.Coap!.ToString());
+        }
+        else
+        {
+            HostLog.DoorDisabled(logger, "coap");
+        }
+
+        Endpoints.AllBound = true;
+    }
+
+    /// <summary>Runs until SIGTERM / Ctrl-C, then stops gracefully within the configured grace period.</summary>
+    public async Task RunAsync(CancellationToken cancellationToken = default)
+    {
+        await StartAsync(cancellationToken);
+        await App.WaitForShutdownAsync(cancellationToken);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        await App.StopAsync();
+        await App.DisposeAsync();
+    }
+
+    private static IPEndPoint? Report(ILogger logger, string door, string scheme, ListenOptions? listener, bool enabled = true)
+    {
+        if (!enabled || listener is null)
+        {
+            HostLog.DoorDisabled(logger, door);
+            return null;
+        }
+
+        var endPoint = listener.IPEndPoint!;
+        HostLog.DoorBound(logger, door, scheme, endPoint.ToString());
+        return endPoint;
+    }
+}

@@ -1,0 +1,57 @@
+using System.Net;
+using Perf.Api.Hosting;
+
+namespace Perf.EndToEnd;
+
+/// <summary>
+/// Starts the real host in-process on loopback with every door on a free port and a fresh data directory.
+/// </summary>
+public sealed class HostFixture : IAsyncLifetime
+{
+    private PerfHost? _host;
+
+    public string DataDir { get; } = Path.Combine(Path.GetTempPath(), "perf-e2e-" + Guid.NewGuid().ToString("N"));
+
+    public PerfHost Host => _host ?? throw new InvalidOperationException("host not started");
+
+    public BoundEndpoints Endpoints => Host.Endpoints;
+
+    public Uri HttpBase => new($"http://127.0.0.1:{Endpoints.Http!.Port}");
+
+    public static Dictionary<string, string?> FreePortSettings(string dataDir) => new()
+    {
+        ["BIND_ADDRESS"] = "127.0.0.1",
+        ["HTTP_BIND_PORT"] = "0",
+        ["MQTT_BIND_PORT"] = "0",
+        ["COAP_BIND_PORT"] = "0",
+        ["TCP_INTEGRATION_PORT"] = "0",
+        ["EDGES_RPC_PORT"] = "0",
+        ["DATA_DIR"] = dataDir,
+    };
+
+    public async Task InitializeAsync()
+    {
+        _host = PerfHost.Build([], FreePortSettings(DataDir));
+        await _host.StartAsync();
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_host is not null)
+        {
+            await _host.DisposeAsync();
+        }
+
+        TestDirectories.Delete(DataDir);
+    }
+
+    public HttpClient CreateHttpClient() => new() { BaseAddress = HttpBase, Timeout = TimeSpan.FromSeconds(30) };
+
+    public static IPEndPoint Loopback(IPEndPoint endPoint) => new(IPAddress.Loopback, endPoint.Port);
+}
+
+[CollectionDefinition(Name)]
+public sealed class HostCollection : ICollectionFixture<HostFixture>
+{
+    public const string Name = "host";
+}
