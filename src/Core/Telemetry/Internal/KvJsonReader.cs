@@ -20,6 +20,9 @@ internal ref struct KvJsonReader
     // Keys longer than this are unescaped / joined across segments in a pooled array instead of the stack.
     private const int StackKeyLimit = 256;
 
+    // Longest number (in bytes) joined on the stack when split across segments; longer ones take the reader's allocating path.
+    private const int StackNumberLimit = 64;
+
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     private static readonly JsonReaderOptions Options = new()
@@ -299,7 +302,7 @@ internal ref struct KvJsonReader
                 // Duplicate keys: the last one wins, as with the reference's JSON object model.
                 sawTs = true;
                 Next();
-                badTsAt = _reader.TokenType == JsonTokenType.Number && _reader.TryGetInt64(out ts) ? -1 : _reader.TokenStartIndex;
+                badTsAt = _reader.TokenType == JsonTokenType.Number && TryGetInt64(out ts) ? -1 : _reader.TokenStartIndex;
                 _reader.Skip();
             }
             else if (_reader.ValueTextEquals("values"u8))
@@ -399,16 +402,17 @@ internal ref struct KvJsonReader
                 break;
             case JsonTokenType.Number:
                 // An integer literal that fits is Long; a fraction, an exponent or a larger integer is Double.
-                if (_reader.TryGetInt64(out long integer))
+                if (TryGetInt64(out long integer))
                 {
                     entry = new KvEntry(key, integer);
                 }
-                else if (_reader.TryGetDouble(out double real))
+                else if (TryGetDouble(out double real) && double.IsFinite(real))
                 {
                     entry = new KvEntry(key, real);
                 }
                 else
                 {
+                    // Utf8JsonReader reads 1e400 as infinity; no stored value or JSON rendering can hold that.
                     return Fail($"number out of range for '{key}' at byte {_reader.TokenStartIndex}", _reader.TokenStartIndex);
                 }
 
@@ -438,6 +442,45 @@ internal ref struct KvJsonReader
 
         present = true;
         return true;
+    }
+
+    /// <summary>
+    /// <see cref="Utf8JsonReader.TryGetInt64"/> copies a number split across segments to a new array;
+    /// a number that fits (any long or typical double does) is joined on the stack and read by a reader
+    /// over that copy instead, so the rules stay the reader's own.
+    /// </summary>
+    private readonly bool TryGetInt64(out long value)
+    {
+        if (!_reader.HasValueSequence || _reader.ValueSequence.Length > StackNumberLimit)
+        {
+            return _reader.TryGetInt64(out value);
+        }
+
+        Span<byte> scratch = stackalloc byte[StackNumberLimit];
+        Utf8JsonReader number = JoinNumber(scratch);
+        return number.TryGetInt64(out value);
+    }
+
+    /// <inheritdoc cref="TryGetInt64"/>
+    private readonly bool TryGetDouble(out double value)
+    {
+        if (!_reader.HasValueSequence || _reader.ValueSequence.Length > StackNumberLimit)
+        {
+            return _reader.TryGetDouble(out value);
+        }
+
+        Span<byte> scratch = stackalloc byte[StackNumberLimit];
+        Utf8JsonReader number = JoinNumber(scratch);
+        return number.TryGetDouble(out value);
+    }
+
+    private readonly Utf8JsonReader JoinNumber(Span<byte> scratch)
+    {
+        ReadOnlySequence<byte> digits = _reader.ValueSequence;
+        digits.CopyTo(scratch);
+        var number = new Utf8JsonReader(scratch[..(int)digits.Length]);
+        number.Read();
+        return number;
     }
 
     private bool TryReadKey([NotNullWhen(true)] out string? key)
