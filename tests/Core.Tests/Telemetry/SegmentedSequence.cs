@@ -7,6 +7,14 @@ internal static class SegmentedSequence
 {
     public static ReadOnlySequence<byte> OneBytePerSegment(ReadOnlySpan<byte> bytes) => Split(bytes, 1);
 
+    /// <summary>Two segments, the first holding <paramref name="firstLength"/> bytes.</summary>
+    public static ReadOnlySequence<byte> SplitAt(ReadOnlySpan<byte> bytes, int firstLength)
+    {
+        var first = new Segment(bytes[..firstLength].ToArray(), 0);
+        Segment last = first.Append(bytes[firstLength..].ToArray());
+        return new ReadOnlySequence<byte>(first, 0, last, last.Memory.Length);
+    }
+
     public static ReadOnlySequence<byte> Split(ReadOnlySpan<byte> bytes, int segmentLength)
     {
         if (bytes.IsEmpty)

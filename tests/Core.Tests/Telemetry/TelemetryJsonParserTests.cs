@@ -341,6 +341,39 @@ public class TelemetryJsonParserTests
         }
     }
 
+    [Theory]
+    [MemberData(nameof(ValidPayloads))]
+    public void ASequenceSplitInTwoAtAnyByte_ParsesExactlyLikeTheContiguousBytes(string json)
+    {
+        byte[] bytes = Encoding.UTF8.GetBytes(json);
+        var contiguous = new List<TsKvEntry>();
+        Assert.True(TelemetryJsonParser.TryParseTelemetry(bytes, Now, _keys, contiguous, out _));
+
+        var split = new List<TsKvEntry>();
+        for (int at = 0; at <= bytes.Length; at++)
+        {
+            split.Clear();
+            Assert.True(TelemetryJsonParser.TryParseTelemetry(SegmentedSequence.SplitAt(bytes, at), Now, _keys, split, out JsonParseError error), error.Message);
+            Assert.Equal(contiguous, split);
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(ValidPayloads))]
+    public void EveryStrictPrefixOfAValidPayload_IsRejected_WithAPositionInsideThePrefix(string json)
+    {
+        byte[] bytes = Encoding.UTF8.GetBytes(json);
+        for (int length = 0; length < bytes.Length; length++)
+        {
+            ReadOnlySpan<byte> prefix = bytes.AsSpan(0, length);
+            Assert.False(TelemetryJsonParser.TryParseTelemetry(prefix, Now, _keys, [], out JsonParseError error));
+            Assert.InRange(error.BytePosition, 0, length);
+            Assert.False(TelemetryJsonParser.TryParseTelemetry(SegmentedSequence.OneBytePerSegment(prefix), Now, _keys, [], out JsonParseError segmented));
+            // Same place; the reader's wording of a cut literal can differ ('t' vs 'tr') between the two.
+            Assert.Equal(error.BytePosition, segmented.BytePosition);
+        }
+    }
+
     [Fact]
     public void ASingleSegmentSequence_ParsesLikeASpan()
     {
