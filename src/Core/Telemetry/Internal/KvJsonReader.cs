@@ -1,0 +1,639 @@
+using System.Buffers;
+using System.Diagnostics.CodeAnalysis;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Json;
+
+namespace Perf.Core.Telemetry.Internal;
+
+/// <summary>
+/// Streams telemetry and attribute JSON into typed <see cref="KvEntry"/> values with
+/// <see cref="Utf8JsonReader"/>: no DOM, no allocation for numbers, booleans and keys already in the
+/// <see cref="KeyTable"/>. Syntax errors come from the reader as <see cref="JsonException"/>; shape
+/// errors (a non-integer "ts", an empty key) are returned as <see cref="JsonParseError"/>.
+/// </summary>
+internal ref struct KvJsonReader
+{
+    // The reference's nesting limit is Jackson's default; 64 is also Utf8JsonReader's default.
+    public const int MaxDepth = 64;
+
+    // Keys longer than this are unescaped / joined across segments in a pooled array instead of the stack.
+    private const int StackKeyLimit = 256;
+
+    // Longest number (in bytes) joined on the stack when split across segments; longer ones take the reader's allocating path.
+    private const int StackNumberLimit = 64;
+
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    private static readonly JsonReaderOptions Options = new()
+    {
+        MaxDepth = MaxDepth,
+        CommentHandling = JsonCommentHandling.Disallow,
+        AllowTrailingCommas = false,
+    };
+
+    private readonly ReadOnlySpan<byte> _span;
+    private readonly ReadOnlySequence<byte> _sequence;
+    private readonly bool _isSequence;
+    private readonly KeyTable _keys;
+    private Utf8JsonReader _reader;
+    private JsonParseError _error;
+
+    public KvJsonReader(ReadOnlySpan<byte> json, KeyTable keys)
+    {
+        ArgumentNullException.ThrowIfNull(keys);
+        _span = json;
+        _sequence = default;
+        _isSequence = false;
+        _keys = keys;
+        _reader = new Utf8JsonReader(json, Options);
+        _error = default;
+    }
+
+    public KvJsonReader(ReadOnlySequence<byte> json, KeyTable keys)
+    {
+        ArgumentNullException.ThrowIfNull(keys);
+        _span = default;
+        _sequence = json;
+        _isSequence = true;
+        _keys = keys;
+        _reader = new Utf8JsonReader(json, Options);
+        _error = default;
+    }
+
+    private enum ObjectOutcome : byte
+    {
+        Ok,
+        Failed,
+
+        /// <summary>The object has both "ts" and "values": it is the timestamped form, not flat.</summary>
+        IsTsForm,
+
+        /// <summary>The object lacks "ts" or "values": it is flat, not the timestamped form.</summary>
+        IsFlat,
+    }
+
+    /// <summary>Parses any of the four telemetry forms (see <see cref="TelemetryJsonParser"/>).</summary>
+    public bool ParseTelemetry(long nowTs, List<TsKvEntry> output, out JsonParseError error)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        try
+        {
+            bool ok = ReadFirstToken() && _reader.TokenType switch
+            {
+                JsonTokenType.StartObject => ParseTelemetryObject(nowTs, output),
+                JsonTokenType.StartArray => ParseTelemetryArray(nowTs, output),
+                _ => Fail($"expected a JSON object or array at byte {_reader.TokenStartIndex}", _reader.TokenStartIndex),
+            };
+            if (ok && EnsureEnd())
+            {
+                error = default;
+                return true;
+            }
+        }
+        catch (JsonException ex)
+        {
+            FailSyntax(ex);
+        }
+
+        error = _error;
+        return false;
+    }
+
+    /// <summary>Parses a flat attribute object <c>{"k":v,...}</c>.</summary>
+    public bool ParseAttributes(List<KvEntry> output, out JsonParseError error)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        try
+        {
+            bool ok = ReadFirstToken() && (_reader.TokenType == JsonTokenType.StartObject
+                ? ParseAttributeObject(output)
+                : Fail($"expected a JSON object at byte {_reader.TokenStartIndex}", _reader.TokenStartIndex));
+            if (ok && EnsureEnd())
+            {
+                error = default;
+                return true;
+            }
+        }
+        catch (JsonException ex)
+        {
+            FailSyntax(ex);
+        }
+
+        error = _error;
+        return false;
+    }
+
+    private bool ReadFirstToken()
+    {
+        if (_reader.Read())
+        {
+            return true;
+        }
+
+        return Fail("empty payload", 0);
+    }
+
+    /// <summary>Trailing data after the top-level value: the reader throws for garbage; this covers whatever it lets through.</summary>
+    private bool EnsureEnd()
+    {
+        if (!_reader.Read())
+        {
+            return true;
+        }
+
+        return Fail($"unexpected data after the JSON value at byte {_reader.TokenStartIndex}", _reader.TokenStartIndex);
+    }
+
+    /// <summary>Reads the next token; a well-formed final block never ends inside a value, so running out is a truncation.</summary>
+    private void Next()
+    {
+        if (!_reader.Read())
+        {
+            ThrowTruncated();
+        }
+    }
+
+    [DoesNotReturn]
+    [System.Diagnostics.StackTraceHidden]
+    private static void ThrowTruncated() => throw new JsonException("unexpected end of JSON");
+
+    private bool ParseTelemetryArray(long nowTs, List<TsKvEntry> output)
+    {
+        while (true)
+        {
+            Next();
+            switch (_reader.TokenType)
+            {
+                case JsonTokenType.EndArray:
+                    return true;
+                case JsonTokenType.StartObject:
+                    if (!ParseTelemetryObject(nowTs, output))
+                    {
+                        return false;
+                    }
+
+                    break;
+                default:
+                    return Fail($"expected an object in the telemetry array at byte {_reader.TokenStartIndex}", _reader.TokenStartIndex);
+            }
+        }
+    }
+
+    /// <summary>
+    /// One telemetry object, flat or timestamped. As in the reference, an object is the timestamped form
+    /// exactly when it has both a "ts" and a "values" key (other keys beside them are ignored); otherwise
+    /// every key, including a lone "ts" or "values", is a flat entry stamped <paramref name="nowTs"/>.
+    /// The form is guessed from the first key and the reader is rewound in the rare case the guess is wrong.
+    /// </summary>
+    private bool ParseTelemetryObject(long nowTs, List<TsKvEntry> output)
+    {
+        int start = output.Count;
+        Utf8JsonReader atObjectStart = _reader;
+
+        if (FirstKeyIsTsOrValues(atObjectStart))
+        {
+            ObjectOutcome outcome = ParseTsObject(output, start);
+            if (outcome == ObjectOutcome.Ok)
+            {
+                return true;
+            }
+
+            // A shape error inside "values" is only an error if this really is the timestamped form.
+            if (outcome == ObjectOutcome.Failed && HasTsAndValues(atObjectStart))
+            {
+                return false;
+            }
+
+            Rewind(atObjectStart, output, start);
+            return ParseFlatTelemetryObject(nowTs, output, detectTsForm: false) == ObjectOutcome.Ok;
+        }
+
+        ObjectOutcome flat = ParseFlatTelemetryObject(nowTs, output, detectTsForm: true);
+        if (flat != ObjectOutcome.IsTsForm)
+        {
+            return flat == ObjectOutcome.Ok;
+        }
+
+        Rewind(atObjectStart, output, start);
+        return ParseTsObject(output, start) == ObjectOutcome.Ok;
+    }
+
+    private void Rewind(Utf8JsonReader atObjectStart, List<TsKvEntry> output, int start)
+    {
+        output.RemoveRange(start, output.Count - start);
+        _reader = atObjectStart;
+        _error = default;
+    }
+
+    private static bool FirstKeyIsTsOrValues(Utf8JsonReader peek)
+    {
+        return peek.Read() && peek.TokenType == JsonTokenType.PropertyName &&
+            (peek.ValueTextEquals("ts"u8) || peek.ValueTextEquals("values"u8));
+    }
+
+    /// <summary>Scans the object's own keys (skipping values) for both "ts" and "values".</summary>
+    private static bool HasTsAndValues(Utf8JsonReader scan)
+    {
+        bool ts = false, values = false;
+        while (scan.Read() && scan.TokenType == JsonTokenType.PropertyName)
+        {
+            ts |= scan.ValueTextEquals("ts"u8);
+            values |= scan.ValueTextEquals("values"u8);
+            scan.Read();
+            scan.Skip();
+        }
+
+        return ts && values;
+    }
+
+    private ObjectOutcome ParseFlatTelemetryObject(long ts, List<TsKvEntry> output, bool detectTsForm)
+    {
+        bool sawTs = false, sawValues = false;
+        while (true)
+        {
+            Next();
+            if (_reader.TokenType == JsonTokenType.EndObject)
+            {
+                return ObjectOutcome.Ok;
+            }
+
+            if (detectTsForm)
+            {
+                sawTs |= _reader.ValueTextEquals("ts"u8);
+                sawValues |= _reader.ValueTextEquals("values"u8);
+                if (sawTs && sawValues)
+                {
+                    return ObjectOutcome.IsTsForm;
+                }
+            }
+
+            if (!TryReadEntry(out KvEntry entry, out bool present))
+            {
+                return ObjectOutcome.Failed;
+            }
+
+            if (present)
+            {
+                output.Add(new TsKvEntry(ts, entry));
+            }
+        }
+    }
+
+    /// <summary>
+    /// <c>{"ts":ms,"values":{...}}</c> in any key order. Entries are added as "values" is read and
+    /// stamped once "ts" is known. Returns <see cref="ObjectOutcome.IsFlat"/> when a key is missing.
+    /// </summary>
+    private ObjectOutcome ParseTsObject(List<TsKvEntry> output, int start)
+    {
+        long ts = 0;
+        bool sawTs = false, sawValues = false;
+        long badTsAt = -1, badValuesAt = -1;
+        while (true)
+        {
+            Next();
+            if (_reader.TokenType == JsonTokenType.EndObject)
+            {
+                break;
+            }
+
+            if (_reader.ValueTextEquals("ts"u8))
+            {
+                // Duplicate keys: the last one wins, as with the reference's JSON object model.
+                sawTs = true;
+                Next();
+                badTsAt = _reader.TokenType == JsonTokenType.Number && TryGetInt64(out ts) ? -1 : _reader.TokenStartIndex;
+                _reader.Skip();
+            }
+            else if (_reader.ValueTextEquals("values"u8))
+            {
+                sawValues = true;
+                Next();
+                output.RemoveRange(start, output.Count - start);
+                if (_reader.TokenType != JsonTokenType.StartObject)
+                {
+                    badValuesAt = _reader.TokenStartIndex;
+                    _reader.Skip();
+                    continue;
+                }
+
+                badValuesAt = -1;
+                if (ParseFlatTelemetryObject(0, output, detectTsForm: false) != ObjectOutcome.Ok)
+                {
+                    return ObjectOutcome.Failed;
+                }
+            }
+            else
+            {
+                Next();
+                _reader.Skip();
+            }
+        }
+
+        if (!sawTs || !sawValues)
+        {
+            return ObjectOutcome.IsFlat;
+        }
+
+        if (badTsAt >= 0)
+        {
+            Fail($"expected an integer for 'ts' at byte {badTsAt}", badTsAt);
+            return ObjectOutcome.Failed;
+        }
+
+        if (badValuesAt >= 0)
+        {
+            Fail($"expected an object for 'values' at byte {badValuesAt}", badValuesAt);
+            return ObjectOutcome.Failed;
+        }
+
+        foreach (ref TsKvEntry entry in CollectionsMarshal.AsSpan(output)[start..])
+        {
+            entry = new TsKvEntry(ts, entry.Entry);
+        }
+
+        return ObjectOutcome.Ok;
+    }
+
+    private bool ParseAttributeObject(List<KvEntry> output)
+    {
+        while (true)
+        {
+            Next();
+            if (_reader.TokenType == JsonTokenType.EndObject)
+            {
+                return true;
+            }
+
+            if (!TryReadEntry(out KvEntry entry, out bool present))
+            {
+                return false;
+            }
+
+            if (present)
+            {
+                output.Add(entry);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Reads one <c>"key": value</c> pair, the reader being on the property name. A JSON null value
+    /// yields no entry (<paramref name="present"/> false): the reference has no null type, and a device
+    /// sending null for a sensor it cannot read should not lose the rest of its message.
+    /// </summary>
+    private bool TryReadEntry(out KvEntry entry, out bool present)
+    {
+        entry = default;
+        present = false;
+        if (!TryReadKey(out string? key))
+        {
+            return false;
+        }
+
+        Next();
+        switch (_reader.TokenType)
+        {
+            case JsonTokenType.True:
+                entry = new KvEntry(key, true);
+                break;
+            case JsonTokenType.False:
+                entry = new KvEntry(key, false);
+                break;
+            case JsonTokenType.Number:
+                // An integer literal that fits is Long; a fraction, an exponent or a larger integer is Double.
+                if (TryGetInt64(out long integer))
+                {
+                    entry = new KvEntry(key, integer);
+                }
+                else if (TryGetDouble(out double real) && double.IsFinite(real))
+                {
+                    entry = new KvEntry(key, real);
+                }
+                else
+                {
+                    // Utf8JsonReader reads 1e400 as infinity; no stored value or JSON rendering can hold that.
+                    return Fail($"number out of range for '{key}' at byte {_reader.TokenStartIndex}", _reader.TokenStartIndex);
+                }
+
+                break;
+            case JsonTokenType.String:
+                if (!TryGetString(key, out string? text))
+                {
+                    return false;
+                }
+
+                entry = new KvEntry(key, text);
+                break;
+            case JsonTokenType.StartObject:
+            case JsonTokenType.StartArray:
+                if (!TryReadRawJson(key, out string? json))
+                {
+                    return false;
+                }
+
+                entry = new KvEntry(key, json, isJson: true);
+                break;
+            case JsonTokenType.Null:
+                return true;
+            default:
+                return Fail($"unexpected token for '{key}' at byte {_reader.TokenStartIndex}", _reader.TokenStartIndex);
+        }
+
+        present = true;
+        return true;
+    }
+
+    /// <summary>
+    /// <see cref="Utf8JsonReader.TryGetInt64"/> copies a number split across segments to a new array;
+    /// a number that fits (any long or typical double does) is joined on the stack and read by a reader
+    /// over that copy instead, so the rules stay the reader's own.
+    /// </summary>
+    private readonly bool TryGetInt64(out long value)
+    {
+        if (!_reader.HasValueSequence || _reader.ValueSequence.Length > StackNumberLimit)
+        {
+            return _reader.TryGetInt64(out value);
+        }
+
+        Span<byte> scratch = stackalloc byte[StackNumberLimit];
+        Utf8JsonReader number = JoinNumber(scratch);
+        return number.TryGetInt64(out value);
+    }
+
+    /// <inheritdoc cref="TryGetInt64"/>
+    private readonly bool TryGetDouble(out double value)
+    {
+        if (!_reader.HasValueSequence || _reader.ValueSequence.Length > StackNumberLimit)
+        {
+            return _reader.TryGetDouble(out value);
+        }
+
+        Span<byte> scratch = stackalloc byte[StackNumberLimit];
+        Utf8JsonReader number = JoinNumber(scratch);
+        return number.TryGetDouble(out value);
+    }
+
+    private readonly Utf8JsonReader JoinNumber(Span<byte> scratch)
+    {
+        ReadOnlySequence<byte> digits = _reader.ValueSequence;
+        digits.CopyTo(scratch);
+        var number = new Utf8JsonReader(scratch[..(int)digits.Length]);
+        number.Read();
+        return number;
+    }
+
+    private bool TryReadKey([NotNullWhen(true)] out string? key)
+    {
+        long at = _reader.TokenStartIndex;
+        try
+        {
+            if (!_reader.HasValueSequence && !_reader.ValueIsEscaped)
+            {
+                ReadOnlySpan<byte> raw = _reader.ValueSpan;
+                if (raw.IsEmpty)
+                {
+                    key = null;
+                    return Fail($"empty key at byte {at}", at);
+                }
+
+                key = _keys.Intern(raw);
+                return true;
+            }
+
+            // Escaped or split across segments: unescape / join into scratch, then intern the bytes.
+            int maxLength = _reader.HasValueSequence ? checked((int)_reader.ValueSequence.Length) : _reader.ValueSpan.Length;
+            byte[]? rented = null;
+            Span<byte> scratch = maxLength <= StackKeyLimit
+                ? stackalloc byte[StackKeyLimit]
+                : (rented = ArrayPool<byte>.Shared.Rent(maxLength));
+            try
+            {
+                int length = _reader.CopyString(scratch);
+                if (length == 0)
+                {
+                    key = null;
+                    return Fail($"empty key at byte {at}", at);
+                }
+
+                key = _keys.Intern(scratch[..length]);
+                return true;
+            }
+            finally
+            {
+                if (rented is not null)
+                {
+                    ArrayPool<byte>.Shared.Return(rented);
+                }
+            }
+        }
+        catch (Exception ex) when (ex is ArgumentException or InvalidOperationException)
+        {
+            // KeyTable rejects invalid UTF-8 (ArgumentException); the reader rejects bad escapes (InvalidOperationException).
+            key = null;
+            return Fail($"invalid UTF-8 in key at byte {at}", at);
+        }
+    }
+
+    private bool TryGetString(string key, [NotNullWhen(true)] out string? text)
+    {
+        try
+        {
+            text = _reader.GetString()!;
+            return true;
+        }
+        catch (InvalidOperationException)
+        {
+            text = null;
+            return Fail($"invalid UTF-8 in the value of '{key}' at byte {_reader.TokenStartIndex}", _reader.TokenStartIndex);
+        }
+    }
+
+    /// <summary>A nested object or array value: its exact bytes, as the reference keeps JSON values verbatim.</summary>
+    private bool TryReadRawJson(string key, [NotNullWhen(true)] out string? json)
+    {
+        long start = _reader.TokenStartIndex;
+        _reader.Skip();
+        long length = _reader.BytesConsumed - start;
+        try
+        {
+            json = _isSequence
+                ? StrictUtf8.GetString(_sequence.Slice(start, length))
+                : StrictUtf8.GetString(_span.Slice((int)start, (int)length));
+            return true;
+        }
+        catch (ArgumentException)
+        {
+            json = null;
+            return Fail($"invalid UTF-8 in the value of '{key}' at byte {start}", start);
+        }
+    }
+
+    private bool Fail(string message, long bytePosition)
+    {
+        _error = new JsonParseError(message, bytePosition);
+        return false;
+    }
+
+    private void FailSyntax(JsonException ex)
+    {
+        long position = AbsolutePosition(ex);
+        string reason = ex.Message;
+        int suffix = reason.IndexOf(" LineNumber:", StringComparison.Ordinal);
+        if (suffix > 0)
+        {
+            reason = reason[..suffix];
+        }
+
+        _error = new JsonParseError($"malformed JSON at byte {position}: {reason}", position);
+    }
+
+    /// <summary>The reader reports line and byte-in-line; turn that into an offset into the payload.</summary>
+    private readonly long AbsolutePosition(JsonException ex)
+    {
+        if (ex.LineNumber is not long line || ex.BytePositionInLine is not long inLine)
+        {
+            return _reader.BytesConsumed;
+        }
+
+        if (line == 0)
+        {
+            return inLine;
+        }
+
+        // Utf8JsonReader counts lines by '\n' only. Error path: a linear scan is fine.
+        long offset = 0;
+        long lines = 0;
+        if (_isSequence)
+        {
+            foreach (ReadOnlyMemory<byte> segment in _sequence)
+            {
+                if (LineStart(segment.Span, ref offset, ref lines, line))
+                {
+                    return offset + inLine;
+                }
+            }
+        }
+        else if (LineStart(_span, ref offset, ref lines, line))
+        {
+            return offset + inLine;
+        }
+
+        return _reader.BytesConsumed;
+    }
+
+    private static bool LineStart(ReadOnlySpan<byte> chunk, ref long offset, ref long lines, long wanted)
+    {
+        for (int i = 0; i < chunk.Length; i++)
+        {
+            if (chunk[i] == (byte)'\n' && ++lines == wanted)
+            {
+                offset += i + 1;
+                return true;
+            }
+        }
+
+        offset += chunk.Length;
+        return false;
+    }
+}
