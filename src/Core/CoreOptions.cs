@@ -1,0 +1,52 @@
+namespace Perf.Core;
+
+/// <summary>
+/// Settings of the core engine.
+/// </summary>
+/// <remarks>
+/// Durability policy: every mutation is appended to a FASTER <c>FasterLog</c> on a local storage
+/// device under <see cref="DataDir"/>/log. A group-commit loop issues one <c>CommitAsync</c> for all
+/// records appended since the previous commit, at most every <see cref="CommitIntervalMs"/>
+/// milliseconds, and an uplink is acknowledged only after the commit that holds its record completed.
+/// With <see cref="FsyncOnCommit"/> (default) the log device is opened with file buffering disabled
+/// (write-through), so a completed commit survives power loss as far as the disk honours write-through;
+/// without it the OS page cache is used, which survives a killed process (kill -9) but not a power cut.
+/// </remarks>
+public sealed class CoreOptions
+{
+    /// <summary>Root of all persistent state (log, snapshot, OTA files). Default <c>./data</c>.</summary>
+    public string DataDir { get; set; } = "./data";
+
+    /// <summary>Minimum spacing of group commits in milliseconds. Default 2.</summary>
+    public int CommitIntervalMs { get; set; } = 2;
+
+    /// <summary>Write-through log I/O (see the class remarks). Default true.</summary>
+    public bool FsyncOnCommit { get; set; } = true;
+
+    /// <summary>Days of telemetry history kept; 0 keeps it forever.</summary>
+    public int TelemetryRetentionDays { get; set; }
+
+    /// <summary>Largest accepted uplink payload in bytes. Default 65536.</summary>
+    public int MaxPayloadSize { get; set; } = 65536;
+
+    /// <summary>How long a client-side RPC waits for its handler. Default 60 s.</summary>
+    public int ClientRpcTimeoutMs { get; set; } = 60000;
+
+    /// <summary>Concurrent pending server-side RPCs per device before <see cref="RpcStatus.TooManyRequests"/>. Default 10.</summary>
+    public int MaxPendingRpcPerDevice { get; set; } = 10;
+
+    /// <summary>Maximum in-flight messages advertised to devices by <c>getSessionLimits</c>. Default 100.</summary>
+    public int MaxInflightMessages { get; set; } = 100;
+
+    /// <summary>Per-device rate limit advertised by <c>getSessionLimits</c>, reference format "20:1,600:60"; empty = none.</summary>
+    public string DeviceRateLimits { get; set; } = string.Empty;
+
+    /// <summary>
+    /// Log bytes appended since the last snapshot after which a new snapshot is written and the log
+    /// truncated, bounding replay at open. Default 64 MiB.
+    /// </summary>
+    public long CheckpointLogBytes { get; set; } = 64L << 20;
+
+    /// <summary>How long a device claim stays valid when the device does not say. Default 1 day (reference default).</summary>
+    public long DefaultClaimDurationMs { get; set; } = 86_400_000;
+}

@@ -1,0 +1,764 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Perf.Core.Domain;
+using Perf.Core.Internal;
+
+namespace Perf.Core;
+
+/// <summary>
+/// Tenants, customers, users, devices with their access tokens, edges and OTA packages. Reads are
+/// lock-free over concurrent maps; every mutation is a log record and its task completes after the
+/// commit, once the change is visible. Uniqueness (device name per tenant, access token, user e-mail,
+/// edge routing key, OTA title+version per tenant) is checked when the committed record is applied,
+/// on the single apply thread, so concurrent creates cannot both win and replay reaches the same verdict.
+/// </summary>
+public sealed class EntityRegistry
+{
+    /// <summary>Credentials type of access tokens, the only kind supported.</summary>
+    public const string AccessToken = "ACCESS_TOKEN";
+
+    private const int Pbkdf2Iterations = 100_000;
+    private const string TokenAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    private const int MaxTokenChars = 256;
+
+    private readonly UplinkLog _log;
+    private readonly TimeProvider _time;
+    private readonly string _otaDir;
+
+    private readonly ConcurrentDictionary<Guid, Tenant> _tenants = new();
+    private readonly ConcurrentDictionary<Guid, Customer> _customers = new();
+    private readonly ConcurrentDictionary<Guid, User> _users = new();
+    private readonly ConcurrentDictionary<string, Guid> _usersByEmail = new(StringComparer.OrdinalIgnoreCase);
+    private readonly ConcurrentDictionary<Guid, Device> _devices = new();
+    private readonly ConcurrentDictionary<(Guid Tenant, string Name), Guid> _devicesByName = new();
+    private readonly ConcurrentDictionary<Guid, string> _tokensByDevice = new();
+    private readonly ConcurrentDictionary<string, Guid> _devicesByToken = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Guid>.AlternateLookup<ReadOnlySpan<char>> _tokenLookup;
+    private readonly ConcurrentDictionary<Guid, Edge> _edges = new();
+    private readonly ConcurrentDictionary<string, Guid> _edgesByRoutingKey = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<Guid, OtaPackage> _ota = new();
+
+    internal EntityRegistry(UplinkLog log, string dataDir, TimeProvider time)
+    {
+        _log = log;
+        _time = time;
+        _otaDir = Path.Combine(dataDir, "ota");
+        _tokenLookup = _devicesByToken.GetAlternateLookup<ReadOnlySpan<char>>();
+    }
+
+    /// <summary>Raised on the apply thread (live and replay) after a device was removed.</summary>
+    internal event Action<Guid>? DeviceRemoved;
+
+    private long Now => _time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    // ---------------------------------------------------------------- tenants, customers, users
+
+    public Task<RegistryResult<Tenant>> CreateTenantAsync(string title)
+    {
+        if (string.IsNullOrWhiteSpace(title))
+        {
+            return Task.FromResult(RegistryResult<Tenant>.Fail(RegistryStatus.Invalid, "title is required"));
+        }
+        var tenant = new Tenant(Guid.NewGuid(), title, Now);
+        var w = new RecordWriter(RecordKind.Tenant);
+        WriteTenant(ref w, tenant);
+        return _log.Append(ref w, () => ApplyTenant(tenant));
+    }
+
+    public Tenant? GetTenant(Guid id) => _tenants.GetValueOrDefault(id);
+
+    public IReadOnlyList<Tenant> ListTenants() => [.. _tenants.Values.OrderBy(t => t.CreatedTime)];
+
+    public Task<RegistryResult<Customer>> CreateCustomerAsync(Guid tenantId, string title)
+    {
+        if (!_tenants.ContainsKey(tenantId))
+        {
+            return Task.FromResult(RegistryResult<Customer>.Fail(RegistryStatus.NotFound, "tenant not found"));
+        }
+        if (string.IsNullOrWhiteSpace(title))
+        {
+            return Task.FromResult(RegistryResult<Customer>.Fail(RegistryStatus.Invalid, "title is required"));
+        }
+        var customer = new Customer(Guid.NewGuid(), tenantId, title, Now);
+        var w = new RecordWriter(RecordKind.Customer);
+        WriteCustomer(ref w, customer);
+        return _log.Append(ref w, () => ApplyCustomer(customer));
+    }
+
+    public Customer? GetCustomer(Guid id) => _customers.GetValueOrDefault(id);
+
+    public IReadOnlyList<Customer> ListCustomers(Guid tenantId) =>
+        [.. _customers.Values.Where(c => c.TenantId == tenantId).OrderBy(c => c.CreatedTime)];
+
+    /// <summary>Creates a user; the password is stored as a PBKDF2-SHA256 hash (100,000 iterations).</summary>
+    public Task<RegistryResult<User>> CreateUserAsync(
+        Guid tenantId, Guid customerId, string email, Authority authority, string password, string? firstName = null, string? lastName = null)
+    {
+        if (string.IsNullOrWhiteSpace(email) || !email.Contains('@', StringComparison.Ordinal))
+        {
+            return Task.FromResult(RegistryResult<User>.Fail(RegistryStatus.Invalid, "a valid email is required"));
+        }
+        if (authority != Authority.SysAdmin && !_tenants.ContainsKey(tenantId))
+        {
+            return Task.FromResult(RegistryResult<User>.Fail(RegistryStatus.NotFound, "tenant not found"));
+        }
+        if (_usersByEmail.ContainsKey(email))
+        {
+            return Task.FromResult(RegistryResult<User>.Fail(RegistryStatus.Conflict, "a user with this email already exists"));
+        }
+        var user = new User(Guid.NewGuid(), tenantId, customerId, email, authority, HashPassword(password), firstName, lastName, Now);
+        var w = new RecordWriter(RecordKind.User);
+        WriteUser(ref w, user);
+        return _log.Append(ref w, () => ApplyUser(user));
+    }
+
+    public User? GetUser(Guid id) => _users.GetValueOrDefault(id);
+
+    public User? FindUserByEmail(string email) =>
+        _usersByEmail.TryGetValue(email, out var id) ? _users.GetValueOrDefault(id) : null;
+
+    public IReadOnlyList<User> ListUsers(Guid tenantId) =>
+        [.. _users.Values.Where(u => u.TenantId == tenantId).OrderBy(u => u.CreatedTime)];
+
+    /// <summary>The user with this e-mail when the password matches; null otherwise.</summary>
+    public User? VerifyPassword(string email, string password)
+    {
+        var user = FindUserByEmail(email);
+        return user is not null && VerifyPassword(user, password) ? user : null;
+    }
+
+    public static bool VerifyPassword(User user, string password)
+    {
+        ArgumentNullException.ThrowIfNull(user);
+        var parts = user.PasswordHash.Split('$');
+        if (parts.Length != 4 || parts[0] != "pbkdf2-sha256" || !int.TryParse(parts[1], out var iterations))
+        {
+            return false;
+        }
+        var salt = Convert.FromBase64String(parts[2]);
+        var expected = Convert.FromBase64String(parts[3]);
+        var actual = Rfc2898DeriveBytes.Pbkdf2(password, salt, iterations, HashAlgorithmName.SHA256, expected.Length);
+        return CryptographicOperations.FixedTimeEquals(actual, expected);
+    }
+
+    internal static string HashPassword(string password)
+    {
+        var salt = RandomNumberGenerator.GetBytes(16);
+        var hash = Rfc2898DeriveBytes.Pbkdf2(password, salt, Pbkdf2Iterations, HashAlgorithmName.SHA256, 32);
+        return $"pbkdf2-sha256${Pbkdf2Iterations}${Convert.ToBase64String(salt)}${Convert.ToBase64String(hash)}";
+    }
+
+    // ---------------------------------------------------------------- devices
+
+    /// <summary>
+    /// Creates a device with an access token (20 random alphanumerics when <paramref name="accessToken"/> is null).
+    /// <paramref name="additionalInfoJson"/> is a JSON object; <c>"gateway":true</c> makes it a gateway.
+    /// </summary>
+    public Task<RegistryResult<Device>> CreateDeviceAsync(
+        Guid tenantId, string name, string? type = null, string? label = null, string? additionalInfoJson = null,
+        string? accessToken = null, Guid customerId = default)
+    {
+        if (!_tenants.ContainsKey(tenantId))
+        {
+            return Task.FromResult(RegistryResult<Device>.Fail(RegistryStatus.NotFound, "tenant not found"));
+        }
+        if (customerId != Guid.Empty && !_customers.ContainsKey(customerId))
+        {
+            return Task.FromResult(RegistryResult<Device>.Fail(RegistryStatus.NotFound, "customer not found"));
+        }
+        if (Validate(name, additionalInfoJson, accessToken, out var isGateway) is { } error)
+        {
+            return Task.FromResult(RegistryResult<Device>.Fail(RegistryStatus.Invalid, error));
+        }
+        var device = new Device(Guid.NewGuid(), tenantId, customerId, name, string.IsNullOrEmpty(type) ? "default" : type,
+            label, Now, additionalInfoJson, isGateway);
+        return PutDeviceAsync(device, accessToken ?? NewToken());
+    }
+
+    /// <summary>Updates name, type, label and additional info of a device (customer, firmware and token are kept).</summary>
+    public Task<RegistryResult<Device>> UpdateDeviceAsync(Guid id, string name, string? type, string? label, string? additionalInfoJson)
+    {
+        if (!_devices.TryGetValue(id, out var existing))
+        {
+            return Task.FromResult(RegistryResult<Device>.Fail(RegistryStatus.NotFound, "device not found"));
+        }
+        if (Validate(name, additionalInfoJson, null, out var isGateway) is { } error)
+        {
+            return Task.FromResult(RegistryResult<Device>.Fail(RegistryStatus.Invalid, error));
+        }
+        var updated = existing with
+        {
+            Name = name,
+            Type = string.IsNullOrEmpty(type) ? "default" : type,
+            Label = label,
+            AdditionalInfoJson = additionalInfoJson,
+            IsGateway = isGateway,
+        };
+        return PutDeviceAsync(updated, null);
+    }
+
+    public Task<RegistryResult<Device>> AssignDeviceToCustomerAsync(Guid deviceId, Guid customerId)
+    {
+        if (!_devices.TryGetValue(deviceId, out var device))
+        {
+            return Task.FromResult(RegistryResult<Device>.Fail(RegistryStatus.NotFound, "device not found"));
+        }
+        if (!_customers.TryGetValue(customerId, out var customer) || customer.TenantId != device.TenantId)
+        {
+            return Task.FromResult(RegistryResult<Device>.Fail(RegistryStatus.NotFound, "customer not found"));
+        }
+        return PutDeviceAsync(device with { CustomerId = customerId }, null);
+    }
+
+    public Task<RegistryResult<Device>> UnassignDeviceFromCustomerAsync(Guid deviceId)
+    {
+        if (!_devices.TryGetValue(deviceId, out var device))
+        {
+            return Task.FromResult(RegistryResult<Device>.Fail(RegistryStatus.NotFound, "device not found"));
+        }
+        return PutDeviceAsync(device with { CustomerId = Guid.Empty }, null);
+    }
+
+    /// <summary>Sets (or with null clears) the device's firmware. The engine also publishes the fw_* shared attributes.</summary>
+    internal Task<RegistryResult<Device>> SetFirmwareAsync(Guid deviceId, Guid? otaId)
+    {
+        if (!_devices.TryGetValue(deviceId, out var device))
+        {
+            return Task.FromResult(RegistryResult<Device>.Fail(RegistryStatus.NotFound, "device not found"));
+        }
+        if (otaId is { } id && (!_ota.TryGetValue(id, out var package) || package.TenantId != device.TenantId))
+        {
+            return Task.FromResult(RegistryResult<Device>.Fail(RegistryStatus.NotFound, "OTA package not found"));
+        }
+        return PutDeviceAsync(device with { FirmwareId = otaId }, null);
+    }
+
+    /// <summary>Replaces the device's access token (null: generate one).</summary>
+    public Task<RegistryResult<DeviceCredentials>> UpdateAccessTokenAsync(Guid deviceId, string? token)
+    {
+        token ??= NewToken();
+        if (!_devices.ContainsKey(deviceId))
+        {
+            return Task.FromResult(RegistryResult<DeviceCredentials>.Fail(RegistryStatus.NotFound, "device not found"));
+        }
+        if (token.Length is 0 or > MaxTokenChars)
+        {
+            return Task.FromResult(RegistryResult<DeviceCredentials>.Fail(RegistryStatus.Invalid, "token must be 1..256 characters"));
+        }
+        if (_devicesByToken.TryGetValue(token, out var owner) && owner != deviceId)
+        {
+            return Task.FromResult(RegistryResult<DeviceCredentials>.Fail(RegistryStatus.Conflict, "access token already in use"));
+        }
+        var w = new RecordWriter(RecordKind.Credentials);
+        w.WriteGuid(deviceId);
+        w.WriteString(token);
+        return _log.Append(ref w, () => ApplyCredentials(deviceId, token));
+    }
+
+    public Task<RegistryResult<Device>> DeleteDeviceAsync(Guid deviceId)
+    {
+        if (!_devices.ContainsKey(deviceId))
+        {
+            return Task.FromResult(RegistryResult<Device>.Fail(RegistryStatus.NotFound, "device not found"));
+        }
+        var w = new RecordWriter(RecordKind.DeviceDelete);
+        w.WriteGuid(deviceId);
+        return _log.Append(ref w, () => ApplyDeviceDelete(deviceId));
+    }
+
+    public Device? GetDevice(Guid id) => _devices.GetValueOrDefault(id);
+
+    public Device? FindDeviceByName(Guid tenantId, string name) =>
+        _devicesByName.TryGetValue((tenantId, name), out var id) ? _devices.GetValueOrDefault(id) : null;
+
+    public DeviceCredentials? GetCredentials(Guid deviceId) =>
+        _tokensByDevice.TryGetValue(deviceId, out var token) ? new DeviceCredentials(deviceId, AccessToken, token) : null;
+
+    public Device? FindDeviceByToken(string token) =>
+        _devicesByToken.TryGetValue(token, out var id) ? _devices.GetValueOrDefault(id) : null;
+
+    /// <summary>Resolves a UTF-8 access token without allocating (decodes into a stack buffer).</summary>
+    public Device? FindDeviceByToken(ReadOnlySpan<byte> utf8Token)
+    {
+        if (utf8Token.IsEmpty || utf8Token.Length > MaxTokenChars)
+        {
+            return null;
+        }
+        Span<char> chars = stackalloc char[MaxTokenChars];
+        if (!Encoding.UTF8.TryGetChars(utf8Token, chars, out var written))
+        {
+            return null;
+        }
+        return _tokenLookup.TryGetValue(chars[..written], out var id) ? _devices.GetValueOrDefault(id) : null;
+    }
+
+    public int DeviceCount => _devices.Count;
+
+    /// <summary>
+    /// A page of a tenant's devices (optionally one customer's). <paramref name="textSearch"/> matches a
+    /// name substring, case-insensitively; <paramref name="sortProperty"/> is name, createdTime, type or label.
+    /// </summary>
+    public PageResult<Device> ListDevices(
+        Guid tenantId, Guid? customerId, int pageSize, int page, string? textSearch = null, string? sortProperty = null, bool ascending = true)
+    {
+        pageSize = Math.Max(1, pageSize);
+        page = Math.Max(0, page);
+        IEnumerable<Device> query = _devices.Values.Where(d => d.TenantId == tenantId);
+        if (customerId is { } cid)
+        {
+            query = query.Where(d => d.CustomerId == cid);
+        }
+        if (!string.IsNullOrEmpty(textSearch))
+        {
+            query = query.Where(d => d.Name.Contains(textSearch, StringComparison.OrdinalIgnoreCase));
+        }
+        var all = query.ToList();
+        Comparison<Device> compare = sortProperty switch
+        {
+            "name" => (a, b) => string.CompareOrdinal(a.Name, b.Name),
+            "type" => (a, b) => string.CompareOrdinal(a.Type, b.Type),
+            "label" => (a, b) => string.CompareOrdinal(a.Label, b.Label),
+            _ => (a, b) => a.CreatedTime.CompareTo(b.CreatedTime),
+        };
+        all.Sort(ascending ? compare : (a, b) => compare(b, a));
+        var total = all.Count;
+        var totalPages = (total + pageSize - 1) / pageSize;
+        var data = all.Skip(page * pageSize).Take(pageSize).ToArray();
+        return new PageResult<Device>(data, totalPages, total, page + 1 < totalPages);
+    }
+
+    internal IEnumerable<Device> AllDevices => _devices.Values;
+
+    private static string? Validate(string name, string? additionalInfoJson, string? token, out bool isGateway)
+    {
+        isGateway = false;
+        if (string.IsNullOrWhiteSpace(name))
+        {
+            return "name is required";
+        }
+        if (token is not null && token.Length is 0 or > MaxTokenChars)
+        {
+            return "token must be 1..256 characters";
+        }
+        if (!string.IsNullOrEmpty(additionalInfoJson))
+        {
+            try
+            {
+                using var doc = JsonDocument.Parse(additionalInfoJson);
+                if (doc.RootElement.ValueKind != JsonValueKind.Object)
+                {
+                    return "additionalInfo must be a JSON object";
+                }
+                isGateway = doc.RootElement.TryGetProperty("gateway", out var g) && g.ValueKind == JsonValueKind.True;
+            }
+            catch (JsonException e)
+            {
+                return "additionalInfo is not valid JSON: " + e.Message;
+            }
+        }
+        return null;
+    }
+
+    private static string NewToken() => RandomNumberGenerator.GetString(TokenAlphabet, 20);
+
+    private Task<RegistryResult<Device>> PutDeviceAsync(Device device, string? token)
+    {
+        if (_devicesByName.TryGetValue((device.TenantId, device.Name), out var other) && other != device.Id)
+        {
+            return Task.FromResult(RegistryResult<Device>.Fail(RegistryStatus.Conflict, "a device with this name already exists"));
+        }
+        if (token is not null && _devicesByToken.TryGetValue(token, out var owner) && owner != device.Id)
+        {
+            return Task.FromResult(RegistryResult<Device>.Fail(RegistryStatus.Conflict, "access token already in use"));
+        }
+        var w = new RecordWriter(RecordKind.Device);
+        WriteDevice(ref w, device, token);
+        return _log.Append(ref w, () => ApplyDevice(device, token));
+    }
+
+    // ---------------------------------------------------------------- edges
+
+    public Task<RegistryResult<Edge>> CreateEdgeAsync(
+        Guid tenantId, string name, string? type = null, string? routingKey = null, string? secret = null, Guid customerId = default)
+    {
+        if (!_tenants.ContainsKey(tenantId))
+        {
+            return Task.FromResult(RegistryResult<Edge>.Fail(RegistryStatus.NotFound, "tenant not found"));
+        }
+        if (string.IsNullOrWhiteSpace(name))
+        {
+            return Task.FromResult(RegistryResult<Edge>.Fail(RegistryStatus.Invalid, "name is required"));
+        }
+        var edge = new Edge(Guid.NewGuid(), tenantId, customerId, name, string.IsNullOrEmpty(type) ? "default" : type,
+            routingKey ?? Guid.NewGuid().ToString(), secret ?? NewToken(), Now);
+        if (_edgesByRoutingKey.ContainsKey(edge.RoutingKey))
+        {
+            return Task.FromResult(RegistryResult<Edge>.Fail(RegistryStatus.Conflict, "routing key already in use"));
+        }
+        var w = new RecordWriter(RecordKind.Edge);
+        WriteEdge(ref w, edge);
+        return _log.Append(ref w, () => ApplyEdge(edge));
+    }
+
+    public Edge? GetEdge(Guid id) => _edges.GetValueOrDefault(id);
+
+    public Edge? FindEdgeByRoutingKey(string routingKey) =>
+        _edgesByRoutingKey.TryGetValue(routingKey, out var id) ? _edges.GetValueOrDefault(id) : null;
+
+    public IReadOnlyList<Edge> ListEdges(Guid tenantId) =>
+        [.. _edges.Values.Where(e => e.TenantId == tenantId).OrderBy(e => e.CreatedTime)];
+
+    public Task<RegistryResult<Edge>> DeleteEdgeAsync(Guid edgeId)
+    {
+        if (!_edges.ContainsKey(edgeId))
+        {
+            return Task.FromResult(RegistryResult<Edge>.Fail(RegistryStatus.NotFound, "edge not found"));
+        }
+        var w = new RecordWriter(RecordKind.EdgeDelete);
+        w.WriteGuid(edgeId);
+        return _log.Append(ref w, () => ApplyEdgeDelete(edgeId));
+    }
+
+    // ---------------------------------------------------------------- OTA packages
+
+    /// <summary>
+    /// Stores an OTA package: the bytes go to DataDir/ota/{id}.bin (flushed to disk) before the
+    /// record is appended; the checksum is SHA256 (lower-case hex).
+    /// </summary>
+    public async Task<RegistryResult<OtaPackage>> CreateOtaPackageAsync(Guid tenantId, string title, string version, ReadOnlyMemory<byte> data)
+    {
+        if (!_tenants.ContainsKey(tenantId))
+        {
+            return RegistryResult<OtaPackage>.Fail(RegistryStatus.NotFound, "tenant not found");
+        }
+        if (string.IsNullOrWhiteSpace(title) || string.IsNullOrWhiteSpace(version))
+        {
+            return RegistryResult<OtaPackage>.Fail(RegistryStatus.Invalid, "title and version are required");
+        }
+        if (FindOtaPackage(tenantId, title, version) is not null)
+        {
+            return RegistryResult<OtaPackage>.Fail(RegistryStatus.Conflict, "an OTA package with this title and version exists");
+        }
+        var package = new OtaPackage(Guid.NewGuid(), tenantId, title, version, "SHA256",
+            Convert.ToHexStringLower(SHA256.HashData(data.Span)), data.Length, Now);
+        Directory.CreateDirectory(_otaDir);
+        var path = OtaPath(package.Id);
+        await using (var file = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.Read, 1, FileOptions.Asynchronous))
+        {
+            await file.WriteAsync(data);
+            file.Flush(flushToDisk: true);
+        }
+        var w = new RecordWriter(RecordKind.OtaPackage);
+        WriteOta(ref w, package);
+        return await _log.Append(ref w, () => ApplyOta(package));
+    }
+
+    public OtaPackage? GetOtaPackage(Guid id) => _ota.GetValueOrDefault(id);
+
+    public OtaPackage? FindOtaPackage(Guid tenantId, string title, string version) =>
+        _ota.Values.FirstOrDefault(p => p.TenantId == tenantId && p.Title == title && p.Version == version);
+
+    public IReadOnlyList<OtaPackage> ListOtaPackages(Guid tenantId) =>
+        [.. _ota.Values.Where(p => p.TenantId == tenantId).OrderBy(p => p.CreatedTime)];
+
+    /// <summary>Chunk <paramref name="chunkIndex"/> of size <paramref name="chunkSize"/>; empty past the end.</summary>
+    public byte[] ReadOtaChunk(Guid otaId, int chunkSize, int chunkIndex)
+    {
+        if (!_ota.TryGetValue(otaId, out var package) || chunkSize <= 0 || chunkIndex < 0)
+        {
+            return [];
+        }
+        var offset = (long)chunkSize * chunkIndex;
+        if (offset >= package.Size)
+        {
+            return [];
+        }
+        var buffer = new byte[(int)Math.Min(chunkSize, package.Size - offset)];
+        using var handle = File.OpenHandle(OtaPath(otaId));
+        var read = 0;
+        while (read < buffer.Length)
+        {
+            var n = RandomAccess.Read(handle, buffer.AsSpan(read), offset + read);
+            if (n == 0)
+            {
+                break;
+            }
+            read += n;
+        }
+        return read == buffer.Length ? buffer : buffer[..read];
+    }
+
+    private string OtaPath(Guid id) => Path.Combine(_otaDir, id.ToString("N") + ".bin");
+
+    // ---------------------------------------------------------------- apply (live after commit, and replay)
+
+    private RegistryResult<Tenant> ApplyTenant(Tenant tenant)
+    {
+        _tenants[tenant.Id] = tenant;
+        return RegistryResult<Tenant>.Ok(tenant);
+    }
+
+    private RegistryResult<Customer> ApplyCustomer(Customer customer)
+    {
+        _customers[customer.Id] = customer;
+        return RegistryResult<Customer>.Ok(customer);
+    }
+
+    private RegistryResult<User> ApplyUser(User user)
+    {
+        if (_usersByEmail.TryGetValue(user.Email, out var other) && other != user.Id)
+        {
+            return RegistryResult<User>.Fail(RegistryStatus.Conflict, "a user with this email already exists");
+        }
+        if (_users.TryGetValue(user.Id, out var old) && !string.Equals(old.Email, user.Email, StringComparison.OrdinalIgnoreCase))
+        {
+            _usersByEmail.TryRemove(old.Email, out _);
+        }
+        _users[user.Id] = user;
+        _usersByEmail[user.Email] = user.Id;
+        return RegistryResult<User>.Ok(user);
+    }
+
+    private RegistryResult<Device> ApplyDevice(Device device, string? token)
+    {
+        if (_devicesByName.TryGetValue((device.TenantId, device.Name), out var other) && other != device.Id)
+        {
+            return RegistryResult<Device>.Fail(RegistryStatus.Conflict, "a device with this name already exists");
+        }
+        if (token is not null && _devicesByToken.TryGetValue(token, out var owner) && owner != device.Id)
+        {
+            return RegistryResult<Device>.Fail(RegistryStatus.Conflict, "access token already in use");
+        }
+        if (_devices.TryGetValue(device.Id, out var old) && old.Name != device.Name)
+        {
+            _devicesByName.TryRemove((old.TenantId, old.Name), out _);
+        }
+        _devices[device.Id] = device;
+        _devicesByName[(device.TenantId, device.Name)] = device.Id;
+        if (token is not null)
+        {
+            ApplyCredentials(device.Id, token);
+        }
+        return RegistryResult<Device>.Ok(device);
+    }
+
+    private RegistryResult<DeviceCredentials> ApplyCredentials(Guid deviceId, string token)
+    {
+        if (!_devices.ContainsKey(deviceId))
+        {
+            return RegistryResult<DeviceCredentials>.Fail(RegistryStatus.NotFound, "device not found");
+        }
+        if (_devicesByToken.TryGetValue(token, out var owner) && owner != deviceId)
+        {
+            return RegistryResult<DeviceCredentials>.Fail(RegistryStatus.Conflict, "access token already in use");
+        }
+        if (_tokensByDevice.TryGetValue(deviceId, out var old) && old != token)
+        {
+            _devicesByToken.TryRemove(old, out _);
+        }
+        _tokensByDevice[deviceId] = token;
+        _devicesByToken[token] = deviceId;
+        return RegistryResult<DeviceCredentials>.Ok(new DeviceCredentials(deviceId, AccessToken, token));
+    }
+
+    private RegistryResult<Device> ApplyDeviceDelete(Guid deviceId)
+    {
+        if (!_devices.TryRemove(deviceId, out var device))
+        {
+            return RegistryResult<Device>.Fail(RegistryStatus.NotFound, "device not found");
+        }
+        _devicesByName.TryRemove((device.TenantId, device.Name), out _);
+        if (_tokensByDevice.TryRemove(deviceId, out var token))
+        {
+            _devicesByToken.TryRemove(token, out _);
+        }
+        DeviceRemoved?.Invoke(deviceId);
+        return RegistryResult<Device>.Ok(device);
+    }
+
+    private RegistryResult<Edge> ApplyEdge(Edge edge)
+    {
+        if (_edgesByRoutingKey.TryGetValue(edge.RoutingKey, out var other) && other != edge.Id)
+        {
+            return RegistryResult<Edge>.Fail(RegistryStatus.Conflict, "routing key already in use");
+        }
+        _edges[edge.Id] = edge;
+        _edgesByRoutingKey[edge.RoutingKey] = edge.Id;
+        return RegistryResult<Edge>.Ok(edge);
+    }
+
+    private RegistryResult<Edge> ApplyEdgeDelete(Guid edgeId)
+    {
+        if (!_edges.TryRemove(edgeId, out var edge))
+        {
+            return RegistryResult<Edge>.Fail(RegistryStatus.NotFound, "edge not found");
+        }
+        _edgesByRoutingKey.TryRemove(edge.RoutingKey, out _);
+        return RegistryResult<Edge>.Ok(edge);
+    }
+
+    private RegistryResult<OtaPackage> ApplyOta(OtaPackage package)
+    {
+        if (FindOtaPackage(package.TenantId, package.Title, package.Version) is { } other && other.Id != package.Id)
+        {
+            return RegistryResult<OtaPackage>.Fail(RegistryStatus.Conflict, "an OTA package with this title and version exists");
+        }
+        _ota[package.Id] = package;
+        return RegistryResult<OtaPackage>.Ok(package);
+    }
+
+    internal void Replay(RecordKind kind, ref RecordReader r)
+    {
+        switch (kind)
+        {
+            case RecordKind.Tenant:
+                ApplyTenant(new Tenant(r.ReadGuid(), r.ReadString(), r.ReadInt64()));
+                break;
+            case RecordKind.Customer:
+                ApplyCustomer(new Customer(r.ReadGuid(), r.ReadGuid(), r.ReadString(), r.ReadInt64()));
+                break;
+            case RecordKind.User:
+                ApplyUser(new User(r.ReadGuid(), r.ReadGuid(), r.ReadGuid(), r.ReadString(), (Authority)r.ReadByte(), r.ReadString(),
+                    r.ReadNullableString(), r.ReadNullableString(), r.ReadInt64()));
+                break;
+            case RecordKind.Device:
+            {
+                var device = new Device(r.ReadGuid(), r.ReadGuid(), r.ReadGuid(), r.ReadString(), r.ReadString(), r.ReadNullableString(),
+                    r.ReadInt64(), r.ReadNullableString(), r.ReadBool(), r.ReadBool() ? r.ReadGuid() : null);
+                ApplyDevice(device, r.ReadNullableString());
+                break;
+            }
+            case RecordKind.DeviceDelete:
+                ApplyDeviceDelete(r.ReadGuid());
+                break;
+            case RecordKind.Credentials:
+                ApplyCredentials(r.ReadGuid(), r.ReadString());
+                break;
+            case RecordKind.Edge:
+                ApplyEdge(new Edge(r.ReadGuid(), r.ReadGuid(), r.ReadGuid(), r.ReadString(), r.ReadString(), r.ReadString(), r.ReadString(), r.ReadInt64()));
+                break;
+            case RecordKind.EdgeDelete:
+                ApplyEdgeDelete(r.ReadGuid());
+                break;
+            case RecordKind.OtaPackage:
+                ApplyOta(new OtaPackage(r.ReadGuid(), r.ReadGuid(), r.ReadString(), r.ReadString(), r.ReadString(), r.ReadString(), r.ReadInt64(), r.ReadInt64()));
+                break;
+            default:
+                throw new InvalidDataException($"Record kind {kind} is not a registry record.");
+        }
+    }
+
+    /// <summary>Emits records that rebuild the registry (parents before children).</summary>
+    internal void WriteSnapshot(SnapshotWriter snapshot)
+    {
+        foreach (var t in _tenants.Values)
+        {
+            var w = new RecordWriter(RecordKind.Tenant);
+            WriteTenant(ref w, t);
+            snapshot.Write(ref w);
+        }
+        foreach (var c in _customers.Values)
+        {
+            var w = new RecordWriter(RecordKind.Customer);
+            WriteCustomer(ref w, c);
+            snapshot.Write(ref w);
+        }
+        foreach (var u in _users.Values)
+        {
+            var w = new RecordWriter(RecordKind.User);
+            WriteUser(ref w, u);
+            snapshot.Write(ref w);
+        }
+        foreach (var d in _devices.Values)
+        {
+            var w = new RecordWriter(RecordKind.Device);
+            WriteDevice(ref w, d, _tokensByDevice.GetValueOrDefault(d.Id));
+            snapshot.Write(ref w);
+        }
+        foreach (var e in _edges.Values)
+        {
+            var w = new RecordWriter(RecordKind.Edge);
+            WriteEdge(ref w, e);
+            snapshot.Write(ref w);
+        }
+        foreach (var p in _ota.Values)
+        {
+            var w = new RecordWriter(RecordKind.OtaPackage);
+            WriteOta(ref w, p);
+            snapshot.Write(ref w);
+        }
+    }
+
+    private static void WriteTenant(ref RecordWriter w, Tenant t)
+    {
+        w.WriteGuid(t.Id);
+        w.WriteString(t.Title);
+        w.WriteInt64(t.CreatedTime);
+    }
+
+    private static void WriteCustomer(ref RecordWriter w, Customer c)
+    {
+        w.WriteGuid(c.Id);
+        w.WriteGuid(c.TenantId);
+        w.WriteString(c.Title);
+        w.WriteInt64(c.CreatedTime);
+    }
+
+    private static void WriteUser(ref RecordWriter w, User u)
+    {
+        w.WriteGuid(u.Id);
+        w.WriteGuid(u.TenantId);
+        w.WriteGuid(u.CustomerId);
+        w.WriteString(u.Email);
+        w.WriteByte((byte)u.Authority);
+        w.WriteString(u.PasswordHash);
+        w.WriteNullableString(u.FirstName);
+        w.WriteNullableString(u.LastName);
+        w.WriteInt64(u.CreatedTime);
+    }
+
+    private static void WriteDevice(ref RecordWriter w, Device d, string? token)
+    {
+        w.WriteGuid(d.Id);
+        w.WriteGuid(d.TenantId);
+        w.WriteGuid(d.CustomerId);
+        w.WriteString(d.Name);
+        w.WriteString(d.Type);
+        w.WriteNullableString(d.Label);
+        w.WriteInt64(d.CreatedTime);
+        w.WriteNullableString(d.AdditionalInfoJson);
+        w.WriteBool(d.IsGateway);
+        w.WriteBool(d.FirmwareId.HasValue);
+        if (d.FirmwareId is { } fw)
+        {
+            w.WriteGuid(fw);
+        }
+        w.WriteNullableString(token);
+    }
+
+    private static void WriteEdge(ref RecordWriter w, Edge e)
+    {
+        w.WriteGuid(e.Id);
+        w.WriteGuid(e.TenantId);
+        w.WriteGuid(e.CustomerId);
+        w.WriteString(e.Name);
+        w.WriteString(e.Type);
+        w.WriteString(e.RoutingKey);
+        w.WriteString(e.Secret);
+        w.WriteInt64(e.CreatedTime);
+    }
+
+    private static void WriteOta(ref RecordWriter w, OtaPackage p)
+    {
+        w.WriteGuid(p.Id);
+        w.WriteGuid(p.TenantId);
+        w.WriteString(p.Title);
+        w.WriteString(p.Version);
+        w.WriteString(p.ChecksumAlgorithm);
+        w.WriteString(p.Checksum);
+        w.WriteInt64(p.Size);
+        w.WriteInt64(p.CreatedTime);
+    }
+}

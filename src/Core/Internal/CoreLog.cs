@@ -1,0 +1,24 @@
+using Microsoft.Extensions.Logging;
+
+namespace Perf.Core.Internal;
+
+internal static partial class CoreLog
+{
+    [LoggerMessage(1, LogLevel.Error, "Log commit failed; the batch's writers were failed")]
+    public static partial void CommitFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(2, LogLevel.Error, "Checkpoint or retention pass failed")]
+    public static partial void MaintenanceFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(3, LogLevel.Information, "Core opened from {DataDir}: snapshot at {SnapshotAddress} with {SnapshotRecords} records, replayed {Replayed} log records in {ElapsedMs} ms")]
+    public static partial void Opened(ILogger logger, string dataDir, long snapshotAddress, long snapshotRecords, long replayed, long elapsedMs);
+
+    [LoggerMessage(4, LogLevel.Information, "Checkpoint at log address {Address}: {Records} records in {ElapsedMs} ms")]
+    public static partial void Checkpointed(ILogger logger, long address, long records, long elapsedMs);
+
+    [LoggerMessage(5, LogLevel.Warning, "Session push to {ConnectionId} failed")]
+    public static partial void PushFailed(ILogger logger, string connectionId, Exception exception);
+
+    [LoggerMessage(6, LogLevel.Warning, "Subscriber callback for device {DeviceId} failed")]
+    public static partial void SubscriberFailed(ILogger logger, Guid deviceId, Exception exception);
+}

@@ -1,0 +1,243 @@
+using System.Buffers;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Perf.Core.Domain;
+using Perf.Core.Telemetry;
+
+namespace Perf.Core.Internal;
+
+/// <summary>
+/// The transport-neutral device facade. Each uplink is parsed synchronously (the door may release its
+/// buffer when the call returns), appended to the log, and its task completes after the commit; the
+/// change is applied and fanned out before the task completes.
+/// </summary>
+internal sealed class DeviceApi(
+    CoreOptions options, KeyTable keys, EntityRegistry registry, AttributeService attributes, TelemetryService telemetry,
+    RpcService rpc, TimeProvider time) : IDeviceApi
+{
+    private long Now => time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    public Device? Authenticate(ReadOnlySpan<byte> utf8Token) => registry.FindDeviceByToken(utf8Token);
+
+    public Device? Authenticate(string token) => registry.FindDeviceByToken(token);
+
+    public ValueTask<UplinkResult> PostTelemetryAsync(Device device, ReadOnlySequence<byte> json)
+    {
+        if (json.Length > options.MaxPayloadSize)
+        {
+            return new(new UplinkResult(UplinkStatus.TooLarge, $"payload exceeds {options.MaxPayloadSize} bytes"));
+        }
+        var entries = new List<TsKvEntry>();
+        if (!TelemetryJsonParser.TryParseTelemetry(json, Now, keys, entries, out var error))
+        {
+            return new(new UplinkResult(UplinkStatus.BadPayload, error.Message));
+        }
+        return entries.Count == 0 ? new(UplinkResult.Success) : Await(telemetry.SaveAsync(device.Id, entries));
+    }
+
+    public ValueTask<UplinkResult> PostAttributesAsync(Device device, ReadOnlySequence<byte> json)
+    {
+        if (json.Length > options.MaxPayloadSize)
+        {
+            return new(new UplinkResult(UplinkStatus.TooLarge, $"payload exceeds {options.MaxPayloadSize} bytes"));
+        }
+        var entries = new List<KvEntry>();
+        if (!TelemetryJsonParser.TryParseAttributes(json, keys, entries, out var error))
+        {
+            return new(new UplinkResult(UplinkStatus.BadPayload, error.Message));
+        }
+        return entries.Count == 0 ? new(UplinkResult.Success) : Await(attributes.SaveAsync(device.Id, AttributeScope.Client, entries));
+    }
+
+    private static async ValueTask<UplinkResult> Await(Task<bool> write)
+    {
+        try
+        {
+            return await write ? UplinkResult.Success : new UplinkResult(UplinkStatus.NotFound, "device not found");
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            return new UplinkResult(UplinkStatus.Unavailable, "storage unavailable");
+        }
+    }
+
+    public ValueTask<AttributesReply> RequestAttributesAsync(Device device, IReadOnlyList<string>? clientKeys, IReadOnlyList<string>? sharedKeys) =>
+        new(new AttributesReply(
+            attributes.Get(device.Id, AttributeScope.Client, clientKeys),
+            attributes.Get(device.Id, AttributeScope.Shared, sharedKeys)));
+
+    public ValueTask<UplinkResult> RpcReplyAsync(Device device, int requestId, ReadOnlySequence<byte> json)
+    {
+        if (json.Length > options.MaxPayloadSize)
+        {
+            return new(new UplinkResult(UplinkStatus.TooLarge, $"payload exceeds {options.MaxPayloadSize} bytes"));
+        }
+        var body = Encoding.UTF8.GetString(json);
+        return new(rpc.CompleteReply(device.Id, requestId, body)
+            ? UplinkResult.Success
+            : new UplinkResult(UplinkStatus.NotFound, $"no pending RPC {requestId}"));
+    }
+
+    public ValueTask<ClientRpcResult> ClientRpcAsync(Device device, ReadOnlySequence<byte> json, CancellationToken cancellationToken)
+    {
+        if (json.Length > options.MaxPayloadSize)
+        {
+            return new(new ClientRpcResult(new UplinkResult(UplinkStatus.TooLarge, $"payload exceeds {options.MaxPayloadSize} bytes"), null));
+        }
+        string method;
+        string paramsJson;
+        try
+        {
+            var reader = new Utf8JsonReader(json);
+            using var doc = JsonDocument.ParseValue(ref reader);
+            if (doc.RootElement.ValueKind != JsonValueKind.Object ||
+                !doc.RootElement.TryGetProperty("method", out var m) || m.ValueKind != JsonValueKind.String ||
+                string.IsNullOrEmpty(m.GetString()))
+            {
+                return new(new ClientRpcResult(new UplinkResult(UplinkStatus.BadPayload, "expected {\"method\":string,\"params\":...}"), null));
+            }
+            method = m.GetString()!;
+            paramsJson = doc.RootElement.TryGetProperty("params", out var p) ? p.GetRawText() : "{}";
+        }
+        catch (JsonException e)
+        {
+            return new(new ClientRpcResult(new UplinkResult(UplinkStatus.BadPayload, e.Message), null));
+        }
+
+        switch (method)
+        {
+            case "getCurrentTime":
+                return new(new ClientRpcResult(UplinkResult.Success,
+                    "{\"currentTime\":" + Now.ToString(CultureInfo.InvariantCulture) + "}"));
+            case "getSessionLimits":
+                return new(new ClientRpcResult(UplinkResult.Success, SessionLimitsJson()));
+        }
+
+        if (rpc.ClientRpcHandler is not { } handler)
+        {
+            return new(new ClientRpcResult(UplinkResult.Success,
+                "{\"error\":" + JsonSerializer.Serialize("no handler for method '" + method + "'") + "}"));
+        }
+        return CallHandlerAsync(handler, device, method, paramsJson, cancellationToken);
+    }
+
+    private async ValueTask<ClientRpcResult> CallHandlerAsync(ClientRpcHandler handler, Device device, string method, string paramsJson, CancellationToken ct)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        timeout.CancelAfter(options.ClientRpcTimeoutMs);
+        try
+        {
+            var reply = await handler(device, method, paramsJson, timeout.Token).AsTask().WaitAsync(timeout.Token);
+            return new ClientRpcResult(UplinkResult.Success, reply);
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            return new ClientRpcResult(new UplinkResult(UplinkStatus.Timeout, "client RPC timed out"), null);
+        }
+    }
+
+    private string SessionLimitsJson()
+    {
+        var sb = new StringBuilder(128);
+        sb.Append("{\"maxPayloadSize\":").Append(options.MaxPayloadSize.ToString(CultureInfo.InvariantCulture))
+          .Append(",\"maxInflightMessages\":").Append(options.MaxInflightMessages.ToString(CultureInfo.InvariantCulture))
+          .Append(",\"rateLimits\":{");
+        if (!string.IsNullOrEmpty(options.DeviceRateLimits))
+        {
+            sb.Append("\"messages\":").Append(JsonSerializer.Serialize(options.DeviceRateLimits))
+              .Append(",\"telemetryMessages\":").Append(JsonSerializer.Serialize(options.DeviceRateLimits))
+              .Append(",\"telemetryDataPoints\":").Append(JsonSerializer.Serialize(options.DeviceRateLimits));
+        }
+        return sb.Append("}}").ToString();
+    }
+
+    /// <summary>
+    /// Records a claim request as server attributes: <c>claimingAllowed</c>=true and <c>claimData</c>
+    /// = {"secretKey":..,"expirationTime":ms}. An empty body claims without a secret for the default duration.
+    /// </summary>
+    public ValueTask<UplinkResult> ClaimAsync(Device device, ReadOnlySequence<byte> json)
+    {
+        if (json.Length > options.MaxPayloadSize)
+        {
+            return new(new UplinkResult(UplinkStatus.TooLarge, $"payload exceeds {options.MaxPayloadSize} bytes"));
+        }
+        var secretKey = string.Empty;
+        var durationMs = options.DefaultClaimDurationMs;
+        if (!json.IsEmpty)
+        {
+            try
+            {
+                var reader = new Utf8JsonReader(json);
+                using var doc = JsonDocument.ParseValue(ref reader);
+                if (doc.RootElement.ValueKind != JsonValueKind.Object)
+                {
+                    return new(new UplinkResult(UplinkStatus.BadPayload, "claim body must be a JSON object"));
+                }
+                if (doc.RootElement.TryGetProperty("secretKey", out var s) && s.ValueKind == JsonValueKind.String)
+                {
+                    secretKey = s.GetString()!;
+                }
+                if (doc.RootElement.TryGetProperty("durationMs", out var d) && d.TryGetInt64(out var ms) && ms > 0)
+                {
+                    durationMs = ms;
+                }
+            }
+            catch (JsonException e)
+            {
+                return new(new UplinkResult(UplinkStatus.BadPayload, e.Message));
+            }
+        }
+        var claimData = "{\"secretKey\":" + JsonSerializer.Serialize(secretKey) + ",\"expirationTime\":" +
+            (Now + durationMs).ToString(CultureInfo.InvariantCulture) + "}";
+        KvEntry[] entries = [new KvEntry(keys.Intern("claimingAllowed"), true), new KvEntry(keys.Intern("claimData"), claimData, isJson: true)];
+        return Await(attributes.SaveAsync(device.Id, AttributeScope.Server, entries));
+    }
+
+    public ValueTask<FirmwareChunkResult> GetFirmwareChunkAsync(Device device, string? title, string? version, int chunkSize, int chunkIndex)
+    {
+        OtaPackage? package;
+        if (title is not null && version is not null)
+        {
+            package = registry.FindOtaPackage(device.TenantId, title, version);
+        }
+        else
+        {
+            var current = registry.GetDevice(device.Id);
+            package = current?.FirmwareId is { } id ? registry.GetOtaPackage(id) : null;
+        }
+        if (package is null)
+        {
+            return new(new FirmwareChunkResult(new UplinkResult(UplinkStatus.NotFound, "no firmware assigned"), ReadOnlyMemory<byte>.Empty));
+        }
+        if (chunkSize <= 0 || chunkIndex < 0)
+        {
+            return new(new FirmwareChunkResult(new UplinkResult(UplinkStatus.BadPayload, "chunk size and index must be positive"), ReadOnlyMemory<byte>.Empty));
+        }
+        return new(new FirmwareChunkResult(UplinkResult.Success, registry.ReadOtaChunk(package.Id, chunkSize, chunkIndex)));
+    }
+
+    public async ValueTask<Device> GetOrCreateGatewayChildAsync(Device gateway, string name, string? type)
+    {
+        for (var attempt = 0; attempt < 3; attempt++)
+        {
+            if (registry.FindDeviceByName(gateway.TenantId, name) is { } existing)
+            {
+                return existing;
+            }
+            var info = "{\"gateway\":false,\"lastConnectedGateway\":\"" + gateway.Id.ToString() + "\"}";
+            var created = await registry.CreateDeviceAsync(gateway.TenantId, name, type, label: null, additionalInfoJson: info,
+                customerId: gateway.CustomerId);
+            if (created.IsOk)
+            {
+                return created.Value!;
+            }
+            if (created.Status != RegistryStatus.Conflict)
+            {
+                throw new InvalidOperationException($"cannot create gateway child '{name}': {created.Error}");
+            }
+        }
+        return registry.FindDeviceByName(gateway.TenantId, name)
+            ?? throw new InvalidOperationException($"cannot create gateway child '{name}'");
+    }
+}

@@ -1,0 +1,221 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Text;
+using Perf.Core.Telemetry;
+
+namespace Perf.Core.Internal;
+
+/// <summary>Kinds of log records. Values are persisted: append only, never renumber.</summary>
+internal enum RecordKind : byte
+{
+    Tenant = 1,
+    Customer = 2,
+    User = 3,
+    Device = 4,
+    DeviceDelete = 5,
+    Credentials = 6,
+    Edge = 7,
+    EdgeDelete = 8,
+    OtaPackage = 9,
+    Attributes = 10,
+    AttributesDelete = 11,
+    Telemetry = 12,
+    TelemetryDelete = 13,
+}
+
+/// <summary>Flags of a telemetry record: which stores the entries go to.</summary>
+[Flags]
+internal enum TelemetryTarget : byte
+{
+    History = 1,
+    Latest = 2,
+    Both = History | Latest,
+}
+
+/// <summary>
+/// Little-endian writer into a pooled, growing buffer. Strings are a 7-bit-encoded byte length then
+/// UTF-8; null strings are length 0 preceded by a presence byte where nullable. The buffer is handed to
+/// the log with <see cref="Detach"/> and returned to the pool by the log after it was enqueued.
+/// </summary>
+internal struct RecordWriter
+{
+    private byte[] _buffer;
+    private int _position;
+
+    public RecordWriter(RecordKind kind, int sizeHint = 256)
+    {
+        _buffer = ArrayPool<byte>.Shared.Rent(Math.Max(sizeHint, 64));
+        _position = 0;
+        WriteByte((byte)kind);
+    }
+
+    public readonly int Length => _position;
+
+    private Span<byte> Reserve(int count)
+    {
+        if (_position + count > _buffer.Length)
+        {
+            var bigger = ArrayPool<byte>.Shared.Rent(Math.Max(_buffer.Length * 2, _position + count));
+            _buffer.AsSpan(0, _position).CopyTo(bigger);
+            ArrayPool<byte>.Shared.Return(_buffer);
+            _buffer = bigger;
+        }
+        var span = _buffer.AsSpan(_position, count);
+        _position += count;
+        return span;
+    }
+
+    public void WriteByte(byte value) => Reserve(1)[0] = value;
+
+    public void WriteBool(bool value) => WriteByte(value ? (byte)1 : (byte)0);
+
+    public void WriteInt64(long value) => BinaryPrimitives.WriteInt64LittleEndian(Reserve(8), value);
+
+    public void WriteGuid(Guid value) => value.TryWriteBytes(Reserve(16));
+
+    public void WriteVarUInt(uint value)
+    {
+        while (value >= 0x80)
+        {
+            WriteByte((byte)(value | 0x80));
+            value >>= 7;
+        }
+        WriteByte((byte)value);
+    }
+
+    public void WriteString(string value)
+    {
+        var max = Encoding.UTF8.GetMaxByteCount(value.Length);
+        if (max < 128)
+        {
+            Span<byte> scratch = stackalloc byte[128];
+            var n = Encoding.UTF8.GetBytes(value, scratch);
+            WriteVarUInt((uint)n);
+            scratch[..n].CopyTo(Reserve(n));
+            return;
+        }
+        var count = Encoding.UTF8.GetByteCount(value);
+        WriteVarUInt((uint)count);
+        Encoding.UTF8.GetBytes(value, Reserve(count));
+    }
+
+    public void WriteNullableString(string? value)
+    {
+        WriteBool(value is not null);
+        if (value is not null)
+        {
+            WriteString(value);
+        }
+    }
+
+    public void WriteBytes(ReadOnlySpan<byte> value)
+    {
+        WriteVarUInt((uint)value.Length);
+        value.CopyTo(Reserve(value.Length));
+    }
+
+    public void WriteKv(in KvEntry kv)
+    {
+        WriteString(kv.Key);
+        WriteByte((byte)kv.Type);
+        switch (kv.Type)
+        {
+            case DataType.Boolean:
+                WriteBool(kv.BooleanValue);
+                break;
+            case DataType.Long:
+                WriteInt64(kv.LongValue);
+                break;
+            case DataType.Double:
+                WriteInt64(BitConverter.DoubleToInt64Bits(kv.DoubleValue));
+                break;
+            default:
+                WriteString(kv.Text ?? string.Empty);
+                break;
+        }
+    }
+
+    /// <summary>Hands over the pooled buffer; the receiver returns it to <see cref="ArrayPool{T}.Shared"/>.</summary>
+    public byte[] Detach(out int length)
+    {
+        length = _position;
+        var buffer = _buffer;
+        _buffer = [];
+        _position = 0;
+        return buffer;
+    }
+}
+
+/// <summary>Reader over one record; throws <see cref="InvalidDataException"/> on a truncated record.</summary>
+internal ref struct RecordReader
+{
+    private readonly ReadOnlySpan<byte> _data;
+    private int _position;
+    private readonly KeyTable _keys;
+
+    public RecordReader(ReadOnlySpan<byte> data, KeyTable keys)
+    {
+        _data = data;
+        _position = 0;
+        _keys = keys;
+    }
+
+    public readonly bool End => _position >= _data.Length;
+
+    private ReadOnlySpan<byte> Take(int count)
+    {
+        if ((uint)count > (uint)(_data.Length - _position))
+        {
+            throw new InvalidDataException("Truncated log record.");
+        }
+        var span = _data.Slice(_position, count);
+        _position += count;
+        return span;
+    }
+
+    public byte ReadByte() => Take(1)[0];
+
+    public bool ReadBool() => ReadByte() != 0;
+
+    public long ReadInt64() => BinaryPrimitives.ReadInt64LittleEndian(Take(8));
+
+    public Guid ReadGuid() => new(Take(16));
+
+    public uint ReadVarUInt()
+    {
+        uint result = 0;
+        for (var shift = 0; shift < 35; shift += 7)
+        {
+            var b = ReadByte();
+            result |= (uint)(b & 0x7F) << shift;
+            if (b < 0x80)
+            {
+                return result;
+            }
+        }
+        throw new InvalidDataException("Bad varint in log record.");
+    }
+
+    public string ReadString() => Encoding.UTF8.GetString(Take((int)ReadVarUInt()));
+
+    public string ReadKey() => _keys.Intern(Take((int)ReadVarUInt()));
+
+    public string? ReadNullableString() => ReadBool() ? ReadString() : null;
+
+    public byte[] ReadBytes() => Take((int)ReadVarUInt()).ToArray();
+
+    public KvEntry ReadKv()
+    {
+        var key = ReadKey();
+        var type = (DataType)ReadByte();
+        return type switch
+        {
+            DataType.Boolean => new KvEntry(key, ReadBool()),
+            DataType.Long => new KvEntry(key, ReadInt64()),
+            DataType.Double => new KvEntry(key, BitConverter.Int64BitsToDouble(ReadInt64())),
+            DataType.String => new KvEntry(key, ReadString()),
+            DataType.Json => new KvEntry(key, ReadString(), isJson: true),
+            _ => throw new InvalidDataException($"Unknown data type {(byte)type} in log record."),
+        };
+    }
+}

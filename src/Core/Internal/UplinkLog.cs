@@ -1,0 +1,288 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.Threading.Channels;
+using FASTER.core;
+using Microsoft.Extensions.Logging;
+
+namespace Perf.Core.Internal;
+
+/// <summary>A record waiting for the group commit, with what to do once it is durable.</summary>
+internal abstract class PendingRecord
+{
+    /// <summary>Pooled record bytes; null for a barrier (runs in log order, writes nothing).</summary>
+    public byte[]? Buffer;
+    public int Length;
+
+    /// <summary>Applies the record to in-memory state and completes the waiter. Runs on the commit loop.</summary>
+    public abstract void Complete();
+
+    public abstract void Fail(Exception error);
+}
+
+internal sealed class PendingRecord<T>(Func<T> apply) : PendingRecord
+{
+    public readonly TaskCompletionSource<T> Completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public override void Complete()
+    {
+        T result;
+        try
+        {
+            result = apply();
+        }
+        catch (Exception e)
+        {
+            Completion.TrySetException(e);
+            return;
+        }
+        Completion.TrySetResult(result);
+    }
+
+    public override void Fail(Exception error) => Completion.TrySetException(error);
+}
+
+/// <summary>
+/// The durable uplink log: a FASTER <see cref="FasterLog"/> fed by a single group-commit loop.
+/// Writers hand a finished record to a channel; the loop drains everything queued, enqueues it in
+/// channel order, issues one commit, and only then applies each record to memory (in log order, on
+/// the loop thread, so live state is exactly what a replay of the same records produces) and
+/// completes the writers' tasks. Single-threaded apply is what makes uniqueness checks (device names,
+/// tokens) deterministic on replay.
+/// </summary>
+internal sealed class UplinkLog
+{
+    private readonly FasterLog _log;
+    private readonly IDevice _device;
+    private readonly Channel<PendingRecord> _queue =
+        Channel.CreateUnbounded<PendingRecord>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly CancellationTokenSource _crash = new();
+    private readonly TimeSpan _interval;
+    private readonly ILogger _logger;
+    private Func<long, ValueTask>? _afterBatch;
+    private Task? _loop;
+
+    private UplinkLog(FasterLog log, IDevice device, int commitIntervalMs, ILogger logger)
+    {
+        _log = log;
+        _device = device;
+        _interval = TimeSpan.FromMilliseconds(Math.Max(0, commitIntervalMs));
+        _logger = logger;
+    }
+
+    public static async Task<UplinkLog> OpenAsync(string directory, CoreOptions options, ILogger logger, CancellationToken ct)
+    {
+        Directory.CreateDirectory(directory);
+        var device = Devices.CreateLogDevice(
+            Path.Combine(directory, "uplink.log"),
+            preallocateFile: false,
+            deleteOnClose: false,
+            recoverDevice: true,
+            disableFileBuffering: options.FsyncOnCommit);
+        var settings = new FasterLogSettings
+        {
+            LogDevice = device,
+            LogCommitDir = directory,
+            PageSizeBits = 21,
+            MemorySizeBits = 24,
+            SegmentSizeBits = 30,
+            TryRecoverLatest = true,
+            AutoRefreshSafeTailAddress = false,
+        };
+        var log = await FasterLog.CreateAsync(settings, ct);
+        return new UplinkLog(log, device, options.CommitIntervalMs, logger);
+    }
+
+    public long BeginAddress => _log.BeginAddress;
+
+    /// <summary>Committed tail (the loop commits everything it enqueued before it applies).</summary>
+    public long TailAddress => _log.TailAddress;
+
+    /// <summary>Reads every committed record from <paramref name="from"/> to the committed tail.</summary>
+    public long Replay(long from, RecordSink sink)
+    {
+        var start = Math.Max(from, _log.BeginAddress);
+        var end = _log.CommittedUntilAddress;
+        long count = 0;
+        if (start >= end)
+        {
+            return 0;
+        }
+        using var iterator = _log.Scan(start, end, name: null, recover: false);
+        while (iterator.GetNext(MemoryPool<byte>.Shared, out var owner, out var length, out _))
+        {
+            using (owner)
+            {
+                sink(owner.Memory.Span[..length]);
+            }
+            count++;
+        }
+        return count;
+    }
+
+    /// <summary>Starts the commit loop; <paramref name="afterBatch"/> runs on the loop after each applied batch with the committed tail.</summary>
+    public void Start(Func<long, ValueTask> afterBatch)
+    {
+        _afterBatch = afterBatch;
+        _loop = Task.Run(RunAsync);
+    }
+
+    /// <summary>Queues a record; the task completes with <paramref name="apply"/>'s result after the commit that holds it.</summary>
+    public Task<T> Append<T>(ref RecordWriter record, Func<T> apply)
+    {
+        var pending = new PendingRecord<T>(apply);
+        pending.Buffer = record.Detach(out pending.Length);
+        if (!_queue.Writer.TryWrite(pending))
+        {
+            ArrayPool<byte>.Shared.Return(pending.Buffer);
+            return Task.FromException<T>(new ObjectDisposedException(nameof(UplinkLog)));
+        }
+        return pending.Completion.Task;
+    }
+
+    /// <summary>Runs <paramref name="action"/> on the loop after everything queued before it was committed and applied.</summary>
+    public Task<T> Barrier<T>(Func<T> action)
+    {
+        var pending = new PendingRecord<T>(action);
+        if (!_queue.Writer.TryWrite(pending))
+        {
+            return Task.FromException<T>(new ObjectDisposedException(nameof(UplinkLog)));
+        }
+        return pending.Completion.Task;
+    }
+
+    private async Task RunAsync()
+    {
+        var reader = _queue.Reader;
+        var batch = new List<PendingRecord>(256);
+        var lastCommit = Stopwatch.GetTimestamp() - (long)(_interval.TotalSeconds * Stopwatch.Frequency);
+        var crash = _crash.Token;
+        try
+        {
+            while (await reader.WaitToReadAsync(crash))
+            {
+                // Group commit: at most one commit per interval; whatever arrives meanwhile joins it.
+                var wait = _interval - Stopwatch.GetElapsedTime(lastCommit);
+                if (wait > TimeSpan.Zero)
+                {
+                    await Task.Delay(wait, crash);
+                }
+
+                while (reader.TryRead(out var pending))
+                {
+                    batch.Add(pending);
+                }
+
+                var any = false;
+                foreach (var pending in batch)
+                {
+                    if (pending.Buffer is { } buffer)
+                    {
+                        _log.Enqueue(buffer.AsSpan(0, pending.Length));
+                        ArrayPool<byte>.Shared.Return(buffer);
+                        pending.Buffer = null;
+                        any = true;
+                    }
+                }
+
+                lastCommit = Stopwatch.GetTimestamp();
+                if (any)
+                {
+                    try
+                    {
+                        await _log.CommitAsync(crash);
+                    }
+                    catch (Exception e) when (e is not OperationCanceledException)
+                    {
+                        CoreLog.CommitFailed(_logger, e);
+                        foreach (var pending in batch)
+                        {
+                            pending.Fail(e);
+                        }
+                        batch.Clear();
+                        continue;
+                    }
+                }
+
+                crash.ThrowIfCancellationRequested();
+                foreach (var pending in batch)
+                {
+                    pending.Complete();
+                }
+                batch.Clear();
+
+                if (_afterBatch is { } after)
+                {
+                    try
+                    {
+                        await after(_log.TailAddress);
+                    }
+                    catch (Exception e)
+                    {
+                        CoreLog.MaintenanceFailed(_logger, e);
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException) when (crash.IsCancellationRequested)
+        {
+            var dropped = new OperationCanceledException("Engine abandoned.");
+            foreach (var pending in batch)
+            {
+                pending.Fail(dropped);
+            }
+        }
+    }
+
+    /// <summary>Marks everything before <paramref name="address"/> as reclaimable (persisted by the next commit).</summary>
+    public void TruncateUntil(long address) => _log.TruncateUntil(address);
+
+    /// <summary>Graceful stop: no new records, drain and commit the queue.</summary>
+    public async Task StopAsync()
+    {
+        _queue.Writer.TryComplete();
+        if (_loop is not null)
+        {
+            await _loop;
+        }
+    }
+
+    /// <summary>Final commit (persists a truncation) and release of the files.</summary>
+    public async Task CloseAsync()
+    {
+        try
+        {
+            if (_log.TailAddress > _log.CommittedUntilAddress || _log.BeginAddress > _log.CommittedBeginAddress)
+            {
+                await _log.CommitAsync();
+            }
+        }
+        finally
+        {
+            _log.Dispose();
+            _device.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Test seam simulating kill -9: the loop stops at once, nothing more is committed or flushed, and
+    /// the FASTER instance is deliberately not disposed (disposing could flush).
+    /// </summary>
+    public async Task AbandonAsync()
+    {
+        _queue.Writer.TryComplete();
+        await _crash.CancelAsync();
+        if (_loop is not null)
+        {
+            try
+            {
+                await _loop;
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }
+    }
+}
+
+/// <summary>Receives one replayed record.</summary>
+internal delegate void RecordSink(ReadOnlySpan<byte> record);

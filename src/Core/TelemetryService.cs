@@ -1,0 +1,510 @@
+using System.Collections.Concurrent;
+using Perf.Core.Internal;
+using Perf.Core.Telemetry;
+
+namespace Perf.Core;
+
+/// <summary>Aggregation of a history query, as in the reference's <c>agg</c> parameter.</summary>
+public enum Aggregation : byte
+{
+    None = 0,
+    Min,
+    Max,
+    Avg,
+    Sum,
+    Count,
+}
+
+/// <summary>
+/// Time series per device and key: the latest value and the history, kept in memory as sorted
+/// per-(device, key) series rebuilt at open from snapshot + log, and trimmed by retention. Writes are
+/// durable log records applied after commit; subscribers are notified after apply.
+/// </summary>
+public sealed class TelemetryService
+{
+    private const int SnapshotChunk = 4096;
+
+    private readonly UplinkLog _log;
+    private readonly EntityRegistry _registry;
+    private readonly SubscriptionHub _hub;
+    private readonly ConcurrentDictionary<Guid, ConcurrentDictionary<string, Series>> _devices = new();
+
+    internal TelemetryService(UplinkLog log, EntityRegistry registry, SubscriptionHub hub)
+    {
+        _log = log;
+        _registry = registry;
+        _hub = hub;
+    }
+
+    /// <summary>Saves telemetry (history and latest); false when the device does not exist.</summary>
+    public Task<bool> SaveAsync(Guid deviceId, IReadOnlyList<TsKvEntry> entries)
+    {
+        ArgumentNullException.ThrowIfNull(entries);
+        if (_registry.GetDevice(deviceId) is null)
+        {
+            return Task.FromResult(false);
+        }
+        if (entries.Count == 0)
+        {
+            return Task.FromResult(true);
+        }
+        var w = new RecordWriter(RecordKind.Telemetry, 32 + entries.Count * 32);
+        WriteEntries(ref w, deviceId, TelemetryTarget.Both, entries);
+        return _log.Append(ref w, () =>
+        {
+            if (!Apply(deviceId, TelemetryTarget.Both, entries))
+            {
+                return false;
+            }
+            _hub.Publish(new DeviceUpdate(deviceId, DeviceUpdateKind.Telemetry, null, entries, []));
+            return true;
+        });
+    }
+
+    /// <summary>
+    /// In-process subscription to a device's committed telemetry and attribute changes. The callback
+    /// runs on the commit loop: keep it short (enqueue and return).
+    /// </summary>
+    public IDisposable Subscribe(Guid deviceId, Action<DeviceUpdate> callback) => _hub.Subscribe(deviceId, callback);
+
+    /// <summary>Keys with telemetry for the device.</summary>
+    public IReadOnlyList<string> GetKeys(Guid deviceId) =>
+        _devices.TryGetValue(deviceId, out var series) ? [.. series.Keys] : [];
+
+    /// <summary>Latest values; null <paramref name="keys"/> means all keys. Keys without a latest value are skipped.</summary>
+    public IReadOnlyList<TsKvEntry> GetLatest(Guid deviceId, IReadOnlyList<string>? keys = null)
+    {
+        if (!_devices.TryGetValue(deviceId, out var device))
+        {
+            return [];
+        }
+        var result = new List<TsKvEntry>();
+        if (keys is null)
+        {
+            foreach (var series in device.Values)
+            {
+                if (series.TryGetLatest(out var latest))
+                {
+                    result.Add(latest);
+                }
+            }
+        }
+        else
+        {
+            foreach (var key in keys)
+            {
+                if (device.TryGetValue(key, out var series) && series.TryGetLatest(out var latest))
+                {
+                    result.Add(latest);
+                }
+            }
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// History of one key over [<paramref name="startTs"/>, <paramref name="endTs"/>). With
+    /// <see cref="Aggregation.None"/> the raw points, at most <paramref name="limit"/>, newest first when
+    /// <paramref name="descending"/>. Otherwise buckets of <paramref name="intervalMs"/> from startTs; each
+    /// non-empty bucket yields one point stamped at the bucket's middle (as the reference does). MIN, MAX
+    /// and SUM of integers stay integers, AVG is a double, COUNT counts every value; non-numeric values are
+    /// ignored by MIN/MAX/SUM/AVG.
+    /// </summary>
+    public IReadOnlyList<TsKvEntry> Query(
+        Guid deviceId, string key, long startTs, long endTs, long intervalMs, int limit, Aggregation agg, bool descending)
+    {
+        if (!_devices.TryGetValue(deviceId, out var device) || !device.TryGetValue(key, out var series) || endTs <= startTs)
+        {
+            return [];
+        }
+        limit = limit <= 0 ? int.MaxValue : limit;
+        var points = series.Range(startTs, endTs);
+        List<TsKvEntry> result;
+        if (agg == Aggregation.None)
+        {
+            result = new List<TsKvEntry>(Math.Min(points.Length, limit));
+            if (descending)
+            {
+                for (var i = points.Length - 1; i >= 0 && result.Count < limit; i--)
+                {
+                    result.Add(points[i]);
+                }
+            }
+            else
+            {
+                for (var i = 0; i < points.Length && result.Count < limit; i++)
+                {
+                    result.Add(points[i]);
+                }
+            }
+            return result;
+        }
+
+        if (intervalMs <= 0)
+        {
+            intervalMs = endTs - startTs;
+        }
+        result = [];
+        var index = 0;
+        for (var bucketStart = startTs; bucketStart < endTs && index < points.Length; bucketStart += intervalMs)
+        {
+            var bucketEnd = Math.Min(bucketStart + intervalMs, endTs);
+            var accumulator = new Accumulator();
+            while (index < points.Length && points[index].Ts < bucketEnd)
+            {
+                if (points[index].Ts >= bucketStart)
+                {
+                    accumulator.Add(points[index].Entry);
+                }
+                index++;
+            }
+            if (accumulator.TryGetResult(key, agg, out var value))
+            {
+                result.Add(new TsKvEntry(bucketStart + (bucketEnd - bucketStart) / 2, value));
+            }
+            if (bucketStart > long.MaxValue - intervalMs)
+            {
+                break;
+            }
+        }
+        if (descending)
+        {
+            result.Reverse();
+        }
+        if (result.Count > limit)
+        {
+            result.RemoveRange(limit, result.Count - limit);
+        }
+        return result;
+    }
+
+    /// <summary>Deletes keys' latest values and/or their history in [startTs, endTs).</summary>
+    public Task DeleteAsync(Guid deviceId, IReadOnlyList<string> keys, bool deleteLatest, bool deleteHistory,
+        long startTs = long.MinValue, long endTs = long.MaxValue)
+    {
+        ArgumentNullException.ThrowIfNull(keys);
+        if (keys.Count == 0 || !_devices.ContainsKey(deviceId))
+        {
+            return Task.CompletedTask;
+        }
+        var w = new RecordWriter(RecordKind.TelemetryDelete);
+        w.WriteGuid(deviceId);
+        w.WriteBool(deleteLatest);
+        w.WriteBool(deleteHistory);
+        w.WriteInt64(startTs);
+        w.WriteInt64(endTs);
+        w.WriteVarUInt((uint)keys.Count);
+        foreach (var key in keys)
+        {
+            w.WriteString(key);
+        }
+        return _log.Append(ref w, () =>
+        {
+            ApplyDelete(deviceId, keys, deleteLatest, deleteHistory, startTs, endTs);
+            return true;
+        });
+    }
+
+    internal static void WriteEntries(ref RecordWriter w, Guid deviceId, TelemetryTarget target, IReadOnlyList<TsKvEntry> entries)
+    {
+        w.WriteGuid(deviceId);
+        w.WriteByte((byte)target);
+        w.WriteVarUInt((uint)entries.Count);
+        for (var i = 0; i < entries.Count; i++)
+        {
+            var e = entries[i];
+            w.WriteInt64(e.Ts);
+            w.WriteKv(e.Entry);
+        }
+    }
+
+    internal bool Apply(Guid deviceId, TelemetryTarget target, IReadOnlyList<TsKvEntry> entries)
+    {
+        if (_registry.GetDevice(deviceId) is null)
+        {
+            return false;
+        }
+        var device = _devices.GetOrAdd(deviceId, static _ => new ConcurrentDictionary<string, Series>(StringComparer.Ordinal));
+        for (var i = 0; i < entries.Count; i++)
+        {
+            var e = entries[i];
+            var series = device.GetOrAdd(e.Entry.Key, static _ => new Series());
+            series.Add(e, target);
+        }
+        return true;
+    }
+
+    private void ApplyDelete(Guid deviceId, IReadOnlyList<string> keys, bool deleteLatest, bool deleteHistory, long startTs, long endTs)
+    {
+        if (!_devices.TryGetValue(deviceId, out var device))
+        {
+            return;
+        }
+        foreach (var key in keys)
+        {
+            if (device.TryGetValue(key, out var series) && series.Delete(deleteLatest, deleteHistory, startTs, endTs))
+            {
+                device.TryRemove(key, out _);
+            }
+        }
+    }
+
+    internal void RemoveDevice(Guid deviceId) => _devices.TryRemove(deviceId, out _);
+
+    /// <summary>Drops history older than <paramref name="cutoffTs"/> (latest values are kept).</summary>
+    internal void TrimBefore(long cutoffTs)
+    {
+        foreach (var device in _devices.Values)
+        {
+            foreach (var series in device.Values)
+            {
+                series.TrimBefore(cutoffTs);
+            }
+        }
+    }
+
+    internal void Replay(RecordKind kind, ref RecordReader r)
+    {
+        var deviceId = r.ReadGuid();
+        if (kind == RecordKind.Telemetry)
+        {
+            var target = (TelemetryTarget)r.ReadByte();
+            var count = (int)r.ReadVarUInt();
+            var entries = new TsKvEntry[count];
+            for (var i = 0; i < count; i++)
+            {
+                var ts = r.ReadInt64();
+                entries[i] = new TsKvEntry(ts, r.ReadKv());
+            }
+            Apply(deviceId, target, entries);
+        }
+        else
+        {
+            var deleteLatest = r.ReadBool();
+            var deleteHistory = r.ReadBool();
+            var startTs = r.ReadInt64();
+            var endTs = r.ReadInt64();
+            var count = (int)r.ReadVarUInt();
+            var keys = new string[count];
+            for (var i = 0; i < count; i++)
+            {
+                keys[i] = r.ReadKey();
+            }
+            ApplyDelete(deviceId, keys, deleteLatest, deleteHistory, startTs, endTs);
+        }
+    }
+
+    internal void WriteSnapshot(SnapshotWriter snapshot)
+    {
+        foreach (var (deviceId, device) in _devices)
+        {
+            foreach (var series in device.Values)
+            {
+                var history = series.Range(long.MinValue, long.MaxValue);
+                for (var offset = 0; offset < history.Length; offset += SnapshotChunk)
+                {
+                    var chunk = new ArraySegment<TsKvEntry>(history, offset, Math.Min(SnapshotChunk, history.Length - offset));
+                    var w = new RecordWriter(RecordKind.Telemetry, 32 + chunk.Count * 24);
+                    WriteEntries(ref w, deviceId, TelemetryTarget.History, chunk);
+                    snapshot.Write(ref w);
+                }
+                if (series.TryGetLatest(out var latest))
+                {
+                    var w = new RecordWriter(RecordKind.Telemetry);
+                    WriteEntries(ref w, deviceId, TelemetryTarget.Latest, [latest]);
+                    snapshot.Write(ref w);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// One (device, key) series: a ts-sorted list (one point per ts, a later write at the same ts
+    /// replaces it, as the reference's primary key does) and the latest value. Written only by the
+    /// apply thread; a short lock keeps concurrent readers consistent.
+    /// </summary>
+    private sealed class Series
+    {
+        private readonly Lock _lock = new();
+        private readonly List<TsKvEntry> _history = [];
+        private TsKvEntry _latest;
+        private bool _hasLatest;
+
+        public void Add(TsKvEntry entry, TelemetryTarget target)
+        {
+            lock (_lock)
+            {
+                if ((target & TelemetryTarget.History) != 0)
+                {
+                    var count = _history.Count;
+                    if (count == 0 || _history[count - 1].Ts < entry.Ts)
+                    {
+                        _history.Add(entry);
+                    }
+                    else
+                    {
+                        var index = FindFirstAtOrAfter(entry.Ts);
+                        if (index < count && _history[index].Ts == entry.Ts)
+                        {
+                            _history[index] = entry;
+                        }
+                        else
+                        {
+                            _history.Insert(index, entry);
+                        }
+                    }
+                }
+                if ((target & TelemetryTarget.Latest) != 0 && (!_hasLatest || entry.Ts >= _latest.Ts))
+                {
+                    _latest = entry;
+                    _hasLatest = true;
+                }
+            }
+        }
+
+        public bool TryGetLatest(out TsKvEntry latest)
+        {
+            lock (_lock)
+            {
+                latest = _latest;
+                return _hasLatest;
+            }
+        }
+
+        public TsKvEntry[] Range(long startTs, long endTs)
+        {
+            lock (_lock)
+            {
+                var from = FindFirstAtOrAfter(startTs);
+                var to = endTs == long.MaxValue ? _history.Count : FindFirstAtOrAfter(endTs);
+                if (to <= from)
+                {
+                    return [];
+                }
+                var result = new TsKvEntry[to - from];
+                _history.CopyTo(from, result, 0, result.Length);
+                return result;
+            }
+        }
+
+        /// <summary>Returns true when the series is now empty.</summary>
+        public bool Delete(bool latest, bool history, long startTs, long endTs)
+        {
+            lock (_lock)
+            {
+                if (history)
+                {
+                    var from = FindFirstAtOrAfter(startTs);
+                    var to = endTs == long.MaxValue ? _history.Count : FindFirstAtOrAfter(endTs);
+                    if (to > from)
+                    {
+                        _history.RemoveRange(from, to - from);
+                    }
+                }
+                if (latest)
+                {
+                    _hasLatest = false;
+                    _latest = default;
+                }
+                return !_hasLatest && _history.Count == 0;
+            }
+        }
+
+        public void TrimBefore(long cutoffTs)
+        {
+            lock (_lock)
+            {
+                var to = FindFirstAtOrAfter(cutoffTs);
+                if (to > 0)
+                {
+                    _history.RemoveRange(0, to);
+                }
+            }
+        }
+
+        private int FindFirstAtOrAfter(long ts)
+        {
+            int lo = 0, hi = _history.Count;
+            while (lo < hi)
+            {
+                var mid = (lo + hi) >>> 1;
+                if (_history[mid].Ts < ts)
+                {
+                    lo = mid + 1;
+                }
+                else
+                {
+                    hi = mid;
+                }
+            }
+            return lo;
+        }
+    }
+
+    private struct Accumulator
+    {
+        private long _count;
+        private long _numeric;
+        private bool _allLong;
+        private long _longSum;
+        private double _doubleSum;
+        private double _min;
+        private double _max;
+        private long _longMin;
+        private long _longMax;
+
+        public void Add(in KvEntry entry)
+        {
+            _count++;
+            var value = entry.AsDouble();
+            if (double.IsNaN(value))
+            {
+                return;
+            }
+            if (_numeric == 0)
+            {
+                _allLong = true;
+                _min = _max = value;
+                _longMin = long.MaxValue;
+                _longMax = long.MinValue;
+            }
+            _numeric++;
+            _doubleSum += value;
+            _min = Math.Min(_min, value);
+            _max = Math.Max(_max, value);
+            if (entry.Type == DataType.Long)
+            {
+                _longSum = unchecked(_longSum + entry.LongValue);
+                _longMin = Math.Min(_longMin, entry.LongValue);
+                _longMax = Math.Max(_longMax, entry.LongValue);
+            }
+            else
+            {
+                _allLong = false;
+            }
+        }
+
+        public readonly bool TryGetResult(string key, Aggregation agg, out KvEntry result)
+        {
+            if (agg == Aggregation.Count)
+            {
+                result = new KvEntry(key, _count);
+                return _count > 0;
+            }
+            result = default;
+            if (_numeric == 0)
+            {
+                return false;
+            }
+            result = agg switch
+            {
+                Aggregation.Min => _allLong ? new KvEntry(key, _longMin) : new KvEntry(key, _min),
+                Aggregation.Max => _allLong ? new KvEntry(key, _longMax) : new KvEntry(key, _max),
+                Aggregation.Sum => _allLong ? new KvEntry(key, _longSum) : new KvEntry(key, _doubleSum),
+                Aggregation.Avg => new KvEntry(key, _doubleSum / _numeric),
+                _ => throw new ArgumentOutOfRangeException(nameof(agg)),
+            };
+            return true;
+        }
+    }
+}
