@@ -1,4 +1,4 @@
 using Perf.Api.Hosting;
 
-await using var host = PerfHost.Build(args);
+await using var host = await PerfHost.CreateAsync(args);
 await host.RunAsync();

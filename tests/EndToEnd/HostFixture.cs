@@ -31,7 +31,7 @@ public sealed class HostFixture : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        _host = PerfHost.Build([], FreePortSettings(DataDir));
+        _host = await PerfHost.CreateAsync([], FreePortSettings(DataDir));
         await _host.StartAsync();
     }
 

@@ -6,7 +6,7 @@ internal static class HealthEndpoints
     public static void MapHealthEndpoints(this WebApplication app)
     {
         app.MapGet("/health", () => Results.Json(new { status = "UP" }));
-        app.MapGet("/ready", (BoundEndpoints endpoints) => endpoints.AllBound
+        app.MapGet("/ready", (BoundEndpoints endpoints, Perf.Core.PerfEngine engine) => endpoints.AllBound && engine.IsReady
             ? Results.Json(new { status = "READY" })
             : Results.Json(new { status = "STARTING" }, statusCode: StatusCodes.Status503ServiceUnavailable));
     }

@@ -1,6 +1,8 @@
 using System.Net;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Perf.Api.Rest;
 using Perf.Coap;
+using Perf.Core;
 using Perf.Kestrel.Tcp;
 
 namespace Perf.Api.Hosting;
@@ -14,21 +16,23 @@ public sealed class PerfHost : IAsyncDisposable
     private readonly ListenOptions?[] _listeners;
     private bool _disposed;
 
-    private PerfHost(WebApplication app, HostSettings settings, ListenOptions?[] listeners)
+    private PerfHost(WebApplication app, PerfEngine engine, HostSettings settings, ListenOptions?[] listeners)
     {
         App = app;
+        Engine = engine;
         Settings = settings;
         _listeners = listeners;
         Endpoints = app.Services.GetRequiredService<BoundEndpoints>();
     }
 
     public WebApplication App { get; }
+    public PerfEngine Engine { get; }
     public HostSettings Settings { get; }
     public BoundEndpoints Endpoints { get; }
     public IServiceProvider Services => App.Services;
 
-    /// <summary>Builds the host. <paramref name="overrides"/> win over appsettings and environment (tests use it).</summary>
-    public static PerfHost Build(string[] args, IReadOnlyDictionary<string, string?>? overrides = null)
+    /// <summary>Opens storage and builds the host. <paramref name="overrides"/> win over appsettings and environment (tests use it).</summary>
+    public static async Task<PerfHost> CreateAsync(string[] args, IReadOnlyDictionary<string, string?>? overrides = null, CancellationToken cancellationToken = default)
     {
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions
         {
@@ -44,6 +48,15 @@ public sealed class PerfHost : IAsyncDisposable
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = settings.ShutdownGrace);
         builder.Services.AddSingleton(settings);
         builder.Services.AddSingleton<BoundEndpoints>();
+
+        // The core: storage is opened (and the log replayed) before any door accepts a connection.
+        var coreOptions = CoreSettings.From(builder.Configuration, settings.DataDir);
+        using var bootLoggers = LoggerFactory.Create(logging => logging.AddConfiguration(builder.Configuration.GetSection("Logging")).AddSimpleConsole(o => o.SingleLine = true));
+        var engine = await PerfEngine.OpenAsync(coreOptions, bootLoggers, cancellationToken);
+        builder.Services.AddSingleton(engine);
+        builder.Services.AddSingleton(engine.DeviceApi);
+        builder.Services.AddSingleton(engine.Sessions);
+        builder.Services.AddRestApi(builder.Configuration, settings.DataDir);
 
         // The doors: each is an AddXxx() here and a UseXxx() on its endpoint below.
         builder.Services.AddTcpIntegration();
@@ -87,8 +100,11 @@ public sealed class PerfHost : IAsyncDisposable
         });
 
         var app = builder.Build();
+        app.UseWebSockets();
         app.MapHealthEndpoints();
-        return new PerfHost(app, settings, listeners);
+        app.MapRestApi();
+        await DefaultAccounts.EnsureAsync(engine, builder.Configuration, app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Perf.Host"));
+        return new PerfHost(app, engine, settings, listeners);
     }
 
     /// <summary>Starts every door and records the bound addresses.</summary>
@@ -132,6 +148,7 @@ public sealed class PerfHost : IAsyncDisposable
         _disposed = true;
         await App.StopAsync();
         await App.DisposeAsync();
+        await Engine.DisposeAsync();
     }
 
     private static IPEndPoint? Report(ILogger logger, string door, string scheme, ListenOptions? listener, bool enabled = true)

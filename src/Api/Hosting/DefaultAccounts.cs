@@ -1,0 +1,54 @@
+using Perf.Core;
+using Perf.Core.Domain;
+
+namespace Perf.Api.Hosting;
+
+/// <summary>
+/// First start: a system administrator and a default tenant with its administrator. Overridable with
+/// SYSADMIN_EMAIL / SYSADMIN_PASSWORD / TENANT_ADMIN_EMAIL / TENANT_ADMIN_PASSWORD. Passwords are
+/// printed only when they are the documented defaults.
+/// </summary>
+internal static partial class DefaultAccounts
+{
+    public static async Task EnsureAsync(PerfEngine engine, IConfiguration configuration, ILogger logger)
+    {
+        var registry = engine.Registry;
+        var sysEmail = configuration["SYSADMIN_EMAIL"] ?? "sysadmin@example.com";
+        var sysPassword = configuration["SYSADMIN_PASSWORD"];
+        if (registry.FindUserByEmail(sysEmail) is null)
+        {
+            var created = await registry.CreateUserAsync(Guid.Empty, Guid.Empty, sysEmail, Authority.SysAdmin, sysPassword ?? "sysadmin");
+            EnsureCreated(created.Status, created.Error, "system administrator");
+            Created(logger, "system administrator", sysEmail, sysPassword is null ? "sysadmin" : "(from configuration)");
+        }
+
+        var tenantEmail = configuration["TENANT_ADMIN_EMAIL"] ?? "tenant@example.com";
+        var tenantPassword = configuration["TENANT_ADMIN_PASSWORD"];
+        if (registry.FindUserByEmail(tenantEmail) is null)
+        {
+            var tenants = registry.ListTenants();
+            var tenant = tenants.Count > 0 ? tenants[0] : null;
+            if (tenant is null)
+            {
+                var createdTenant = await registry.CreateTenantAsync("Default tenant");
+                EnsureCreated(createdTenant.Status, createdTenant.Error, "default tenant");
+                tenant = createdTenant.Value!;
+            }
+
+            var created = await registry.CreateUserAsync(tenant.Id, Guid.Empty, tenantEmail, Authority.TenantAdmin, tenantPassword ?? "tenant");
+            EnsureCreated(created.Status, created.Error, "tenant administrator");
+            Created(logger, "tenant administrator", tenantEmail, tenantPassword is null ? "tenant" : "(from configuration)");
+        }
+    }
+
+    private static void EnsureCreated(RegistryStatus status, string? error, string what)
+    {
+        if (status != RegistryStatus.Ok)
+        {
+            throw new InvalidOperationException($"could not create the {what}: {error}");
+        }
+    }
+
+    [LoggerMessage(EventId = 10, Level = LogLevel.Information, Message = "Created {Role} {Email} with password {Password}")]
+    private static partial void Created(ILogger logger, string role, string email, string password);
+}

@@ -1,0 +1,171 @@
+using System.Text.Json.Nodes;
+using Perf.Core;
+using Perf.Core.Domain;
+
+namespace Perf.Api.Rest;
+
+/// <summary>Devices and their credentials, in the reference's paths and shapes.</summary>
+internal static class DeviceEndpoints
+{
+    public static void MapDeviceEndpoints(this RouteGroupBuilder api)
+    {
+        api.MapPost("/device", async (HttpContext context, PerfEngine engine, string? accessToken) =>
+        {
+            var user = JwtAuthFilter.GetUser(context);
+            var (body, error) = await RestBody.ReadObjectAsync(context.Request);
+            if (error is not null)
+            {
+                return error;
+            }
+
+            var name = RestBody.String(body!, "name");
+            if (string.IsNullOrWhiteSpace(name))
+            {
+                return ApiError.BadRequest("Device name should be specified!");
+            }
+
+            var info = body!["additionalInfo"] is JsonObject o ? o.ToJsonString() : null;
+            var registry = engine.Registry;
+            RegistryResult<Device> result;
+            if (EntityJson.ReadId(body["id"]) is { } id && id != Guid.Empty)
+            {
+                if (registry.GetDevice(id) is not { } existing || existing.TenantId != user.TenantId)
+                {
+                    return ApiError.NotFound();
+                }
+
+                result = await registry.UpdateDeviceAsync(id, name, RestBody.String(body, "type"), RestBody.String(body, "label"), info);
+                if (result.IsOk && !string.IsNullOrEmpty(accessToken))
+                {
+                    var credentials = await registry.UpdateAccessTokenAsync(id, accessToken);
+                    if (!credentials.IsOk)
+                    {
+                        return TenantEndpoints.RegistryError(credentials.Status, credentials.Error);
+                    }
+                }
+            }
+            else
+            {
+                var customerId = EntityJson.ReadId(body["customerId"]) ?? Guid.Empty;
+                if (customerId != Guid.Empty && (registry.GetCustomer(customerId) is not { } c || c.TenantId != user.TenantId))
+                {
+                    return ApiError.BadRequest("'customerId' is not a customer of your tenant");
+                }
+
+                result = await registry.CreateDeviceAsync(
+                    user.TenantId, name, RestBody.String(body, "type"), RestBody.String(body, "label"), info,
+                    string.IsNullOrEmpty(accessToken) ? null : accessToken, customerId);
+            }
+
+            return result.IsOk ? Results.Json(EntityJson.Device(result.Value!)) : TenantEndpoints.RegistryError(result.Status, result.Error);
+        }).Roles(Authority.TenantAdmin);
+
+        api.MapGet("/device/{id:guid}", (Guid id, HttpContext context, PerfEngine engine) =>
+            Visible(engine, context, id) is { } device ? Results.Json(EntityJson.Device(device)) : ApiError.NotFound());
+
+        api.MapDelete("/device/{id:guid}", async (Guid id, HttpContext context, PerfEngine engine) =>
+        {
+            if (Visible(engine, context, id) is null)
+            {
+                return ApiError.NotFound();
+            }
+
+            var result = await engine.Registry.DeleteDeviceAsync(id);
+            return result.IsOk ? Results.Ok() : TenantEndpoints.RegistryError(result.Status, result.Error);
+        }).Roles(Authority.TenantAdmin);
+
+        api.MapGet("/tenant/devices", (HttpContext context, PerfEngine engine, string? deviceName, int? pageSize, int? page,
+            string? textSearch, string? sortProperty, string? sortOrder) =>
+        {
+            var user = JwtAuthFilter.GetUser(context);
+            if (deviceName is not null)
+            {
+                return engine.Registry.FindDeviceByName(user.TenantId, deviceName) is { } d
+                    ? Results.Json(EntityJson.Device(d))
+                    : ApiError.NotFound($"Device with name '{deviceName}' wasn't found");
+            }
+
+            if (pageSize is null or <= 0)
+            {
+                return ApiError.BadRequest("'pageSize' is required and must be positive");
+            }
+
+            var result = engine.Registry.ListDevices(user.TenantId, null, pageSize.Value, page ?? 0, textSearch, sortProperty,
+                !string.Equals(sortOrder, "DESC", StringComparison.OrdinalIgnoreCase));
+            return Results.Json(EntityJson.Page(result, d => EntityJson.Device(d)));
+        }).Roles(Authority.TenantAdmin);
+
+        api.MapGet("/customer/{customerId:guid}/devices", (Guid customerId, HttpContext context, PerfEngine engine, int? pageSize, int? page,
+            string? textSearch, string? sortProperty, string? sortOrder) =>
+        {
+            var user = JwtAuthFilter.GetUser(context);
+            if (engine.Registry.GetCustomer(customerId) is not { } customer || !Access.CanSee(user, customer))
+            {
+                return ApiError.NotFound();
+            }
+
+            if (pageSize is null or <= 0)
+            {
+                return ApiError.BadRequest("'pageSize' is required and must be positive");
+            }
+
+            var result = engine.Registry.ListDevices(user.TenantId, customerId, pageSize.Value, page ?? 0, textSearch, sortProperty,
+                !string.Equals(sortOrder, "DESC", StringComparison.OrdinalIgnoreCase));
+            return Results.Json(EntityJson.Page(result, d => EntityJson.Device(d)));
+        }).Roles(Authority.TenantAdmin, Authority.CustomerUser);
+
+        api.MapGet("/device/{id:guid}/credentials", (Guid id, HttpContext context, PerfEngine engine) =>
+            Visible(engine, context, id) is not null && engine.Registry.GetCredentials(id) is { } credentials
+                ? Results.Json(EntityJson.Credentials(credentials))
+                : ApiError.NotFound());
+
+        api.MapPost("/device/credentials", async (HttpContext context, PerfEngine engine) =>
+        {
+            var (body, error) = await RestBody.ReadObjectAsync(context.Request);
+            if (error is not null)
+            {
+                return error;
+            }
+
+            if (EntityJson.ReadId(body!["deviceId"]) is not { } deviceId || Visible(engine, context, deviceId) is null)
+            {
+                return ApiError.NotFound("Device of the credentials wasn't found");
+            }
+
+            var type = RestBody.String(body, "credentialsType") ?? "ACCESS_TOKEN";
+            if (type != "ACCESS_TOKEN")
+            {
+                return ApiError.BadRequest($"credentialsType '{type}' is not supported; use ACCESS_TOKEN");
+            }
+
+            var result = await engine.Registry.UpdateAccessTokenAsync(deviceId, RestBody.String(body, "credentialsId"));
+            return result.IsOk ? Results.Json(EntityJson.Credentials(result.Value!)) : TenantEndpoints.RegistryError(result.Status, result.Error);
+        }).Roles(Authority.TenantAdmin);
+
+        api.MapPost("/customer/{customerId:guid}/device/{deviceId:guid}", async (Guid customerId, Guid deviceId, HttpContext context, PerfEngine engine) =>
+        {
+            if (Visible(engine, context, deviceId) is null)
+            {
+                return ApiError.NotFound();
+            }
+
+            var result = await engine.Registry.AssignDeviceToCustomerAsync(deviceId, customerId);
+            return result.IsOk ? Results.Json(EntityJson.Device(result.Value!)) : TenantEndpoints.RegistryError(result.Status, result.Error);
+        }).Roles(Authority.TenantAdmin);
+
+        api.MapDelete("/customer/device/{deviceId:guid}", async (Guid deviceId, HttpContext context, PerfEngine engine) =>
+        {
+            if (Visible(engine, context, deviceId) is null)
+            {
+                return ApiError.NotFound();
+            }
+
+            var result = await engine.Registry.UnassignDeviceFromCustomerAsync(deviceId);
+            return result.IsOk ? Results.Json(EntityJson.Device(result.Value!)) : TenantEndpoints.RegistryError(result.Status, result.Error);
+        }).Roles(Authority.TenantAdmin);
+    }
+
+    /// <summary>The device when the caller may see it; null (answered as 404) otherwise.</summary>
+    public static Device? Visible(PerfEngine engine, HttpContext context, Guid deviceId) =>
+        engine.Registry.GetDevice(deviceId) is { } device && Access.CanSee(JwtAuthFilter.GetUser(context), device) ? device : null;
+}

@@ -1,0 +1,33 @@
+using Perf.Core.Telemetry;
+
+namespace Perf.Api.Rest;
+
+public static class RestApi
+{
+    /// <summary>Registers the REST API's services: JWT issuing and the key table for server-side saves.</summary>
+    public static IServiceCollection AddRestApi(this IServiceCollection services, IConfiguration configuration, string dataDir)
+    {
+        var key = JwtService.LoadOrCreateKey(configuration["JWT_SIGNING_KEY"], dataDir);
+        var access = TimeSpan.FromSeconds(double.TryParse(configuration["JWT_TOKEN_EXPIRATION_TIME"], System.Globalization.CultureInfo.InvariantCulture, out var a) ? a : 9000);
+        var refresh = TimeSpan.FromSeconds(double.TryParse(configuration["JWT_REFRESH_TOKEN_EXPIRATION_TIME"], System.Globalization.CultureInfo.InvariantCulture, out var r) ? r : 604800);
+        services.AddSingleton(new JwtService(key, access, refresh));
+        services.AddSingleton<KeyTable>();
+        services.AddSingleton<JwtAuthFilter>();
+        services.AddOpenApi();
+        return services;
+    }
+
+    /// <summary>Maps the REST API under /api, the WebSockets and the OpenAPI description at /openapi/v1.json.</summary>
+    public static WebApplication MapRestApi(this WebApplication app)
+    {
+        var secured = app.MapGroup("/api").AddEndpointFilter<JwtAuthFilter>();
+        app.MapAuthEndpoints(secured);
+        secured.MapTenantEndpoints();
+        secured.MapDeviceEndpoints();
+        secured.MapTelemetryEndpoints();
+        app.MapWebSocketEndpoints();
+        app.MapOpenApi();
+        app.MapGet("/swagger", () => Results.Redirect("/openapi/v1.json"));
+        return app;
+    }
+}

@@ -1,0 +1,289 @@
+using System.Text.Json.Nodes;
+using Perf.Core;
+using Perf.Core.Domain;
+using Perf.Core.Telemetry;
+
+namespace Perf.Api.Rest;
+
+/// <summary>Attributes and time series under <c>/api/plugins/telemetry/{entityType}/{entityId}</c>.</summary>
+internal static class TelemetryEndpoints
+{
+    private const string Prefix = "/plugins/telemetry/{entityType}/{entityId:guid}";
+
+    public static void MapTelemetryEndpoints(this RouteGroupBuilder api)
+    {
+        api.MapPost(Prefix + "/attributes/{scope}", SaveAttributes).Roles(Authority.TenantAdmin, Authority.CustomerUser);
+        api.MapPost(Prefix + "/{scope:regex(^(SERVER_SCOPE|SHARED_SCOPE|CLIENT_SCOPE)$)}", SaveAttributes).Roles(Authority.TenantAdmin, Authority.CustomerUser);
+        api.MapDelete(Prefix + "/{scope:regex(^(SERVER_SCOPE|SHARED_SCOPE|CLIENT_SCOPE)$)}", DeleteAttributes).Roles(Authority.TenantAdmin, Authority.CustomerUser);
+        api.MapGet(Prefix + "/values/attributes", (string entityType, Guid entityId, string? keys, HttpContext context, PerfEngine engine) =>
+            ReadAttributes(entityType, entityId, null, keys, context, engine));
+        api.MapGet(Prefix + "/values/attributes/{scope}", (string entityType, Guid entityId, string scope, string? keys, HttpContext context, PerfEngine engine) =>
+            ReadAttributes(entityType, entityId, scope, keys, context, engine));
+        api.MapGet(Prefix + "/keys/attributes", (string entityType, Guid entityId, HttpContext context, PerfEngine engine) =>
+        {
+            if (Resolve(entityType, entityId, context, engine, out var device) is { } error)
+            {
+                return error;
+            }
+
+            var keys = new SortedSet<string>(StringComparer.Ordinal);
+            foreach (var scope in new[] { AttributeScope.Client, AttributeScope.Server, AttributeScope.Shared })
+            {
+                foreach (var a in engine.Attributes.Get(device!.Id, scope))
+                {
+                    keys.Add(a.Entry.Key);
+                }
+            }
+
+            return Results.Json(keys);
+        });
+        api.MapGet(Prefix + "/keys/timeseries", (string entityType, Guid entityId, HttpContext context, PerfEngine engine) =>
+            Resolve(entityType, entityId, context, engine, out var device) ?? Results.Json(engine.Telemetry.GetKeys(device!.Id)));
+        api.MapGet(Prefix + "/values/timeseries", ReadTimeseries);
+        api.MapPost(Prefix + "/timeseries/{scope}", SaveTimeseries).Roles(Authority.TenantAdmin, Authority.CustomerUser);
+        api.MapDelete(Prefix + "/timeseries/delete", DeleteTimeseries).Roles(Authority.TenantAdmin, Authority.CustomerUser);
+    }
+
+    private static IResult? Resolve(string entityType, Guid entityId, HttpContext context, PerfEngine engine, out Device? device)
+    {
+        device = null;
+        if (!string.Equals(entityType, "DEVICE", StringComparison.OrdinalIgnoreCase))
+        {
+            return ApiError.BadRequest($"entityType '{entityType}' is not supported here; use DEVICE");
+        }
+
+        device = DeviceEndpoints.Visible(engine, context, entityId);
+        return device is null ? ApiError.NotFound() : null;
+    }
+
+    private static bool TryScope(string scope, out AttributeScope result)
+    {
+        result = scope switch
+        {
+            "SERVER_SCOPE" => AttributeScope.Server,
+            "SHARED_SCOPE" => AttributeScope.Shared,
+            "CLIENT_SCOPE" => AttributeScope.Client,
+            _ => 0,
+        };
+        return result != 0;
+    }
+
+    private static async Task<IResult> SaveAttributes(string entityType, Guid entityId, string scope, HttpContext context, PerfEngine engine, KeyTable keyTable)
+    {
+        if (Resolve(entityType, entityId, context, engine, out var device) is { } error)
+        {
+            return error;
+        }
+
+        if (!TryScope(scope, out var attributeScope) || attributeScope == AttributeScope.Client)
+        {
+            return ApiError.BadRequest($"Invalid attribute scope '{scope}': use SERVER_SCOPE or SHARED_SCOPE");
+        }
+
+        var body = await ReadBodyAsync(context.Request);
+        if (body.Error is not null)
+        {
+            return body.Error;
+        }
+
+        var entries = new List<KvEntry>();
+        if (!TelemetryJsonParser.TryParseAttributes(body.Bytes, keyTable, entries, out var parseError))
+        {
+            return ApiError.BadRequest($"Invalid attributes JSON: {parseError.Message}");
+        }
+
+        await engine.Attributes.SaveAsync(device!.Id, attributeScope, entries);
+        return Results.Ok();
+    }
+
+    private static async Task<IResult> DeleteAttributes(string entityType, Guid entityId, string scope, string? keys, HttpContext context, PerfEngine engine)
+    {
+        if (Resolve(entityType, entityId, context, engine, out var device) is { } error)
+        {
+            return error;
+        }
+
+        if (!TryScope(scope, out var attributeScope))
+        {
+            return ApiError.BadRequest($"Invalid attribute scope '{scope}'");
+        }
+
+        if (KvJson.Keys(keys) is not { } keyList)
+        {
+            return ApiError.BadRequest("'keys' is required");
+        }
+
+        await engine.Attributes.DeleteAsync(device!.Id, attributeScope, keyList);
+        return Results.Ok();
+    }
+
+    private static IResult ReadAttributes(string entityType, Guid entityId, string? scope, string? keys, HttpContext context, PerfEngine engine)
+    {
+        if (Resolve(entityType, entityId, context, engine, out var device) is { } error)
+        {
+            return error;
+        }
+
+        AttributeScope[] scopes;
+        if (scope is null)
+        {
+            scopes = [AttributeScope.Client, AttributeScope.Shared, AttributeScope.Server];
+        }
+        else if (TryScope(scope, out var one))
+        {
+            scopes = [one];
+        }
+        else
+        {
+            return ApiError.BadRequest($"Invalid attribute scope '{scope}'");
+        }
+
+        var keyList = KvJson.Keys(keys);
+        var result = new JsonArray();
+        foreach (var s in scopes)
+        {
+            foreach (var attribute in engine.Attributes.Get(device!.Id, s, keyList))
+            {
+                result.Add(new JsonObject
+                {
+                    ["lastUpdateTs"] = attribute.LastUpdateTs,
+                    ["key"] = attribute.Entry.Key,
+                    ["value"] = KvJson.Value(attribute.Entry, strict: true),
+                });
+            }
+        }
+
+        return Results.Json(result);
+    }
+
+    private static IResult ReadTimeseries(string entityType, Guid entityId, HttpContext context, PerfEngine engine, string? keys,
+        long? startTs, long? endTs, long? interval, int? limit, string? agg, string? orderBy, bool? useStrictDataTypes)
+    {
+        if (Resolve(entityType, entityId, context, engine, out var device) is { } error)
+        {
+            return error;
+        }
+
+        var strict = useStrictDataTypes ?? false;
+        var keyList = KvJson.Keys(keys);
+        var result = new JsonObject();
+        if (startTs is null && endTs is null)
+        {
+            foreach (var latest in engine.Telemetry.GetLatest(device!.Id, keyList))
+            {
+                result[latest.Entry.Key] = new JsonArray(Point(latest, strict));
+            }
+
+            return Results.Json(result);
+        }
+
+        if (startTs is null || endTs is null)
+        {
+            return ApiError.BadRequest("History needs both 'startTs' and 'endTs'");
+        }
+
+        if (keyList is null)
+        {
+            return ApiError.BadRequest("'keys' is required for a history query");
+        }
+
+        if (!Enum.TryParse<Aggregation>(agg ?? "NONE", ignoreCase: true, out var aggregation))
+        {
+            return ApiError.BadRequest($"Invalid 'agg' '{agg}': use NONE, MIN, MAX, AVG, SUM or COUNT");
+        }
+
+        var descending = !string.Equals(orderBy, "ASC", StringComparison.OrdinalIgnoreCase);
+        var intervalMs = interval is > 0 ? interval.Value : endTs.Value - startTs.Value;
+        foreach (var key in keyList)
+        {
+            var points = engine.Telemetry.Query(device!.Id, key, startTs.Value, endTs.Value, intervalMs, limit ?? 100, aggregation, descending);
+            if (points.Count == 0)
+            {
+                continue;
+            }
+
+            var array = new JsonArray();
+            foreach (var point in points)
+            {
+                array.Add(Point(point, strict));
+            }
+
+            result[key] = array;
+        }
+
+        return Results.Json(result);
+    }
+
+    private static JsonObject Point(in TsKvEntry point, bool strict) => new()
+    {
+        ["ts"] = point.Ts,
+        ["value"] = KvJson.Value(point.Entry, strict),
+    };
+
+    private static async Task<IResult> SaveTimeseries(string entityType, Guid entityId, HttpContext context, PerfEngine engine, KeyTable keyTable)
+    {
+        if (Resolve(entityType, entityId, context, engine, out var device) is { } error)
+        {
+            return error;
+        }
+
+        var body = await ReadBodyAsync(context.Request);
+        if (body.Error is not null)
+        {
+            return body.Error;
+        }
+
+        var entries = new List<TsKvEntry>();
+        if (!TelemetryJsonParser.TryParseTelemetry(body.Bytes, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), keyTable, entries, out var parseError))
+        {
+            return ApiError.BadRequest($"Invalid telemetry JSON: {parseError.Message}");
+        }
+
+        await engine.Telemetry.SaveAsync(device!.Id, entries);
+        return Results.Ok();
+    }
+
+    private static async Task<IResult> DeleteTimeseries(string entityType, Guid entityId, HttpContext context, PerfEngine engine, string? keys,
+        bool? deleteAllDataForKeys, long? startTs, long? endTs, bool? deleteLatest)
+    {
+        if (Resolve(entityType, entityId, context, engine, out var device) is { } error)
+        {
+            return error;
+        }
+
+        if (KvJson.Keys(keys) is not { } keyList)
+        {
+            return ApiError.BadRequest("'keys' is required");
+        }
+
+        if (deleteAllDataForKeys == true)
+        {
+            await engine.Telemetry.DeleteAsync(device!.Id, keyList, deleteLatest: true, deleteHistory: true);
+        }
+        else
+        {
+            if (startTs is null || endTs is null)
+            {
+                return ApiError.BadRequest("'startTs' and 'endTs' are required unless deleteAllDataForKeys=true");
+            }
+
+            await engine.Telemetry.DeleteAsync(device!.Id, keyList, deleteLatest ?? true, deleteHistory: true, startTs.Value, endTs.Value);
+        }
+
+        return Results.Ok();
+    }
+
+    private static async Task<(byte[] Bytes, IResult? Error)> ReadBodyAsync(HttpRequest request)
+    {
+        try
+        {
+            using var buffer = new MemoryStream();
+            await request.Body.CopyToAsync(buffer, request.HttpContext.RequestAborted);
+            return buffer.Length == 0 ? ([], ApiError.BadRequest("Request body is empty")) : (buffer.ToArray(), null);
+        }
+        catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            return ([], ApiError.TooLarge("Request body too large"));
+        }
+    }
+}

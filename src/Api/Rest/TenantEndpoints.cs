@@ -1,0 +1,143 @@
+using Perf.Core;
+using Perf.Core.Domain;
+
+namespace Perf.Api.Rest;
+
+/// <summary>Tenants (SYS_ADMIN), customers (TENANT_ADMIN) and users.</summary>
+internal static class TenantEndpoints
+{
+    public static void MapTenantEndpoints(this RouteGroupBuilder api)
+    {
+        api.MapPost("/tenant", async (HttpRequest request, PerfEngine engine) =>
+        {
+            var (body, error) = await RestBody.ReadObjectAsync(request);
+            if (error is not null)
+            {
+                return error;
+            }
+
+            var result = await engine.Registry.CreateTenantAsync(RestBody.String(body!, "title") ?? string.Empty);
+            return result.IsOk ? Results.Json(EntityJson.Tenant(result.Value!)) : RegistryError(result.Status, result.Error);
+        }).Roles(Authority.SysAdmin);
+
+        api.MapGet("/tenant/{id:guid}", (Guid id, PerfEngine engine) =>
+            engine.Registry.GetTenant(id) is { } tenant ? Results.Json(EntityJson.Tenant(tenant)) : ApiError.NotFound())
+            .Roles(Authority.SysAdmin);
+
+        api.MapGet("/tenants", (PerfEngine engine, int? pageSize, int? page) =>
+            Results.Json(EntityJson.Page(EntityJson.PageOf(engine.Registry.ListTenants(), pageSize ?? 100, page ?? 0), t => EntityJson.Tenant(t))))
+            .Roles(Authority.SysAdmin);
+
+        api.MapPost("/customer", async (HttpContext context, PerfEngine engine) =>
+        {
+            var user = JwtAuthFilter.GetUser(context);
+            var (body, error) = await RestBody.ReadObjectAsync(context.Request);
+            if (error is not null)
+            {
+                return error;
+            }
+
+            var result = await engine.Registry.CreateCustomerAsync(user.TenantId, RestBody.String(body!, "title") ?? string.Empty);
+            return result.IsOk ? Results.Json(EntityJson.Customer(result.Value!)) : RegistryError(result.Status, result.Error);
+        }).Roles(Authority.TenantAdmin);
+
+        api.MapGet("/customer/{id:guid}", (Guid id, HttpContext context, PerfEngine engine) =>
+            engine.Registry.GetCustomer(id) is { } customer && Access.CanSee(JwtAuthFilter.GetUser(context), customer)
+                ? Results.Json(EntityJson.Customer(customer))
+                : ApiError.NotFound())
+            .Roles(Authority.TenantAdmin, Authority.CustomerUser);
+
+        api.MapGet("/customers", (HttpContext context, PerfEngine engine, int? pageSize, int? page, string? textSearch) =>
+        {
+            var user = JwtAuthFilter.GetUser(context);
+            var all = engine.Registry.ListCustomers(user.TenantId)
+                .Where(c => string.IsNullOrEmpty(textSearch) || c.Title.Contains(textSearch, StringComparison.OrdinalIgnoreCase))
+                .ToArray();
+            return Results.Json(EntityJson.Page(EntityJson.PageOf(all, pageSize ?? 100, page ?? 0), c => EntityJson.Customer(c)));
+        }).Roles(Authority.TenantAdmin);
+
+        api.MapPost("/user", async (HttpContext context, PerfEngine engine) =>
+        {
+            var caller = JwtAuthFilter.GetUser(context);
+            var (body, error) = await RestBody.ReadObjectAsync(context.Request);
+            if (error is not null)
+            {
+                return error;
+            }
+
+            Authority authority;
+            try
+            {
+                authority = JwtService.ParseAuthority(RestBody.String(body!, "authority"));
+            }
+            catch (FormatException ex)
+            {
+                return ApiError.BadRequest($"'authority' must be TENANT_ADMIN or CUSTOMER_USER: {ex.Message}");
+            }
+
+            var tenantId = caller.TenantId;
+            var customerId = Guid.Empty;
+            switch (caller.Authority, authority)
+            {
+                case (Authority.SysAdmin, Authority.TenantAdmin):
+                    if (EntityJson.ReadId(body!["tenantId"]) is not { } t || engine.Registry.GetTenant(t) is null)
+                    {
+                        return ApiError.BadRequest("'tenantId' of an existing tenant is required");
+                    }
+
+                    tenantId = t;
+                    break;
+                case (Authority.TenantAdmin, Authority.TenantAdmin):
+                    break;
+                case (Authority.TenantAdmin, Authority.CustomerUser):
+                    if (EntityJson.ReadId(body!["customerId"]) is not { } c || engine.Registry.GetCustomer(c) is not { } customer ||
+                        customer.TenantId != caller.TenantId)
+                    {
+                        return ApiError.BadRequest("'customerId' of an existing customer of your tenant is required");
+                    }
+
+                    customerId = c;
+                    break;
+                default:
+                    return ApiError.Forbidden();
+            }
+
+            // The reference activates users by e-mail; scripts may give an initial password instead.
+            var password = RestBody.String(body!, "password") ?? Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(24));
+            var result = await engine.Registry.CreateUserAsync(
+                tenantId, customerId, RestBody.String(body!, "email") ?? string.Empty, authority, password,
+                RestBody.String(body!, "firstName"), RestBody.String(body!, "lastName"));
+            return result.IsOk ? Results.Json(EntityJson.User(result.Value!)) : RegistryError(result.Status, result.Error);
+        }).Roles(Authority.SysAdmin, Authority.TenantAdmin);
+
+        api.MapGet("/user/{id:guid}", (Guid id, HttpContext context, PerfEngine engine) =>
+            engine.Registry.GetUser(id) is { } user && Access.CanSee(JwtAuthFilter.GetUser(context), user)
+                ? Results.Json(EntityJson.User(user))
+                : ApiError.NotFound());
+
+        api.MapGet("/tenant/{tenantId:guid}/users", (Guid tenantId, PerfEngine engine, int? pageSize, int? page) =>
+            Results.Json(EntityJson.Page(
+                EntityJson.PageOf(engine.Registry.ListUsers(tenantId).Where(u => u.Authority == Authority.TenantAdmin).ToArray(), pageSize ?? 100, page ?? 0),
+                u => EntityJson.User(u))))
+            .Roles(Authority.SysAdmin);
+
+        api.MapGet("/customer/{customerId:guid}/users", (Guid customerId, HttpContext context, PerfEngine engine, int? pageSize, int? page) =>
+        {
+            var caller = JwtAuthFilter.GetUser(context);
+            if (engine.Registry.GetCustomer(customerId) is not { } customer || customer.TenantId != caller.TenantId)
+            {
+                return ApiError.NotFound();
+            }
+
+            var users = engine.Registry.ListUsers(caller.TenantId).Where(u => u.CustomerId == customerId).ToArray();
+            return Results.Json(EntityJson.Page(EntityJson.PageOf(users, pageSize ?? 100, page ?? 0), u => EntityJson.User(u)));
+        }).Roles(Authority.TenantAdmin);
+    }
+
+    public static IResult RegistryError(RegistryStatus status, string? error) => status switch
+    {
+        RegistryStatus.NotFound => ApiError.NotFound(error ?? "Requested item wasn't found!"),
+        RegistryStatus.Conflict => ApiError.BadRequest(error ?? "Already exists"),
+        _ => ApiError.BadRequest(error ?? "Invalid request"),
+    };
+}

@@ -1,0 +1,310 @@
+using System.Net.WebSockets;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Threading.Channels;
+using Perf.Core;
+using Perf.Core.Domain;
+
+namespace Perf.Api.Rest;
+
+/// <summary>
+/// Live data over WebSocket: <c>/api/ws</c> (first frame <c>{"authCmd":{"token"}}</c>, then <c>{"cmds":[...]}</c>)
+/// and the legacy <c>/api/ws/plugins/telemetry?token=</c> (<c>{"tsSubCmds":[...],"attrSubCmds":[...]}</c>).
+/// Each subscription first sends the current values, then every committed update.
+/// </summary>
+internal static class WebSocketEndpoints
+{
+    private const int MaxMessageBytes = 64 * 1024;
+
+    public static void MapWebSocketEndpoints(this WebApplication app)
+    {
+        app.Map("/api/ws", context => Serve(context, legacyToken: null));
+        app.Map("/api/ws/plugins/telemetry", context => Serve(context, context.Request.Query["token"].ToString()));
+    }
+
+    private static async Task Serve(HttpContext context, string? legacyToken)
+    {
+        if (!context.WebSockets.IsWebSocketRequest)
+        {
+            await ApiError.WriteAsync(context, 400, "WebSocket upgrade expected", ErrorCode.BadRequestParams);
+            return;
+        }
+
+        var jwt = context.RequestServices.GetRequiredService<JwtService>();
+        var engine = context.RequestServices.GetRequiredService<PerfEngine>();
+        AuthUser? user = null;
+        if (legacyToken is not null && (jwt.Validate(legacyToken, refresh: false, out user) != TokenCheck.Valid))
+        {
+            await ApiError.WriteAsync(context, 401, "Invalid or expired token", ErrorCode.Authentication);
+            return;
+        }
+
+        using var socket = await context.WebSockets.AcceptWebSocketAsync();
+        await using var session = new WsSession(socket, engine, jwt, user, legacy: legacyToken is not null);
+        await session.RunAsync(context.RequestAborted);
+    }
+
+    private sealed class WsSession(WebSocket socket, PerfEngine engine, JwtService jwt, AuthUser? user, bool legacy) : IAsyncDisposable
+    {
+        private readonly Channel<string> _outgoing = Channel.CreateBounded<string>(new BoundedChannelOptions(1024) { FullMode = BoundedChannelFullMode.DropOldest });
+        private readonly Dictionary<int, IDisposable> _subscriptions = [];
+        private AuthUser? _user = user;
+
+        public async Task RunAsync(CancellationToken cancellationToken)
+        {
+            var writer = Task.Run(() => WriteLoopAsync(cancellationToken), cancellationToken);
+            var buffer = new byte[MaxMessageBytes];
+            try
+            {
+                while (socket.State == WebSocketState.Open)
+                {
+                    var length = 0;
+                    WebSocketReceiveResult result;
+                    do
+                    {
+                        if (length == buffer.Length)
+                        {
+                            await socket.CloseAsync(WebSocketCloseStatus.MessageTooBig, "message too big", cancellationToken);
+                            return;
+                        }
+
+                        result = await socket.ReceiveAsync(buffer.AsMemory(length), cancellationToken) switch { var r => new WebSocketReceiveResult(r.Count, r.MessageType, r.EndOfMessage) };
+                        length += result.Count;
+                    }
+                    while (!result.EndOfMessage && result.MessageType != WebSocketMessageType.Close);
+
+                    if (result.MessageType == WebSocketMessageType.Close)
+                    {
+                        await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, CancellationToken.None);
+                        return;
+                    }
+
+                    Handle(buffer.AsSpan(0, length));
+                }
+            }
+            catch (WebSocketException)
+            {
+                // The peer went away without a close handshake.
+            }
+            catch (OperationCanceledException)
+            {
+                // Host shutdown or aborted request.
+            }
+            finally
+            {
+                _outgoing.Writer.TryComplete();
+                await writer.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
+        }
+
+        private void Handle(ReadOnlySpan<byte> message)
+        {
+            JsonObject? root;
+            try
+            {
+                root = JsonNode.Parse(message) as JsonObject;
+            }
+            catch (JsonException ex)
+            {
+                Send(new JsonObject { ["errorCode"] = 2, ["errorMsg"] = $"Invalid JSON: {ex.Message}" });
+                return;
+            }
+
+            if (root is null)
+            {
+                Send(new JsonObject { ["errorCode"] = 2, ["errorMsg"] = "Expected a JSON object" });
+                return;
+            }
+
+            if (root["authCmd"] is JsonObject auth)
+            {
+                var token = auth["token"]?.GetValue<string>();
+                if (token is null || jwt.Validate(token, refresh: false, out var authenticated) != TokenCheck.Valid)
+                {
+                    Send(new JsonObject { ["cmdId"] = auth["cmdId"]?.DeepClone(), ["errorCode"] = 10, ["errorMsg"] = "Invalid or expired token" });
+                    _ = socket.CloseOutputAsync(WebSocketCloseStatus.PolicyViolation, "authentication failed", CancellationToken.None);
+                    return;
+                }
+
+                _user = authenticated;
+            }
+
+            if (_user is null)
+            {
+                Send(new JsonObject { ["errorCode"] = 10, ["errorMsg"] = "Send authCmd with a token first" });
+                _ = socket.CloseOutputAsync(WebSocketCloseStatus.PolicyViolation, "not authenticated", CancellationToken.None);
+                return;
+            }
+
+            if (root["cmds"] is JsonArray cmds)
+            {
+                foreach (var cmd in cmds.OfType<JsonObject>())
+                {
+                    var type = cmd["type"]?.GetValue<string>();
+                    Command(cmd, type == "ATTRIBUTES" ? DeviceUpdateKind.Attributes : DeviceUpdateKind.Telemetry, type is "TIMESERIES" or "ATTRIBUTES");
+                }
+            }
+
+            foreach (var (name, kind) in new[] { ("tsSubCmds", DeviceUpdateKind.Telemetry), ("attrSubCmds", DeviceUpdateKind.Attributes) })
+            {
+                if (root[name] is JsonArray list)
+                {
+                    foreach (var cmd in list.OfType<JsonObject>())
+                    {
+                        Command(cmd, kind, known: true);
+                    }
+                }
+            }
+        }
+
+        private void Command(JsonObject cmd, DeviceUpdateKind kind, bool known)
+        {
+            var cmdId = cmd["cmdId"] is JsonValue idValue && idValue.TryGetValue<int>(out var id) ? id : 0;
+            if (cmd["unsubscribe"] is JsonValue u && u.TryGetValue<bool>(out var unsubscribe) && unsubscribe)
+            {
+                if (_subscriptions.Remove(cmdId, out var existing))
+                {
+                    existing.Dispose();
+                }
+
+                return;
+            }
+
+            if (!known)
+            {
+                Send(Error(cmdId, 2, $"Unsupported command type '{cmd["type"]}'"));
+                return;
+            }
+
+            if (!Guid.TryParse(cmd["entityId"]?.GetValue<string>(), out var deviceId) || engine.Registry.GetDevice(deviceId) is not { } device ||
+                !Access.CanSee(_user!, device))
+            {
+                Send(Error(cmdId, 32, "Device not found"));
+                return;
+            }
+
+            var keys = KvJson.Keys(cmd["keys"]?.GetValue<string>());
+            var keySet = keys is null ? null : new HashSet<string>(keys, StringComparer.Ordinal);
+            AttributeScope? scope = cmd["scope"]?.GetValue<string>() switch
+            {
+                "CLIENT_SCOPE" => AttributeScope.Client,
+                "SERVER_SCOPE" => AttributeScope.Server,
+                "SHARED_SCOPE" => AttributeScope.Shared,
+                _ => null,
+            };
+
+            if (_subscriptions.Remove(cmdId, out var previous))
+            {
+                previous.Dispose();
+            }
+
+            // Current values first, then committed updates.
+            var initial = new JsonObject();
+            if (kind == DeviceUpdateKind.Telemetry)
+            {
+                foreach (var latest in engine.Telemetry.GetLatest(deviceId, keys))
+                {
+                    initial[latest.Entry.Key] = new JsonArray(new JsonArray(latest.Ts, KvJson.Value(latest.Entry, strict: false)));
+                }
+            }
+            else
+            {
+                foreach (var s in scope is { } one ? [one] : new[] { AttributeScope.Client, AttributeScope.Shared, AttributeScope.Server })
+                {
+                    foreach (var attribute in engine.Attributes.Get(deviceId, s, keys))
+                    {
+                        initial[attribute.Entry.Key] = new JsonArray(new JsonArray(attribute.LastUpdateTs, KvJson.Value(attribute.Entry, strict: false)));
+                    }
+                }
+            }
+
+            Send(Update(cmdId, initial));
+            _subscriptions[cmdId] = engine.Telemetry.Subscribe(deviceId, update =>
+            {
+                if (update.Kind != kind || (kind == DeviceUpdateKind.Attributes && scope is not null && update.Scope != scope))
+                {
+                    return;
+                }
+
+                var data = new JsonObject();
+                foreach (var entry in update.Entries)
+                {
+                    if (keySet is null || keySet.Contains(entry.Entry.Key))
+                    {
+                        var point = new JsonArray(entry.Ts, KvJson.Value(entry.Entry, strict: false));
+                        if (data[entry.Entry.Key] is JsonArray existing)
+                        {
+                            existing.Add(point);
+                        }
+                        else
+                        {
+                            data[entry.Entry.Key] = new JsonArray(point);
+                        }
+                    }
+                }
+
+                if (data.Count > 0)
+                {
+                    Send(Update(cmdId, data));
+                }
+            });
+        }
+
+        private JsonObject Update(int cmdId, JsonObject data) => new()
+        {
+            ["subscriptionId"] = cmdId,
+            ["errorCode"] = 0,
+            ["errorMsg"] = null,
+            ["data"] = data,
+            ["latestValues"] = legacy ? null : Latest(data),
+        };
+
+        private static JsonObject Latest(JsonObject data)
+        {
+            var latest = new JsonObject();
+            foreach (var (key, value) in data)
+            {
+                if (value is JsonArray points && points.Count > 0 && points[^1] is JsonArray last)
+                {
+                    latest[key] = last[0]?.DeepClone();
+                }
+            }
+
+            return latest;
+        }
+
+        private static JsonObject Error(int cmdId, int code, string message) => new()
+        {
+            ["subscriptionId"] = cmdId,
+            ["errorCode"] = code,
+            ["errorMsg"] = message,
+        };
+
+        private void Send(JsonObject message) => _outgoing.Writer.TryWrite(message.ToJsonString());
+
+        private async Task WriteLoopAsync(CancellationToken cancellationToken)
+        {
+            await foreach (var text in _outgoing.Reader.ReadAllAsync(cancellationToken))
+            {
+                if (socket.State != WebSocketState.Open)
+                {
+                    break;
+                }
+
+                await socket.SendAsync(Encoding.UTF8.GetBytes(text), WebSocketMessageType.Text, endOfMessage: true, cancellationToken);
+            }
+        }
+
+        public ValueTask DisposeAsync()
+        {
+            foreach (var subscription in _subscriptions.Values)
+            {
+                subscription.Dispose();
+            }
+
+            _subscriptions.Clear();
+            return ValueTask.CompletedTask;
+        }
+    }
+}
