@@ -1,1 +1,0 @@
-namespace Perf.Kestrel.Mqtt;
