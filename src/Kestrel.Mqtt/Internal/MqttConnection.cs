@@ -1,0 +1,833 @@
+using System.Buffers;
+using System.Buffers.Text;
+using System.IO.Pipelines;
+using System.Text.Json;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Logging;
+using Perf.Core;
+using Perf.Core.Domain;
+using Perf.Core.Telemetry;
+
+namespace Perf.Kestrel.Mqtt.Internal;
+
+/// <summary>
+/// One MQTT connection and, once CONNECT succeeds, the device's session. The read loop parses every
+/// complete packet of a read, dispatches uplinks to the core, then awaits their outcomes in order and
+/// writes PUBACKs. All writes (read loop and pushes from other threads) go to the pipe under
+/// <see cref="_writeLock"/>; one flush loop owns FlushAsync so flushes never overlap.
+/// </summary>
+internal sealed partial class MqttConnection : IDeviceSession
+{
+    private readonly ConnectionContext _connection;
+    private readonly IDeviceApi _api;
+    private readonly ISessionTable _sessions;
+    private readonly MqttOptions _options;
+    private readonly ILogger _logger;
+    private readonly PipeWriter _output;
+    private readonly Lock _writeLock = new();
+    private readonly SemaphoreSlim _flushSignal = new(0);
+    private readonly CancellationTokenSource _closed = new();
+    private readonly List<PendingUplink> _pending = [];
+    private readonly Dictionary<ushort, Inflight> _inflight = [];
+    private readonly ArrayBufferWriter<byte> _json = new(512);
+    private readonly Utf8JsonWriter _jsonWriter;
+    private readonly long _startedAt = Environment.TickCount64;
+
+    private Device? _device;
+    private string? _deviceName;
+    private bool _registered;
+    private ushort _keepAliveSeconds;
+    private long _lastActivity = Environment.TickCount64;
+    private int _flushRequested;
+    private bool _outputClosed;
+    private volatile bool _closing;
+    private string? _closeReason;
+    private TopicSubscription _subscriptions;
+    private byte _attributeQoS;
+    private byte _rpcQoS;
+    private bool _unknownTopicLogged;
+    private ushort _nextPacketId;
+    private byte[]? _topicScratch;
+    private Dictionary<string, GatewayChildSession>? _children;
+
+    public MqttConnection(ConnectionContext connection, IDeviceApi api, ISessionTable sessions, MqttOptions options, ILogger logger)
+    {
+        _connection = connection;
+        _api = api;
+        _sessions = sessions;
+        _options = options;
+        _logger = logger;
+        _output = connection.Transport.Output;
+        _jsonWriter = new Utf8JsonWriter(_json);
+        ConnectionId = connection.RemoteEndPoint is { } ep ? $"{ep}/{connection.ConnectionId}" : connection.ConnectionId;
+    }
+
+    public Guid DeviceId => _device?.Id ?? Guid.Empty;
+    public string Transport => "MQTT";
+    public string ConnectionId { get; }
+    public bool WantsAttributeUpdates => (_subscriptions & (TopicSubscription.AttributeUpdates | TopicSubscription.AttributeUpdatesV2)) != 0;
+    public bool WantsRpc => (_subscriptions & (TopicSubscription.RpcRequests | TopicSubscription.RpcRequestsV2)) != 0;
+
+    /// <summary>Largest remaining length accepted: the payload limit plus room for a topic and packet id.</summary>
+    private int MaxPacketSize => _options.MaxPayloadSize + 1024;
+
+    public async Task RunAsync()
+    {
+        var input = _connection.Transport.Input;
+        var flushLoop = FlushLoopAsync();
+        var timerLoop = TimerLoopAsync();
+        try
+        {
+            while (!_closing)
+            {
+                var result = await input.ReadAsync();
+                if (result.IsCanceled || _closing)
+                {
+                    break;
+                }
+
+                var buffer = result.Buffer;
+                Volatile.Write(ref _lastActivity, Environment.TickCount64);
+                try
+                {
+                    while (!_closing && TryParse(ref buffer, out var packet))
+                    {
+                        await HandlePacketAsync(packet);
+                        if (_pending.Count >= _options.MaxInflight)
+                        {
+                            await DrainPendingAsync();
+                        }
+                    }
+
+                    await DrainPendingAsync();
+                }
+                finally
+                {
+                    input.AdvanceTo(buffer.Start, buffer.End);
+                }
+
+                RequestFlush();
+                if (result.IsCompleted)
+                {
+                    break;
+                }
+            }
+        }
+        catch (MqttProtocolException ex)
+        {
+            await DrainPendingQuietlyAsync();
+            OnViolation(ex.Error);
+        }
+        catch (ConnectionResetException)
+        {
+        }
+        catch (IOException)
+        {
+        }
+        finally
+        {
+            await ShutdownAsync(flushLoop, timerLoop);
+        }
+    }
+
+    private bool TryParse(ref ReadOnlySequence<byte> buffer, out MqttPacket packet)
+    {
+        var reader = new SequenceReader<byte>(buffer);
+        if (!MqttPacketReader.TryRead(ref reader, MaxPacketSize, out packet))
+        {
+            return false;
+        }
+
+        buffer = buffer.Slice(reader.Position);
+        return true;
+    }
+
+    private ValueTask HandlePacketAsync(in MqttPacket packet)
+    {
+        if (_device is null && packet.Type != MqttPacketType.Connect)
+        {
+            MqttProtocolException.Throw(MqttProtocolError.FirstPacketNotConnect);
+        }
+
+        switch (packet.Type)
+        {
+            case MqttPacketType.Publish:
+                return HandlePublishAsync(packet);
+            case MqttPacketType.Connect:
+                HandleConnect(packet.Connect!);
+                break;
+            case MqttPacketType.PubAck:
+                lock (_writeLock)
+                {
+                    _inflight.Remove(packet.PacketId);
+                }
+
+                break;
+            case MqttPacketType.Subscribe:
+                HandleSubscribe(packet);
+                break;
+            case MqttPacketType.Unsubscribe:
+                HandleUnsubscribe(packet);
+                break;
+            case MqttPacketType.PingReq:
+                Write(MqttPacketWriter.PingResp);
+                break;
+            case MqttPacketType.Disconnect:
+                _closing = true;
+                break;
+            default:
+                // CONNACK, SUBACK, UNSUBACK, PINGRESP are server-to-client; QoS 2 flows are not offered.
+                MqttProtocolException.Throw(MqttProtocolError.UnexpectedPacket);
+                break;
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    private void HandleConnect(MqttConnect connect)
+    {
+        if (_device is not null)
+        {
+            MqttProtocolException.Throw(MqttProtocolError.SecondConnect);
+        }
+
+        _keepAliveSeconds = connect.KeepAliveSeconds;
+        if (connect.UserName is not { Length: > 0 } token)
+        {
+            Refuse(MqttConnectReturnCode.BadUserNameOrPassword);
+            return;
+        }
+
+        var device = _api.Authenticate(token);
+        if (device is null)
+        {
+            Refuse(MqttConnectReturnCode.NotAuthorized);
+            return;
+        }
+
+        _device = device;
+        _deviceName = device.Name;
+        _sessions.Register(this);
+        _registered = true;
+        lock (_writeLock)
+        {
+            if (!_outputClosed)
+            {
+                MqttPacketWriter.WriteConnAck(_output, MqttConnectReturnCode.Accepted);
+            }
+        }
+
+        MqttLog.Connected(_logger, ConnectionId, device.Name, connect.ClientId, connect.KeepAliveSeconds);
+    }
+
+    private void Refuse(MqttConnectReturnCode code)
+    {
+        MqttLog.ConnectRefused(_logger, ConnectionId, code);
+        lock (_writeLock)
+        {
+            if (!_outputClosed)
+            {
+                MqttPacketWriter.WriteConnAck(_output, code);
+            }
+        }
+
+        _closing = true;
+    }
+
+    private void HandleSubscribe(in MqttPacket packet)
+    {
+        Span<byte> codes = stackalloc byte[64];
+        int count = 0;
+        byte[]? rented = null;
+        var filters = new MqttTopicFilterReader(packet);
+        while (filters.TryNext(out var filter, out byte qos))
+        {
+            if (count == codes.Length)
+            {
+                rented = ArrayPool<byte>.Shared.Rent(codes.Length * 2);
+                codes.CopyTo(rented);
+                codes = rented;
+            }
+
+            var kind = MqttTopics.Classify(TopicSpan(filter));
+            byte granted = Math.Min(qos, (byte)1);
+            if (kind == TopicSubscription.None)
+            {
+                codes[count++] = 0x80;
+                continue;
+            }
+
+            if (kind is TopicSubscription.AttributeUpdates or TopicSubscription.AttributeUpdatesV2)
+            {
+                _attributeQoS = granted;
+            }
+            else if (kind is TopicSubscription.RpcRequests or TopicSubscription.RpcRequestsV2)
+            {
+                _rpcQoS = granted;
+            }
+
+            _subscriptions |= kind;
+            codes[count++] = granted;
+        }
+
+        lock (_writeLock)
+        {
+            if (!_outputClosed)
+            {
+                MqttPacketWriter.WriteSubAck(_output, packet.PacketId, codes[..count]);
+            }
+        }
+
+        if (rented is not null)
+        {
+            ArrayPool<byte>.Shared.Return(rented);
+        }
+    }
+
+    private void HandleUnsubscribe(in MqttPacket packet)
+    {
+        var filters = new MqttTopicFilterReader(packet);
+        while (filters.TryNext(out var filter, out _))
+        {
+            _subscriptions &= ~MqttTopics.Classify(TopicSpan(filter));
+        }
+
+        lock (_writeLock)
+        {
+            if (!_outputClosed)
+            {
+                MqttPacketWriter.WriteUnsubAck(_output, packet.PacketId);
+            }
+        }
+    }
+
+    private ValueTask HandlePublishAsync(in MqttPacket packet)
+    {
+        if (packet.QoS == 2)
+        {
+            MqttProtocolException.Throw(MqttProtocolError.QoS2NotSupported);
+        }
+
+        if (packet.Payload.Length > _options.MaxPayloadSize)
+        {
+            MqttProtocolException.Throw(MqttProtocolError.PayloadTooLarge);
+        }
+
+        var device = _device!;
+        var topic = TopicSpan(packet.Topic);
+        var route = MqttTopics.Route(topic, out int id, out bool v2);
+        byte qos = (byte)packet.QoS;
+        ushort packetId = packet.PacketId;
+        switch (route)
+        {
+            case TopicRoute.Telemetry:
+                Enqueue(_api.PostTelemetryAsync(device, packet.Payload), packetId, qos);
+                break;
+            case TopicRoute.Attributes:
+                Enqueue(_api.PostAttributesAsync(device, packet.Payload), packetId, qos);
+                break;
+            case TopicRoute.RpcReply:
+                Enqueue(_api.RpcReplyAsync(device, id, packet.Payload), packetId, qos);
+                break;
+            case TopicRoute.Claim:
+                Enqueue(_api.ClaimAsync(device, packet.Payload), packetId, qos);
+                break;
+            case TopicRoute.AttributeRequest:
+                MqttJson.ReadAttributeRequest(packet.Payload, out var clientKeys, out var sharedKeys);
+                StartRequest(RespondAttributesAsync(_api.RequestAttributesAsync(device, clientKeys, sharedKeys), id, v2));
+                Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packetId, qos);
+                break;
+            case TopicRoute.ClientRpcRequest:
+                StartRequest(RespondClientRpcAsync(_api.ClientRpcAsync(device, packet.Payload, _closed.Token), id));
+                Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packetId, qos);
+                break;
+            case TopicRoute.FirmwareChunk:
+                HandleFirmwareRequest(device, topic, packet.Payload);
+                Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packetId, qos);
+                break;
+            case TopicRoute.Unknown:
+                if (!_unknownTopicLogged)
+                {
+                    _unknownTopicLogged = true;
+                    MqttLog.UnknownTopic(_logger, ConnectionId, _deviceName);
+                }
+
+                Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packetId, qos);
+                break;
+            default:
+                // Gateway API: awaits child resolution inline, the read buffer stays valid until AdvanceTo.
+                return HandleGatewayAsync(route, packet, device);
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    private void Enqueue(ValueTask<UplinkResult> task, ushort packetId, byte qos) => _pending.Add(new PendingUplink(task, packetId, qos));
+
+    /// <summary>Awaits dispatched uplinks in arrival order and writes their PUBACKs in that order (§4.6).</summary>
+    private async ValueTask DrainPendingAsync()
+    {
+        if (_pending.Count == 0)
+        {
+            return;
+        }
+
+        try
+        {
+            for (int i = 0; i < _pending.Count; i++)
+            {
+                var p = _pending[i];
+                var result = p.Task.IsCompletedSuccessfully ? p.Task.Result : await p.Task;
+                if (_closing)
+                {
+                    continue;
+                }
+
+                if (result.IsOk || (result.Status == UplinkStatus.BadPayload && (p.QoS == 0 || _options.AckInvalidJsonOnQos1)))
+                {
+                    if (!result.IsOk)
+                    {
+                        MqttLog.UplinkDropped(_logger, ConnectionId, _deviceName, result.Status, result.Reason);
+                    }
+
+                    if (p.QoS == 1)
+                    {
+                        lock (_writeLock)
+                        {
+                            if (!_outputClosed)
+                            {
+                                MqttPacketWriter.WritePubAck(_output, p.PacketId);
+                            }
+                        }
+                    }
+                }
+                else
+                {
+                    // No PUBACK: the reference drops the connection (rate limit, invalid JSON on QoS 1).
+                    MqttLog.UplinkRejected(_logger, ConnectionId, _deviceName, result.Status, result.Reason);
+                    _closing = true;
+                }
+            }
+        }
+        finally
+        {
+            _pending.Clear();
+        }
+    }
+
+    private async ValueTask DrainPendingQuietlyAsync()
+    {
+        foreach (var p in _pending)
+        {
+            try
+            {
+                await p.Task;
+            }
+            catch (Exception)
+            {
+                // The connection is closing; the outcome no longer has anywhere to go.
+            }
+        }
+
+        _pending.Clear();
+    }
+
+    private void StartRequest(Task task) =>
+        task.ContinueWith(static (t, state) => MqttLog.RequestFailed(((MqttConnection)state!)._logger, t.Exception!, ((MqttConnection)state!).ConnectionId, ((MqttConnection)state!)._deviceName),
+            this, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+
+    private async Task RespondAttributesAsync(ValueTask<AttributesReply> request, int id, bool v2)
+    {
+        var reply = await request;
+        Span<byte> topic = stackalloc byte[64];
+        int len = MqttTopics.Compose(topic, v2 ? MqttTopics.AttributeResponsePrefixV2 : MqttTopics.AttributeResponsePrefix, id);
+        lock (_writeLock)
+        {
+            ResetJson();
+            MqttJson.WriteAttributesReply(_jsonWriter, reply);
+            _jsonWriter.Flush();
+            WritePublishLocked(topic[..len], _json.WrittenSpan, 0);
+        }
+
+        RequestFlush();
+    }
+
+    private async Task RespondClientRpcAsync(ValueTask<ClientRpcResult> request, int id)
+    {
+        var result = await request;
+        Span<byte> topic = stackalloc byte[64];
+        int len = MqttTopics.Compose(topic, MqttTopics.RpcResponsePrefix, id);
+        var body = result.ResponseJson ?? (result.Result.IsOk ? "{}" : JsonSerializer.Serialize(new { error = result.Result.Reason ?? result.Result.Status.ToString() }));
+        lock (_writeLock)
+        {
+            ResetJson();
+            System.Text.EncodingExtensions.GetBytes(System.Text.Encoding.UTF8, body, _json);
+            WritePublishLocked(topic[..len], _json.WrittenSpan, 0);
+        }
+
+        RequestFlush();
+    }
+
+    private void HandleFirmwareRequest(Device device, ReadOnlySpan<byte> topic, ReadOnlySequence<byte> payload)
+    {
+        if (!MqttTopics.TryParseFirmwareRequest(topic, out int requestId, out int chunk))
+        {
+            return;
+        }
+
+        Span<byte> digits = stackalloc byte[16];
+        int size = _options.MaxPayloadSize;
+        if (payload.Length is > 0 and <= 16)
+        {
+            payload.CopyTo(digits);
+            if (Utf8Parser.TryParse(digits[..(int)payload.Length], out int requested, out _) && requested > 0)
+            {
+                size = Math.Min(requested, _options.MaxPayloadSize);
+            }
+        }
+
+        StartRequest(RespondFirmwareAsync(_api.GetFirmwareChunkAsync(device, null, null, size, chunk), requestId, chunk));
+    }
+
+    private async Task RespondFirmwareAsync(ValueTask<FirmwareChunkResult> request, int requestId, int chunk)
+    {
+        var result = await request;
+        Span<byte> topic = stackalloc byte[80];
+        int len;
+        if (result.Result.IsOk)
+        {
+            len = MqttTopics.Compose(topic, MqttTopics.FirmwareResponsePrefix, requestId);
+            MqttTopics.ChunkInfix.CopyTo(topic[len..]);
+            len += MqttTopics.ChunkInfix.Length;
+            Utf8Formatter.TryFormat(chunk, topic[len..], out int written);
+            len += written;
+        }
+        else
+        {
+            MqttTopics.FirmwareError.CopyTo(topic);
+            len = MqttTopics.FirmwareError.Length;
+        }
+
+        lock (_writeLock)
+        {
+            var body = result.Result.IsOk ? result.Data.Span : System.Text.Encoding.UTF8.GetBytes(result.Result.Reason ?? result.Result.Status.ToString());
+            WritePublishLocked(topic[..len], body, 0);
+        }
+
+        RequestFlush();
+    }
+
+    // ---- IDeviceSession (called from any thread) ----
+
+    public void PushAttributeUpdate(IReadOnlyList<KvEntry> updated, IReadOnlyList<string> deleted)
+    {
+        if (!WantsAttributeUpdates)
+        {
+            return;
+        }
+
+        var topic = (_subscriptions & TopicSubscription.AttributeUpdates) != 0 ? MqttTopics.Attributes : MqttTopics.AttributesV2;
+        lock (_writeLock)
+        {
+            ResetJson();
+            MqttJson.WriteAttributeUpdate(_jsonWriter, updated, deleted);
+            _jsonWriter.Flush();
+            if (!WritePublishLocked(topic, _json.WrittenSpan, _attributeQoS))
+            {
+                return;
+            }
+        }
+
+        RequestFlush();
+    }
+
+    public bool PushRpcRequest(RpcRequest request)
+    {
+        if (!WantsRpc || _closing)
+        {
+            return false;
+        }
+
+        Span<byte> topic = stackalloc byte[64];
+        bool v1 = (_subscriptions & TopicSubscription.RpcRequests) != 0;
+        int len = MqttTopics.Compose(topic, v1 ? MqttTopics.RpcRequestPrefix : MqttTopics.RpcRequestPrefixV2, request.RequestId);
+        bool ok;
+        lock (_writeLock)
+        {
+            ResetJson();
+            MqttJson.WriteRpcRequest(_jsonWriter, request, withId: false);
+            _jsonWriter.Flush();
+            ok = WritePublishLocked(topic[..len], _json.WrittenSpan, _rpcQoS);
+        }
+
+        RequestFlush();
+        return ok;
+    }
+
+    public void Close(string reason)
+    {
+        MqttLog.ClosedByServer(_logger, ConnectionId, _deviceName, reason);
+        Abort(reason);
+    }
+
+    // ---- writing ----
+
+    private void Write(ReadOnlySpan<byte> bytes)
+    {
+        lock (_writeLock)
+        {
+            if (!_outputClosed)
+            {
+                _output.Write(bytes);
+            }
+        }
+    }
+
+    private void ResetJson()
+    {
+        _json.ResetWrittenCount();
+        _jsonWriter.Reset(_json);
+    }
+
+    /// <summary>Writes a PUBLISH; QoS 1 copies the frame for re-sending until PUBACK. Caller holds the lock.</summary>
+    private bool WritePublishLocked(ReadOnlySpan<byte> topic, ReadOnlySpan<byte> payload, byte qos)
+    {
+        if (_outputClosed)
+        {
+            return false;
+        }
+
+        if (qos == 0)
+        {
+            MqttPacketWriter.WritePublish(_output, topic, payload);
+            return true;
+        }
+
+        if (_inflight.Count >= _options.MaxPendingPerSession)
+        {
+            _ = Task.Run(() => Close("too many unacknowledged QoS 1 messages"));
+            return false;
+        }
+
+        ushort id = NextPacketId();
+        var frame = new ArrayBufferWriter<byte>(topic.Length + payload.Length + 9);
+        MqttPacketWriter.WritePublish(frame, topic, payload, 1, id);
+        var bytes = frame.WrittenSpan.ToArray();
+        _inflight[id] = new Inflight(bytes, Environment.TickCount64);
+        _output.Write(bytes);
+        return true;
+    }
+
+    private ushort NextPacketId()
+    {
+        do
+        {
+            _nextPacketId++;
+        }
+        while (_nextPacketId == 0 || _inflight.ContainsKey(_nextPacketId));
+        return _nextPacketId;
+    }
+
+    private void RequestFlush()
+    {
+        if (Interlocked.Exchange(ref _flushRequested, 1) == 0)
+        {
+            _flushSignal.Release();
+        }
+    }
+
+    /// <summary>The only caller of FlushAsync while the connection runs, so flushes never overlap.</summary>
+    private async Task FlushLoopAsync()
+    {
+        try
+        {
+            while (true)
+            {
+                await _flushSignal.WaitAsync(_closed.Token);
+                Volatile.Write(ref _flushRequested, 0);
+                ValueTask<FlushResult> flush;
+                lock (_writeLock)
+                {
+                    if (_outputClosed)
+                    {
+                        return;
+                    }
+
+                    flush = _output.FlushAsync();
+                }
+
+                var result = await flush;
+                if (result.IsCompleted || result.IsCanceled)
+                {
+                    Abort("output completed");
+                    return;
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        catch (Exception)
+        {
+            Abort("flush failed");
+        }
+    }
+
+    /// <summary>Connect timeout, keep-alive at 1.5x (§3.1.2.10) and QoS 1 downlink re-sends.</summary>
+    private async Task TimerLoopAsync()
+    {
+        using var timer = new PeriodicTimer(_options.TimerPeriod);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(_closed.Token))
+            {
+                long now = Environment.TickCount64;
+                if (_device is null)
+                {
+                    if (now - _startedAt > (long)_options.ConnectTimeout.TotalMilliseconds)
+                    {
+                        MqttLog.ConnectTimeout(_logger, ConnectionId, _options.ConnectTimeout);
+                        Abort("connect timeout");
+                        return;
+                    }
+
+                    continue;
+                }
+
+                if (_keepAliveSeconds > 0 && now - Volatile.Read(ref _lastActivity) > _keepAliveSeconds * 1500L)
+                {
+                    MqttLog.KeepAliveExpired(_logger, ConnectionId, _deviceName, _keepAliveSeconds);
+                    Abort("keep-alive expired");
+                    return;
+                }
+
+                ResendExpired(now);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private void ResendExpired(long now)
+    {
+        long retryMs = (long)_options.DownlinkRetryInterval.TotalMilliseconds;
+        bool wrote = false;
+        lock (_writeLock)
+        {
+            if (_outputClosed || _inflight.Count == 0)
+            {
+                return;
+            }
+
+            foreach (var (id, inflight) in _inflight)
+            {
+                if (now - inflight.SentAt >= retryMs)
+                {
+                    inflight.Frame[0] |= 0x08; // DUP (§3.3.1.1)
+                    _output.Write(inflight.Frame);
+                    _inflight[id] = inflight with { SentAt = now };
+                    wrote = true;
+                }
+            }
+        }
+
+        if (wrote)
+        {
+            RequestFlush();
+        }
+    }
+
+    private void OnViolation(MqttProtocolError error)
+    {
+        MqttLog.ProtocolViolation(_logger, ConnectionId, _deviceName, error);
+        var code = error switch
+        {
+            MqttProtocolError.UnacceptableProtocolVersion => MqttConnectReturnCode.UnacceptableProtocolVersion,
+            MqttProtocolError.IdentifierRejected => MqttConnectReturnCode.IdentifierRejected,
+            _ => MqttConnectReturnCode.Accepted,
+        };
+
+        // §3.2.2.3: a refused CONNECT is answered before the close; other violations just close.
+        if (code != MqttConnectReturnCode.Accepted && _device is null)
+        {
+            MqttLog.ConnectRefused(_logger, ConnectionId, code);
+            lock (_writeLock)
+            {
+                MqttPacketWriter.WriteConnAck(_output, code);
+            }
+        }
+
+        _closing = true;
+    }
+
+    private void Abort(string reason)
+    {
+        _closeReason ??= reason;
+        _closing = true;
+        _connection.Transport.Input.CancelPendingRead();
+    }
+
+    private async Task ShutdownAsync(Task flushLoop, Task timerLoop)
+    {
+        _closing = true;
+        if (_registered)
+        {
+            _sessions.Unregister(this);
+        }
+
+        if (_children is not null)
+        {
+            foreach (var child in _children.Values)
+            {
+                _sessions.Unregister(child);
+            }
+        }
+
+        await _closed.CancelAsync();
+        await Task.WhenAll(flushLoop, timerLoop);
+        ValueTask<FlushResult> flush;
+        lock (_writeLock)
+        {
+            _outputClosed = true;
+            flush = _output.FlushAsync();
+        }
+
+        try
+        {
+            await flush;
+        }
+        catch (Exception)
+        {
+            // The peer is gone; nothing left to deliver.
+        }
+
+        await _output.CompleteAsync();
+        await _connection.Transport.Input.CompleteAsync();
+        _closed.Dispose();
+        _flushSignal.Dispose();
+        await _jsonWriter.DisposeAsync();
+    }
+
+    /// <summary>A topic as one span: the pipe segment itself, or a per-connection scratch copy when it spans segments.</summary>
+    private ReadOnlySpan<byte> TopicSpan(in ReadOnlySequence<byte> topic)
+    {
+        if (topic.IsSingleSegment)
+        {
+            return topic.FirstSpan;
+        }
+
+        int len = (int)topic.Length;
+        if (_topicScratch is null || _topicScratch.Length < len)
+        {
+            _topicScratch = new byte[Math.Max(len, 256)];
+        }
+
+        topic.CopyTo(_topicScratch);
+        return _topicScratch.AsSpan(0, len);
+    }
+
+    private readonly record struct PendingUplink(ValueTask<UplinkResult> Task, ushort PacketId, byte QoS);
+
+    private readonly record struct Inflight(byte[] Frame, long SentAt);
+}

@@ -1,0 +1,37 @@
+using Microsoft.Extensions.Logging;
+using Perf.Core;
+
+namespace Perf.Kestrel.Mqtt.Internal;
+
+internal static partial class MqttLog
+{
+    [LoggerMessage(1, LogLevel.Information, "MQTT {ConnectionId} device {Device} closed: protocol violation {Reason}")]
+    public static partial void ProtocolViolation(ILogger logger, string connectionId, string? device, MqttProtocolError reason);
+
+    [LoggerMessage(2, LogLevel.Information, "MQTT {ConnectionId} refused: CONNACK {Code}")]
+    public static partial void ConnectRefused(ILogger logger, string connectionId, MqttConnectReturnCode code);
+
+    [LoggerMessage(3, LogLevel.Debug, "MQTT {ConnectionId} device {Device} connected (client id {ClientId}, keep-alive {KeepAlive} s)")]
+    public static partial void Connected(ILogger logger, string connectionId, string device, string clientId, int keepAlive);
+
+    [LoggerMessage(4, LogLevel.Information, "MQTT {ConnectionId} closed: no CONNECT within {Timeout}")]
+    public static partial void ConnectTimeout(ILogger logger, string connectionId, TimeSpan timeout);
+
+    [LoggerMessage(5, LogLevel.Information, "MQTT {ConnectionId} device {Device} closed: keep-alive {KeepAlive} s exceeded by 1.5x")]
+    public static partial void KeepAliveExpired(ILogger logger, string connectionId, string? device, int keepAlive);
+
+    [LoggerMessage(6, LogLevel.Information, "MQTT {ConnectionId} device {Device} closed: uplink {Status} {Reason}")]
+    public static partial void UplinkRejected(ILogger logger, string connectionId, string? device, UplinkStatus status, string? reason);
+
+    [LoggerMessage(7, LogLevel.Information, "MQTT {ConnectionId} device {Device} ignoring PUBLISH on unknown topic (logged once per connection)")]
+    public static partial void UnknownTopic(ILogger logger, string connectionId, string? device);
+
+    [LoggerMessage(8, LogLevel.Information, "MQTT {ConnectionId} device {Device} closed by server: {Reason}")]
+    public static partial void ClosedByServer(ILogger logger, string connectionId, string? device, string reason);
+
+    [LoggerMessage(9, LogLevel.Debug, "MQTT {ConnectionId} device {Device} QoS 0 uplink dropped: {Status} {Reason}")]
+    public static partial void UplinkDropped(ILogger logger, string connectionId, string? device, UplinkStatus status, string? reason);
+
+    [LoggerMessage(10, LogLevel.Warning, "MQTT {ConnectionId} device {Device} request failed")]
+    public static partial void RequestFailed(ILogger logger, Exception exception, string connectionId, string? device);
+}

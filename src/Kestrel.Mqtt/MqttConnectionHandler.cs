@@ -1,0 +1,27 @@
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Perf.Core;
+using Perf.Kestrel.Mqtt.Internal;
+
+namespace Perf.Kestrel.Mqtt;
+
+/// <summary>Kestrel connection handler speaking the ThingsBoard MQTT device and gateway API.</summary>
+public sealed class MqttConnectionHandler : ConnectionHandler
+{
+    private readonly IDeviceApi _api;
+    private readonly ISessionTable _sessions;
+    private readonly MqttOptions _options;
+    private readonly ILogger _logger;
+
+    public MqttConnectionHandler(IDeviceApi api, ISessionTable sessions, IOptions<MqttOptions> options, ILogger<MqttConnectionHandler> logger)
+    {
+        _api = api;
+        _sessions = sessions;
+        _options = options.Value;
+        _logger = logger;
+    }
+
+    public override Task OnConnectedAsync(ConnectionContext connection) =>
+        new MqttConnection(connection, _api, _sessions, _options, _logger).RunAsync();
+}
