@@ -67,9 +67,20 @@ internal sealed class FakeDeviceApi : IDeviceApi
         new(new Device(Guid.NewGuid(), gateway.TenantId, Guid.Empty, name, type ?? "default", null, 0, null, false));
 }
 
+/// <summary>The core's real session table, plus the list of sessions the door registered, for assertions.</summary>
 internal sealed class FakeSessionTable : ISessionTable
 {
+    private readonly SessionTable _table = new();
+
     public List<IDeviceSession> Sessions { get; } = [];
+
+    public int Count => _table.Count;
+
+    public event Action<IDeviceSession>? SessionAvailable
+    {
+        add => _table.SessionAvailable += value;
+        remove => _table.SessionAvailable -= value;
+    }
 
     public void Register(IDeviceSession session)
     {
@@ -77,6 +88,8 @@ internal sealed class FakeSessionTable : ISessionTable
         {
             Sessions.Add(session);
         }
+
+        _table.Register(session);
     }
 
     public void Unregister(IDeviceSession session)
@@ -85,7 +98,13 @@ internal sealed class FakeSessionTable : ISessionTable
         {
             Sessions.Remove(session);
         }
+
+        _table.Unregister(session);
     }
+
+    public IReadOnlyList<IDeviceSession> GetSessions(Guid deviceId) => _table.GetSessions(deviceId);
+
+    public void SubscriptionsChanged(IDeviceSession session) => _table.SubscriptionsChanged(session);
 }
 
 /// <summary>Drives <see cref="MqttConnectionHandler"/> through in-memory pipes.</summary>

@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Perf.Api.Rest;
 using Perf.Coap;
 using Perf.Core;
+using Perf.Kestrel.Mqtt;
 using Perf.Kestrel.Tcp;
 
 namespace Perf.Api.Hosting;
@@ -59,6 +60,11 @@ public sealed class PerfHost : IAsyncDisposable
         builder.Services.AddRestApi(builder.Configuration, settings.DataDir);
 
         // The doors: each is an AddXxx() here and a UseXxx() on its endpoint below.
+        if (settings.MqttEnabled)
+        {
+            builder.Services.AddMqtt(o => builder.Configuration.GetSection("Mqtt").Bind(o));
+        }
+
         builder.Services.AddTcpIntegration();
         if (settings.CoapEnabled)
         {
@@ -84,6 +90,11 @@ public sealed class PerfHost : IAsyncDisposable
                 http.Protocols = HttpProtocols.Http1;
                 listeners[0] = http;
             });
+            if (settings.MqttEnabled)
+            {
+                kestrel.Listen(settings.BindAddress, settings.MqttPort, mqtt => listeners[1] = mqtt.UseMqtt());
+            }
+
             if (settings.TcpIntegrationEnabled)
             {
                 kestrel.Listen(settings.BindAddress, settings.TcpIntegrationPort, tcp => listeners[2] = tcp.UseTcpIntegration());
