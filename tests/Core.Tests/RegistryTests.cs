@@ -68,6 +68,7 @@ public class RegistryTests
         engine.Sessions.Register(session);
         Assert.True((await engine.Registry.DeleteDeviceAsync(device.Id)).IsOk);
         Assert.Null(engine.Registry.GetDevice(device.Id));
+        Assert.Equal("device deleted", await session.Closed);
         Assert.Null(engine.DeviceApi.Authenticate("new-token"));
         Assert.Null(engine.Registry.FindDeviceByName(tenant, "gw"));
     }
