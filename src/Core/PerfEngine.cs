@@ -47,6 +47,11 @@ public sealed class PerfEngine : IAsyncDisposable
         {
             Attributes.RemoveDevice(id);
             Telemetry.RemoveDevice(id);
+            // Sessions exist only live (never during replay): a deleted device's doors are told to hang up.
+            foreach (var session in Sessions.GetSessions(id))
+            {
+                session.Close("device deleted");
+            }
         };
     }
 

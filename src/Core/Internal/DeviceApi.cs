@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Globalization;
 using System.Text;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using Perf.Core.Domain;
 using Perf.Core.Telemetry;
@@ -117,7 +118,7 @@ internal sealed class DeviceApi(
         if (rpc.ClientRpcHandler is not { } handler)
         {
             return new(new ClientRpcResult(UplinkResult.Success,
-                "{\"error\":" + JsonSerializer.Serialize("no handler for method '" + method + "'") + "}"));
+                "{\"error\":" + JsonString("no handler for method '" + method + "'") + "}"));
         }
         return CallHandlerAsync(handler, device, method, paramsJson, cancellationToken);
     }
@@ -137,6 +138,10 @@ internal sealed class DeviceApi(
         }
     }
 
+    /// <summary>A JSON string literal; relaxed escaping keeps quotes like ' readable for devices.</summary>
+    private static string JsonString(string value) =>
+        "\"" + JsonEncodedText.Encode(value, JavaScriptEncoder.UnsafeRelaxedJsonEscaping).ToString() + "\"";
+
     private string SessionLimitsJson()
     {
         var sb = new StringBuilder(128);
@@ -145,9 +150,9 @@ internal sealed class DeviceApi(
           .Append(",\"rateLimits\":{");
         if (!string.IsNullOrEmpty(options.DeviceRateLimits))
         {
-            sb.Append("\"messages\":").Append(JsonSerializer.Serialize(options.DeviceRateLimits))
-              .Append(",\"telemetryMessages\":").Append(JsonSerializer.Serialize(options.DeviceRateLimits))
-              .Append(",\"telemetryDataPoints\":").Append(JsonSerializer.Serialize(options.DeviceRateLimits));
+            sb.Append("\"messages\":").Append(JsonString(options.DeviceRateLimits))
+              .Append(",\"telemetryMessages\":").Append(JsonString(options.DeviceRateLimits))
+              .Append(",\"telemetryDataPoints\":").Append(JsonString(options.DeviceRateLimits));
         }
         return sb.Append("}}").ToString();
     }
@@ -188,7 +193,7 @@ internal sealed class DeviceApi(
                 return new(new UplinkResult(UplinkStatus.BadPayload, e.Message));
             }
         }
-        var claimData = "{\"secretKey\":" + JsonSerializer.Serialize(secretKey) + ",\"expirationTime\":" +
+        var claimData = "{\"secretKey\":" + JsonString(secretKey) + ",\"expirationTime\":" +
             (Now + durationMs).ToString(CultureInfo.InvariantCulture) + "}";
         KvEntry[] entries = [new KvEntry(keys.Intern("claimingAllowed"), true), new KvEntry(keys.Intern("claimData"), claimData, isJson: true)];
         return Await(attributes.SaveAsync(device.Id, AttributeScope.Server, entries));

@@ -1,0 +1,130 @@
+using System.Text;
+using Perf.Core.Telemetry;
+
+namespace Perf.Core.Tests;
+
+public class TelemetryTests
+{
+    private static async Task<(PerfEngine Engine, Guid Id)> SeedAsync(TempDir dir)
+    {
+        var engine = await Engines.OpenAsync(dir.Path);
+        var (_, device, _) = await Engines.CreateDeviceAsync(engine);
+        // ts 0..9 -> values 0..9 (long); ts 10..19 -> doubles 10.5..19.5
+        var entries = Enumerable.Range(0, 10).Select(i => new TsKvEntry(i * 100, new KvEntry("t", (long)i)))
+            .Concat(Enumerable.Range(10, 10).Select(i => new TsKvEntry(i * 100, new KvEntry("t", i + 0.5))))
+            .ToList();
+        Assert.True(await engine.Telemetry.SaveAsync(device.Id, entries));
+        return (engine, device.Id);
+    }
+
+    [Fact]
+    public async Task Query_Raw_HonoursRangeLimitAndOrder()
+    {
+        using var dir = new TempDir();
+        var (engine, id) = await SeedAsync(dir);
+        await using var _ = engine;
+        var asc = engine.Telemetry.Query(id, "t", 200, 500, 0, 100, Aggregation.None, false);
+        Assert.Equal([200L, 300, 400], asc.Select(e => e.Ts));
+        var desc = engine.Telemetry.Query(id, "t", 0, 2000, 0, 2, Aggregation.None, true);
+        Assert.Equal([1900L, 1800], desc.Select(e => e.Ts));
+        Assert.Empty(engine.Telemetry.Query(id, "missing", 0, 2000, 0, 2, Aggregation.None, true));
+    }
+
+    [Theory]
+    [InlineData(Aggregation.Min, 0L, 5L)]
+    [InlineData(Aggregation.Max, 4L, 9L)]
+    [InlineData(Aggregation.Sum, 10L, 35L)]
+    [InlineData(Aggregation.Count, 5L, 5L)]
+    public async Task Query_AggregatesLongBuckets_StampedAtBucketMiddle(Aggregation agg, long first, long second)
+    {
+        using var dir = new TempDir();
+        var (engine, id) = await SeedAsync(dir);
+        await using var _ = engine;
+        var result = engine.Telemetry.Query(id, "t", 0, 1000, 500, 100, agg, false);
+        Assert.Equal([250L, 750], result.Select(e => e.Ts));
+        Assert.Equal(DataType.Long, result[0].Entry.Type);
+        Assert.Equal([first, second], result.Select(e => e.Entry.LongValue));
+    }
+
+    [Fact]
+    public async Task Query_Avg_IsDouble_AndMixedBucketsBecomeDouble()
+    {
+        using var dir = new TempDir();
+        var (engine, id) = await SeedAsync(dir);
+        await using var _ = engine;
+        var avg = engine.Telemetry.Query(id, "t", 0, 1000, 1000, 100, Aggregation.Avg, false);
+        Assert.Equal(4.5, Assert.Single(avg).Entry.DoubleValue);
+        var max = engine.Telemetry.Query(id, "t", 0, 2000, 2000, 100, Aggregation.Max, false);
+        Assert.Equal(19.5, Assert.Single(max).Entry.DoubleValue);
+        Assert.Equal(1000, max[0].Ts);
+        var empty = engine.Telemetry.Query(id, "t", 5000, 6000, 100, 100, Aggregation.Sum, false);
+        Assert.Empty(empty);
+        var desc = engine.Telemetry.Query(id, "t", 0, 2000, 500, 100, Aggregation.Count, true);
+        Assert.Equal([1750L, 1250, 750, 250], desc.Select(e => e.Ts));
+    }
+
+    [Fact]
+    public async Task SameTimestamp_Overwrites_AndLatestKeepsNewestTs()
+    {
+        using var dir = new TempDir();
+        await using var engine = await Engines.OpenAsync(dir.Path);
+        var (_, device, _) = await Engines.CreateDeviceAsync(engine);
+        await engine.Telemetry.SaveAsync(device.Id, [new TsKvEntry(200, new KvEntry("k", 1L))]);
+        await engine.Telemetry.SaveAsync(device.Id, [new TsKvEntry(100, new KvEntry("k", 2L))]);
+        await engine.Telemetry.SaveAsync(device.Id, [new TsKvEntry(200, new KvEntry("k", 3L))]);
+        Assert.Equal([2L, 3], engine.Telemetry.Query(device.Id, "k", 0, 1000, 0, 10, Aggregation.None, false).Select(e => e.Entry.LongValue));
+        Assert.Equal(3, engine.Telemetry.GetLatest(device.Id, ["k"])[0].Entry.LongValue);
+    }
+
+    [Fact]
+    public async Task DeviceApi_PostTelemetry_RejectsBadAndOversizedPayloads_AndNotifiesSubscribers()
+    {
+        using var dir = new TempDir();
+        await using var engine = await Engines.OpenAsync(dir.Path, o => o.MaxPayloadSize = 64);
+        var (_, device, _) = await Engines.CreateDeviceAsync(engine);
+        var bad = await engine.DeviceApi.PostTelemetryAsync(device, Engines.Json("{\"a\":"));
+        Assert.Equal(UplinkStatus.BadPayload, bad.Status);
+        Assert.False(string.IsNullOrEmpty(bad.Reason));
+        var big = await engine.DeviceApi.PostTelemetryAsync(device, Engines.Json("{\"a\":\"" + new string('x', 100) + "\"}"));
+        Assert.Equal(UplinkStatus.TooLarge, big.Status);
+
+        var received = new TaskCompletionSource<DeviceUpdate>(TaskCreationOptions.RunContinuationsAsynchronously);
+        using (engine.Telemetry.Subscribe(device.Id, u => received.TrySetResult(u)))
+        {
+            Assert.True((await engine.DeviceApi.PostTelemetryAsync(device, Engines.Json("{\"temp\":25}"))).IsOk);
+            var update = await received.Task;
+            Assert.Equal(DeviceUpdateKind.Telemetry, update.Kind);
+            Assert.Equal("temp", Assert.Single(update.Entries).Entry.Key);
+        }
+    }
+
+    [Fact]
+    public async Task Delete_RemovesLatestAndOrHistory()
+    {
+        using var dir = new TempDir();
+        var (engine, id) = await SeedAsync(dir);
+        await using var _ = engine;
+        await engine.Telemetry.DeleteAsync(id, ["t"], deleteLatest: true, deleteHistory: false);
+        Assert.Empty(engine.Telemetry.GetLatest(id, ["t"]));
+        Assert.Equal(20, engine.Telemetry.Query(id, "t", 0, 5000, 0, 0, Aggregation.None, false).Count);
+        await engine.Telemetry.DeleteAsync(id, ["t"], deleteLatest: false, deleteHistory: true);
+        Assert.Empty(engine.Telemetry.GetKeys(id));
+    }
+
+    [Fact]
+    public async Task Retention_TrimsHistoryOlderThanWindow_AtOpen()
+    {
+        using var dir = new TempDir();
+        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        Guid id;
+        await using (var engine = await Engines.OpenAsync(dir.Path))
+        {
+            var (_, device, _) = await Engines.CreateDeviceAsync(engine);
+            id = device.Id;
+            await engine.Telemetry.SaveAsync(id, [new TsKvEntry(now - 3 * 86_400_000L, new KvEntry("k", 1L)), new TsKvEntry(now, new KvEntry("k", 2L))]);
+        }
+        await using var reopened = await Engines.OpenAsync(dir.Path, o => o.TelemetryRetentionDays = 1);
+        var history = reopened.Telemetry.Query(id, "k", 0, long.MaxValue, 0, 0, Aggregation.None, false);
+        Assert.Equal([2L], history.Select(h => h.Entry.LongValue));
+    }
+}
