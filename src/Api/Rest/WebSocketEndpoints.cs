@@ -60,7 +60,7 @@ internal static class WebSocketEndpoints
                 while (socket.State == WebSocketState.Open)
                 {
                     var length = 0;
-                    WebSocketReceiveResult result;
+                    ValueWebSocketReceiveResult result;
                     do
                     {
                         if (length == buffer.Length)
@@ -69,7 +69,7 @@ internal static class WebSocketEndpoints
                             return;
                         }
 
-                        result = await socket.ReceiveAsync(buffer.AsMemory(length), cancellationToken) switch { var r => new WebSocketReceiveResult(r.Count, r.MessageType, r.EndOfMessage) };
+                        result = await socket.ReceiveAsync(buffer.AsMemory(length), cancellationToken);
                         length += result.Count;
                     }
                     while (!result.EndOfMessage && result.MessageType != WebSocketMessageType.Close);

@@ -1,0 +1,286 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Net.WebSockets;
+using System.Text;
+using System.Text.Json.Nodes;
+
+namespace Perf.EndToEnd;
+
+[Collection(HostCollection.Name)]
+public sealed class RestTests(HostFixture fixture)
+{
+    private static string Unique(string prefix) => prefix + "-" + Guid.NewGuid().ToString("N")[..8];
+
+    [Fact]
+    public async Task Login_ReturnsTokens_AndBadPasswordAnswers401WithJsonError()
+    {
+        using var http = fixture.CreateHttpClient();
+        var bad = await http.PostAsJsonAsync("/api/auth/login", new { username = "tenant@example.com", password = "wrong" });
+        Assert.Equal(HttpStatusCode.Unauthorized, bad.StatusCode);
+        var error = await bad.Content.ReadFromJsonAsync<JsonObject>();
+        Assert.Equal(401, error!["status"]!.GetValue<int>());
+        Assert.Equal(10, error["errorCode"]!.GetValue<int>());
+
+        using var rest = await Rest.LoginAsync(fixture);
+        var parts = rest.Token.Split('.');
+        Assert.Equal(3, parts.Length);
+        var claims = JsonNode.Parse(Convert.FromBase64String(Pad(parts[1].Replace('-', '+').Replace('_', '/'))))!;
+        Assert.Equal("tenant@example.com", claims["sub"]!.GetValue<string>());
+        Assert.Equal("TENANT_ADMIN", claims["scopes"]![0]!.GetValue<string>());
+        Assert.NotNull(claims["tenantId"]);
+        Assert.NotNull(claims["exp"]);
+    }
+
+    [Fact]
+    public async Task RefreshToken_IssuesAWorkingAccessToken_AndIsNotAcceptedAsAnAccessToken()
+    {
+        using var rest = await Rest.LoginAsync(fixture);
+        using var http = fixture.CreateHttpClient();
+        var refreshed = await http.PostAsJsonAsync("/api/auth/token", new { refreshToken = rest.RefreshToken });
+        Assert.Equal(HttpStatusCode.OK, refreshed.StatusCode);
+        var token = (await refreshed.Content.ReadFromJsonAsync<JsonObject>())!["token"]!.GetValue<string>();
+
+        using var withAuthorization = new HttpRequestMessage(HttpMethod.Get, "/api/auth/user");
+        withAuthorization.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        Assert.Equal(HttpStatusCode.OK, (await http.SendAsync(withAuthorization)).StatusCode);
+
+        using var withRefresh = new HttpRequestMessage(HttpMethod.Get, "/api/auth/user");
+        withRefresh.Headers.Add("X-Authorization", "Bearer " + rest.RefreshToken);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await http.SendAsync(withRefresh)).StatusCode);
+    }
+
+    [Fact]
+    public async Task MissingOrForgedToken_Answers401()
+    {
+        using var http = fixture.CreateHttpClient();
+        Assert.Equal(HttpStatusCode.Unauthorized, (await http.GetAsync("/api/tenant/devices?pageSize=10&page=0")).StatusCode);
+        using var rest = await Rest.LoginAsync(fixture);
+        var forged = rest.Token[..^4] + "AAAA";
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/api/tenant/devices?pageSize=10&page=0");
+        request.Headers.Add("X-Authorization", "Bearer " + forged);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await http.SendAsync(request)).StatusCode);
+    }
+
+    [Fact]
+    public async Task Device_CreateReadListByNameCredentialsUpdateDelete()
+    {
+        using var rest = await Rest.LoginAsync(fixture);
+        var name = Unique("dev");
+        var token = Unique("tok");
+        var (id, readToken) = await rest.CreateDeviceAsync(name, token);
+        Assert.Equal(token, readToken);
+
+        var device = await rest.GetAsync($"/api/device/{id}");
+        Assert.Equal(name, device["name"]!.GetValue<string>());
+        Assert.Equal("DEVICE", device["id"]!["entityType"]!.GetValue<string>());
+
+        var byName = await rest.GetAsync($"/api/tenant/devices?deviceName={name}");
+        Assert.Equal(id, byName["id"]!["id"]!.GetValue<string>());
+
+        var page = await rest.GetAsync($"/api/tenant/devices?pageSize=100&page=0&textSearch={name}");
+        Assert.Equal(1, page["totalElements"]!.GetValue<long>());
+        Assert.False(page["hasNext"]!.GetValue<bool>());
+
+        // Duplicate name in the tenant: 400 with a message.
+        var duplicate = await rest.Http.PostAsJsonAsync("/api/device", new { name });
+        Assert.Equal(HttpStatusCode.BadRequest, duplicate.StatusCode);
+
+        // Update keeps the id and changes the label.
+        var updated = await rest.PostAsync("/api/device", new { id = new { entityType = "DEVICE", id }, name, type = "sensor", label = "roof" });
+        Assert.Equal("roof", updated["label"]!.GetValue<string>());
+
+        // Credentials update.
+        var newToken = Unique("tok");
+        var credentials = await rest.PostAsync("/api/device/credentials", new { deviceId = new { entityType = "DEVICE", id }, credentialsType = "ACCESS_TOKEN", credentialsId = newToken });
+        Assert.Equal(newToken, credentials["credentialsId"]!.GetValue<string>());
+
+        Assert.Equal(HttpStatusCode.OK, (await rest.Http.DeleteAsync($"/api/device/{id}")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await rest.Http.GetAsync($"/api/device/{id}")).StatusCode);
+    }
+
+    [Fact]
+    public async Task BadJson_Answers400NamingTheProblem_AndUnknownDeviceAnswers404()
+    {
+        using var rest = await Rest.LoginAsync(fixture);
+        using var content = new StringContent("{\"name\":", Encoding.UTF8, "application/json");
+        var response = await rest.Http.PostAsync("/api/device", content);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var error = await response.Content.ReadFromJsonAsync<JsonObject>();
+        Assert.Contains("JSON", error!["message"]!.GetValue<string>(), StringComparison.Ordinal);
+
+        var missing = await rest.Http.GetAsync($"/api/device/{Guid.NewGuid()}");
+        Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
+        Assert.Equal(32, (await missing.Content.ReadFromJsonAsync<JsonObject>())!["errorCode"]!.GetValue<int>());
+    }
+
+    [Fact]
+    public async Task CustomerUser_SeesOnlyItsCustomersDevices_AndCannotUseTenantEndpoints()
+    {
+        using var tenant = await Rest.LoginAsync(fixture);
+        var customerA = (await tenant.PostAsync("/api/customer", new { title = Unique("A") }))["id"]!["id"]!.GetValue<string>();
+        var customerB = (await tenant.PostAsync("/api/customer", new { title = Unique("B") }))["id"]!["id"]!.GetValue<string>();
+        var (mine, _) = await tenant.CreateDeviceAsync(Unique("mine"));
+        var (theirs, _) = await tenant.CreateDeviceAsync(Unique("theirs"));
+        await tenant.PostAsync($"/api/customer/{customerA}/device/{mine}", new { });
+        await tenant.PostAsync($"/api/customer/{customerB}/device/{theirs}", new { });
+
+        var email = Unique("user") + "@example.com";
+        await tenant.PostAsync("/api/user?sendActivationMail=false", new
+        {
+            email,
+            authority = "CUSTOMER_USER",
+            customerId = new { entityType = "CUSTOMER", id = customerA },
+            password = "secret-pass",
+        });
+        using var customer = await Rest.LoginAsync(fixture, email, "secret-pass");
+
+        Assert.Equal(HttpStatusCode.OK, (await customer.Http.GetAsync($"/api/device/{mine}")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await customer.Http.GetAsync($"/api/device/{theirs}")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await customer.Http.GetAsync($"/api/plugins/telemetry/DEVICE/{theirs}/values/timeseries")).StatusCode);
+        var save = await customer.Http.PostAsJsonAsync($"/api/plugins/telemetry/DEVICE/{theirs}/SHARED_SCOPE", new { x = 1 });
+        Assert.Equal(HttpStatusCode.NotFound, save.StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await customer.Http.GetAsync("/api/tenant/devices?pageSize=10&page=0")).StatusCode);
+
+        var list = await customer.GetAsync($"/api/customer/{customerA}/devices?pageSize=10&page=0");
+        var ids = list["data"]!.AsArray().Select(d => d!["id"]!["id"]!.GetValue<string>()).ToArray();
+        Assert.Equal([mine], ids);
+        Assert.Equal(HttpStatusCode.NotFound, (await customer.Http.GetAsync($"/api/customer/{customerB}/devices?pageSize=10&page=0")).StatusCode);
+    }
+
+    [Fact]
+    public async Task SysAdmin_ManagesTenants_AndTenantAdminCannot()
+    {
+        using var sys = await Rest.LoginAsync(fixture, "sysadmin@example.com", "sysadmin");
+        var tenantId = (await sys.PostAsync("/api/tenant", new { title = Unique("tenant") }))["id"]!["id"]!.GetValue<string>();
+        var admin = Unique("admin") + "@example.com";
+        await sys.PostAsync("/api/user?sendActivationMail=false", new { email = admin, authority = "TENANT_ADMIN", tenantId = new { entityType = "TENANT", id = tenantId }, password = "pw-123456" });
+        using var newAdmin = await Rest.LoginAsync(fixture, admin, "pw-123456");
+        var page = await newAdmin.GetAsync("/api/tenant/devices?pageSize=10&page=0");
+        Assert.Equal(0, page["totalElements"]!.GetValue<long>());
+
+        using var tenant = await Rest.LoginAsync(fixture);
+        var forbidden = await tenant.Http.PostAsJsonAsync("/api/tenant", new { title = "nope" });
+        Assert.Equal(HttpStatusCode.Forbidden, forbidden.StatusCode);
+        Assert.Equal(20, (await forbidden.Content.ReadFromJsonAsync<JsonObject>())!["errorCode"]!.GetValue<int>());
+    }
+
+    [Fact]
+    public async Task Attributes_SaveReadDelete_ByScope()
+    {
+        using var rest = await Rest.LoginAsync(fixture);
+        var (id, _) = await rest.CreateDeviceAsync(Unique("attr"));
+        await rest.PostAsync($"/api/plugins/telemetry/DEVICE/{id}/attributes/SERVER_SCOPE", new { serial = "SN-1", floor = 3 });
+        await rest.PostAsync($"/api/plugins/telemetry/DEVICE/{id}/SHARED_SCOPE", new { targetTemperature = 21.5, enabled = true });
+
+        var server = (await rest.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/values/attributes/SERVER_SCOPE")).AsArray();
+        Assert.Equal(2, server.Count);
+        Assert.Contains(server, a => a!["key"]!.GetValue<string>() == "floor" && a["value"]!.GetValue<long>() == 3);
+        var shared = (await rest.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/values/attributes?keys=targetTemperature")).AsArray();
+        Assert.Equal(21.5, Assert.Single(shared)!["value"]!.GetValue<double>());
+
+        Assert.Equal(HttpStatusCode.OK, (await rest.Http.DeleteAsync($"/api/plugins/telemetry/DEVICE/{id}/SERVER_SCOPE?keys=serial")).StatusCode);
+        server = (await rest.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/values/attributes/SERVER_SCOPE")).AsArray();
+        Assert.Equal("floor", Assert.Single(server)!["key"]!.GetValue<string>());
+
+        var badScope = await rest.Http.PostAsJsonAsync($"/api/plugins/telemetry/DEVICE/{id}/attributes/NOPE_SCOPE", new { a = 1 });
+        Assert.Equal(HttpStatusCode.BadRequest, badScope.StatusCode);
+    }
+
+    [Fact]
+    public async Task Telemetry_SaveLatestHistoryAggregationAndDelete()
+    {
+        using var rest = await Rest.LoginAsync(fixture);
+        var (id, _) = await rest.CreateDeviceAsync(Unique("ts"));
+        await rest.PostAsync($"/api/plugins/telemetry/DEVICE/{id}/timeseries/ANY", new object[]
+        {
+            new { ts = 1000, values = new { temperature = 20, label = "a" } },
+            new { ts = 2000, values = new { temperature = 30 } },
+            new { ts = 3000, values = new { temperature = 25.7 } },
+        });
+
+        var latest = await rest.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/values/timeseries?keys=temperature");
+        Assert.Equal("25.7", latest["temperature"]![0]!["value"]!.GetValue<string>());
+        var strict = await rest.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/values/timeseries?keys=temperature&useStrictDataTypes=true");
+        Assert.Equal(25.7, strict["temperature"]![0]!["value"]!.GetValue<double>());
+
+        var history = await rest.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/values/timeseries?keys=temperature&startTs=0&endTs=5000&limit=2&orderBy=ASC");
+        var points = history["temperature"]!.AsArray();
+        Assert.Equal(2, points.Count);
+        Assert.Equal(1000, points[0]!["ts"]!.GetValue<long>());
+
+        var max = await rest.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/values/timeseries?keys=temperature&startTs=0&endTs=5000&interval=5000&agg=MAX&useStrictDataTypes=true");
+        Assert.Equal(30, max["temperature"]![0]!["value"]!.GetValue<double>());
+
+        var keys = (await rest.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/keys/timeseries")).AsArray().Select(k => k!.GetValue<string>()).ToArray();
+        Assert.Contains("label", keys);
+
+        Assert.Equal(HttpStatusCode.OK, (await rest.Http.DeleteAsync($"/api/plugins/telemetry/DEVICE/{id}/timeseries/delete?keys=temperature&deleteAllDataForKeys=true")).StatusCode);
+        var afterDelete = await rest.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/values/timeseries?keys=temperature");
+        Assert.Null(afterDelete["temperature"]);
+
+        var badAgg = await rest.Http.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/values/timeseries?keys=temperature&startTs=0&endTs=5000&agg=MEDIAN");
+        Assert.Equal(HttpStatusCode.BadRequest, badAgg.StatusCode);
+    }
+
+    [Fact]
+    public async Task WebSocket_ReceivesSharedAttributeAndTelemetryUpdatesAfterCommit()
+    {
+        using var rest = await Rest.LoginAsync(fixture);
+        var (id, _) = await rest.CreateDeviceAsync(Unique("ws"));
+        using var socket = new ClientWebSocket();
+        await socket.ConnectAsync(new Uri($"ws://127.0.0.1:{fixture.Endpoints.Http!.Port}/api/ws"), CancellationToken.None);
+        await SendAsync(socket, new JsonObject
+        {
+            ["authCmd"] = new JsonObject { ["cmdId"] = 0, ["token"] = rest.Token },
+            ["cmds"] = new JsonArray(
+                new JsonObject { ["type"] = "ATTRIBUTES", ["entityType"] = "DEVICE", ["entityId"] = id, ["scope"] = "SHARED_SCOPE", ["cmdId"] = 7 },
+                new JsonObject { ["type"] = "TIMESERIES", ["entityType"] = "DEVICE", ["entityId"] = id, ["scope"] = "LATEST_TELEMETRY", ["cmdId"] = 8 }),
+        });
+
+        // Initial (empty) snapshots for both subscriptions.
+        var first = await ReceiveAsync(socket);
+        var second = await ReceiveAsync(socket);
+        Assert.Equal(new[] { 7, 8 }, new[] { first["subscriptionId"]!.GetValue<int>(), second["subscriptionId"]!.GetValue<int>() }.Order());
+
+        await rest.PostAsync($"/api/plugins/telemetry/DEVICE/{id}/SHARED_SCOPE", new { mode = "eco" });
+        var update = await ReceiveAsync(socket);
+        Assert.Equal(7, update["subscriptionId"]!.GetValue<int>());
+        Assert.Equal("eco", update["data"]!["mode"]![0]![1]!.GetValue<string>());
+
+        await rest.PostAsync($"/api/plugins/telemetry/DEVICE/{id}/timeseries/ANY", new { temperature = 42 });
+        var telemetry = await ReceiveAsync(socket);
+        Assert.Equal(8, telemetry["subscriptionId"]!.GetValue<int>());
+        Assert.Equal("42", telemetry["data"]!["temperature"]![0]![1]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task OpenApiDescription_IsServed()
+    {
+        using var http = fixture.CreateHttpClient();
+        var response = await http.GetAsync("/openapi/v1.json");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var doc = await response.Content.ReadFromJsonAsync<JsonObject>();
+        Assert.NotNull(doc!["paths"]!["/api/device"]);
+    }
+
+    private static async Task SendAsync(ClientWebSocket socket, JsonObject message) =>
+        await socket.SendAsync(Encoding.UTF8.GetBytes(message.ToJsonString()), WebSocketMessageType.Text, true, CancellationToken.None);
+
+    private static async Task<JsonObject> ReceiveAsync(ClientWebSocket socket)
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        var buffer = new byte[65536];
+        var length = 0;
+        ValueWebSocketReceiveResult result;
+        do
+        {
+            result = await socket.ReceiveAsync(buffer.AsMemory(length), cts.Token);
+            length += result.Count;
+        }
+        while (!result.EndOfMessage);
+        return (JsonObject)JsonNode.Parse(buffer.AsSpan(0, length))!;
+    }
+
+    private static string Pad(string base64) => base64.PadRight(base64.Length + ((4 - (base64.Length % 4)) % 4), '=');
+}
