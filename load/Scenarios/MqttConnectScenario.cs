@@ -36,7 +36,7 @@ public static class MqttConnectScenario
         result.Parameter("hold", common.Duration.TotalSeconds + "s");
         result.Parameter("tokens", tokens.Describe());
 
-        var rssBefore = ServerMemory.RssBytes(serverPid);
+        var rssBefore = ServerProcess.RssBytes(serverPid);
         var counters = new WorkerCounters();
         var latency = new LatencyRecorder(1);
         var sockets = new Socket?[connections];
@@ -98,7 +98,7 @@ public static class MqttConnectScenario
         try
         {
             await Task.Delay(settle, cancellation);
-            rssConnected = ServerMemory.RssBytes(serverPid);
+            rssConnected = ServerProcess.RssBytes(serverPid);
             var remaining = common.Duration - settle;
             if (remaining > TimeSpan.Zero)
             {
@@ -110,7 +110,7 @@ public static class MqttConnectScenario
             Console.Error.WriteLine("interrupted: ending hold early");
         }
 
-        var rssEnd = ServerMemory.RssBytes(serverPid);
+        var rssEnd = ServerProcess.RssBytes(serverPid);
         // A socket the server closed during the hold reads as readable with nothing available.
         var dropped = sockets.Count(s => s is not null && s.Poll(0, SelectMode.SelectRead) && s.Available == 0);
         await monitor.DisposeAsync();

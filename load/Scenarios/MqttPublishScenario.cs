@@ -16,6 +16,7 @@ public static class MqttPublishScenario
     public const string Help = """
           mqtt-publish   --connections 100 --qos 1 --payload 64 --window 32 [--rate msgs/s, 0 = max]
                          [--topic v1/devices/me/telemetry] [--keepalive 0] [--connect-concurrency 200]
+                         [--server-pid PID: server CPU seconds and acked msgs per server CPU second]
         """;
 
     public static async Task<int> RunAsync(Options o, CancellationToken cancellation)
@@ -29,6 +30,7 @@ public static class MqttPublishScenario
         var topic = o.String("topic", "v1/devices/me/telemetry");
         var keepAlive = o.Int("keepalive", 0, 0, 65_535);
         var connectConcurrency = o.Int("connect-concurrency", 200, 1, 100_000);
+        int? serverPid = o.Has("server-pid") ? o.Int("server-pid", 0, 1) : null;
         var tokens = await Tokens.FromOptionsAsync(o, cancellation);
         o.ThrowIfUnused();
 
@@ -58,6 +60,7 @@ public static class MqttPublishScenario
         var publishers = sockets.Select((s, i) => new Publisher(s, i, publish, idOffset, qos == 1, window, rate > 0, latency)).ToArray();
         var receiveLoops = publishers.Select(p => Task.Run(p.ReceiveLoopAsync)).ToArray();
         var monitor = new ProgressMonitor(() => publishers.Select(p => p.Counters), qos == 1 ? "acked" : "sent", common.Duration);
+        var cpuBefore = ServerProcess.CpuSeconds(serverPid);
         var clock = Stopwatch.StartNew();
         using var stopPacing = new CancellationTokenSource();
         Task pacing = Task.CompletedTask;
@@ -94,6 +97,7 @@ public static class MqttPublishScenario
 
         var elapsed = clock.Elapsed.TotalSeconds;
         var atStop = monitor.Totals();
+        var cpuAtStop = ServerProcess.CpuSeconds(serverPid);
         await stopPacing.CancelAsync();
         await pacing;
         await Task.WhenAll(sendLoops);
@@ -127,6 +131,18 @@ public static class MqttPublishScenario
         if (qos == 1)
         {
             result.AddExtra("unacknowledged after 2 s drain", totals.Sent - totals.Acked);
+        }
+
+        if (cpuBefore is { } before && cpuAtStop is { } after)
+        {
+            var cpu = after - before;
+            result.AddExtra("server pid", serverPid!);
+            result.AddExtra("server CPU seconds", cpu.ToString("F2", System.Globalization.CultureInfo.InvariantCulture));
+            result.AddExtra("server CPU cores busy", (cpu / elapsed).ToString("F2", System.Globalization.CultureInfo.InvariantCulture));
+            if (cpu > 0)
+            {
+                result.AddExtra("acked msgs per server CPU second", ((qos == 1 ? atStop.Acked : atStop.Sent) / cpu).ToString("N0", System.Globalization.CultureInfo.InvariantCulture));
+            }
         }
 
         return common.Finish(result);
