@@ -45,12 +45,12 @@ static void PrintUsage(TextWriter o)
     o.WriteLine("Usage: dotnet run -c Release --project load -- <scenario> [options]");
     o.WriteLine();
     o.WriteLine("Scenarios:");
-    o.Write(MqttConnectScenario.Help);
-    o.Write(MqttPublishScenario.Help);
-    o.Write(HttpScenario.Help);
-    o.Write(TcpScenario.Help);
-    o.Write(CoapScenario.Help);
-    o.Write(BareServer.Help);
+    o.WriteLine(MqttConnectScenario.Help);
+    o.WriteLine(MqttPublishScenario.Help);
+    o.WriteLine(HttpScenario.Help);
+    o.WriteLine(TcpScenario.Help);
+    o.WriteLine(CoapScenario.Help);
+    o.WriteLine(BareServer.Help);
     o.WriteLine();
     o.WriteLine("Common options:");
     o.WriteLine("  --host 127.0.0.1 --port <scenario default> --duration 10s");

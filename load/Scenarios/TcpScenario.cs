@@ -76,7 +76,8 @@ public static class TcpScenario
                 while (!stop.IsCancellationRequested)
                 {
                     await pacer.WaitTurnAsync(batch, stop.Token);
-                    await s.SendAsync(buffer.AsMemory(), SocketFlags.None, stop.Token);
+                    // No token on the send itself: a cancelled send aborts the socket, and the peer should see a clean close.
+                    await s.SendAsync(buffer.AsMemory(), SocketFlags.None);
                     counters.Sent += batch;
                     counters.Acked += batch;
                 }
@@ -96,6 +97,15 @@ public static class TcpScenario
         await monitor.DisposeAsync();
         foreach (var s in sockets)
         {
+            try
+            {
+                s.Shutdown(SocketShutdown.Both);
+            }
+            catch (SocketException)
+            {
+                // Already reset by the peer.
+            }
+
             s.Dispose();
         }
 
