@@ -1,0 +1,51 @@
+using BenchmarkDotNet.Columns;
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Diagnosers;
+using BenchmarkDotNet.Exporters;
+using BenchmarkDotNet.Exporters.Csv;
+using BenchmarkDotNet.Exporters.Json;
+using BenchmarkDotNet.Jobs;
+using BenchmarkDotNet.Loggers;
+using BenchmarkDotNet.Toolchains.InProcess.Emit;
+using BenchmarkDotNet.Validators;
+
+namespace Perf.Bench;
+
+/// <summary>
+/// The one configuration every suite runs with (STYLE.md item 11): allocations measured, JIT optimization
+/// checked, results exported as GitHub markdown, JSON and CSV into BenchmarkDotNet.Artifacts/.
+/// </summary>
+public static class BenchConfig
+{
+    public const string ArtifactsFolder = "BenchmarkDotNet.Artifacts";
+
+    /// <summary>The config for full runs: BenchmarkDotNet's default job (out of process, auto iterations).</summary>
+    public static IConfig Full() => Common(Job.Default);
+
+    /// <summary>
+    /// The config for the allocation gate: few iterations and the in-process toolchain, which skips
+    /// generating and building a project per benchmark (the slow part on 2 cores). Allocated bytes per
+    /// operation do not depend on the iteration count, so a short job measures them exactly.
+    /// </summary>
+    public static IConfig Gate() => Common(
+        Job.ShortRun
+            .WithWarmupCount(2)
+            .WithIterationCount(3)
+            .WithToolchain(InProcessEmitToolchain.Instance)
+            .WithId("Gate"));
+
+    private static ManualConfig Common(Job job)
+    {
+        var config = ManualConfig.CreateEmpty()
+            .AddJob(job)
+            .AddDiagnoser(MemoryDiagnoser.Default)
+            .AddColumnProvider(DefaultColumnProviders.Instance)
+            .AddLogger(ConsoleLogger.Default)
+            .AddExporter(MarkdownExporter.GitHub, JsonExporter.Full, CsvExporter.Default)
+            .AddValidator(JitOptimizationsValidator.FailOnError)
+            .AddValidator(DefaultConfig.Instance.GetValidators().ToArray())
+            .WithArtifactsPath(Path.Combine(Directory.GetCurrentDirectory(), ArtifactsFolder))
+            .WithOptions(ConfigOptions.JoinSummary);
+        return config;
+    }
+}
