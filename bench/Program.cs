@@ -15,6 +15,11 @@ if (args[0] == "--gate")
     return GateRunner.Run(gateFile);
 }
 
+if (args[0] == "--ingest")
+{
+    return await Perf.Bench.Core.IngestRun.RunAsync(args);
+}
+
 if (args[0] == "--gate-selftest")
 {
     return GateSelfTest.Run();
@@ -34,6 +39,8 @@ static void PrintUsage()
     Console.WriteLine("  dotnet run -c Release --project bench -- --gate [gate.json]");
     Console.WriteLine("      run the benchmarks budgeted in bench/allocation-gate.json with a short in-process job;");
     Console.WriteLine("      exit 1 when any allocates more bytes per operation than its budget or is missing");
+    Console.WriteLine("  dotnet run -c Release --project bench -- --ingest [seconds]");
+    Console.WriteLine("      in-process durable ingest rate and ack latency with 1 and 100 concurrent writers");
     Console.WriteLine("  dotnet run -c Release --project bench -- --gate-selftest");
     Console.WriteLine("      check the gate's pass/fail rule on synthetic results (no benchmarks run)");
     Console.WriteLine();
