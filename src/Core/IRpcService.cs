@@ -26,6 +26,9 @@ public interface IRpcService
     /// <summary>The device's reply; false when no request with this id awaits one. Completes once the outcome is recorded.</summary>
     ValueTask<bool> CompleteReplyAsync(Guid deviceId, int requestId, string responseJson);
 
+    /// <summary>Raised after a persistent request was stored or changed state (durable by then), from any thread.</summary>
+    event Action<PersistentRpc>? PersistentRpcChanged;
+
     /// <summary>The transport acknowledged the request (see <see cref="IDeviceSession.ReportsRpcDelivery"/>).</summary>
     void OnDelivered(Guid deviceId, int requestId);
 }

@@ -80,6 +80,31 @@ public sealed class RpcService : IRpcService
 
     private long Now => _time.GetUtcNow().ToUnixTimeMilliseconds();
 
+    /// <summary>Raised after a persistent request was stored or changed state (durable by then), from any thread.</summary>
+    public event Action<PersistentRpc>? PersistentRpcChanged;
+
+    private async Task<PersistentRpc?> MoveAsync(Guid rpcId, PersistentRpcStatus status, string? responseJson = null)
+    {
+        var moved = await _store.TransitionAsync(rpcId, status, responseJson);
+        if (moved is not null)
+        {
+            Changed(moved);
+        }
+        return moved;
+    }
+
+    private void Changed(PersistentRpc rpc)
+    {
+        try
+        {
+            PersistentRpcChanged?.Invoke(rpc);
+        }
+        catch (Exception e)
+        {
+            CoreLog.SubscriberFailed(_logger, rpc.DeviceId, e);
+        }
+    }
+
     /// <summary>Pending (undelivered or unanswered) lightweight requests of a device.</summary>
     public int PendingCount(Guid deviceId) => _devices.TryGetValue(deviceId, out var state) ? state.Pending.Count : 0;
 
@@ -152,7 +177,7 @@ public sealed class RpcService : IRpcService
 
     private async Task<bool> CompletePersistentAsync(PersistentRpc rpc, string responseJson)
     {
-        var done = await _store.TransitionAsync(rpc.Id, PersistentRpcStatus.Successful, responseJson);
+        var done = await MoveAsync(rpc.Id, PersistentRpcStatus.Successful, responseJson);
         Finished(rpc);
         return done is not null;
     }
@@ -171,7 +196,7 @@ public sealed class RpcService : IRpcService
 
     private async Task MarkDeliveredAsync(PersistentRpc rpc)
     {
-        var delivered = await _store.TransitionAsync(rpc.Id, PersistentRpcStatus.Delivered);
+        var delivered = await MoveAsync(rpc.Id, PersistentRpcStatus.Delivered);
         if (delivered is { IsTerminal: true })
         {
             Finished(rpc);
@@ -196,6 +221,7 @@ public sealed class RpcService : IRpcService
         var stored = await _store.AddAsync(rpc);
         if (stored is not null)
         {
+            Changed(stored);
             Kick(device.Id);
         }
         return stored;
@@ -212,7 +238,7 @@ public sealed class RpcService : IRpcService
         {
             return null;
         }
-        var deleted = await _store.TransitionAsync(rpcId, PersistentRpcStatus.Deleted);
+        var deleted = await MoveAsync(rpcId, PersistentRpcStatus.Deleted);
         if (deleted is not null)
         {
             Finished(rpc);
@@ -333,7 +359,7 @@ public sealed class RpcService : IRpcService
     {
         if (rpc.Attempts >= 1 + rpc.Retries)
         {
-            await _store.TransitionAsync(rpc.Id, PersistentRpcStatus.Failed);
+            await MoveAsync(rpc.Id, PersistentRpcStatus.Failed);
             Finished(rpc);
             return true;
         }
@@ -353,20 +379,20 @@ public sealed class RpcService : IRpcService
 
         var reportsDelivery = session.ReportsRpcDelivery;
         _sentTo[rpc.Id] = session;
-        // Appended before the push, so the door's acknowledgement or the reply always follows SENT in the log.
-        var sending = _store.TransitionAsync(rpc.Id, PersistentRpcStatus.Sent);
-        var pushed = Push(session, new RpcRequest(rpc.RequestId, rpc.Id, rpc.Method, rpc.ParamsJson, rpc.OneWay, rpc.ExpirationTime, Persistent: true));
-        var sent = await sending;
+        // SENT is durable and visible before the push, so the door's acknowledgement or the device's reply,
+        // however fast, finds the request SENT (one commit interval of latency per attempt).
+        var sent = await MoveAsync(rpc.Id, PersistentRpcStatus.Sent);
         if (sent is null)
         {
             _sentTo.TryRemove(rpc.Id, out _);
             return true;
         }
+        var pushed = Push(session, new RpcRequest(rpc.RequestId, rpc.Id, rpc.Method, rpc.ParamsJson, rpc.OneWay, rpc.ExpirationTime, Persistent: true));
         if (!pushed)
         {
             _sentTo.TryRemove(rpc.Id, out _);
             var exhausted = sent.Attempts >= 1 + sent.Retries;
-            await _store.TransitionAsync(rpc.Id, exhausted ? PersistentRpcStatus.Failed : PersistentRpcStatus.Queued);
+            await MoveAsync(rpc.Id, exhausted ? PersistentRpcStatus.Failed : PersistentRpcStatus.Queued);
             if (exhausted)
             {
                 Finished(rpc);
@@ -394,7 +420,7 @@ public sealed class RpcService : IRpcService
 
     private async Task ExpireAsync(PersistentRpc rpc)
     {
-        await _store.TransitionAsync(rpc.Id, rpc.Status == PersistentRpcStatus.Queued ? PersistentRpcStatus.Expired : PersistentRpcStatus.Timeout);
+        await MoveAsync(rpc.Id, rpc.Status == PersistentRpcStatus.Queued ? PersistentRpcStatus.Expired : PersistentRpcStatus.Timeout);
         Finished(rpc);
     }
 
