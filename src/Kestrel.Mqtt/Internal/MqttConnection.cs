@@ -290,6 +290,13 @@ internal sealed partial class MqttConnection : IDeviceSession
         {
             ArrayPool<byte>.Shared.Return(rented);
         }
+
+        if (WantsRpc || WantsAttributeUpdates)
+        {
+            // After the SUBACK: RPCs queued while the device was away (lightweight and persistent) go out now.
+            _sessions.SubscriptionsChanged(this);
+            RequestFlush();
+        }
     }
 
     private void HandleUnsubscribe(in MqttPacket packet)
