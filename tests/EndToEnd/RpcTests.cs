@@ -340,4 +340,62 @@ public sealed class RpcTests(HostFixture fixture)
         Assert.Equal(HttpStatusCode.NotFound, (await customer.Http.GetAsync($"/api/rpc/persistent/{theirRpc}")).StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await customer.Http.GetAsync($"/api/rpc/persistent/device/{theirs}?pageSize=10&page=0")).StatusCode);
     }
+
+    [Fact]
+    public async Task Persistent_SurvivesARestart_AndIsDeliveredWhenTheDeviceConnects()
+    {
+        var dataDir = Path.Combine(Path.GetTempPath(), "perf-e2e-rpc-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            string rpcId, token;
+            var first = await StartedHostAsync(dataDir);
+            try
+            {
+                using var rest = await Rest.LoginAsync(first);
+                (var id, token) = await rest.CreateDeviceAsync(Unique("restart"));
+                var expiration = DateTimeOffset.UtcNow.AddMinutes(10).ToUnixTimeMilliseconds();
+                rpcId = (await rest.PostAsync($"/api/rpc/twoway/{id}", new { method = "afterRestart", @params = new { }, persistent = true, expirationTime = expiration }))["rpcId"]!.GetValue<string>();
+            }
+            finally
+            {
+                await first.DisposeAsync();
+            }
+
+            var second = await StartedHostAsync(dataDir);
+            try
+            {
+                using var again = await Rest.LoginAsync(second);
+                Assert.Equal("QUEUED", (await again.GetAsync($"/api/rpc/persistent/{rpcId}"))["status"]!.GetValue<string>());
+                var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                second.Host.Engine.Rpc.PersistentRpcChanged += rpc =>
+                {
+                    if (rpc.Id == Guid.Parse(rpcId) && rpc.Status == PersistentRpcStatus.Successful)
+                    {
+                        done.TrySetResult();
+                    }
+                };
+                await using var device = await MqttRpcDevice.ConnectAsync(second, token);
+                var (requestId, body) = await device.NextRequestAsync();
+                Assert.Equal("afterRestart", body["method"]!.GetValue<string>());
+                await device.ReplyAsync(requestId, "{\"ok\":1}");
+                await done.Task.WaitAsync(TimeSpan.FromSeconds(15));
+                Assert.Equal("SUCCESSFUL", (await again.GetAsync($"/api/rpc/persistent/{rpcId}"))["status"]!.GetValue<string>());
+            }
+            finally
+            {
+                await second.DisposeAsync();
+            }
+        }
+        finally
+        {
+            TestDirectories.Delete(dataDir);
+        }
+    }
+
+    private static async Task<HostFixture> StartedHostAsync(string dataDir)
+    {
+        var host = new HostFixture(dataDir, ownsDataDir: false);
+        await host.InitializeAsync();
+        return host;
+    }
 }
