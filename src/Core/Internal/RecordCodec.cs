@@ -21,6 +21,12 @@ internal enum RecordKind : byte
     AttributesDelete = 11,
     Telemetry = 12,
     TelemetryDelete = 13,
+
+    // Persistent RPC (40..49 reserved for RPC so parallel branches adding kinds do not collide).
+    Rpc = 40,
+    RpcTransition = 41,
+    RpcRemove = 42,
+    RpcSequence = 43,
 }
 
 /// <summary>Flags of a telemetry record: which stores the entries go to.</summary>

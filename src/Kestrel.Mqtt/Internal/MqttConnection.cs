@@ -157,9 +157,17 @@ internal sealed partial class MqttConnection : IDeviceSession
                 HandleConnect(packet.Connect!);
                 break;
             case MqttPacketType.PubAck:
+                Inflight acked;
+                bool found;
                 lock (_writeLock)
                 {
-                    _inflight.Remove(packet.PacketId);
+                    found = _inflight.Remove(packet.PacketId, out acked);
+                }
+
+                if (found && acked.RpcRequestId != 0 && _device is { } device)
+                {
+                    // The PUBACK of an RPC request is its delivery acknowledgement (persistent RPC -> DELIVERED).
+                    _api.RpcDelivered(device, acked.RpcRequestId);
                 }
 
                 break;
@@ -281,6 +289,13 @@ internal sealed partial class MqttConnection : IDeviceSession
         if (rented is not null)
         {
             ArrayPool<byte>.Shared.Return(rented);
+        }
+
+        if (WantsRpc || WantsAttributeUpdates)
+        {
+            // After the SUBACK: RPCs queued while the device was away (lightweight and persistent) go out now.
+            _sessions.SubscriptionsChanged(this);
+            RequestFlush();
         }
     }
 
@@ -557,12 +572,15 @@ internal sealed partial class MqttConnection : IDeviceSession
             ResetJson();
             MqttJson.WriteRpcRequest(_jsonWriter, request, withId: false);
             _jsonWriter.Flush();
-            ok = WritePublishLocked(topic[..len], _json.WrittenSpan, _rpcQoS);
+            ok = WritePublishLocked(topic[..len], _json.WrittenSpan, _rpcQoS, request.RequestId);
         }
 
         RequestFlush();
         return ok;
     }
+
+    /// <summary>With QoS 1 the PUBACK reports delivery (<see cref="IDeviceApi.RpcDelivered"/>); with QoS 0 the push is the delivery.</summary>
+    public bool ReportsRpcDelivery => _rpcQoS > 0;
 
     public void Close(string reason)
     {
@@ -590,7 +608,7 @@ internal sealed partial class MqttConnection : IDeviceSession
     }
 
     /// <summary>Writes a PUBLISH; QoS 1 copies the frame for re-sending until PUBACK. Caller holds the lock.</summary>
-    private bool WritePublishLocked(ReadOnlySpan<byte> topic, ReadOnlySpan<byte> payload, byte qos)
+    private bool WritePublishLocked(ReadOnlySpan<byte> topic, ReadOnlySpan<byte> payload, byte qos, int rpcRequestId = 0)
     {
         if (_outputClosed)
         {
@@ -613,7 +631,7 @@ internal sealed partial class MqttConnection : IDeviceSession
         var frame = new ArrayBufferWriter<byte>(topic.Length + payload.Length + 9);
         MqttPacketWriter.WritePublish(frame, topic, payload, 1, id);
         var bytes = frame.WrittenSpan.ToArray();
-        _inflight[id] = new Inflight(bytes, Environment.TickCount64);
+        _inflight[id] = new Inflight(bytes, Environment.TickCount64, rpcRequestId);
         _output.Write(bytes);
         return true;
     }
@@ -829,5 +847,6 @@ internal sealed partial class MqttConnection : IDeviceSession
 
     private readonly record struct PendingUplink(ValueTask<UplinkResult> Task, ushort PacketId, byte QoS);
 
-    private readonly record struct Inflight(byte[] Frame, long SentAt);
+    /// <param name="RpcRequestId">Non-zero for a server-side RPC request: its PUBACK is reported to the core.</param>
+    private readonly record struct Inflight(byte[] Frame, long SentAt, int RpcRequestId = 0);
 }
