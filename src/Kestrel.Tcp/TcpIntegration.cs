@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Text;
 using Perf.Core.Telemetry;
 using Perf.Kestrel.Tcp.Internal;
@@ -102,7 +103,7 @@ public sealed class TcpIntegration
     }
 
     /// <summary>Converts one frame, recording converter events. False when the converter rejected it.</summary>
-    internal bool Decode(ReadOnlySpan<byte> payload, UplinkBatch output)
+    internal bool Decode(ReadOnlySpan<byte> payload, UplinkBatch output, [NotNullWhen(false)] out string? error)
     {
         output.Clear();
         bool debug = Options.DebugMode;
@@ -111,9 +112,10 @@ public sealed class TcpIntegration
             UplinkEvents.Record(ConverterEventType.In, Encoding.UTF8.GetString(payload));
         }
 
-        if (!UplinkConverter.TryConvert(payload, output, out var error))
+        if (!UplinkConverter.TryConvert(payload, output, out error))
         {
-            UplinkEvents.Record(ConverterEventType.Error, error ?? "conversion failed", Encoding.UTF8.GetString(payload));
+            error ??= "conversion failed";
+            UplinkEvents.Record(ConverterEventType.Error, error, Encoding.UTF8.GetString(payload));
             return false;
         }
 

@@ -241,9 +241,9 @@ internal sealed class TcpConnection
 
     private void Convert(ReadOnlySpan<byte> payload)
     {
-        if (!_integration.Decode(payload, _batch))
+        if (!_integration.Decode(payload, _batch, out var error))
         {
-            TcpLog.ConverterFailed(_logger, ConnectionId, _integration.UplinkEvents.LastError?.Data ?? "conversion failed");
+            TcpLog.ConverterFailed(_logger, ConnectionId, error);
             return;
         }
 
@@ -304,6 +304,11 @@ internal sealed class TcpConnection
         }
 
         _integration.IntegrationEvents.CountMessage();
+        if (_integration.Options.DebugMode)
+        {
+            _integration.IntegrationEvents.Record(ConverterEventType.Out, "OK " + deviceName, ConnectionId);
+        }
+
         if (result.DeviceId == Guid.Empty)
         {
             return;
