@@ -267,4 +267,31 @@ public sealed class FramerTests
         Assert.Equal(FramingError.FrameTooLong, Assert.Throws<TcpFramingException>(() => ReadAll(Json(max: 8), new ReadOnlySequence<byte>("""{"abc":"defg"}"""u8.ToArray()))).Reason);
         Assert.Equal(FramingError.InvalidJson, Assert.Throws<TcpFramingException>(() => ReadAll(Json(), new ReadOnlySequence<byte>("x{}"u8.ToArray()))).Reason);
     }
+
+    [Fact]
+    public void EveryFramer_ReadsFramesWithoutAllocating()
+    {
+        var cases = new (TcpFramer Framer, byte[] Frame)[]
+        {
+            (Text(), "SN-002,default,temperature,25.7\r\n"u8.ToArray()),
+            (Text(TcpMessageSeparator.CUSTOM_SEPARATOR, custom: "||"), "SN-002,default,temperature,25.7||"u8.ToArray()),
+            (Binary(strip: 2), LengthPrefixed("SN-002,default,temperature,25.7"u8.ToArray(), 2, true)),
+            (Json(), """{"deviceName":"SN-002","telemetry":{"t":"}"}}"""u8.ToArray()),
+        };
+        foreach (var (framer, frame) in cases)
+        {
+            var input = Sequences.OneBytePerSegment([.. frame, .. frame, .. frame]);
+            ReadAll(framer, input);
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            var reader = new SequenceReader<byte>(input);
+            int frames = 0;
+            while (framer.TryRead(ref reader, out _))
+            {
+                frames++;
+            }
+
+            Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+            Assert.Equal(3, frames);
+        }
+    }
 }
