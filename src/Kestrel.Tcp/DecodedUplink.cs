@@ -64,7 +64,8 @@ public sealed class UplinkBatch
         return item;
     }
 
-    internal void Clear() => Count = 0;
+    /// <summary>Empties the batch for the next frame; the message objects and their lists are kept for reuse.</summary>
+    public void Clear() => Count = 0;
 
     public override string ToString()
     {
