@@ -48,6 +48,9 @@ public sealed class TcpIntegration
 
     internal TcpFramer Framer { get; }
 
+    /// <summary>Downlinks waiting for disconnected devices, by device id.</summary>
+    internal System.Collections.Concurrent.ConcurrentDictionary<Guid, ParkedDownlinks> Parked { get; } = new();
+
     /// <summary>Text frames in another charset are transcoded to UTF-8 before conversion; null for UTF-8 and binary.</summary>
     internal Encoding? TranscodeFrom => _transcodeFrom;
 

@@ -33,6 +33,17 @@ public sealed class TcpIntegrationOptions
     /// <summary>The downlink converter (reference: downlinkConverterId); null: no downlinks.</summary>
     public TcpConverterConfiguration? DownlinkConverter { get; set; }
 
+    /// <summary>
+    /// How long the sessions of a closed connection keep queuing downlinks for their device's next
+    /// connection (seconds; 0: downlinks for a disconnected device are dropped). Until then the host keeps
+    /// seeing the session as registered; it is closed through <see cref="ITcpUplinkSink.OnSessionClosed"/>
+    /// when the time is up or the device reconnects.
+    /// </summary>
+    public int OfflineDownlinkSeconds { get; set; } = 300;
+
+    /// <summary>Downlinks queued per disconnected device; further pushes are refused.</summary>
+    public int OfflineDownlinkCapacity { get; set; } = 16;
+
     /// <summary>Longest text frame (kept for the host's flat settings; same as HandlerConfiguration.MaxFrameLength).</summary>
     [JsonIgnore]
     public int MaxFrameLength

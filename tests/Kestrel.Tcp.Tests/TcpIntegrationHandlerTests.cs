@@ -72,7 +72,9 @@ public sealed class TcpIntegrationHandlerTests
     public async Task SeedsTwoLines_AreDecodedAndPublished_AndTheConnectionClosesCleanlyOnEof(bool asyncSink)
     {
         var sink = new RecordingUplinkSink { Async = asyncSink };
-        var (_, connection, running) = Start(SeedOptions(), sink);
+        var options = SeedOptions();
+        options.OfflineDownlinkSeconds = 0;
+        var (_, connection, running) = Start(options, sink);
 
         // echo -e 'SN-002,default,temperature,25.7\nSN-002,default,humidity,69' | nc -q1 -w1 localhost 10560
         await SendAsync(connection, "SN-002,default,temperature,25.7\nSN-002,default,humidity,69\n", end: true);
@@ -111,7 +113,51 @@ public sealed class TcpIntegrationHandlerTests
 
         await connection.Device.Output.CompleteAsync();
         await running.WaitAsync(Timeout);
-        Assert.False(session.PushRpcRequest(new Core.RpcRequest(8, Guid.NewGuid(), "late", "{}", true, 0, false)));
+        Assert.True(session.IsParked());
+        Assert.True(session.PushRpcRequest(new Core.RpcRequest(8, Guid.NewGuid(), "late", "{}", true, 0, false))); // waits for the next connection
+    }
+
+    [Fact]
+    public async Task DownlinkForADisconnectedDevice_WaitsForItsNextConnection()
+    {
+        var sink = new RecordingUplinkSink();
+        var integration = TcpIntegration.Create(SeedOptions());
+        var handler = new TcpIntegrationHandler(integration, sink, NullLogger<TcpIntegrationHandler>.Instance);
+
+        // echo -e 'SN-002,default,temperature,25.7' | nc -q0 localhost 10560: the connection is gone at once.
+        var first = new InMemoryConnection();
+        var firstRun = handler.OnConnectedAsync(first);
+        await SendAsync(first, "SN-002,default,temperature,25.7\n", end: true);
+        await firstRun.WaitAsync(Timeout);
+        sink.Opened.TryPeek(out var parked);
+        Assert.Empty(sink.Closed); // still registered: it queues
+
+        parked!.PushAttributeUpdate([new KvEntry("powerState", "on")], []);
+
+        var second = new InMemoryConnection();
+        var secondRun = handler.OnConnectedAsync(second);
+        await SendAsync(second, "SN-002,default,humidity,69\n");
+        Assert.Equal("{\"powerState\":\"on\"}\n", await ReadLineAsync(second.Device.Input));
+        Assert.Equal(2, sink.Opened.Count);
+        Assert.False(parked.PushRpcRequest(new Core.RpcRequest(1, Guid.NewGuid(), "m", "{}", true, 0, false)));
+
+        await second.Device.Output.CompleteAsync();
+        await secondRun.WaitAsync(Timeout);
+    }
+
+    [Fact]
+    public async Task ParkedSession_IsClosedWhenItsTimeIsUp()
+    {
+        var sink = new RecordingUplinkSink();
+        var options = SeedOptions();
+        options.OfflineDownlinkSeconds = 1;
+        var (_, connection, running) = Start(options, sink);
+        await SendAsync(connection, "SN-002,default,temperature,25.7\n", end: true);
+        await running.WaitAsync(Timeout);
+        Assert.Empty(sink.Closed);
+        await WaitUntil(() => !sink.Closed.IsEmpty);
+        sink.Opened.TryPeek(out var session);
+        Assert.Same(session, Assert.Single(sink.Closed));
     }
 
     [Fact]
@@ -253,4 +299,9 @@ public sealed class TcpIntegrationHandlerTests
         await running.WaitAsync(Timeout);
         Assert.True(connection.Aborted);
     }
+}
+
+internal static class SessionTestExtensions
+{
+    public static bool IsParked(this Perf.Core.IDeviceSession session) => ((Perf.Kestrel.Tcp.Internal.TcpDeviceSession)session).IsParked;
 }

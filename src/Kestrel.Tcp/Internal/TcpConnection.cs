@@ -327,6 +327,20 @@ internal sealed class TcpConnection
         if (opened is not null)
         {
             TcpLog.SessionOpened(_logger, ConnectionId, deviceName, result.DeviceId);
+            if (_integration.Parked.TryRemove(result.DeviceId, out var parked))
+            {
+                // The device is back: what waited for it goes out on this connection, the old session ends
+                // (the host replaces it with the new one below).
+                parked.Session.MarkClosed();
+                var waiting = parked.Take();
+                foreach (var downlink in waiting)
+                {
+                    Enqueue(downlink with { Session = opened });
+                }
+
+                TcpLog.ParkedDelivered(_logger, ConnectionId, waiting.Length, deviceName);
+            }
+
             _sink.OnSessionOpened(opened);
         }
     }
@@ -407,20 +421,79 @@ internal sealed class TcpConnection
             _sessions.Clear();
         }
 
+        var options = _integration.Options;
+        bool park = CanDownlink && options.OfflineDownlinkSeconds > 0;
+        var unsent = new List<TcpDownlink>();
+        while (_downlinks.Reader.TryRead(out var downlink))
+        {
+            unsent.Add(downlink);
+        }
+
         foreach (var session in sessions)
         {
-            session.MarkClosed();
-            try
+            if (park && !session.IsClosed)
             {
-                _sink.OnSessionClosed(session);
+                Park(session, options, unsent);
             }
-            catch (Exception ex)
+            else
             {
-                TcpLog.SinkFailed(_logger, ex, ConnectionId, session.DeviceName);
+                EndSession(session);
             }
         }
 
         TcpLog.Disconnected(_logger, ConnectionId, _frames);
+    }
+
+    // The session stays registered and queues pushes until the device's next connection takes them or
+    // the time is up; downlinks this connection had not written yet are queued first.
+    private void Park(TcpDeviceSession session, TcpIntegrationOptions options, List<TcpDownlink> unsent)
+    {
+        var parked = new ParkedDownlinks(session, options.OfflineDownlinkCapacity, _integration.Parked);
+        if (_integration.Parked.TryRemove(session.DeviceId, out var older))
+        {
+            // The device was parked from an earlier connection too: keep its downlinks, oldest first.
+            foreach (var downlink in older.Take())
+            {
+                parked.TryAdd(downlink with { Session = session });
+            }
+
+            EndSession(older.Session);
+        }
+
+        foreach (var downlink in unsent)
+        {
+            if (ReferenceEquals(downlink.Session, session))
+            {
+                parked.TryAdd(downlink);
+            }
+        }
+
+        session.Park(parked);
+        _integration.Parked[session.DeviceId] = parked;
+        _ = ExpireAsync(parked, TimeSpan.FromSeconds(options.OfflineDownlinkSeconds));
+    }
+
+    private async Task ExpireAsync(ParkedDownlinks parked, TimeSpan after)
+    {
+        await Task.Delay(after);
+        if (_integration.Parked.TryRemove(new KeyValuePair<Guid, ParkedDownlinks>(parked.Session.DeviceId, parked)))
+        {
+            parked.Take();
+            EndSession(parked.Session);
+        }
+    }
+
+    private void EndSession(TcpDeviceSession session)
+    {
+        session.MarkClosed();
+        try
+        {
+            _sink.OnSessionClosed(session);
+        }
+        catch (Exception ex)
+        {
+            TcpLog.SinkFailed(_logger, ex, ConnectionId, session.DeviceName);
+        }
     }
 
     private void ApplySocketOptions()

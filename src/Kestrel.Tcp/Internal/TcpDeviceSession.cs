@@ -21,6 +21,7 @@ internal sealed class TcpDeviceSession(TcpConnection owner, Guid deviceId, strin
     internal const string RpcToDevice = "RPC_CALL_FROM_SERVER_TO_DEVICE";
 
     private int _closed;
+    private ParkedDownlinks? _parked;
 
     public Guid DeviceId { get; } = deviceId;
     public string DeviceName { get; } = deviceName;
@@ -31,6 +32,9 @@ internal sealed class TcpDeviceSession(TcpConnection owner, Guid deviceId, strin
     public bool WantsRpc => owner.CanDownlink;
     public bool IsClosed => Volatile.Read(ref _closed) != 0;
 
+    /// <summary>True when the connection closed and pushes wait for the device's next connection.</summary>
+    public bool IsParked => Volatile.Read(ref _parked) is not null;
+
     public void PushAttributeUpdate(IReadOnlyList<KvEntry> updated, IReadOnlyList<string> deleted)
     {
         if (IsClosed || !owner.CanDownlink)
@@ -40,12 +44,12 @@ internal sealed class TcpDeviceSession(TcpConnection owner, Guid deviceId, strin
 
         if (updated.Count > 0)
         {
-            owner.Enqueue(new TcpDownlink(this, AttributesUpdated, KvJson(updated), null));
+            Route(new TcpDownlink(this, AttributesUpdated, KvJson(updated), null));
         }
 
         if (deleted.Count > 0)
         {
-            owner.Enqueue(new TcpDownlink(this, AttributesDeleted, JsonSerializer.Serialize(new { attributes = deleted }), null));
+            Route(new TcpDownlink(this, AttributesDeleted, JsonSerializer.Serialize(new { attributes = deleted }), null));
         }
     }
 
@@ -66,18 +70,29 @@ internal sealed class TcpDeviceSession(TcpConnection owner, Guid deviceId, strin
             writer.WriteEndObject();
         }
 
-        return owner.Enqueue(new TcpDownlink(this, RpcToDevice, Encoding.UTF8.GetString(buffer.WrittenSpan), request));
+        return Route(new TcpDownlink(this, RpcToDevice, Encoding.UTF8.GetString(buffer.WrittenSpan), request));
     }
 
     public void Close(string reason)
     {
         if (Interlocked.Exchange(ref _closed, 1) == 0)
         {
+            if (Volatile.Read(ref _parked) is { } parked)
+            {
+                parked.Abandon();
+            }
+
             owner.Detach(this, reason);
         }
     }
 
     internal void MarkClosed() => Volatile.Write(ref _closed, 1);
+
+    /// <summary>The connection closed: from now on pushes queue in <paramref name="parked"/>.</summary>
+    internal void Park(ParkedDownlinks parked) => Volatile.Write(ref _parked, parked);
+
+    private bool Route(TcpDownlink downlink) =>
+        Volatile.Read(ref _parked) is { } parked ? parked.TryAdd(downlink) : owner.Enqueue(downlink);
 
     /// <summary>The encoder's metadata for a downlink, as the reference's rule-engine message carries it.</summary>
     internal Dictionary<string, string> Metadata(TcpDownlink downlink)

@@ -46,4 +46,7 @@ internal static partial class TcpLog
 
     [LoggerMessage(EventId = 14, Level = LogLevel.Warning, Message = "TCP {Integration}: no ITcpUplinkSink is registered; uplinks are rejected until the host wires the door to the core")]
     public static partial void SinkNotWired(ILogger logger, string integration);
+
+    [LoggerMessage(EventId = 15, Level = LogLevel.Debug, Message = "TCP connection {ConnectionId}: {Count} downlinks queued while device {DeviceName} was disconnected are sent now")]
+    public static partial void ParkedDelivered(ILogger logger, string connectionId, int count, string deviceName);
 }
