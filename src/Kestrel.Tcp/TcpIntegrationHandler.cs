@@ -8,8 +8,8 @@ namespace Perf.Kestrel.Tcp;
 /// The TCP integration door for one integration (one port): per connection it frames the byte stream with
 /// the integration's handler configuration, decodes each frame with the uplink converter, hands each
 /// message to <see cref="ITcpUplinkSink"/>, and becomes the downlink session of every device decoded on it.
-/// A framing error drops the frame when the stream can be resynchronized and closes only this connection
-/// when it cannot; converter errors are recorded as events and the connection goes on.
+/// A framing error closes only this connection (or, with <see cref="TcpIntegrationOptions.DropOversizedFrames"/>,
+/// skips an oversized frame); converter errors are recorded as events and the connection goes on.
 /// </summary>
 public sealed class TcpIntegrationHandler : ConnectionHandler
 {

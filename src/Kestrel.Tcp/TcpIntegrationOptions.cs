@@ -34,6 +34,14 @@ public sealed class TcpIntegrationOptions
     public TcpConverterConfiguration? DownlinkConverter { get; set; }
 
     /// <summary>
+    /// An oversized frame is a protocol violation that closes its connection (default; other connections
+    /// are unaffected). When true the frame is skipped instead (up to the next separator, or the length the
+    /// length field announced) and the connection goes on, as Netty's frame decoders discard. JSON framing
+    /// has no resynchronization point and always closes.
+    /// </summary>
+    public bool DropOversizedFrames { get; set; }
+
+    /// <summary>
     /// How long the sessions of a closed connection keep queuing downlinks for their device's next
     /// connection (seconds; 0: downlinks for a disconnected device are dropped). Until then the host keeps
     /// seeing the session as registered; it is closed through <see cref="ITcpUplinkSink.OnSessionClosed"/>

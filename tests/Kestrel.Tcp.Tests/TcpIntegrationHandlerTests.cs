@@ -183,10 +183,25 @@ public sealed class TcpIntegrationHandlerTests
     }
 
     [Fact]
-    public async Task OversizedLine_IsDroppedWithAnEvent_AndTheConnectionGoesOn()
+    public async Task OversizedLine_ClosesItsConnection_WithAnEvent()
     {
         var sink = new RecordingUplinkSink();
         var (handler, connection, running) = Start(SeedOptions(), sink);
+        await SendAsync(connection, "SN-002,default,temperature,25.7\n" + new string('x', 300));
+        await running.WaitAsync(Timeout);
+
+        Assert.Equal("SN-002", Assert.Single(sink.Uplinks).DeviceName);
+        Assert.Contains("FrameTooLong", handler.Integration.IntegrationEvents.LastError!.Data);
+        Assert.Contains("closed", handler.Integration.IntegrationEvents.LastError!.Data);
+    }
+
+    [Fact]
+    public async Task OversizedLine_IsDroppedWithAnEvent_AndTheConnectionGoesOn_WhenDropOversizedFrames()
+    {
+        var sink = new RecordingUplinkSink();
+        var options = SeedOptions();
+        options.DropOversizedFrames = true;
+        var (handler, connection, running) = Start(options, sink);
         await SendAsync(connection, new string('x', 300));
         await SendAsync(connection, new string('y', 300) + "\nSN-002,default,temperature,25.7\n", end: true);
         await running.WaitAsync(Timeout);

@@ -165,7 +165,7 @@ internal sealed class TcpConnection
                     break;
                 }
             }
-            catch (TcpFramingException ex) when (ex.Resync != FramingResync.Close)
+            catch (TcpFramingException ex) when (ex.Resync != FramingResync.Close && _integration.Options.DropOversizedFrames)
             {
                 TcpLog.FrameDropped(_logger, ConnectionId, ex.Reason, ex.Message);
                 _integration.IntegrationEvents.Record(ConverterEventType.Error, $"{ex.Reason}: {ex.Message}", ConnectionId);
