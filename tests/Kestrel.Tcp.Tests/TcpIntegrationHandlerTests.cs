@@ -185,7 +185,7 @@ public sealed class TcpIntegrationHandlerTests
     [Fact]
     public async Task OversizedLine_ClosesItsConnection_WithAnEvent()
     {
-        var sink = new RecordingUplinkSink();
+        var sink = new RecordingUplinkSink { Async = true };
         var (handler, connection, running) = Start(SeedOptions(), sink);
         await SendAsync(connection, "SN-002,default,temperature,25.7\n" + new string('x', 300));
         await running.WaitAsync(Timeout);
@@ -193,6 +193,7 @@ public sealed class TcpIntegrationHandlerTests
         Assert.Equal("SN-002", Assert.Single(sink.Uplinks).DeviceName);
         Assert.Contains("FrameTooLong", handler.Integration.IntegrationEvents.LastError!.Data);
         Assert.Contains("closed", handler.Integration.IntegrationEvents.LastError!.Data);
+        Assert.Single(sink.Opened); // the line before the violation was seen through
     }
 
     [Fact]

@@ -404,6 +404,12 @@ internal sealed class TcpConnection
 
     private async Task CloseAsync(Task writer)
     {
+        // Frames read before a framing error were published: see them through (and open their sessions).
+        if (_pending.Count > 0)
+        {
+            await DrainPendingAsync();
+        }
+
         _downlinks.Writer.TryComplete();
         try
         {
