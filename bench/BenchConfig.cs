@@ -19,8 +19,11 @@ public static class BenchConfig
 {
     public const string ArtifactsFolder = "BenchmarkDotNet.Artifacts";
 
-    /// <summary>The config for full runs: BenchmarkDotNet's default job (out of process, auto iterations).</summary>
-    public static IConfig Full() => Common(Job.Default);
+    /// <summary>
+    /// The config for full runs: no job of its own, so BenchmarkDotNet's default job (out of process,
+    /// auto iterations) runs unless the command line names one (<c>--job short</c>, <c>--job dry</c>).
+    /// </summary>
+    public static IConfig Full() => Common(null);
 
     /// <summary>
     /// The config for the allocation gate: few iterations and the in-process toolchain, which skips
@@ -34,11 +37,15 @@ public static class BenchConfig
             .WithToolchain(InProcessEmitToolchain.Instance)
             .WithId("Gate"));
 
-    private static ManualConfig Common(Job job)
+    private static ManualConfig Common(Job? job)
     {
-        var config = ManualConfig.CreateEmpty()
-            .AddJob(job)
-            .AddDiagnoser(MemoryDiagnoser.Default)
+        var config = ManualConfig.CreateEmpty();
+        if (job is not null)
+        {
+            config.AddJob(job);
+        }
+
+        config.AddDiagnoser(MemoryDiagnoser.Default)
             .AddColumnProvider(DefaultColumnProviders.Instance)
             .AddLogger(ConsoleLogger.Default)
             .AddExporter(MarkdownExporter.GitHub, JsonExporter.Full, CsvExporter.Default)
