@@ -2,7 +2,8 @@ using Perf.Load;
 using Perf.Load.Scenarios;
 
 // dotnet run -c Release --project load -- <scenario> [options]
-// Exit codes: 0 ok, 1 a --max-error-rate / --min-rate / --max-p99 threshold violated (or nothing connected), 2 bad arguments.
+// Exit codes: 0 ok, 1 a --max-error-rate / --min-rate / --max-p99 threshold violated (or nothing connected,
+// or provisioning failed), 2 bad arguments.
 if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
 {
     PrintUsage(Console.Out);
@@ -29,6 +30,12 @@ try
         "bare-server" => await BareServer.RunAsync(options, cancellation.Token),
         _ => throw new OptionsException($"Unknown scenario '{args[0]}'."),
     };
+}
+catch (Exception e) when (e is HttpRequestException or System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException or TaskCanceledException)
+{
+    // Provisioning through the REST API failed: nothing was run.
+    Console.Error.WriteLine($"Provisioning failed: {e.Message}");
+    return 1;
 }
 catch (OptionsException e)
 {
