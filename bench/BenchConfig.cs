@@ -1,4 +1,5 @@
 using BenchmarkDotNet.Columns;
+using Perfolizer.Horology;
 using BenchmarkDotNet.Configs;
 using BenchmarkDotNet.Diagnosers;
 using BenchmarkDotNet.Exporters;
@@ -19,26 +20,36 @@ public static class BenchConfig
 {
     public const string ArtifactsFolder = "BenchmarkDotNet.Artifacts";
 
-    /// <summary>The config for full runs: BenchmarkDotNet's default job (out of process, auto iterations).</summary>
-    public static IConfig Full() => Common(Job.Default);
+    /// <summary>
+    /// The config for full runs: no job of its own, so BenchmarkDotNet's default job (out of process,
+    /// auto iterations) runs unless the command line names one (<c>--job short</c>, <c>--job dry</c>).
+    /// </summary>
+    public static IConfig Full() => Common(null);
 
     /// <summary>
     /// The config for the allocation gate: few iterations and the in-process toolchain, which skips
     /// generating and building a project per benchmark (the slow part on 2 cores). Allocated bytes per
-    /// operation do not depend on the iteration count, so a short job measures them exactly.
+    /// operation do not depend on the iteration count, so a short job measures them exactly; 100 ms
+    /// iterations and no overhead evaluation keep each benchmark to a few seconds.
     /// </summary>
     public static IConfig Gate() => Common(
         Job.ShortRun
             .WithWarmupCount(2)
             .WithIterationCount(3)
+            .WithIterationTime(TimeInterval.FromMilliseconds(100))
+            .WithEvaluateOverhead(false)
             .WithToolchain(InProcessEmitToolchain.Instance)
             .WithId("Gate"));
 
-    private static ManualConfig Common(Job job)
+    private static ManualConfig Common(Job? job)
     {
-        var config = ManualConfig.CreateEmpty()
-            .AddJob(job)
-            .AddDiagnoser(MemoryDiagnoser.Default)
+        var config = ManualConfig.CreateEmpty();
+        if (job is not null)
+        {
+            config.AddJob(job);
+        }
+
+        config.AddDiagnoser(MemoryDiagnoser.Default)
             .AddColumnProvider(DefaultColumnProviders.Instance)
             .AddLogger(ConsoleLogger.Default)
             .AddExporter(MarkdownExporter.GitHub, JsonExporter.Full, CsvExporter.Default)

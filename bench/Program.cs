@@ -32,7 +32,7 @@ static void PrintUsage()
 {
     Console.WriteLine("Perf.Bench: BenchmarkDotNet suites, one class per hot path (in-memory, no sockets).");
     Console.WriteLine();
-    Console.WriteLine("Usage:");
+    Console.WriteLine("Usage (from the repository root, where BenchmarkDotNet finds bench/Bench.csproj):");
     Console.WriteLine("  dotnet run -c Release --project bench -- --filter '<glob>' [BenchmarkDotNet options]");
     Console.WriteLine("      run the matching benchmarks, e.g. --filter '*' (all) or --filter '*PipeRoundTrip*'");
     Console.WriteLine("  dotnet run -c Release --project bench -- --list flat");

@@ -8,7 +8,8 @@ public sealed record CommonOptions(
     string? JsonPath,
     string? HtmlPath,
     double? MaxErrorRate,
-    double? MinRate)
+    double? MinRate,
+    double? MaxP99Ms)
 {
     public static CommonOptions Read(Options o, int defaultPort) => new(
         o.String("host", "127.0.0.1"),
@@ -17,7 +18,8 @@ public sealed record CommonOptions(
         o.StringOrNull("json"),
         o.StringOrNull("html"),
         o.DoubleOrNull("max-error-rate", 0),
-        o.DoubleOrNull("min-rate", 0));
+        o.DoubleOrNull("min-rate", 0),
+        o.DoubleOrNull("max-p99", 0));
 
     public string Target => $"{Host}:{Port}";
 
@@ -47,6 +49,13 @@ public sealed record CommonOptions(
         if (MinRate is { } minRate && result.Rate < minRate)
         {
             Console.WriteLine($"THRESHOLD VIOLATED: {result.RateName} {result.Rate:N0} < --min-rate {minRate:N0}");
+            exit = 1;
+        }
+
+        if (MaxP99Ms is { } maxP99 && result.Latency is { TotalCount: > 0 } latency
+            && Report.Ms(latency.GetValueAtPercentile(99)) is var p99 && p99 > maxP99)
+        {
+            Console.WriteLine($"THRESHOLD VIOLATED: {result.LatencyName} p99 {p99:F3} ms > --max-p99 {maxP99:F3} ms");
             exit = 1;
         }
 

@@ -2,7 +2,8 @@ using Perf.Load;
 using Perf.Load.Scenarios;
 
 // dotnet run -c Release --project load -- <scenario> [options]
-// Exit codes: 0 ok, 1 a --max-error-rate / --min-rate threshold violated (or nothing connected), 2 bad arguments.
+// Exit codes: 0 ok, 1 a --max-error-rate / --min-rate / --max-p99 threshold violated (or nothing connected,
+// or provisioning failed), 2 bad arguments.
 if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
 {
     PrintUsage(Console.Out);
@@ -30,6 +31,12 @@ try
         _ => throw new OptionsException($"Unknown scenario '{args[0]}'."),
     };
 }
+catch (Exception e) when (e is HttpRequestException or System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException or TaskCanceledException)
+{
+    // Provisioning through the REST API failed: nothing was run.
+    Console.Error.WriteLine($"Provisioning failed: {e.Message}");
+    return 1;
+}
 catch (OptionsException e)
 {
     Console.Error.WriteLine(e.Message);
@@ -55,7 +62,7 @@ static void PrintUsage(TextWriter o)
     o.WriteLine("Common options:");
     o.WriteLine("  --host 127.0.0.1 --port <scenario default> --duration 10s");
     o.WriteLine("  --json out.json --html report.html");
-    o.WriteLine("  --max-error-rate 0.001 --min-rate 50000     (exit 1 when violated)");
+    o.WriteLine("  --max-error-rate 0.001 --min-rate 50000 --max-p99 5 (ms)   (exit 1 when violated)");
     o.WriteLine("Device tokens (MQTT username, HTTP/CoAP path):");
     o.WriteLine("  --tokens t1,t2,...  |  --token-prefix P (token i = P+i; default load-token-)");
     o.WriteLine("  --provision N --api http://127.0.0.1:8080 --user tenant@example.com --password tenant");

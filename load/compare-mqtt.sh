@@ -22,16 +22,21 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-start_mosquitto() { # port -> pid
+# Each sets STARTED to the server's pid (no command substitution: a background child would hold its pipe open).
+start_mosquitto() { # port
   printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_connections -1\nlog_dest stderr\nlog_type error\n' "$1" > "$OUT/mosquitto-$1.conf"
-  mosquitto -c "$OUT/mosquitto-$1.conf" 2>>"$OUT/mosquitto.log" & PIDS+=($!); echo $!
+  mosquitto -c "$OUT/mosquitto-$1.conf" >>"$OUT/mosquitto.log" 2>&1 & STARTED=$!; PIDS+=("$STARTED")
 }
-start_bare() { # port -> pid
-  "${LOAD[@]}" bare-server --port "$1" >>"$OUT/bare-server.log" 2>&1 & PIDS+=($!); echo $!
+start_bare() { # port
+  "${LOAD[@]}" bare-server --port "$1" >>"$OUT/bare-server.log" 2>&1 & STARTED=$!; PIDS+=("$STARTED")
 }
+stop_server() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 wait_port() { for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not open" >&2; exit 1; }
 
-MOSQ=$(start_mosquitto "$MOSQ_PORT"); BARE=$(start_bare "$BARE_PORT"); wait_port "$MOSQ_PORT"; wait_port "$BARE_PORT"
+for port in "$MOSQ_PORT" "$BARE_PORT" $((MOSQ_PORT + 10)) $((BARE_PORT + 10)); do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "port $port is already in use" >&2; exit 1; fi
+done
+start_mosquitto "$MOSQ_PORT"; MOSQ=$STARTED; start_bare "$BARE_PORT"; BARE=$STARTED; wait_port "$MOSQ_PORT"; wait_port "$BARE_PORT"
 for r in $(seq "$ROUNDS"); do
   for t in mosquitto bare; do
     if [ $t = mosquitto ]; then port=$MOSQ_PORT pid=$MOSQ; else port=$BARE_PORT pid=$BARE; fi
@@ -40,16 +45,17 @@ for r in $(seq "$ROUNDS"); do
       --duration "$DURATION" --server-pid "$pid" --json "$OUT/publish-$t-$r.json" --html "$OUT/publish-$t-$r.html" >"$OUT/publish-$t-$r.txt" 2>/dev/null
   done
 done
-kill "$MOSQ" "$BARE"; wait "$MOSQ" "$BARE" 2>/dev/null || true
+stop_server "$MOSQ"; stop_server "$BARE"
 
 for n in $IDLE $IDLE_BIG; do
   for t in mosquitto bare; do
-    if [ $t = mosquitto ]; then port=$((MOSQ_PORT + 10)); pid=$(start_mosquitto $port); else port=$((BARE_PORT + 10)); pid=$(start_bare $port); fi
+    if [ $t = mosquitto ]; then port=$((MOSQ_PORT + 10)); start_mosquitto $port; else port=$((BARE_PORT + 10)); start_bare $port; fi
+    pid=$STARTED
     wait_port $port; sleep 1
     echo "== mqtt-connect $n idle connections against fresh $t" >&2
     "${LOAD[@]}" mqtt-connect --port $port --connections "$n" --connect-rate 0 --duration 5s --server-pid "$pid" \
       --json "$OUT/connect-$t-$n.json" --html "$OUT/connect-$t-$n.html" >"$OUT/connect-$t-$n.txt" 2>/dev/null
-    kill "$pid"; wait "$pid" 2>/dev/null || true
+    stop_server "$pid"
   done
 done
 
@@ -68,7 +74,7 @@ echo "| target | idle connections | RSS before KiB | RSS after KiB | bytes per c
 echo "|---|---:|---:|---:|---:|---:|"
 for f in "$OUT"/connect-*.json; do
   b=$(basename "$f" .json); IFS=- read -r _ t n <<<"$b"
-  printf '| %s | %s | %s | %s | %s | %.0f |\n' "$t" "$n" "$(field "$f" 'server RSS before (KiB)')" "$(field "$f" 'server RSS connected+settled (KiB)')" \
+  printf '| %s | %s | %s | %s | %s | %.0f |\n' "$t" "$n" "$(field "$f" 'server RSS before (KiB)')" "$(field "$f" 'server RSS after connect (KiB)')" \
     "$(field "$f" 'server RSS per connection (bytes)')" "$(field "$f" rate)"
 done
 echo

@@ -39,13 +39,20 @@ public static class BareServer
         await using var app = builder.Build();
         await app.StartAsync(cancellation);
         Console.WriteLine($"bare-server listening on {host}:{port} pid {Environment.ProcessId} (GC: {(GCSettings.IsServerGC ? "server" : "workstation")})");
+        // Ends on Ctrl+C / SIGTERM (the host's lifetime), on the caller's cancellation, or after --duration.
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellation, app.Lifetime.ApplicationStopping);
+        if (duration > TimeSpan.Zero)
+        {
+            stop.CancelAfter(duration);
+        }
+
         try
         {
-            await Task.Delay(duration == TimeSpan.Zero ? Timeout.InfiniteTimeSpan : duration, cancellation);
+            await Task.Delay(Timeout.InfiniteTimeSpan, stop.Token);
         }
         catch (OperationCanceledException)
         {
-            // Ctrl+C.
+            // Stopping.
         }
 
         await app.StopAsync(CancellationToken.None);

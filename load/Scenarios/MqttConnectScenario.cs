@@ -133,7 +133,7 @@ public static class MqttConnectScenario
         {
             result.AddExtra("server pid", serverPid);
             result.AddExtra("server RSS before (KiB)", (rssBefore ?? 0) / 1024);
-            result.AddExtra("server RSS connected+settled (KiB)", (rssConnected ?? 0) / 1024);
+            result.AddExtra("server RSS after connect (KiB)", (rssConnected ?? 0) / 1024);
             result.AddExtra("server RSS end of hold (KiB)", (rssEnd ?? 0) / 1024);
             if (rssBefore is { } before && rssConnected is { } after && connected > 0)
             {

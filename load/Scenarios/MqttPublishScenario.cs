@@ -141,7 +141,7 @@ public static class MqttPublishScenario
             result.AddExtra("server CPU cores busy", (cpu / elapsed).ToString("F2", System.Globalization.CultureInfo.InvariantCulture));
             if (cpu > 0)
             {
-                result.AddExtra("acked msgs per server CPU second", ((qos == 1 ? atStop.Acked : atStop.Sent) / cpu).ToString("N0", System.Globalization.CultureInfo.InvariantCulture));
+                result.AddExtra("acked msgs per server CPU second", ((qos == 1 ? atStop.Acked : atStop.Sent) / cpu).ToString("F0", System.Globalization.CultureInfo.InvariantCulture));
             }
         }
 
