@@ -25,8 +25,16 @@ internal sealed class FakeDeviceApi : IDeviceApi
 
     public Device? Authenticate(string token) => token == "good" ? Sensor : null;
 
+    /// <summary>Skip recording (allocation measurements).</summary>
+    public bool Quiet { get; set; }
+
     private ValueTask<UplinkResult> Record(string call, ReadOnlySequence<byte> json)
     {
+        if (Quiet)
+        {
+            return new ValueTask<UplinkResult>(new UplinkResult(NextStatus));
+        }
+
         lock (Calls)
         {
             Calls.Add((call, Encoding.UTF8.GetString(json)));

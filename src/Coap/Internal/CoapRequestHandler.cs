@@ -411,10 +411,7 @@ internal sealed class CoapRequestHandler
     {
         if (request.Observe == 0)
         {
-            var current = _api.RequestAttributesAsync(device, [], null).AsTask().GetAwaiter().GetResult();
-            var observer = AddObserver(device, CoapObserveKind.Attributes, exchange);
-            Complete(exchange, new CoapReply(CoapCode.Content, CoapJson.SharedAttributes(current), CoapContentFormat.Json, observer.NextSequence()));
-            SubscriptionsChanged(observer.Session);
+            _ = ObserveAttributesAsync(exchange, device, _api.RequestAttributesAsync(device, [], null));
             return;
         }
 
@@ -423,10 +420,49 @@ internal sealed class CoapRequestHandler
             CancelObserver(device, CoapObserveKind.Attributes, exchange.Endpoint);
         }
 
-        var clientKeys = Keys(request.Query(QueryClientKeys));
-        var sharedKeys = Keys(request.Query(QuerySharedKeys));
-        var reply = _api.RequestAttributesAsync(device, clientKeys, sharedKeys).AsTask().GetAwaiter().GetResult();
-        Complete(exchange, new CoapReply(CoapCode.Content, CoapJson.AttributesReply(reply), CoapContentFormat.Json));
+        var reply = _api.RequestAttributesAsync(device, Keys(request.Query(QueryClientKeys)), Keys(request.Query(QuerySharedKeys)));
+        _ = AttributesAsync(exchange, reply);
+    }
+
+    private async Task AttributesAsync(CoapExchange exchange, ValueTask<AttributesReply> pending)
+    {
+        if (!pending.IsCompleted)
+        {
+            Track(exchange);
+        }
+
+        try
+        {
+            var reply = await pending;
+            Complete(exchange, new CoapReply(CoapCode.Content, CoapJson.AttributesReply(reply), CoapContentFormat.Json));
+        }
+        catch (Exception ex)
+        {
+            CoapLog.RequestFailed(_logger, ex);
+            Complete(exchange, new CoapReply(CoapCode.InternalServerError));
+        }
+    }
+
+    /// <summary>RFC 7641 §3.1: the registration is answered with the current state (the shared attributes) and an Observe sequence.</summary>
+    private async Task ObserveAttributesAsync(CoapExchange exchange, Device device, ValueTask<AttributesReply> pending)
+    {
+        if (!pending.IsCompleted)
+        {
+            Track(exchange);
+        }
+
+        try
+        {
+            var current = await pending;
+            var observer = AddObserver(device, CoapObserveKind.Attributes, exchange);
+            Complete(exchange, new CoapReply(CoapCode.Content, CoapJson.SharedAttributes(current), CoapContentFormat.Json, observer.NextSequence()));
+            SubscriptionsChanged(observer.Session);
+        }
+        catch (Exception ex)
+        {
+            CoapLog.RequestFailed(_logger, ex);
+            Complete(exchange, new CoapReply(CoapCode.InternalServerError));
+        }
     }
 
     private static string[]? Keys(string? csv) =>
