@@ -19,6 +19,9 @@ public sealed class CoapOptions
     /// <summary>Largest body assembled from Block1 uploads; larger ones are answered 4.13 with Size1.</summary>
     public int MaxBodySize { get; set; } = 1024 * 1024;
 
+    /// <summary>Block1 uploads being assembled at once; more are answered 5.03.</summary>
+    public int MaxConcurrentUploads { get; set; } = 1024;
+
     /// <summary>Remembered (endpoint, message id) pairs for de-duplication (RFC 7252 §4.5); about 200 bytes each.</summary>
     public int DeduplicationCapacity { get; set; } = 16384;
 

@@ -61,4 +61,19 @@ public sealed class CoapDeduplicatorTests
         Assert.Equal(-1, dedup.Check(Alice, 2, 0, cached, out var length));
         Assert.Equal(0, length);
     }
+
+    [Fact]
+    public void ADuplicateGet_WhoseAnswerWasTooLargeToKeep_IsProcessedAgain_ButAPostIsNot()
+    {
+        var dedup = new CoapDeduplicator(8, TimeSpan.FromSeconds(247));
+        var cached = new byte[CoapDeduplicator.MaxCachedResponse];
+        var get = dedup.Check(Alice, 1, 0, cached, out _, safeToRepeat: true);
+        dedup.Complete(get, Alice, 1, new byte[CoapDeduplicator.MaxCachedResponse + 1]);
+        Assert.True(dedup.Check(Alice, 1, 1, cached, out _, safeToRepeat: true) >= 0);
+
+        var post = dedup.Check(Alice, 2, 0, cached, out _);
+        dedup.Complete(post, Alice, 2, new byte[CoapDeduplicator.MaxCachedResponse + 1]);
+        Assert.Equal(-1, dedup.Check(Alice, 2, 1, cached, out var length));
+        Assert.Equal(0, length);
+    }
 }

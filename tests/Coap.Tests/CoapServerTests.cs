@@ -309,6 +309,18 @@ public sealed class CoapServerTests
         Assert.True(h.Server.MalformedDatagrams > 0);
     }
 
+    [Fact]
+    public async Task ARequestLargerThanADatagram_Is413_WithABlock1SizeHint()
+    {
+        await using var h = await CoapServerHarness.StartAsync(o => o.MaxDatagramSize = 256);
+        await h.SendAsync(CoapServerHarness.Request(CoapMessageType.Confirmable, CoapCode.Post, h.NextId(), Token, "api/v1/good/telemetry",
+            payload: new byte[1000]));
+        var reply = await h.ReceiveAsync();
+        Assert.Equal(CoapCode.RequestEntityTooLarge, reply.Code);
+        Assert.NotNull(reply.UInt(CoapOptionNumber.Block1));
+        Assert.Empty(h.Api.Calls);
+    }
+
     private static async Task WaitUntil(Func<bool> condition)
     {
         for (var i = 0; i < 100 && !condition(); i++)

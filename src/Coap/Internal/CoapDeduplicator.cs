@@ -37,10 +37,12 @@ internal sealed class CoapDeduplicator
     }
 
     /// <summary>
-    /// Returns -1 and the cached response length (0: still being processed or not cacheable) for a
-    /// duplicate; otherwise the slot reserved for the new exchange.
+    /// Returns -1 and the cached response length (0: still being processed) for a duplicate; otherwise
+    /// the slot reserved for the new exchange. A duplicate whose answer was too large to keep is
+    /// processed again when <paramref name="safeToRepeat"/> (a GET, RFC 7252 §5.1: safe and idempotent),
+    /// else ignored.
     /// </summary>
-    public int Check(CoapEndpointKey endpoint, ushort messageId, long nowMs, Span<byte> cached, out int cachedLength)
+    public int Check(CoapEndpointKey endpoint, ushort messageId, long nowMs, Span<byte> cached, out int cachedLength, bool safeToRepeat = false)
     {
         cachedLength = 0;
         var key = (endpoint, messageId);
@@ -49,7 +51,7 @@ internal sealed class CoapDeduplicator
             if (_index.TryGetValue(key, out var existing))
             {
                 ref var slot = ref _slots[existing];
-                if (slot.ExpiresMs > nowMs)
+                if (slot.ExpiresMs > nowMs && !(safeToRepeat && slot.Uncached))
                 {
                     cachedLength = slot.Length;
                     _responses.AsSpan(existing * MaxCachedResponse, slot.Length).CopyTo(cached);
@@ -76,7 +78,7 @@ internal sealed class CoapDeduplicator
     /// <summary>Stores the response for <paramref name="slotIndex"/> if the slot still belongs to this exchange.</summary>
     public void Complete(int slotIndex, CoapEndpointKey endpoint, ushort messageId, ReadOnlySpan<byte> response)
     {
-        if (slotIndex < 0 || response.Length > MaxCachedResponse)
+        if (slotIndex < 0)
         {
             return;
         }
@@ -86,8 +88,16 @@ internal sealed class CoapDeduplicator
             ref var slot = ref _slots[slotIndex];
             if (slot.InUse && slot.Endpoint == endpoint && slot.MessageId == messageId)
             {
+                if (response.Length > MaxCachedResponse)
+                {
+                    slot.Uncached = true;
+                    slot.Length = 0;
+                    return;
+                }
+
                 response.CopyTo(_responses.AsSpan(slotIndex * MaxCachedResponse));
                 slot.Length = response.Length;
+                slot.Uncached = false;
             }
         }
     }
@@ -99,5 +109,6 @@ internal sealed class CoapDeduplicator
         public long ExpiresMs;
         public int Length;
         public bool InUse;
+        public bool Uncached;
     }
 }

@@ -127,7 +127,7 @@ internal sealed class CoapRequestHandler
             return; // §4.2: a request cannot be carried in ACK or RST.
         }
 
-        var slot = _dedup.Check(endpoint, message.MessageId, NowMs, _cached, out var cachedLength);
+        var slot = _dedup.Check(endpoint, message.MessageId, NowMs, _cached, out var cachedLength, safeToRepeat: message.Code == CoapCode.Get);
         if (slot < 0)
         {
             // §4.5: a duplicate gets the same answer (or none while the first copy is still being processed).
@@ -162,6 +162,14 @@ internal sealed class CoapRequestHandler
     private void Dispatch(CoapExchange exchange, in CoapMessageReader message, byte[] buffer, int payloadOffset, int payloadLength)
     {
         var request = CoapRequest.Read(message);
+        if (payloadOffset + payloadLength > _options.MaxDatagramSize)
+        {
+            // RFC 7959 §2.9.3: too large for one datagram; the Block1 option names the block size to use instead.
+            exchange.Block1Echo = new CoapBlock(0, false, CoapBlock.ExponentFor(_options.BlockSize));
+            Complete(exchange, new CoapReply(CoapCode.RequestEntityTooLarge, Size1: _options.MaxBodySize));
+            return;
+        }
+
         if (request.HasUnknownCritical || request.HasBadBlock)
         {
             Complete(exchange, new CoapReply(CoapCode.BadOption)); // §5.4.1
@@ -314,6 +322,12 @@ internal sealed class CoapRequestHandler
             if (request.Size1 > _options.MaxBodySize)
             {
                 Complete(exchange, new CoapReply(CoapCode.RequestEntityTooLarge, Size1: _options.MaxBodySize));
+                return false;
+            }
+
+            if (_uploads.Count >= _options.MaxConcurrentUploads)
+            {
+                Complete(exchange, new CoapReply(CoapCode.ServiceUnavailable)); // bounded memory under a flood of uploads
                 return false;
             }
 
