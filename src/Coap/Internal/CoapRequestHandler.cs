@@ -40,6 +40,7 @@ internal sealed class CoapRequestHandler
     private CoapExchangeList _outstanding;
     private int _nextMessageId = Random.Shared.Next(ushort.MaxValue);
     private long _malformed;
+    private int _pooled;
 
     public CoapRequestHandler(Socket socket, IDeviceApi api, ISessionTable sessions, CoapOptions options, ILogger logger)
     {
@@ -552,28 +553,28 @@ internal sealed class CoapRequestHandler
         _ => CoapCode.InternalServerError,
     };
 
+    /// <summary>
+    /// Registers the device's session (before the registration response goes out, so the core can push as
+    /// soon as the client knows it is observing) and adds the observer. The session is registered before
+    /// the observer exists, so registering cannot deliver a queued RPC ahead of the registration response;
+    /// <see cref="SubscriptionsChanged"/> after the response does.
+    /// </summary>
     private CoapObserver AddObserver(Device device, CoapObserveKind kind, CoapExchange exchange)
     {
         lock (_sessionLock)
         {
             var session = _deviceSessions.GetOrAdd(device.Id, id => new CoapDeviceSession(this, id, "coap:" + AnyEndPoint.Create(exchange.Remote)));
-            return session.Observe(kind, exchange.Remote, exchange.Endpoint, exchange.Token);
-        }
-    }
-
-    private void SubscriptionsChanged(CoapDeviceSession session)
-    {
-        lock (_sessionLock)
-        {
             if (!session.Registered)
             {
                 session.Registered = true;
                 _sessions.Register(session);
             }
-        }
 
-        _sessions.SubscriptionsChanged(session);
+            return session.Observe(kind, exchange.Remote, exchange.Endpoint, exchange.Token);
+        }
     }
+
+    private void SubscriptionsChanged(CoapDeviceSession session) => _sessions.SubscriptionsChanged(session);
 
     private void CancelObserver(Device device, CoapObserveKind kind, CoapEndpointKey endpoint)
     {
@@ -833,20 +834,26 @@ internal sealed class CoapRequestHandler
 
     private CoapExchange Rent()
     {
-        if (!_pool.TryTake(out var exchange))
+        if (_pool.TryTake(out var exchange))
         {
-            exchange = new CoapExchange(this, _socket.AddressFamily);
+            Interlocked.Decrement(ref _pooled);
+            return exchange;
         }
 
-        return exchange;
+        return new CoapExchange(this, _socket.AddressFamily);
     }
 
     private void Return(CoapExchange exchange)
     {
         exchange.Reset();
-        if (_pool.Count < _options.ExchangePoolSize)
+        // A counter, not ConcurrentBag.Count, which takes every per-thread lock.
+        if (Interlocked.Increment(ref _pooled) <= _options.ExchangePoolSize)
         {
             _pool.Add(exchange);
+        }
+        else
+        {
+            Interlocked.Decrement(ref _pooled);
         }
     }
 
