@@ -63,7 +63,7 @@ public sealed class CoapDeviceTests(HostFixture fixture)
     [Fact]
     public async Task PostTelemetry_WithCoapClient_IsReadBackOverRest()
     {
-        using var rest = await DeviceRest.LoginAsync(fixture);
+        using var rest = await DeviceApiRest.LoginAsync(fixture);
         var device = await rest.CreateDeviceAsync("coap-telemetry");
         var (exit, output) = await RunAsync("-m", "post", "-t", "json", "-e", "{\"temperature\":25}", Uri(device.Token, "telemetry"));
         Assert.True(exit == 0, output);
@@ -73,7 +73,7 @@ public sealed class CoapDeviceTests(HostFixture fixture)
     [Fact]
     public async Task BadToken_Is401_AndBadJson_Is400()
     {
-        using var rest = await DeviceRest.LoginAsync(fixture);
+        using var rest = await DeviceApiRest.LoginAsync(fixture);
         var device = await rest.CreateDeviceAsync("coap-errors");
         var (_, unauthorized) = await RunAsync("-m", "post", "-e", "{\"t\":1}", Uri("no-such-token", "telemetry"));
         Assert.Contains("4.01", unauthorized);
@@ -84,7 +84,7 @@ public sealed class CoapDeviceTests(HostFixture fixture)
     [Fact]
     public async Task GetAttributes_ReturnsClientAndSharedValues()
     {
-        using var rest = await DeviceRest.LoginAsync(fixture);
+        using var rest = await DeviceApiRest.LoginAsync(fixture);
         var device = await rest.CreateDeviceAsync("coap-attrs");
         var (exit, posted) = await RunAsync("-m", "post", "-e", "{\"model\":\"C3\"}", Uri(device.Token, "attributes"));
         Assert.True(exit == 0, posted);
@@ -96,7 +96,7 @@ public sealed class CoapDeviceTests(HostFixture fixture)
     [Fact]
     public async Task LargeTelemetry_IsUploadedBlockWise_WithBlock1()
     {
-        using var rest = await DeviceRest.LoginAsync(fixture);
+        using var rest = await DeviceApiRest.LoginAsync(fixture);
         var device = await rest.CreateDeviceAsync("coap-block1");
         var json = "{" + string.Join(",", Enumerable.Range(0, 40).Select(i => $"\"sensor{i}\":{i * 10}")) + "}";
         var file = Path.GetTempFileName();
@@ -118,7 +118,7 @@ public sealed class CoapDeviceTests(HostFixture fixture)
     [Fact]
     public async Task Firmware_IsDownloadedBlockWise_ByteForByte()
     {
-        using var rest = await DeviceRest.LoginAsync(fixture);
+        using var rest = await DeviceApiRest.LoginAsync(fixture);
         var device = await rest.CreateDeviceAsync("coap-fw");
         var package = Enumerable.Range(0, 20_000).Select(i => (byte)((i * 7) ^ (i >> 8))).ToArray();
         var title = "fw-" + Guid.NewGuid().ToString("N")[..6];
@@ -141,10 +141,10 @@ public sealed class CoapDeviceTests(HostFixture fixture)
     [Fact]
     public async Task ObserveAttributes_ReceivesASharedAttributeSavedOverRest()
     {
-        using var rest = await DeviceRest.LoginAsync(fixture);
+        using var rest = await DeviceApiRest.LoginAsync(fixture);
         var device = await rest.CreateDeviceAsync("coap-observe-attr");
         using var observer = new ObservingClient(Start(lineBuffered: true, "-m", "get", "-s", "15", Uri(device.Token, "attributes")));
-        await Wait.UntilAsync(() => fixture.Host.Engine.Sessions.GetSessions(device.Id).Any(s => s.Transport == "COAP" && s.WantsAttributeUpdates),
+        await DeviceApiWait.UntilAsync(() => fixture.Host.Engine.Sessions.GetSessions(device.Id).Any(s => s.Transport == "COAP" && s.WantsAttributeUpdates),
             "the observation to register");
         await rest.SaveSharedAsync(device.Id, "{\"fwVersion\":\"2.0\"}");
         await observer.WaitForAsync("\"fwVersion\":\"2.0\"");
@@ -153,10 +153,10 @@ public sealed class CoapDeviceTests(HostFixture fixture)
     [Fact]
     public async Task ObserveRpc_ReceivesAServerRpc_AndThePostedReplyCompletesTheCaller()
     {
-        using var rest = await DeviceRest.LoginAsync(fixture);
+        using var rest = await DeviceApiRest.LoginAsync(fixture);
         var device = await rest.CreateDeviceAsync("coap-observe-rpc");
         using var observer = new ObservingClient(Start(lineBuffered: true, "-m", "get", "-s", "15", Uri(device.Token, "rpc")));
-        await Wait.UntilAsync(() => fixture.Host.Engine.Sessions.GetSessions(device.Id).Any(s => s.Transport == "COAP" && s.WantsRpc),
+        await DeviceApiWait.UntilAsync(() => fixture.Host.Engine.Sessions.GetSessions(device.Id).Any(s => s.Transport == "COAP" && s.WantsRpc),
             "the RPC observation to register");
         var call = fixture.Host.Engine.Rpc.SendAsync(device.Id, "setValve", "{\"open\":true}", oneWay: false, timeoutMs: 20000, CancellationToken.None);
 
@@ -176,7 +176,7 @@ public sealed class CoapDeviceTests(HostFixture fixture)
     [Fact]
     public async Task ClientSideRpc_ReturnsTheReply()
     {
-        using var rest = await DeviceRest.LoginAsync(fixture);
+        using var rest = await DeviceApiRest.LoginAsync(fixture);
         var device = await rest.CreateDeviceAsync("coap-client-rpc");
         var (exit, output) = await RunAsync("-m", "post", "-e", "{\"method\":\"getCurrentTime\",\"params\":{}}", Uri(device.Token, "rpc"));
         Assert.True(exit == 0, output);
@@ -186,7 +186,7 @@ public sealed class CoapDeviceTests(HostFixture fixture)
     [Fact]
     public async Task GarbageFlood_DoesNotStopTheServer_FromAnsweringAWellBehavedClient()
     {
-        using var rest = await DeviceRest.LoginAsync(fixture);
+        using var rest = await DeviceApiRest.LoginAsync(fixture);
         var device = await rest.CreateDeviceAsync("coap-flood");
         using (var udp = new UdpClient())
         {

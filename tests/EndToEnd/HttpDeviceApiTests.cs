@@ -14,7 +14,7 @@ public sealed class HttpDeviceApiTests(HostFixture fixture)
     [Fact]
     public async Task PostTelemetry_Answers200_AndTheValueIsReadBackOverRest()
     {
-        using var rest = await DeviceRest.LoginAsync(fixture);
+        using var rest = await DeviceApiRest.LoginAsync(fixture);
         var device = await rest.CreateDeviceAsync("http-telemetry");
         var posted = await rest.Http.PostAsync($"/api/v1/{device.Token}/telemetry", Json("{\"temperature\":25.5,\"humidity\":40}"));
         Assert.Equal(HttpStatusCode.OK, posted.StatusCode);
@@ -45,7 +45,7 @@ public sealed class HttpDeviceApiTests(HostFixture fixture)
     [InlineData("rpc")]
     public async Task BadJson_Is400_NotTheReferences500(string path)
     {
-        using var rest = await DeviceRest.LoginAsync(fixture);
+        using var rest = await DeviceApiRest.LoginAsync(fixture);
         var device = await rest.CreateDeviceAsync("http-badjson");
         var response = await rest.Http.PostAsync($"/api/v1/{device.Token}/{path}", Json("{\"temperature\":"));
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
@@ -58,7 +58,7 @@ public sealed class HttpDeviceApiTests(HostFixture fixture)
     [InlineData("rpc/1")]
     public async Task RpcBodies_Beyond64KiB_Are413(string path)
     {
-        using var rest = await DeviceRest.LoginAsync(fixture);
+        using var rest = await DeviceApiRest.LoginAsync(fixture);
         var device = await rest.CreateDeviceAsync("http-413");
         var body = "{\"method\":\"x\",\"params\":\"" + new string('a', 64 * 1024) + "\"}";
         var response = await rest.Http.PostAsync($"/api/v1/{device.Token}/{path}", Json(body));
@@ -68,7 +68,7 @@ public sealed class HttpDeviceApiTests(HostFixture fixture)
     [Fact]
     public async Task TelemetryBody_BeyondTheCorePayloadLimit_Is413()
     {
-        using var rest = await DeviceRest.LoginAsync(fixture);
+        using var rest = await DeviceApiRest.LoginAsync(fixture);
         var device = await rest.CreateDeviceAsync("http-413t");
         var body = "{\"blob\":\"" + new string('a', 200 * 1024) + "\"}";
         var response = await rest.Http.PostAsync($"/api/v1/{device.Token}/telemetry", Json(body));
@@ -78,7 +78,7 @@ public sealed class HttpDeviceApiTests(HostFixture fixture)
     [Fact]
     public async Task Attributes_PostedByTheDevice_AndSharedOnesSavedOverRest_AreReturnedByGet()
     {
-        using var rest = await DeviceRest.LoginAsync(fixture);
+        using var rest = await DeviceApiRest.LoginAsync(fixture);
         var device = await rest.CreateDeviceAsync("http-attrs");
         Assert.Equal(HttpStatusCode.OK, (await rest.Http.PostAsync($"/api/v1/{device.Token}/attributes", Json("{\"model\":\"X1\",\"serial\":7}"))).StatusCode);
         await rest.SaveSharedAsync(device.Id, "{\"interval\":30,\"mode\":\"eco\"}");
@@ -94,22 +94,22 @@ public sealed class HttpDeviceApiTests(HostFixture fixture)
     [Fact]
     public async Task AttributeUpdatesLongPoll_IsAnsweredByASharedAttributeSavedOverRest()
     {
-        using var rest = await DeviceRest.LoginAsync(fixture);
+        using var rest = await DeviceApiRest.LoginAsync(fixture);
         var device = await rest.CreateDeviceAsync("http-poll-attr");
         var poll = rest.Http.GetAsync($"/api/v1/{device.Token}/attributes/updates?timeout=20000");
-        await Wait.UntilAsync(() => fixture.Host.Engine.Sessions.GetSessions(device.Id).Any(s => s.Transport == "HTTP" && s.WantsAttributeUpdates), "the long poll to register");
+        await DeviceApiWait.UntilAsync(() => fixture.Host.Engine.Sessions.GetSessions(device.Id).Any(s => s.Transport == "HTTP" && s.WantsAttributeUpdates), "the long poll to register");
         await rest.SaveSharedAsync(device.Id, "{\"targetTemperature\":21}");
 
         var response = await poll;
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal("{\"targetTemperature\":21}", await response.Content.ReadAsStringAsync());
-        await Wait.UntilAsync(() => fixture.Host.Engine.Sessions.GetSessions(device.Id).Count == 0, "the session to end with the poll");
+        await DeviceApiWait.UntilAsync(() => fixture.Host.Engine.Sessions.GetSessions(device.Id).Count == 0, "the session to end with the poll");
     }
 
     [Fact]
     public async Task LongPolls_Answer408_AtTheirTimeout()
     {
-        using var rest = await DeviceRest.LoginAsync(fixture);
+        using var rest = await DeviceApiRest.LoginAsync(fixture);
         var device = await rest.CreateDeviceAsync("http-poll-408");
         var attributes = rest.Http.GetAsync($"/api/v1/{device.Token}/attributes/updates?timeout=300");
         var rpc = rest.Http.GetAsync($"/api/v1/{device.Token}/rpc?timeout=300");
@@ -120,10 +120,10 @@ public sealed class HttpDeviceApiTests(HostFixture fixture)
     [Fact]
     public async Task RpcLongPoll_ReceivesAServerRpc_AndTheReplyCompletesTheCaller()
     {
-        using var rest = await DeviceRest.LoginAsync(fixture);
+        using var rest = await DeviceApiRest.LoginAsync(fixture);
         var device = await rest.CreateDeviceAsync("http-rpc");
         var poll = rest.Http.GetAsync($"/api/v1/{device.Token}/rpc?timeout=20000");
-        await Wait.UntilAsync(() => fixture.Host.Engine.Sessions.GetSessions(device.Id).Any(s => s.WantsRpc), "the RPC long poll to register");
+        await DeviceApiWait.UntilAsync(() => fixture.Host.Engine.Sessions.GetSessions(device.Id).Any(s => s.WantsRpc), "the RPC long poll to register");
         var call = fixture.Host.Engine.Rpc.SendAsync(device.Id, "setGpio", "{\"pin\":4,\"value\":1}", oneWay: false, timeoutMs: 20000, CancellationToken.None);
 
         var request = await (await poll).Content.ReadFromJsonAsync<JsonObject>();
@@ -141,7 +141,7 @@ public sealed class HttpDeviceApiTests(HostFixture fixture)
     [Fact]
     public async Task RpcQueuedBeforeThePoll_IsDeliveredWhenThePollArrives()
     {
-        using var rest = await DeviceRest.LoginAsync(fixture);
+        using var rest = await DeviceApiRest.LoginAsync(fixture);
         var device = await rest.CreateDeviceAsync("http-rpc-queued");
         var call = fixture.Host.Engine.Rpc.SendAsync(device.Id, "reboot", "{}", oneWay: true, timeoutMs: 20000, CancellationToken.None);
         var response = await rest.Http.GetAsync($"/api/v1/{device.Token}/rpc?timeout=10000");
@@ -153,7 +153,7 @@ public sealed class HttpDeviceApiTests(HostFixture fixture)
     [Fact]
     public async Task ClientSideRpc_ReturnsTheReplyBody()
     {
-        using var rest = await DeviceRest.LoginAsync(fixture);
+        using var rest = await DeviceApiRest.LoginAsync(fixture);
         var device = await rest.CreateDeviceAsync("http-client-rpc");
         var response = await rest.Http.PostAsync($"/api/v1/{device.Token}/rpc", Json("{\"method\":\"getCurrentTime\",\"params\":{}}"));
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
@@ -164,7 +164,7 @@ public sealed class HttpDeviceApiTests(HostFixture fixture)
     [Fact]
     public async Task Claim_Answers200_AndRecordsTheClaimingServerAttributes()
     {
-        using var rest = await DeviceRest.LoginAsync(fixture);
+        using var rest = await DeviceApiRest.LoginAsync(fixture);
         var device = await rest.CreateDeviceAsync("http-claim");
         var response = await rest.Http.PostAsync($"/api/v1/{device.Token}/claim", Json("{\"secretKey\":\"s3cret\",\"durationMs\":60000}"));
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
@@ -175,7 +175,7 @@ public sealed class HttpDeviceApiTests(HostFixture fixture)
     [Fact]
     public async Task Firmware_IsServedWhole_AndByChunk()
     {
-        using var rest = await DeviceRest.LoginAsync(fixture);
+        using var rest = await DeviceApiRest.LoginAsync(fixture);
         var device = await rest.CreateDeviceAsync("http-fw");
         var package = Enumerable.Range(0, 150_000).Select(i => (byte)(i * 13)).ToArray();
         var title = "fw-" + Guid.NewGuid().ToString("N")[..6];

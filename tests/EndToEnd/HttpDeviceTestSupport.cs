@@ -7,26 +7,26 @@ using System.Text.Json.Nodes;
 namespace Perf.EndToEnd;
 
 /// <summary>A device created over REST as tenant@example.com, with its access token.</summary>
-internal sealed record TestDevice(Guid Id, Guid TenantId, string Token);
+internal sealed record DeviceApiDevice(Guid Id, Guid TenantId, string Token);
 
 /// <summary>REST calls the device-API tests need: login, create a device, save shared attributes, read telemetry.</summary>
-internal sealed class DeviceRest : IDisposable
+internal sealed class DeviceApiRest : IDisposable
 {
-    private DeviceRest(HttpClient http) => Http = http;
+    private DeviceApiRest(HttpClient http) => Http = http;
 
     public HttpClient Http { get; }
 
-    public static async Task<DeviceRest> LoginAsync(HostFixture fixture)
+    public static async Task<DeviceApiRest> LoginAsync(HostFixture fixture)
     {
         var http = fixture.CreateHttpClient();
         var login = await http.PostAsJsonAsync("/api/auth/login", new { username = "tenant@example.com", password = "tenant" });
         login.EnsureSuccessStatusCode();
         var jwt = (await login.Content.ReadFromJsonAsync<JsonObject>())!["token"]!.GetValue<string>();
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", jwt);
-        return new DeviceRest(http);
+        return new DeviceApiRest(http);
     }
 
-    public async Task<TestDevice> CreateDeviceAsync(string prefix)
+    public async Task<DeviceApiDevice> CreateDeviceAsync(string prefix)
     {
         var created = await Http.PostAsJsonAsync("/api/device", new { name = prefix + "-" + Guid.NewGuid().ToString("N")[..8], type = "default" });
         created.EnsureSuccessStatusCode();
@@ -34,7 +34,7 @@ internal sealed class DeviceRest : IDisposable
         var id = Guid.Parse(device["id"]!["id"]!.GetValue<string>());
         var tenant = Guid.Parse(device["tenantId"]!["id"]!.GetValue<string>());
         var credentials = await Http.GetFromJsonAsync<JsonObject>($"/api/device/{id}/credentials");
-        return new TestDevice(id, tenant, credentials!["credentialsId"]!.GetValue<string>());
+        return new DeviceApiDevice(id, tenant, credentials!["credentialsId"]!.GetValue<string>());
     }
 
     public async Task SaveSharedAsync(Guid deviceId, string json)
@@ -53,7 +53,7 @@ internal sealed class DeviceRest : IDisposable
     public void Dispose() => Http.Dispose();
 }
 
-internal static class Wait
+internal static class DeviceApiWait
 {
     public static async Task UntilAsync(Func<bool> condition, string what, int timeoutMs = 10_000)
     {
