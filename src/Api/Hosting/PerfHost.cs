@@ -114,6 +114,7 @@ public sealed class PerfHost : IAsyncDisposable
         app.UseWebSockets();
         app.MapHealthEndpoints();
         app.MapRestApi();
+        DeviceHttp.DeviceHttpEndpoints.MapDeviceHttpApi(app);
         await DefaultAccounts.EnsureAsync(engine, builder.Configuration, app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Perf.Host"));
         return new PerfHost(app, engine, settings, listeners);
     }
