@@ -273,3 +273,19 @@ internal static class SeedFiles
         ("new-attributes-values.json", NewAttributesValues + "\n"),
     ];
 }
+
+internal static class Eventually
+{
+    /// <summary>Polls until <paramref name="condition"/> holds; fails after <paramref name="timeoutMs"/>.</summary>
+    public static async Task TrueAsync(Func<Task<bool>> condition, int timeoutMs = 10_000)
+    {
+        var deadline = Environment.TickCount64 + timeoutMs;
+        while (!await condition())
+        {
+            Assert.True(Environment.TickCount64 < deadline, "condition not met in time");
+            await Task.Delay(20);
+        }
+    }
+
+    public static Task TrueAsync(Func<bool> condition, int timeoutMs = 10_000) => TrueAsync(() => Task.FromResult(condition()), timeoutMs);
+}

@@ -239,6 +239,7 @@ internal sealed partial class MqttConnection : IDeviceSession
         Span<byte> codes = stackalloc byte[64];
         int count = 0;
         byte[]? rented = null;
+        var before = _subscriptions;
         var filters = new MqttTopicFilterReader(packet);
         while (filters.TryNext(out var filter, out byte qos))
         {
@@ -281,6 +282,25 @@ internal sealed partial class MqttConnection : IDeviceSession
         if (rented is not null)
         {
             ArrayPool<byte>.Shared.Return(rented);
+        }
+
+        // After the SUBACK, so a queued RPC the core now delivers follows it on the wire.
+        if ((_subscriptions & ~before) != 0)
+        {
+            NotifySubscriptionsChanged();
+        }
+    }
+
+    /// <summary>Tells the core this session (and, for a gateway, each child) now wants more, so RPCs queued while it did not are delivered.</summary>
+    private void NotifySubscriptionsChanged()
+    {
+        _sessions.SubscriptionsChanged(this);
+        if (_children is not null && (_subscriptions & TopicSubscription.Gateway) != 0)
+        {
+            foreach (var child in _children.Values)
+            {
+                _sessions.SubscriptionsChanged(child);
+            }
         }
     }
 
