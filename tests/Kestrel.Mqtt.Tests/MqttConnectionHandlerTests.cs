@@ -276,3 +276,48 @@ public class MqttConnectionHandlerTests
         Assert.Equal(3, host.Sessions.Sessions.Count);
     }
 }
+
+public class MqttRateLimitTests
+{
+    [Fact]
+    public async Task DeviceRateLimitExceeded_AcksTheAcceptedUplinks_ThenClosesWithoutPubAck()
+    {
+        await using var host = new MqttTestHost(o => o.DeviceMessagesRateLimit = "3:60");
+        await host.ConnectAsync("good");
+        Assert.Equal(0, (await host.ReceiveAsync()).ReturnCode);
+
+        for (ushort id = 1; id <= 4; id++)
+        {
+            await host.PublishAsync("v1/devices/me/telemetry", "{\"a\":1}", 1, id);
+        }
+
+        for (ushort id = 1; id <= 3; id++)
+        {
+            var ack = await host.ReceiveAsync();
+            Assert.Equal(MqttPacketType.PubAck, ack.Type);
+            Assert.Equal(id, ack.PacketId);
+        }
+
+        Assert.True(await host.ClosedWithinAsync(2000));
+        Assert.Equal(3, host.Api.Calls.Count);
+    }
+
+    [Fact]
+    public async Task DeviceRateLimitExceeded_OnQoS0_Closes()
+    {
+        await using var first = new MqttTestHost(o => o.DeviceMessagesRateLimit = "1:60");
+        await first.ConnectAsync("good");
+        Assert.Equal(0, (await first.ReceiveAsync()).ReturnCode);
+        await first.PublishAsync("v1/devices/me/telemetry", "{\"a\":1}", 0);
+        await first.PublishAsync("v1/devices/me/telemetry", "{\"a\":2}", 0);
+
+        // QoS 0 excess closes too: there is no PUBACK to withhold.
+        Assert.True(await first.ClosedWithinAsync(2000));
+    }
+
+    [Fact]
+    public void InvalidRateLimit_FailsAtStartup()
+    {
+        Assert.Throws<FormatException>(() => new MqttTestHost(o => o.TenantMessagesRateLimit = "20:1,600"));
+    }
+}

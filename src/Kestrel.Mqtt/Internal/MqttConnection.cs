@@ -22,6 +22,7 @@ internal sealed partial class MqttConnection : IDeviceSession
     private readonly IDeviceApi _api;
     private readonly ISessionTable _sessions;
     private readonly MqttOptions _options;
+    private readonly MqttRateLimits _limits;
     private readonly ILogger _logger;
     private readonly PipeWriter _output;
     private readonly Lock _writeLock = new();
@@ -49,9 +50,14 @@ internal sealed partial class MqttConnection : IDeviceSession
     private ushort _nextPacketId;
     private byte[]? _topicScratch;
     private Dictionary<string, GatewayChildSession>? _children;
+    private SessionLimiters _limiters;
 
-    public MqttConnection(ConnectionContext connection, IDeviceApi api, ISessionTable sessions, MqttOptions options, ILogger logger)
+    /// <summary>Set when an uplink was refused (rate limit): packets after it in the buffer are not dispatched.</summary>
+    private bool _stopReading;
+
+    public MqttConnection(ConnectionContext connection, IDeviceApi api, ISessionTable sessions, MqttOptions options, MqttRateLimits limits, ILogger logger)
     {
+        _limits = limits;
         _connection = connection;
         _api = api;
         _sessions = sessions;
@@ -90,7 +96,7 @@ internal sealed partial class MqttConnection : IDeviceSession
                 Volatile.Write(ref _lastActivity, Environment.TickCount64);
                 try
                 {
-                    while (!_closing && TryParse(ref buffer, out var packet))
+                    while (!_closing && !_stopReading && TryParse(ref buffer, out var packet))
                     {
                         await HandlePacketAsync(packet);
                         if (_pending.Count >= _options.MaxInflight)
@@ -207,6 +213,7 @@ internal sealed partial class MqttConnection : IDeviceSession
 
         _device = device;
         _deviceName = device.Name;
+        _limiters = _limits.For(device);
         _sessions.Register(this);
         _registered = true;
         lock (_writeLock)
@@ -334,6 +341,14 @@ internal sealed partial class MqttConnection : IDeviceSession
         }
 
         var device = _device!;
+        if (_limiters.TryAcquire() is { } exceeded)
+        {
+            // The reference drops the connection without PUBACK; PUBACKs of earlier accepted uplinks still go out first.
+            Enqueue(new ValueTask<UplinkResult>(new UplinkResult(UplinkStatus.RateLimited, "rate limit " + exceeded + " exceeded")), packet.PacketId, (byte)packet.QoS);
+            _stopReading = true;
+            return ValueTask.CompletedTask;
+        }
+
         var topic = TopicSpan(packet.Topic);
         var route = MqttTopics.Route(topic, out int id, out bool v2);
         byte qos = (byte)packet.QoS;
