@@ -49,7 +49,7 @@ public sealed class MqttGatewayAndFirmwareTests(HostFixture fixture)
         await gateway.PublishAsync("v1/gateway/attributes/request", $$"""{"id":8,"device":"{{a}}","client":true,"keys":["model"]}""");
         var clientReply = await gateway.ReceiveJsonAsync("v1/gateway/attributes/response");
         Assert.Equal(8, clientReply["id"]!.GetValue<int>());
-        Assert.Equal("T1000", (clientReply["value"] ?? clientReply["values"]!["model"])!.GetValue<string>());
+        Assert.Equal("T1000", clientReply["values"]!["model"]!.GetValue<string>());
 
         // Server-side RPC to a child travels on v1/gateway/rpc; the gateway's reply completes it.
         var call = fixture.Host.Engine.Rpc.SendAsync(aId, "setTemperature", """{"value":20}""", oneWay: false, timeoutMs: 10_000, CancellationToken.None);

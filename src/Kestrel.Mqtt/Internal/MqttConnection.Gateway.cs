@@ -66,6 +66,7 @@ internal sealed partial class MqttConnection
         string? name = null;
         int id = 0;
         bool client = false;
+        bool multiple = false;
         List<string>? keys = null;
         var r = new Utf8JsonReader(payload);
         try
@@ -82,6 +83,7 @@ internal sealed partial class MqttConnection
                     case "client": client = r.TokenType == JsonTokenType.True; break;
                     case "key": (keys ??= []).Add(r.GetString()!); break;
                     case "keys" when r.TokenType == JsonTokenType.StartArray:
+                        multiple = true;
                         while (r.Read() && r.TokenType == JsonTokenType.String)
                         {
                             (keys ??= []).Add(r.GetString()!);
@@ -112,7 +114,8 @@ internal sealed partial class MqttConnection
             w.WriteStartObject();
             w.WriteNumber("id", id);
             w.WriteString("device", name);
-            if (values.Count == 1 && keys is { Count: 1 })
+            // As the reference (3.4+): "key" asks for one value and gets "value"; "keys" gets a "values" object.
+            if (!multiple && values.Count == 1)
             {
                 WriteValueAs(w, "value", values[0].Entry);
             }
