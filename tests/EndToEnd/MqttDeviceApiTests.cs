@@ -132,6 +132,22 @@ public sealed class MqttDeviceApiTests(HostFixture fixture)
     }
 
     [Fact]
+    public async Task LateRpcReply_IsAcknowledged_AndTheSessionStays()
+    {
+        using var rest = await TenantRest.LoginAsync(fixture);
+        var (id, token, _) = await rest.CreateDeviceAsync("mqttnet-rpc-late-reply");
+        await using var device = await MqttDevice.ConnectAsync(fixture, token, "v1/devices/me/rpc/request/+");
+
+        var timedOut = await fixture.Host.Engine.Rpc.SendAsync(id, "slow", "{}", oneWay: false, timeoutMs: 200, CancellationToken.None);
+        Assert.Equal(RpcStatus.Timeout, timedOut.Status);
+        var (topic, _) = await device.ReceiveAsync(t => t.StartsWith("v1/devices/me/rpc/request/", StringComparison.Ordinal));
+        await device.PublishAsync("v1/devices/me/rpc/response/" + topic["v1/devices/me/rpc/request/".Length..], """{"late":true}""");
+
+        await device.PublishAsync("v1/devices/me/telemetry", """{"stillHere":1}""");
+        Assert.True(device.Client.IsConnected);
+    }
+
+    [Fact]
     public async Task ClientSideRpc_GetCurrentTime_AnswersOnTheResponseTopic()
     {
         using var rest = await TenantRest.LoginAsync(fixture);

@@ -151,6 +151,16 @@ public class MqttConnectionHandlerTests
     }
 
     [Fact]
+    public async Task RpcReplyForNoPendingRequest_IsAcked_AndTheSessionStays()
+    {
+        await using var host = await ConnectedAsync();
+        host.Api.NextStatus = UplinkStatus.NotFound;
+        await host.PublishAsync("v1/devices/me/rpc/response/999", "{}", 1, 5);
+        Assert.Equal(5, (await host.ReceiveAsync()).PacketId);
+        Assert.False(await host.ClosedWithinAsync(300));
+    }
+
+    [Fact]
     public async Task UnknownTopic_IsAckedAndIgnored()
     {
         await using var host = await ConnectedAsync();

@@ -13,7 +13,7 @@ internal sealed partial class MqttConnection
     {
         if (!gateway.IsGateway)
         {
-            Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packet.PacketId, (byte)packet.QoS);
+            Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packet.PacketId, (byte)packet.QoS, route);
             return;
         }
 
@@ -26,7 +26,7 @@ internal sealed partial class MqttConnection
                 {
                     var child = await GetChildAsync(gateway, name, null);
                     var slice = payload.Slice(start, length);
-                    Enqueue(route == TopicRoute.GatewayTelemetry ? _api.PostTelemetryAsync(child.Device, slice) : _api.PostAttributesAsync(child.Device, slice), 0, 0);
+                    Enqueue(route == TopicRoute.GatewayTelemetry ? _api.PostTelemetryAsync(child.Device, slice) : _api.PostAttributesAsync(child.Device, slice), 0, 0, route);
                 }
 
                 break;
@@ -49,7 +49,7 @@ internal sealed partial class MqttConnection
                 if (ReadDeviceHeader(payload, out var rpcName, out _, out int rpcId, out long dataStart, out long dataLength))
                 {
                     var child = await GetChildAsync(gateway, rpcName, null);
-                    Enqueue(_api.RpcReplyAsync(child.Device, rpcId, payload.Slice(dataStart, dataLength)), 0, 0);
+                    Enqueue(_api.RpcReplyAsync(child.Device, rpcId, payload.Slice(dataStart, dataLength)), 0, 0, route);
                 }
 
                 break;
@@ -58,7 +58,7 @@ internal sealed partial class MqttConnection
                 break;
         }
 
-        Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packet.PacketId, (byte)packet.QoS);
+        Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packet.PacketId, (byte)packet.QoS, route);
     }
 
     private async ValueTask HandleGatewayAttributeRequestAsync(Device gateway, ReadOnlySequence<byte> payload)

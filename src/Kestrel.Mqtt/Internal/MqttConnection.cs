@@ -341,44 +341,44 @@ internal sealed partial class MqttConnection : IDeviceSession
         }
 
         var device = _device!;
-        if (_limiters.TryAcquire() is { } exceeded)
-        {
-            // The reference drops the connection without PUBACK; PUBACKs of earlier accepted uplinks still go out first.
-            Enqueue(new ValueTask<UplinkResult>(new UplinkResult(UplinkStatus.RateLimited, "rate limit " + exceeded + " exceeded")), packet.PacketId, (byte)packet.QoS);
-            _stopReading = true;
-            return ValueTask.CompletedTask;
-        }
-
         var topic = TopicSpan(packet.Topic);
         var route = MqttTopics.Route(topic, out int id, out bool v2);
         byte qos = (byte)packet.QoS;
         ushort packetId = packet.PacketId;
+        if (_limiters.TryAcquire() is { } exceeded)
+        {
+            // The reference drops the connection without PUBACK; PUBACKs of earlier accepted uplinks still go out first.
+            Enqueue(new ValueTask<UplinkResult>(new UplinkResult(UplinkStatus.RateLimited, "rate limit " + exceeded + " exceeded")), packetId, qos, route);
+            _stopReading = true;
+            return ValueTask.CompletedTask;
+        }
+
         switch (route)
         {
             case TopicRoute.Telemetry:
-                Enqueue(_api.PostTelemetryAsync(device, packet.Payload), packetId, qos);
+                Enqueue(_api.PostTelemetryAsync(device, packet.Payload), packetId, qos, route);
                 break;
             case TopicRoute.Attributes:
-                Enqueue(_api.PostAttributesAsync(device, packet.Payload), packetId, qos);
+                Enqueue(_api.PostAttributesAsync(device, packet.Payload), packetId, qos, route);
                 break;
             case TopicRoute.RpcReply:
-                Enqueue(_api.RpcReplyAsync(device, id, packet.Payload), packetId, qos);
+                Enqueue(_api.RpcReplyAsync(device, id, packet.Payload), packetId, qos, route);
                 break;
             case TopicRoute.Claim:
-                Enqueue(_api.ClaimAsync(device, packet.Payload), packetId, qos);
+                Enqueue(_api.ClaimAsync(device, packet.Payload), packetId, qos, route);
                 break;
             case TopicRoute.AttributeRequest:
                 MqttJson.ReadAttributeRequest(packet.Payload, out var clientKeys, out var sharedKeys);
                 StartRequest(RespondAttributesAsync(_api.RequestAttributesAsync(device, clientKeys, sharedKeys), id, v2));
-                Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packetId, qos);
+                Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packetId, qos, route);
                 break;
             case TopicRoute.ClientRpcRequest:
                 StartRequest(RespondClientRpcAsync(_api.ClientRpcAsync(device, packet.Payload, _closed.Token), id));
-                Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packetId, qos);
+                Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packetId, qos, route);
                 break;
             case TopicRoute.FirmwareChunk:
                 HandleFirmwareRequest(device, topic, packet.Payload);
-                Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packetId, qos);
+                Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packetId, qos, route);
                 break;
             case TopicRoute.Unknown:
                 if (!_unknownTopicLogged)
@@ -387,7 +387,7 @@ internal sealed partial class MqttConnection : IDeviceSession
                     MqttLog.UnknownTopic(_logger, ConnectionId, _deviceName);
                 }
 
-                Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packetId, qos);
+                Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packetId, qos, route);
                 break;
             default:
                 // Gateway API: awaits child resolution inline, the read buffer stays valid until AdvanceTo.
@@ -397,7 +397,7 @@ internal sealed partial class MqttConnection : IDeviceSession
         return ValueTask.CompletedTask;
     }
 
-    private void Enqueue(ValueTask<UplinkResult> task, ushort packetId, byte qos) => _pending.Add(new PendingUplink(task, packetId, qos));
+    private void Enqueue(ValueTask<UplinkResult> task, ushort packetId, byte qos, TopicRoute route) => _pending.Add(new PendingUplink(task, packetId, qos, route));
 
     /// <summary>Awaits dispatched uplinks in arrival order and writes their PUBACKs in that order (§4.6).</summary>
     private async ValueTask DrainPendingAsync()
@@ -418,11 +418,25 @@ internal sealed partial class MqttConnection : IDeviceSession
                     continue;
                 }
 
-                if (result.IsOk || (result.Status == UplinkStatus.BadPayload && (p.QoS == 0 || _options.AckInvalidJsonOnQos1)))
+                bool acknowledge = result.Status switch
+                {
+                    UplinkStatus.Ok => true,
+                    // A reply to an RPC that already timed out, or an uplink of a device deleted meanwhile (its
+                    // session is closed by the core): nothing a re-send could fix, so acknowledge and go on.
+                    UplinkStatus.NotFound => true,
+                    UplinkStatus.BadPayload => p.QoS == 0 || _options.AckInvalidJsonOnQos1,
+                    _ => false,
+                };
+                if (!result.IsOk)
+                {
+                    MqttMetrics.UplinkRefused(result.Status, p.Route, acknowledge);
+                }
+
+                if (acknowledge)
                 {
                     if (!result.IsOk)
                     {
-                        MqttLog.UplinkDropped(_logger, ConnectionId, _deviceName, result.Status, result.Reason);
+                        MqttLog.UplinkDropped(_logger, ConnectionId, _deviceName, p.Route, result.Status, result.Reason);
                     }
 
                     if (p.QoS == 1)
@@ -439,7 +453,7 @@ internal sealed partial class MqttConnection : IDeviceSession
                 else
                 {
                     // No PUBACK: the reference drops the connection (rate limit, invalid JSON on QoS 1).
-                    MqttLog.UplinkRejected(_logger, ConnectionId, _deviceName, result.Status, result.Reason);
+                    MqttLog.UplinkRejected(_logger, ConnectionId, _deviceName, p.Route, result.Status, result.Reason);
                     _closing = true;
                 }
             }
@@ -862,7 +876,7 @@ internal sealed partial class MqttConnection : IDeviceSession
         return _topicScratch.AsSpan(0, len);
     }
 
-    private readonly record struct PendingUplink(ValueTask<UplinkResult> Task, ushort PacketId, byte QoS);
+    private readonly record struct PendingUplink(ValueTask<UplinkResult> Task, ushort PacketId, byte QoS, TopicRoute Route);
 
     private readonly record struct Inflight(byte[] Frame, long SentAt);
 }
