@@ -243,6 +243,28 @@ public class MqttConnectionHandlerTests
     }
 
     [Fact]
+    public async Task QoS1Downlinks_BeyondMaxPending_CloseTheSession_AndAPubAckFreesASlot()
+    {
+        await using var host = await ConnectedAsync(configure: o => o.MaxPendingPerSession = 2);
+        await host.SendAsync(w => MqttPacketWriter.WriteSubscribe(w, 1, [new("v1/devices/me/attributes", 1)]));
+        await host.ReceiveAsync();
+        var session = host.Sessions.Sessions[0];
+        session.PushAttributeUpdate([new KvEntry("a", 1L)], []);
+        var first = await host.ReceiveAsync();
+        await host.SendAsync(w => MqttPacketWriter.WritePubAck(w, first.PacketId));
+        await Task.Delay(100); // the read loop takes the PUBACK
+        session.PushAttributeUpdate([new KvEntry("a", 2L)], []);
+        await host.ReceiveAsync();
+        session.PushAttributeUpdate([new KvEntry("a", 3L)], []);
+        await host.ReceiveAsync();
+        Assert.False(await host.ClosedWithinAsync(200));
+
+        session.PushAttributeUpdate([new KvEntry("a", 4L)], []);
+
+        Assert.True(await host.ClosedWithinAsync(2000));
+    }
+
+    [Fact]
     public async Task SharedAttributeUpdate_IsPushedToSubscribers()
     {
         await using var host = await ConnectedAsync();

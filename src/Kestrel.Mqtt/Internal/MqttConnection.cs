@@ -165,7 +165,10 @@ internal sealed partial class MqttConnection : IDeviceSession
             case MqttPacketType.PubAck:
                 lock (_writeLock)
                 {
-                    _inflight.Remove(packet.PacketId);
+                    if (_inflight.Remove(packet.PacketId, out var acked))
+                    {
+                        ArrayPool<byte>.Shared.Return(acked.Frame);
+                    }
                 }
 
                 break;
@@ -658,12 +661,13 @@ internal sealed partial class MqttConnection : IDeviceSession
             return false;
         }
 
+        // The frame must outlive this call for re-sends: pooled, returned on PUBACK or close.
         ushort id = NextPacketId();
-        var frame = new ArrayBufferWriter<byte>(topic.Length + payload.Length + 9);
+        int size = MqttPacketWriter.PublishSize(topic.Length, payload.Length, 1);
+        var frame = ArrayPool<byte>.Shared.Rent(size);
         MqttPacketWriter.WritePublish(frame, topic, payload, 1, id);
-        var bytes = frame.WrittenSpan.ToArray();
-        _inflight[id] = new Inflight(bytes, Environment.TickCount64);
-        _output.Write(bytes);
+        _inflight[id] = new Inflight(frame, size, Environment.TickCount64);
+        _output.Write(frame.AsSpan(0, size));
         return true;
     }
 
@@ -774,7 +778,7 @@ internal sealed partial class MqttConnection : IDeviceSession
                 if (now - inflight.SentAt >= retryMs)
                 {
                     inflight.Frame[0] |= 0x08; // DUP (§3.3.1.1)
-                    _output.Write(inflight.Frame);
+                    _output.Write(inflight.Frame.AsSpan(0, inflight.Length));
                     _inflight[id] = inflight with { SentAt = now };
                     wrote = true;
                 }
@@ -840,6 +844,12 @@ internal sealed partial class MqttConnection : IDeviceSession
         {
             _outputClosed = true;
             flush = _output.FlushAsync();
+            foreach (var inflight in _inflight.Values)
+            {
+                ArrayPool<byte>.Shared.Return(inflight.Frame);
+            }
+
+            _inflight.Clear();
         }
 
         try
@@ -878,5 +888,6 @@ internal sealed partial class MqttConnection : IDeviceSession
 
     private readonly record struct PendingUplink(ValueTask<UplinkResult> Task, ushort PacketId, byte QoS, TopicRoute Route);
 
-    private readonly record struct Inflight(byte[] Frame, long SentAt);
+    /// <summary>An unacknowledged QoS 1 downlink: <see cref="Frame"/> is pooled, its first <see cref="Length"/> bytes the packet.</summary>
+    private readonly record struct Inflight(byte[] Frame, int Length, long SentAt);
 }
