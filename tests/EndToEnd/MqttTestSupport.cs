@@ -17,9 +17,11 @@ internal sealed class TenantRest : IDisposable
 
     public HttpClient Http { get; }
 
-    public static async Task<TenantRest> LoginAsync(HostFixture fixture)
+    public static Task<TenantRest> LoginAsync(HostFixture fixture) => LoginAsync(fixture.HttpBase);
+
+    public static async Task<TenantRest> LoginAsync(Uri baseAddress)
     {
-        var http = fixture.CreateHttpClient();
+        var http = new HttpClient { BaseAddress = baseAddress, Timeout = TimeSpan.FromSeconds(30) };
         var login = await http.PostAsJsonAsync("/api/auth/login", new { username = "tenant@example.com", password = "tenant" });
         login.EnsureSuccessStatusCode();
         var token = (await login.Content.ReadFromJsonAsync<JsonObject>())!["token"]!.GetValue<string>();
@@ -95,20 +97,25 @@ internal sealed class MqttDevice : IAsyncDisposable
 
     public IMqttClient Client { get; }
 
-    public static MqttClientOptions Options(HostFixture fixture, string? token) =>
+    public static MqttClientOptions Options(HostFixture fixture, string? token) => Options(fixture.Endpoints.Mqtt!.Port, token);
+
+    public static MqttClientOptions Options(int port, string? token) =>
         new MqttClientOptionsBuilder()
-            .WithTcpServer("127.0.0.1", fixture.Endpoints.Mqtt!.Port)
+            .WithTcpServer("127.0.0.1", port)
             .WithProtocolVersion(MQTTnet.Formatter.MqttProtocolVersion.V311)
             .WithCredentials(token, (string?)null)
             .WithClientId("e2e-" + Guid.NewGuid().ToString("N")[..8])
             .WithTimeout(TimeSpan.FromSeconds(10))
             .Build();
 
-    public static async Task<MqttDevice> ConnectAsync(HostFixture fixture, string token, params string[] subscriptions)
+    public static Task<MqttDevice> ConnectAsync(HostFixture fixture, string token, params string[] subscriptions) =>
+        ConnectAsync(fixture.Endpoints.Mqtt!.Port, token, subscriptions);
+
+    public static async Task<MqttDevice> ConnectAsync(int port, string token, params string[] subscriptions)
     {
         var client = new MqttClientFactory().CreateMqttClient();
         var device = new MqttDevice(client);
-        var result = await client.ConnectAsync(Options(fixture, token));
+        var result = await client.ConnectAsync(Options(port, token));
         Assert.Equal(MqttClientConnectResultCode.Success, result.ResultCode);
         foreach (var filter in subscriptions)
         {
