@@ -84,6 +84,36 @@ public sealed class MqttDeviceApiTests(HostFixture fixture)
     }
 
     [Fact]
+    public async Task V2AttributeRequest_WithoutKeyLists_AnswersEveryAttribute_OnTheShortTopic()
+    {
+        using var rest = await TenantRest.LoginAsync(fixture);
+        var (id, token, _) = await rest.CreateDeviceAsync("mqttnet-v2-request");
+        await rest.SaveSharedAsync(id, """{"mode":"eco"}""");
+        await using var device = await MqttDevice.ConnectAsync(fixture, token, "v2/a/res/+");
+        await device.PublishAsync("v2/a", """{"serial":"X1"}""");
+
+        await device.PublishAsync("v2/a/req/5", "{}");
+
+        var reply = await device.ReceiveJsonAsync("v2/a/res/5");
+        Assert.Equal("X1", reply["client"]!["serial"]!.GetValue<string>());
+        Assert.Equal("eco", reply["shared"]!["mode"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task Claim_IsRecordedAsServerAttributes()
+    {
+        using var rest = await TenantRest.LoginAsync(fixture);
+        var (id, token, _) = await rest.CreateDeviceAsync("mqttnet-claim");
+        await using var device = await MqttDevice.ConnectAsync(fixture, token);
+
+        await device.PublishAsync("v1/devices/me/claim", """{"secretKey":"value", "durationMs":60000}""");
+
+        var server = await rest.AttributesAsync(id, "SERVER_SCOPE");
+        Assert.Equal("true", server["claimingAllowed"]);
+        Assert.Contains("\"secretKey\":\"value\"", server["claimData"], StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task SharedAttributeSavedOverRest_IsPushedToTheSubscribedDevice()
     {
         using var rest = await TenantRest.LoginAsync(fixture);
