@@ -42,9 +42,12 @@ public sealed class HostFixture : IAsyncLifetime
         ["DATA_DIR"] = dataDir,
     };
 
-    public async Task InitializeAsync()
+    public Task InitializeAsync() => StartWithAsync(FreePortSettings(DataDir));
+
+    /// <summary>Starts the host with <paramref name="settings"/> (for tests that need settings the shared host must not have).</summary>
+    public async Task StartWithAsync(Dictionary<string, string?> settings)
     {
-        _host = await PerfHost.CreateAsync([], FreePortSettings(DataDir));
+        _host = await PerfHost.CreateAsync([], settings);
         await _host.StartAsync();
     }
 

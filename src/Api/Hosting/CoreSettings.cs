@@ -50,6 +50,17 @@ internal static class CoreSettings
             options.PersistentRpcTtlMs = ttl;
         }
 
+        // getSessionLimits advertises what the MQTT door enforces.
+        if (configuration["Mqtt:DeviceMessagesRateLimit"] is { Length: > 0 } deviceLimit)
+        {
+            options.DeviceRateLimits = deviceLimit;
+        }
+
+        if (int.TryParse(configuration["Mqtt:MaxInflight"], CultureInfo.InvariantCulture, out var inflight))
+        {
+            options.MaxInflightMessages = inflight;
+        }
+
         return options;
     }
 }

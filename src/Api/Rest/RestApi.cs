@@ -13,6 +13,7 @@ public static class RestApi
         services.AddSingleton(new JwtService(key, access, refresh));
         services.AddSingleton<KeyTable>();
         services.AddSingleton<JwtAuthFilter>();
+        services.AddSingleton<OtaDrafts>();
         services.AddOpenApi();
         return services;
     }
@@ -26,6 +27,7 @@ public static class RestApi
         secured.MapDeviceEndpoints();
         secured.MapTelemetryEndpoints();
         secured.MapRpcEndpoints();
+        secured.MapOtaEndpoints();
         app.MapWebSocketEndpoints();
         app.MapOpenApi();
         app.MapGet("/swagger", () => Results.Redirect("/openapi/v1.json"));
