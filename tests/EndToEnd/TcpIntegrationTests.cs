@@ -208,11 +208,22 @@ public sealed class TcpIntegrationTests(HostFixture fixture)
             await client.ConnectAsync(IPAddress.Loopback, newPort);
         }
 
+        // The GET answer posted back is an update: same entity, same port (the handler is swapped, not rebound).
+        var current = (JsonObject)await rest.GetAsync($"/api/integration/{id}");
+        current["name"] = "TCP integration lifecycle (renamed)";
+        var updated = await rest.PostAsync("/api/integration", current);
+        Assert.Equal(id, updated["id"]!["id"]!.GetValue<string>());
+        Assert.Equal(newPort, updated["configuration"]!["clientConfiguration"]!["port"]!.GetValue<int>());
+
+        var uplinkId = updated["defaultConverterId"]!["id"]!.GetValue<string>();
+        Assert.Equal(HttpStatusCode.BadRequest, (await rest.Http.DeleteAsync($"/api/converter/{uplinkId}")).StatusCode);
+
         var list = await rest.GetAsync("/api/integrations?pageSize=100&page=0");
         Assert.Contains(list["data"]!.AsArray(), i => i!["id"]!["id"]!.GetValue<string>() == id);
 
         Assert.Equal(HttpStatusCode.OK, (await rest.Http.DeleteAsync($"/api/integration/{id}")).StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await rest.Http.GetAsync($"/api/integration/{id}")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await rest.Http.DeleteAsync($"/api/converter/{uplinkId}")).StatusCode);
     }
 
     [Fact]
@@ -229,6 +240,19 @@ public sealed class TcpIntegrationTests(HostFixture fixture)
         var latest = await WaitForTelemetryAsync(rest, deviceId, "temperature");
         Assert.Equal(21.5, latest["temperature"]![0]!["value"]!.GetValue<double>());
         Assert.Equal("thermometer", (await rest.GetAsync($"/api/device/{deviceId}"))["type"]!.GetValue<string>());
+
+        // A line over maxFrameLength (128) closes its connection and is an event of the default integration.
+        using (var client = new TcpClient())
+        {
+            await client.ConnectAsync(HostFixture.Loopback(fixture.Endpoints.TcpIntegration!));
+            await client.GetStream().WriteAsync(Encoding.ASCII.GetBytes(new string('x', 300)));
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            Assert.Equal(0, await client.GetStream().ReadAsync(new byte[16], timeout.Token));
+        }
+
+        await WaitUntilAsync(async () =>
+            (await rest.GetAsync("/api/integration/default/events?pageSize=50&page=0"))["data"]!.AsArray()
+                .Any(e => e!["eventType"]!.GetValue<string>() == "Error"), "a framing error event of the default integration");
     }
 
     [Fact]

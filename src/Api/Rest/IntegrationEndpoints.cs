@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Perf.Api.Tcp;
+using Perf.Core;
 using Perf.Core.Domain;
 using Perf.Kestrel.Tcp;
 
@@ -116,6 +117,19 @@ internal static class IntegrationEndpoints
 
         api.MapPost("/integration/{id:guid}/disable", (Guid id, HttpContext context, TcpIntegrationService integrations) =>
             SetEnabledAsync(integrations, context, id, enabled: false)).Roles(Authority.TenantAdmin);
+
+        // The default integration (configuration, TCP_INTEGRATION_PORT) belongs to the first tenant and has no id.
+        api.MapGet("/integration/default/events", (HttpContext context, PerfEngine engine, TcpIntegration defaultIntegration, int? pageSize, int? page) =>
+        {
+            if (engine.Registry.ListTenants() is not [var first, ..] || first.Id != JwtAuthFilter.GetUser(context).TenantId)
+            {
+                return ApiError.NotFound();
+            }
+
+            var events = defaultIntegration.IntegrationEvents.Snapshot().Concat(defaultIntegration.UplinkEvents.Snapshot())
+                .Concat(defaultIntegration.DownlinkEvents.Snapshot()).OrderByDescending(e => e.Ts).ToArray();
+            return Results.Json(EntityJson.Page(EntityJson.PageOf(events, pageSize ?? 100, page ?? 0), e => Event(e, "INTEGRATION", Guid.Empty, "DEBUG_INTEGRATION", "Uplink")));
+        }).Roles(Authority.TenantAdmin);
 
         api.MapGet("/integration/{id:guid}/events", (Guid id, HttpContext context, TcpIntegrationService integrations, int? pageSize, int? page) =>
             IntegrationEvents(integrations, JwtAuthFilter.GetUser(context).TenantId, id, pageSize, page)).Roles(Authority.TenantAdmin);

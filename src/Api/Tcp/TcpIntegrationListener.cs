@@ -40,7 +40,7 @@ internal sealed class TcpIntegrationListener : IAsyncDisposable
     {
         var loggers = services.GetRequiredService<ILoggerFactory>();
         var client = integration.Options.ClientConfiguration;
-        var backlog = client.SoBacklogOption > 0 ? client.SoBacklogOption : 128;
+        var backlog = BacklogOf(integration.Options);
         var kestrelOptions = new KestrelServerOptions { ApplicationServices = services, AddServerHeader = false };
         var transport = new SocketTransportFactory(Options.Create(new SocketTransportOptions { Backlog = backlog }), loggers);
         var server = new KestrelServer(Options.Create(kestrelOptions), transport, loggers);
@@ -64,6 +64,10 @@ internal sealed class TcpIntegrationListener : IAsyncDisposable
         listener.EndPoint = bound!.IPEndPoint!;
         return listener;
     }
+
+    /// <summary>The listen backlog an integration asks for (soBacklogOption; the reference's 128 when unset).</summary>
+    public static int BacklogOf(TcpIntegrationOptions options) =>
+        options.ClientConfiguration.SoBacklogOption > 0 ? options.ClientConfiguration.SoBacklogOption : 128;
 
     /// <summary>New connections use <paramref name="integration"/> from now on.</summary>
     public void Swap(TcpIntegration integration) => _handler = NewHandler(integration, _services);

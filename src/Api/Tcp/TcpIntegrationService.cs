@@ -192,6 +192,7 @@ public sealed class TcpIntegrationService(
             json["tenantId"] = EntityJson.Id("TENANT", tenantId);
             json["type"] = "TCP";
             json["enabled"] = compiled.Options!.Enabled;
+            json.Remove("status"); // rendered, not configuration: a GET answer posted back as an update
             if (await ApplyAsync(entity, compiled.Options!) is { } bindError)
             {
                 return IntegrationResult<IntegrationEntity>.Fail(400, bindError);
@@ -421,7 +422,7 @@ public sealed class TcpIntegrationService(
         }
 
         var current = entity.Listener;
-        if (current is not null && (port == 0 || port == current.EndPoint.Port) && current.Backlog == options.ClientConfiguration.SoBacklogOption)
+        if (current is not null && (port == 0 || port == current.EndPoint.Port) && current.Backlog == TcpIntegrationListener.BacklogOf(options))
         {
             current.Swap(integration);
             entity.Integration = integration;
