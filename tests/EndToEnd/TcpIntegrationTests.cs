@@ -233,11 +233,13 @@ public sealed class TcpIntegrationTests(HostFixture fixture)
         using (var client = new TcpClient())
         {
             await client.ConnectAsync(HostFixture.Loopback(fixture.Endpoints.TcpIntegration!));
-            await client.GetStream().WriteAsync("SN-DEFAULT,thermometer,temperature,21.5\n"u8.ToArray());
+            // Two messages of a new device in one read: published concurrently, the device is created once.
+            await client.GetStream().WriteAsync("SN-DEFAULT,thermometer,temperature,21.5\nSN-DEFAULT,thermometer,humidity,40\n"u8.ToArray());
         }
 
         var deviceId = await WaitForDeviceAsync(rest, "SN-DEFAULT");
-        var latest = await WaitForTelemetryAsync(rest, deviceId, "temperature");
+        var latest = await WaitForTelemetryAsync(rest, deviceId, "temperature", "humidity");
+        Assert.Equal(40, latest["humidity"]![0]!["value"]!.GetValue<double>());
         Assert.Equal(21.5, latest["temperature"]![0]!["value"]!.GetValue<double>());
         Assert.Equal("thermometer", (await rest.GetAsync($"/api/device/{deviceId}"))["type"]!.GetValue<string>());
 

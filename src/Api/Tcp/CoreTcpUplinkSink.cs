@@ -12,7 +12,7 @@ namespace Perf.Api.Tcp;
 /// client attributes are saved through the core; the task completes once they are committed. Sessions
 /// go into the core's session table, where shared-attribute updates and RPCs find them.
 /// </summary>
-public sealed class CoreTcpUplinkSink(PerfEngine engine) : ITcpUplinkSink
+internal sealed class CoreTcpUplinkSink(PerfEngine engine) : ITcpUplinkSink
 {
     // Integrations created over REST belong to their creator's tenant; the default one (configuration) to
     // the first tenant. Weak keys: a replaced TcpIntegration (configuration change) is not kept alive here.

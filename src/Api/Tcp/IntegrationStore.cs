@@ -10,7 +10,7 @@ namespace Perf.Api.Tcp;
 /// file, fsyncs it, and renames it over the old one (atomic on POSIX), so a crash leaves either the old or
 /// the new entity, never a torn one. Deletes remove the file. Everything is loaded at start.
 /// </summary>
-public sealed class IntegrationStore
+internal sealed class IntegrationStore
 {
     public const string Converter = "converter";
     public const string Integration = "integration";

@@ -10,13 +10,13 @@ using Perf.Kestrel.Tcp;
 namespace Perf.Api.Tcp;
 
 /// <summary>A converter entity: the reference's JSON as saved, and its parsed configuration.</summary>
-public sealed record ConverterEntity(Guid Id, Guid TenantId, bool IsUplink, JsonObject Json, TcpConverterConfiguration Configuration)
+internal sealed record ConverterEntity(Guid Id, Guid TenantId, bool IsUplink, JsonObject Json, TcpConverterConfiguration Configuration)
 {
     public string Name => Json["name"]?.GetValue<string>() ?? string.Empty;
 }
 
 /// <summary>An integration entity: its saved JSON and, once compiled, the running integration and its listener.</summary>
-public sealed class IntegrationEntity(Guid id, Guid tenantId, JsonObject json)
+internal sealed class IntegrationEntity(Guid id, Guid tenantId, JsonObject json)
 {
     public Guid Id { get; } = id;
     public Guid TenantId { get; } = tenantId;
@@ -37,7 +37,7 @@ public sealed class IntegrationEntity(Guid id, Guid tenantId, JsonObject json)
 }
 
 /// <summary>The outcome of a REST operation on converters or integrations: a value, or a status and a message.</summary>
-public readonly record struct IntegrationResult<T>(T? Value, int Status, string? Error)
+internal readonly record struct IntegrationResult<T>(T? Value, int Status, string? Error)
 {
     public static IntegrationResult<T> Ok(T value) => new(value, 200, null);
     public static IntegrationResult<T> Fail(int status, string error) => new(default, status, error);
@@ -49,7 +49,7 @@ public readonly record struct IntegrationResult<T>(T? Value, int Status, string?
 /// integration served by its own <see cref="TcpIntegrationListener"/> on its port. The default integration of the
 /// configuration runs on the host's Kestrel and is not managed here. Mutations are serialized; reads are lock-free.
 /// </summary>
-public sealed class TcpIntegrationService(
+internal sealed class TcpIntegrationService(
     PerfEngine engine,
     CoreTcpUplinkSink sink,
     HostSettings settings,
