@@ -81,22 +81,63 @@ public sealed class TcpIntegrationTests(HostFixture fixture)
         using var rest = await Rest.LoginAsync(fixture);
         var (_, port) = await CreateSeedIntegrationAsync(rest, "TCP integration downlink");
 
-        // SN-002 may already have a (parked) TCP session from another test: wait for this connection's own.
-        var sessions = fixture.Host.Engine.Sessions;
-        var known = fixture.Host.Engine.Registry.FindDeviceByName(await TenantIdAsync(rest), "SN-002") is { } existing
-            ? sessions.GetSessions(existing.Id).ToHashSet()
-            : [];
+        var known = await KnownSessionsAsync(rest, "SN-002");
         using var device = new TcpClient();
         await device.ConnectAsync(IPAddress.Loopback, port);
         var stream = device.GetStream();
         await stream.WriteAsync("SN-002,default,temperature,25.7\n"u8.ToArray());
 
         var deviceId = await WaitForDeviceAsync(rest, "SN-002");
-        await WaitUntilAsync(() => sessions.GetSessions(Guid.Parse(deviceId)).Any(s => s.Transport == "TCP" && s.WantsAttributeUpdates && !known.Contains(s)), "the TCP session of SN-002");
+        await WaitForNewSessionAsync(deviceId, known);
 
         await rest.PostAsync($"/api/plugins/telemetry/DEVICE/{deviceId}/SHARED_SCOPE", new { powerState = "on" });
 
         Assert.Equal("{\"powerState\":\"on\"}\n", await ReadLineAsync(stream));
+    }
+
+    [Fact]
+    public async Task SeedSingleMessageCommand_WithQ0_IsDelivered()
+    {
+        using var rest = await Rest.LoginAsync(fixture);
+        var (_, port) = await CreateSeedIntegrationAsync(rest, "TCP integration nc -q0");
+
+        // nc -q0 closes right after sending: the bytes arrive together with the FIN.
+        var (exit, output) = await RunShellAsync($"echo -e 'SN-Q0,default,temperature,25.7' | nc -q0 localhost {port}");
+        Assert.True(exit == 0, $"nc exited {exit}: {output}");
+
+        var latest = await WaitForTelemetryAsync(rest, await WaitForDeviceAsync(rest, "SN-Q0"), "temperature");
+        Assert.Equal(25.7, latest["temperature"]![0]!["value"]!.GetValue<double>());
+    }
+
+    [Fact]
+    public async Task SeedDownlinkFlow_WithARealNc_PrintsTheSharedAttribute()
+    {
+        using var rest = await Rest.LoginAsync(fixture);
+        var (_, port) = await CreateSeedIntegrationAsync(rest, "TCP integration nc downlink");
+        var known = await KnownSessionsAsync(rest, "SN-002");
+
+        // The seed's "keep the connection open" command: nc prints what the server sends until -w60 expires.
+        var start = new ProcessStartInfo("/bin/bash", ["-c", $"echo -e 'SN-002,default,temperature,25.7' | nc -w60 127.0.0.1 {port}"])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        using var nc = Process.Start(start)!;
+        try
+        {
+            var deviceId = await WaitForDeviceAsync(rest, "SN-002");
+            await WaitForNewSessionAsync(deviceId, known);
+            await rest.PostAsync($"/api/plugins/telemetry/DEVICE/{deviceId}/SHARED_SCOPE", new { powerState = "on" });
+
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            var line = await nc.StandardOutput.ReadLineAsync(timeout.Token);
+            Assert.Equal("{\"powerState\":\"on\"}", line);
+        }
+        finally
+        {
+            nc.Kill(entireProcessTree: true);
+            await nc.WaitForExitAsync();
+        }
     }
 
     [Fact]
@@ -354,6 +395,17 @@ public sealed class TcpIntegrationTests(HostFixture fixture)
         await process.WaitForExitAsync(timeout.Token);
         return (process.ExitCode, await stdout + await stderr);
     }
+
+    /// <summary>SN-002 may already have a (parked) TCP session from another test: a downlink test waits for its own connection's.</summary>
+    private async Task<HashSet<Core.IDeviceSession>> KnownSessionsAsync(Rest rest, string deviceName) =>
+        fixture.Host.Engine.Registry.FindDeviceByName(await TenantIdAsync(rest), deviceName) is { } existing
+            ? [.. fixture.Host.Engine.Sessions.GetSessions(existing.Id)]
+            : [];
+
+    private Task WaitForNewSessionAsync(string deviceId, HashSet<Core.IDeviceSession> known) =>
+        WaitUntilAsync(
+            () => fixture.Host.Engine.Sessions.GetSessions(Guid.Parse(deviceId)).Any(s => s.Transport == "TCP" && s.WantsAttributeUpdates && !known.Contains(s)),
+            "the device's TCP session on the new connection");
 
     private static async Task<Guid> TenantIdAsync(Rest rest) =>
         Guid.Parse((await rest.GetAsync("/api/auth/user"))["tenantId"]!["id"]!.GetValue<string>());
