@@ -205,8 +205,10 @@ public sealed class TcpIntegrationTests(HostFixture fixture)
         });
 
         Assert.Equal(string.Empty, result["error"]!.GetValue<string>());
-        Assert.Contains("SN-002", result["output"]!.GetValue<string>());
-        Assert.Contains("temperature=25.7", result["output"]!.GetValue<string>());
+        var output = JsonNode.Parse(result["output"]!.GetValue<string>())!;
+        Assert.Equal("SN-002", output["deviceName"]!.GetValue<string>());
+        Assert.Equal("default", output["deviceType"]!.GetValue<string>());
+        Assert.Equal(25.7, output["telemetry"]!["temperature"]!.GetValue<double>());
 
         var failed = await rest.PostAsync("/api/converter/testUpLink", new { metadata = new { }, payload = "", decoder = "throw new Error('nope');" });
         Assert.Contains("nope", failed["error"]!.GetValue<string>());

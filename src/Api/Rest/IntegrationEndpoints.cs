@@ -78,8 +78,8 @@ internal static class IntegrationEndpoints
 
             var lang = Enum.TryParse<TcpScriptLang>(scriptLang ?? "JS", ignoreCase: true, out var parsed) ? parsed : TcpScriptLang.JS;
             var configuration = new TcpConverterConfiguration { ScriptLang = lang, Decoder = RestBody.String(body, "decoder") };
-            var (ok, output) = TcpIntegration.TestDecoder(configuration, payload, metadata);
-            return Results.Json(new JsonObject { ["output"] = ok ? output : string.Empty, ["error"] = ok ? string.Empty : output });
+            var (output, failure) = TestDecoder(configuration, payload, metadata);
+            return Results.Json(new JsonObject { ["output"] = output ?? string.Empty, ["error"] = failure ?? string.Empty });
         }).Roles(Authority.TenantAdmin);
 
         // ---------------------------------------------------------------- integrations
@@ -146,6 +146,79 @@ internal static class IntegrationEndpoints
                 _ => ApiError.BadRequest($"Events of entity type '{entityType}' are not kept: use CONVERTER or INTEGRATION"),
             };
         }).Roles(Authority.TenantAdmin);
+    }
+
+    /// <summary>
+    /// Runs a decoder once and renders what it returned as the reference's test tool does: the decoded
+    /// message as JSON text (an array when the script returned several), telemetry flat when it has one ts.
+    /// </summary>
+    private static (string? Output, string? Error) TestDecoder(TcpConverterConfiguration configuration, byte[] payload, Dictionary<string, string> metadata)
+    {
+        IUplinkConverter converter;
+        try
+        {
+            converter = TcpIntegration.CreateUplinkConverter(configuration, metadata, new Core.Telemetry.KeyTable(), static () => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+        }
+        catch (ArgumentException ex)
+        {
+            return (null, ex.Message);
+        }
+
+        var batch = new UplinkBatch();
+        if (!converter.TryConvert(payload, batch, out var error))
+        {
+            return (null, error ?? "conversion failed");
+        }
+
+        var messages = new JsonArray();
+        for (int i = 0; i < batch.Count; i++)
+        {
+            var message = batch[i];
+            var attributes = new JsonObject();
+            foreach (var kv in message.Attributes)
+            {
+                attributes[kv.Key] = KvJson.Value(kv, strict: true);
+            }
+
+            JsonNode telemetry;
+            var groups = message.Telemetry.GroupBy(t => t.Ts).ToArray();
+            if (groups.Length <= 1)
+            {
+                var flat = new JsonObject();
+                foreach (var entry in message.Telemetry)
+                {
+                    flat[entry.Entry.Key] = KvJson.Value(entry.Entry, strict: true);
+                }
+
+                telemetry = flat;
+            }
+            else
+            {
+                var series = new JsonArray();
+                foreach (var group in groups)
+                {
+                    var values = new JsonObject();
+                    foreach (var entry in group)
+                    {
+                        values[entry.Entry.Key] = KvJson.Value(entry.Entry, strict: true);
+                    }
+
+                    series.Add(new JsonObject { ["ts"] = group.Key, ["values"] = values });
+                }
+
+                telemetry = series;
+            }
+
+            messages.Add(new JsonObject
+            {
+                ["deviceName"] = message.DeviceName,
+                ["deviceType"] = message.DeviceType,
+                ["telemetry"] = telemetry,
+                ["attributes"] = attributes,
+            });
+        }
+
+        return ((messages.Count == 1 ? messages[0]! : messages).ToJsonString(), null);
     }
 
     private static async Task<IResult> SetEnabledAsync(TcpIntegrationService integrations, HttpContext context, Guid id, bool enabled)
