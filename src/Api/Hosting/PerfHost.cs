@@ -1,6 +1,7 @@
 using System.Net;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Perf.Api.Rest;
+using Perf.Api.Tcp;
 using Perf.Coap;
 using Perf.Core;
 using Perf.Kestrel.Mqtt;
@@ -57,6 +58,7 @@ public sealed class PerfHost : IAsyncDisposable
         builder.Services.AddSingleton(engine);
         builder.Services.AddSingleton(engine.DeviceApi);
         builder.Services.AddSingleton(engine.Sessions);
+        builder.Services.AddSingleton(engine.Keys);
         builder.Services.AddRestApi(builder.Configuration, settings.DataDir);
 
         // The doors: each is an AddXxx() here and a UseXxx() on its endpoint below.
@@ -65,7 +67,7 @@ public sealed class PerfHost : IAsyncDisposable
             builder.Services.AddMqtt(o => builder.Configuration.GetSection("Mqtt").Bind(o));
         }
 
-        builder.Services.AddTcpIntegration();
+        builder.Services.AddTcpIntegrations(builder.Configuration, engine);
         if (settings.CoapEnabled)
         {
             builder.Services.AddCoap(o =>

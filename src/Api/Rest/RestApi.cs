@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Perf.Core.Telemetry;
 
 namespace Perf.Api.Rest;
@@ -11,7 +12,7 @@ public static class RestApi
         var access = TimeSpan.FromSeconds(double.TryParse(configuration["JWT_TOKEN_EXPIRATION_TIME"], System.Globalization.CultureInfo.InvariantCulture, out var a) ? a : 9000);
         var refresh = TimeSpan.FromSeconds(double.TryParse(configuration["JWT_REFRESH_TOKEN_EXPIRATION_TIME"], System.Globalization.CultureInfo.InvariantCulture, out var r) ? r : 604800);
         services.AddSingleton(new JwtService(key, access, refresh));
-        services.AddSingleton<KeyTable>();
+        services.TryAddSingleton<KeyTable>(); // the host registers the core's table first, shared by every door
         services.AddSingleton<JwtAuthFilter>();
         services.AddSingleton<OtaDrafts>();
         services.AddOpenApi();
@@ -28,6 +29,7 @@ public static class RestApi
         secured.MapTelemetryEndpoints();
         secured.MapRpcEndpoints();
         secured.MapOtaEndpoints();
+        secured.MapIntegrationEndpoints();
         app.MapWebSocketEndpoints();
         app.MapOpenApi();
         app.MapGet("/swagger", () => Results.Redirect("/openapi/v1.json"));

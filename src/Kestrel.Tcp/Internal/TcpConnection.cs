@@ -67,7 +67,11 @@ internal sealed class TcpConnection
         {
             while (true)
             {
-                var result = await input.ReadAsync(_connection.ConnectionClosed);
+                // No ConnectionClosed token here: the socket transport cancels it as soon as it sees the peer's
+                // FIN, which can be before this loop has read the bytes that came with it (a device that writes
+                // and closes at once, `echo ... | nc`), and a canceled read would drop them. EOF and aborts
+                // complete the pipe, so the read still ends.
+                var result = await input.ReadAsync();
                 var buffer = result.Buffer;
                 bool end = result.IsCompleted || result.IsCanceled;
                 var consumed = ProcessBuffer(buffer, end);
