@@ -17,7 +17,7 @@ public enum Aggregation : byte
 
 /// <summary>
 /// Time series per device and key: the latest value and the history, kept in memory as sorted
-/// per-(device, key) series rebuilt at open from snapshot + log, and trimmed by retention. Writes are
+/// per-(device, key) series rebuilt at open from the FasterKV state store + log, and trimmed by retention. Writes are
 /// durable log records applied after commit; subscribers are notified after apply.
 /// </summary>
 public sealed class TelemetryService

@@ -243,4 +243,39 @@ public class DurabilityTests
             Assert.Null(engine.Registry.GetDevice(goneId));
         }
     }
+
+    [Fact]
+    public async Task RecoveredKv_TakesUpdatesAndDeletes_AcrossSeveralRestarts()
+    {
+        using var dir = new TempDir();
+        Guid id;
+        await using (var engine = await Engines.OpenAsync(dir.Path))
+        {
+            var (_, device, _) = await Engines.CreateDeviceAsync(engine);
+            id = device.Id;
+            Assert.True(await engine.Attributes.SaveAsync(id, AttributeScope.Server, [new KvEntry("a", 1L), new KvEntry("b", 1L), new KvEntry("c", 1L)]));
+        }
+        for (var round = 2; round <= 4; round++)
+        {
+            await using var engine = await Engines.OpenAsync(dir.Path);
+            Assert.True(engine.RecordsLoadedFromState > 0);
+            Assert.True(engine.Attributes.TryGet(id, AttributeScope.Server, "a", out var a));
+            Assert.Equal(round - 1, a.Entry.LongValue);
+            Assert.True(await engine.Attributes.SaveAsync(id, AttributeScope.Server, [new KvEntry("a", (long)round)]));
+            if (round == 3)
+            {
+                await engine.Attributes.DeleteAsync(id, AttributeScope.Server, ["b"]);
+            }
+            await engine.CheckpointAsync();
+            Assert.Equal(round >= 3 ? 4 : 5, engine.State.Count);
+        }
+        await using (var engine = await Engines.OpenAsync(dir.Path))
+        {
+            Assert.Equal(4, engine.RecordsLoadedFromState); // tenant, device, a, c: no stale versions, no resurrected b
+            Assert.True(engine.Attributes.TryGet(id, AttributeScope.Server, "a", out var a));
+            Assert.Equal(4, a.Entry.LongValue);
+            Assert.False(engine.Attributes.TryGet(id, AttributeScope.Server, "b", out _));
+            Assert.True(engine.Attributes.TryGet(id, AttributeScope.Server, "c", out _));
+        }
+    }
 }
