@@ -55,6 +55,7 @@ internal sealed class StateStore : IDisposable
             LogDevice = _device,
             PageSize = 1L << 22,           // 4 MiB pages: the largest single record (one value) must fit a page
             MemorySize = 1L << 25,         // 32 MiB of the hybrid log in memory, the rest on disk
+            SegmentSize = 1L << 26,        // 64 MiB files: superseded segments are deleted after each checkpoint
             CheckpointManager = _checkpoints,
             TryRecoverLatest = false,
         });
