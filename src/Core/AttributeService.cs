@@ -218,27 +218,23 @@ public sealed class AttributeService
         }
     }
 
-    internal void WriteSnapshot(SnapshotWriter snapshot)
+    /// <summary>Emits one record per attribute (key "A" + device + scope + name), each with its lastUpdateTs.</summary>
+    internal void WriteState(StateStore state)
     {
         foreach (var (deviceId, attributes) in _devices)
         {
             foreach (var scope in (ReadOnlySpan<AttributeScope>)[AttributeScope.Client, AttributeScope.Server, AttributeScope.Shared])
             {
-                var values = attributes.Scope(scope).Values.ToArray();
-                if (values.Length == 0)
+                foreach (var value in attributes.Scope(scope).Values)
                 {
-                    continue;
-                }
-                var w = new RecordWriter(RecordKind.Attributes, 32 + values.Length * 32);
-                w.WriteGuid(deviceId);
-                w.WriteByte((byte)scope);
-                w.WriteVarUInt((uint)values.Length);
-                foreach (var value in values)
-                {
+                    var w = new RecordWriter(RecordKind.Attributes, 64 + value.Entry.Key.Length);
+                    w.WriteGuid(deviceId);
+                    w.WriteByte((byte)scope);
+                    w.WriteVarUInt(1);
                     w.WriteInt64(value.LastUpdateTs);
                     w.WriteKv(value.Entry);
+                    state.Write(StateKeys.Attribute(deviceId, scope, value.Entry.Key), ref w);
                 }
-                snapshot.Write(ref w);
             }
         }
     }

@@ -11,10 +11,20 @@ namespace Perf.Core;
 /// With <see cref="FsyncOnCommit"/> (default) the log device is opened with file buffering disabled
 /// (write-through), so a completed commit survives power loss as far as the disk honours write-through;
 /// without it the OS page cache is used, which survives a killed process (kill -9) but not a power cut.
+/// <para>What is where under <see cref="DataDir"/>:
+/// <c>log/</c> the uplink log (FasterLog), every acknowledged mutation since the last checkpoint;
+/// <c>kv/</c> the FasterKV state store of record (<c>kv/hlog.log*</c> hybrid log, <c>kv/checkpoints/</c>
+/// FASTER checkpoints): tenants, customers, users, devices with their access tokens (the token index),
+/// edges, OTA package metadata, attributes (CLIENT, SHARED, SERVER, each with lastUpdateTs), latest
+/// telemetry, telemetry history in chunks of 4096 points per device and key, persistent RPCs and RPC
+/// request-id sequences, and the uplink log address the checkpointed state is consistent with;
+/// <c>ota/</c> OTA package bytes. A <c>snapshot.bin</c> left by an older version is loaded once when the
+/// store has no checkpoint yet and deleted by the first checkpoint. The process serves reads from memory,
+/// loaded at open from the last FasterKV checkpoint plus a replay of the uplink log after it.</para>
 /// </remarks>
 public sealed class CoreOptions
 {
-    /// <summary>Root of all persistent state (log, snapshot, OTA files). Default <c>./data</c>.</summary>
+    /// <summary>Root of all persistent state (uplink log, FasterKV state store, OTA files; see the class remarks). Default <c>./data</c>.</summary>
     public string DataDir { get; set; } = "./data";
 
     /// <summary>Minimum spacing of group commits in milliseconds. Default 2.</summary>
@@ -42,8 +52,9 @@ public sealed class CoreOptions
     public string DeviceRateLimits { get; set; } = string.Empty;
 
     /// <summary>
-    /// Log bytes appended since the last snapshot after which a new snapshot is written and the log
-    /// truncated, bounding replay at open. Default 64 MiB.
+    /// Log bytes appended since the last checkpoint after which the state is checkpointed into the
+    /// FasterKV store (every record upserted, vanished keys deleted, FASTER fold-over checkpoint) and the
+    /// log truncated, bounding replay at open. Default 64 MiB.
     /// </summary>
     public long CheckpointLogBytes { get; set; } = 64L << 20;
 

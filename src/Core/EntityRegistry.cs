@@ -744,43 +744,43 @@ public sealed class EntityRegistry
     }
 
     /// <summary>Emits records that rebuild the registry (parents before children).</summary>
-    internal void WriteSnapshot(SnapshotWriter snapshot)
+    internal void WriteState(StateStore state)
     {
         foreach (var t in _tenants.Values)
         {
             var w = new RecordWriter(RecordKind.Tenant);
             WriteTenant(ref w, t);
-            snapshot.Write(ref w);
+            state.Write(StateKeys.Tenant(t.Id), ref w);
         }
         foreach (var c in _customers.Values)
         {
             var w = new RecordWriter(RecordKind.Customer);
             WriteCustomer(ref w, c);
-            snapshot.Write(ref w);
+            state.Write(StateKeys.Customer(c.Id), ref w);
         }
         foreach (var u in _users.Values)
         {
             var w = new RecordWriter(RecordKind.User);
             WriteUser(ref w, u);
-            snapshot.Write(ref w);
+            state.Write(StateKeys.User(u.Id), ref w);
         }
         foreach (var d in _devices.Values)
         {
             var w = new RecordWriter(RecordKind.Device);
             WriteDevice(ref w, d, _tokensByDevice.GetValueOrDefault(d.Id));
-            snapshot.Write(ref w);
+            state.Write(StateKeys.Device(d.Id), ref w);
         }
         foreach (var e in _edges.Values)
         {
             var w = new RecordWriter(RecordKind.Edge);
             WriteEdge(ref w, e);
-            snapshot.Write(ref w);
+            state.Write(StateKeys.Edge(e.Id), ref w);
         }
         foreach (var p in _ota.Values)
         {
             var w = new RecordWriter(RecordKind.OtaPackage);
             WriteOta(ref w, p);
-            snapshot.Write(ref w);
+            state.Write(StateKeys.OtaPackage(p.Id), ref w);
         }
     }
 

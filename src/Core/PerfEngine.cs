@@ -8,10 +8,21 @@ namespace Perf.Core;
 
 /// <summary>
 /// The core: registry, sessions, attributes, telemetry and RPC over one durable uplink log.
-/// <see cref="OpenAsync"/> rebuilds memory from the last snapshot plus the log after it, so everything
-/// acknowledged before a crash is present; <see cref="DisposeAsync"/> drains the commit queue and
-/// writes a snapshot so the next open replays nothing.
 /// </summary>
+/// <remarks>
+/// <para>Where things are: every mutation is first a record in the uplink log (FasterLog,
+/// <c>DataDir/log</c>); acknowledged means committed there. Reads are served from in-memory maps.
+/// The checkpointed state of record is a FasterKV store (<c>DataDir/kv</c>, see
+/// <see cref="Internal.StateStore"/>) holding entities, devices with their access tokens (the token
+/// index), attributes of every scope with lastUpdateTs, latest telemetry, telemetry history in chunks,
+/// persistent RPCs and RPC sequences, plus the uplink log address that state is consistent with.
+/// OTA package bytes are plain files in <c>DataDir/ota</c>.</para>
+/// <para>A checkpoint (every <see cref="CoreOptions.CheckpointLogBytes"/> of log, on
+/// <see cref="CheckpointAsync"/> and at <see cref="DisposeAsync"/>) writes the in-memory state into the
+/// FasterKV store, takes a FasterKV checkpoint, and only then truncates the uplink log.
+/// <see cref="OpenAsync"/> recovers the FasterKV checkpoint, loads it into memory and replays the uplink
+/// log from the recorded address, so everything acknowledged before a crash is present.</para>
+/// </remarks>
 public sealed class PerfEngine : IAsyncDisposable
 {
     private static readonly TimeSpan RetentionPassInterval = TimeSpan.FromMinutes(1);
@@ -20,21 +31,23 @@ public sealed class PerfEngine : IAsyncDisposable
     private readonly UplinkLog _log;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
-    private readonly string _snapshotPath;
+    private readonly string _legacySnapshotPath;
+    private readonly StateStore _state;
     private readonly KeyTable _keys;
     private readonly PersistentRpcLog _rpcLog;
-    private long _snapshotAddress;
+    private long _checkpointAddress;
     private long _lastRetentionPass;
     private TaskCompletionSource? _checkpointRequest;
     private int _disposed;
 
-    private PerfEngine(CoreOptions options, UplinkLog log, ILoggerFactory loggerFactory, TimeProvider time)
+    private PerfEngine(CoreOptions options, UplinkLog log, StateStore state, ILoggerFactory loggerFactory, TimeProvider time)
     {
         _options = options;
         _log = log;
+        _state = state;
         _time = time;
         _logger = loggerFactory.CreateLogger("Perf.Core");
-        _snapshotPath = Path.Combine(options.DataDir, "snapshot.bin");
+        _legacySnapshotPath = Path.Combine(options.DataDir, "snapshot.bin");
         _keys = new KeyTable();
         var hub = new SubscriptionHub(_logger);
         var sessions = new SessionTable();
@@ -69,6 +82,12 @@ public sealed class PerfEngine : IAsyncDisposable
     /// <summary>Interned telemetry/attribute keys shared with the JSON parser.</summary>
     public KeyTable Keys => _keys;
 
+    /// <summary>Test seam: the FasterKV state store.</summary>
+    internal StateStore State => _state;
+
+    /// <summary>Test seam: records loaded from the FasterKV store at open (0 when it had no checkpoint).</summary>
+    internal long RecordsLoadedFromState { get; private set; }
+
     /// <summary>True once recovery finished and the commit loop runs; false after disposal.</summary>
     public bool IsReady { get; private set; }
 
@@ -79,15 +98,35 @@ public sealed class PerfEngine : IAsyncDisposable
         var started = Stopwatch.GetTimestamp();
         Directory.CreateDirectory(options.DataDir);
         var log = await UplinkLog.OpenAsync(Path.Combine(options.DataDir, "log"), options, loggerFactory.CreateLogger("Perf.Core.Log"), ct);
-        var engine = new PerfEngine(options, log, loggerFactory, TimeProvider.System);
+        StateStore state;
+        try
+        {
+            state = StateStore.Open(Path.Combine(options.DataDir, "kv"));
+        }
+        catch
+        {
+            await log.CloseAsync();
+            throw;
+        }
+        var engine = new PerfEngine(options, log, state, loggerFactory, TimeProvider.System);
 
-        engine._snapshotAddress = SnapshotWriter.Load(engine._snapshotPath, engine.ApplyRecord, out var snapshotRecords);
-        var replayed = log.Replay(engine._snapshotAddress, engine.ApplyRecord);
+        long stateRecords;
+        if (state.Recovered)
+        {
+            engine._checkpointAddress = state.Load(engine.ApplyRecord, out stateRecords);
+            engine.RecordsLoadedFromState = stateRecords;
+        }
+        else
+        {
+            // A data directory from before the FasterKV store: its snapshot file is read this once.
+            engine._checkpointAddress = LegacySnapshot.Load(engine._legacySnapshotPath, engine.ApplyRecord, out stateRecords);
+        }
+        var replayed = log.Replay(engine._checkpointAddress, engine.ApplyRecord);
         engine.RetentionPass();
         log.Start(engine.AfterBatchAsync);
         engine.Rpc.Start();
         engine.IsReady = true;
-        CoreLog.Opened(engine._logger, options.DataDir, engine._snapshotAddress, snapshotRecords, replayed,
+        CoreLog.Opened(engine._logger, options.DataDir, engine._checkpointAddress, stateRecords, replayed,
             (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         return engine;
     }
@@ -120,7 +159,7 @@ public sealed class PerfEngine : IAsyncDisposable
         return result;
     }
 
-    /// <summary>Writes a snapshot of all state and truncates the log before it (normally automatic, see <see cref="CoreOptions.CheckpointLogBytes"/>).</summary>
+    /// <summary>Checkpoints all state into the FasterKV store and truncates the log before it (normally automatic, see <see cref="CoreOptions.CheckpointLogBytes"/>).</summary>
     public Task CheckpointAsync()
     {
         var request = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -151,14 +190,14 @@ public sealed class PerfEngine : IAsyncDisposable
     }
 
     /// <summary>Runs on the commit loop after each applied batch: state equals the log up to <paramref name="tail"/>.</summary>
-    private ValueTask AfterBatchAsync(long tail)
+    private async ValueTask AfterBatchAsync(long tail)
     {
         var request = Interlocked.Exchange(ref _checkpointRequest, null);
-        if (request is not null || tail - _snapshotAddress >= _options.CheckpointLogBytes)
+        if (request is not null || tail - _checkpointAddress >= _options.CheckpointLogBytes)
         {
             try
             {
-                Checkpoint(tail);
+                await CheckpointCoreAsync(tail);
                 request?.TrySetResult();
             }
             catch (Exception e)
@@ -172,7 +211,6 @@ public sealed class PerfEngine : IAsyncDisposable
         {
             RetentionPass();
         }
-        return ValueTask.CompletedTask;
     }
 
     private void RetentionPass()
@@ -184,18 +222,27 @@ public sealed class PerfEngine : IAsyncDisposable
         }
     }
 
-    private void Checkpoint(long tail)
+    /// <summary>
+    /// Runs on the commit loop (or at dispose after it stopped), so memory equals the log up to
+    /// <paramref name="tail"/>. Order matters for crash safety: the FasterKV checkpoint (state plus
+    /// <paramref name="tail"/>) must be durable before the log before <paramref name="tail"/> is dropped.
+    /// </summary>
+    private async Task CheckpointCoreAsync(long tail)
     {
         var started = Stopwatch.GetTimestamp();
-        using var snapshot = new SnapshotWriter(_snapshotPath, tail);
-        Registry.WriteSnapshot(snapshot);
-        Attributes.WriteSnapshot(snapshot);
-        Telemetry.WriteSnapshot(snapshot);
-        _rpcLog.WriteSnapshot(snapshot);
-        snapshot.Commit();
-        _snapshotAddress = tail;
+        _state.BeginCheckpoint();
+        Registry.WriteState(_state);
+        Attributes.WriteState(_state);
+        Telemetry.WriteState(_state);
+        _rpcLog.WriteState(_state);
+        var records = await _state.CommitAsync(tail);
+        _checkpointAddress = tail;
+        if (File.Exists(_legacySnapshotPath))
+        {
+            File.Delete(_legacySnapshotPath);
+        }
         _log.TruncateUntil(tail);
-        CoreLog.Checkpointed(_logger, tail, snapshot.Records, (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        CoreLog.Checkpointed(_logger, tail, records, (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds);
     }
 
     public async ValueTask DisposeAsync()
@@ -208,14 +255,21 @@ public sealed class PerfEngine : IAsyncDisposable
         Rpc.Stop();
         await _log.StopAsync();
         Interlocked.Exchange(ref _checkpointRequest, null)?.TrySetResult();
-        if (_log.TailAddress > _snapshotAddress)
+        try
         {
-            Checkpoint(_log.TailAddress);
+            if (_log.TailAddress > _checkpointAddress)
+            {
+                await CheckpointCoreAsync(_log.TailAddress);
+            }
         }
-        await _log.CloseAsync();
+        finally
+        {
+            await _log.CloseAsync();
+            _state.Dispose();
+        }
     }
 
-    /// <summary>Test seam simulating kill -9: stops committing at once without flush, snapshot or disposal.</summary>
+    /// <summary>Test seam simulating kill -9: stops committing at once without flush or checkpoint (files are only closed).</summary>
     internal async Task AbandonAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
@@ -225,5 +279,6 @@ public sealed class PerfEngine : IAsyncDisposable
         IsReady = false;
         Rpc.Stop();
         await _log.AbandonAsync();
+        _state.Dispose();
     }
 }

@@ -17,7 +17,7 @@ public enum Aggregation : byte
 
 /// <summary>
 /// Time series per device and key: the latest value and the history, kept in memory as sorted
-/// per-(device, key) series rebuilt at open from snapshot + log, and trimmed by retention. Writes are
+/// per-(device, key) series rebuilt at open from the FasterKV state store + log, and trimmed by retention. Writes are
 /// durable log records applied after commit; subscribers are notified after apply.
 /// </summary>
 public sealed class TelemetryService
@@ -294,11 +294,15 @@ public sealed class TelemetryService
         }
     }
 
-    internal void WriteSnapshot(SnapshotWriter snapshot)
+    /// <summary>
+    /// Emits each series' latest value (key "L" + device + key) and its history in chunks of
+    /// <see cref="SnapshotChunk"/> points (key "H" + device + chunk number + key).
+    /// </summary>
+    internal void WriteState(StateStore state)
     {
         foreach (var (deviceId, device) in _devices)
         {
-            foreach (var series in device.Values)
+            foreach (var (key, series) in device)
             {
                 var history = series.Range(long.MinValue, long.MaxValue);
                 for (var offset = 0; offset < history.Length; offset += SnapshotChunk)
@@ -306,13 +310,13 @@ public sealed class TelemetryService
                     var chunk = new ArraySegment<TsKvEntry>(history, offset, Math.Min(SnapshotChunk, history.Length - offset));
                     var w = new RecordWriter(RecordKind.Telemetry, 32 + chunk.Count * 24);
                     WriteEntries(ref w, deviceId, TelemetryTarget.History, chunk);
-                    snapshot.Write(ref w);
+                    state.Write(StateKeys.History(deviceId, key, offset / SnapshotChunk), ref w);
                 }
                 if (series.TryGetLatest(out var latest))
                 {
                     var w = new RecordWriter(RecordKind.Telemetry);
                     WriteEntries(ref w, deviceId, TelemetryTarget.Latest, [latest]);
-                    snapshot.Write(ref w);
+                    state.Write(StateKeys.Latest(deviceId, key), ref w);
                 }
             }
         }

@@ -57,7 +57,7 @@ public class DurabilityTests
         await Task.WhenAll(writes);
         var second = await engine.Registry.CreateDeviceAsync(tenant, "dev-2", accessToken: "tok-2");
         Assert.True(second.IsOk);
-        await engine.AbandonAsync(); // kill -9: no dispose, no snapshot, no flush
+        await engine.AbandonAsync(); // kill -9: no dispose, no checkpoint, no flush
 
         await using var reopened = await Engines.OpenAsync(dir.Path);
         Assert.Equal(device.Id, reopened.DeviceApi.Authenticate(token)?.Id);
@@ -77,7 +77,8 @@ public class DurabilityTests
             Assert.True(await engine.Telemetry.SaveAsync(device.Id, [new TsKvEntry(i, new KvEntry("k", (long)i))]));
         }
         await engine.CheckpointAsync();
-        Assert.True(File.Exists(Path.Combine(dir.Path, "snapshot.bin")));
+        Assert.False(File.Exists(Path.Combine(dir.Path, "snapshot.bin")));
+        Assert.True(Directory.EnumerateFiles(Path.Combine(dir.Path, "kv"), "*", SearchOption.AllDirectories).Any());
         for (var i = 20; i < 30; i++)
         {
             Assert.True(await engine.Telemetry.SaveAsync(device.Id, [new TsKvEntry(i, new KvEntry("k", (long)i))]));
@@ -127,5 +128,154 @@ public class DurabilityTests
         Assert.Null(reopened.Registry.GetDevice(device.Id));
         Assert.Equal(again.Value!.Id, reopened.DeviceApi.Authenticate(token)?.Id);
         Assert.Empty(reopened.Telemetry.GetLatest(device.Id));
+    }
+
+    [Fact]
+    public async Task StateComesFromFasterKv_AfterCheckpointAndLogTruncation()
+    {
+        using var dir = new TempDir();
+        Guid deviceId;
+        string token;
+        await using (var engine = await Engines.OpenAsync(dir.Path))
+        {
+            var (_, device, t) = await Engines.CreateDeviceAsync(engine);
+            deviceId = device.Id;
+            token = t;
+            Assert.True((await engine.DeviceApi.PostTelemetryAsync(device, Engines.Json("{\"ts\":1000,\"values\":{\"temp\":21.5}}"))).IsOk);
+            Assert.True(await engine.Attributes.SaveAsync(deviceId, AttributeScope.Server, [new KvEntry("mode", "eco")]));
+            Assert.True(await engine.Attributes.SaveAsync(deviceId, AttributeScope.Shared, [new KvEntry("limit", 5L)]));
+            Assert.True((await engine.DeviceApi.PostAttributesAsync(device, Engines.Json("{\"fw\":\"1.0\"}"))).IsOk);
+            await engine.CheckpointAsync();
+            // tenant, device, 3 attributes, latest + 1 history chunk
+            Assert.Equal(7, engine.State.Count);
+            await engine.AbandonAsync(); // nothing after the checkpoint: the log tail is empty
+        }
+
+        Assert.False(File.Exists(Path.Combine(dir.Path, "snapshot.bin")));
+        await using (var reopened = await Engines.OpenAsync(dir.Path))
+        {
+            Assert.Equal(7, reopened.RecordsLoadedFromState);
+            Assert.Equal(deviceId, reopened.DeviceApi.Authenticate(token)?.Id);
+            Assert.Equal(21.5, reopened.Telemetry.GetLatest(deviceId, ["temp"])[0].Entry.DoubleValue);
+            Assert.Single(reopened.Telemetry.Query(deviceId, "temp", 0, 2000, 0, 100, Aggregation.None, false));
+            Assert.True(reopened.Attributes.TryGet(deviceId, AttributeScope.Server, "mode", out var mode));
+            Assert.Equal("eco", mode.Entry.Text);
+            Assert.True(reopened.Attributes.TryGet(deviceId, AttributeScope.Shared, "limit", out var limit));
+            Assert.Equal(5, limit.Entry.LongValue);
+            Assert.True(reopened.Attributes.TryGet(deviceId, AttributeScope.Client, "fw", out var fw));
+            Assert.True(fw.LastUpdateTs > 0);
+        }
+    }
+
+    [Fact]
+    public async Task CrashAfterCheckpoint_WithMoreWrites_RecoversKvPlusLogTail()
+    {
+        using var dir = new TempDir();
+        var engine = await Engines.OpenAsync(dir.Path);
+        var (tenant, device, token) = await Engines.CreateDeviceAsync(engine);
+        Assert.True(await engine.Attributes.SaveAsync(device.Id, AttributeScope.Shared, [new KvEntry("a", 1L)]));
+        await engine.CheckpointAsync();
+        Assert.True(await engine.Attributes.SaveAsync(device.Id, AttributeScope.Shared, [new KvEntry("a", 2L), new KvEntry("b", "x")]));
+        var second = await engine.Registry.CreateDeviceAsync(tenant, "dev-2", accessToken: "tok-2");
+        Assert.True(second.IsOk);
+        await engine.CheckpointAsync();
+        Assert.True(await engine.Telemetry.SaveAsync(second.Value!.Id, [new TsKvEntry(7, new KvEntry("t", 7L))]));
+        await engine.AbandonAsync();
+
+        await using var reopened = await Engines.OpenAsync(dir.Path);
+        Assert.True(reopened.RecordsLoadedFromState > 0);
+        Assert.Equal(device.Id, reopened.DeviceApi.Authenticate(token)?.Id);
+        Assert.Equal(second.Value.Id, reopened.DeviceApi.Authenticate("tok-2"u8)?.Id);
+        Assert.True(reopened.Attributes.TryGet(device.Id, AttributeScope.Shared, "a", out var a));
+        Assert.Equal(2, a.Entry.LongValue);
+        Assert.True(reopened.Attributes.TryGet(device.Id, AttributeScope.Shared, "b", out _));
+        Assert.Equal(7, reopened.Telemetry.GetLatest(second.Value.Id, ["t"])[0].Entry.LongValue);
+    }
+
+    [Fact]
+    public async Task DeletesAfterCheckpoint_StayDeleted_InTheKvAcrossCheckpointsAndCrashes()
+    {
+        using var dir = new TempDir();
+        Guid keptId, goneId;
+        string goneToken;
+        {
+            var engine = await Engines.OpenAsync(dir.Path);
+            var (tenant, kept, _) = await Engines.CreateDeviceAsync(engine);
+            var gone = await engine.Registry.CreateDeviceAsync(tenant, "gone", accessToken: "tok-gone");
+            keptId = kept.Id;
+            goneId = gone.Value!.Id;
+            goneToken = "tok-gone";
+            Assert.True(await engine.Attributes.SaveAsync(keptId, AttributeScope.Server, [new KvEntry("x", 1L), new KvEntry("y", 2L)]));
+            Assert.True(await engine.Telemetry.SaveAsync(keptId, [new TsKvEntry(1, new KvEntry("t", 1L))]));
+            Assert.True(await engine.Attributes.SaveAsync(goneId, AttributeScope.Server, [new KvEntry("z", 3L)]));
+            await engine.CheckpointAsync();
+            var before = engine.State.Count;
+
+            Assert.True((await engine.Registry.DeleteDeviceAsync(goneId)).IsOk);
+            await engine.Attributes.DeleteAsync(keptId, AttributeScope.Server, ["x"]);
+            await engine.Telemetry.DeleteAsync(keptId, ["t"], deleteLatest: true, deleteHistory: true, 0, 100);
+            await engine.CheckpointAsync();
+            // gone device + its attribute, attribute x, latest t, history chunk of t
+            Assert.Equal(before - 5, engine.State.Count);
+            await engine.AbandonAsync();
+        }
+
+        // The deletes are in the FasterKV checkpoint itself (the log before it was truncated).
+        {
+            var engine = await Engines.OpenAsync(dir.Path);
+            Assert.Null(engine.Registry.GetDevice(goneId));
+            Assert.Null(engine.DeviceApi.Authenticate(goneToken));
+            Assert.False(engine.Attributes.TryGet(goneId, AttributeScope.Server, "z", out _));
+            Assert.False(engine.Attributes.TryGet(keptId, AttributeScope.Server, "x", out _));
+            Assert.True(engine.Attributes.TryGet(keptId, AttributeScope.Server, "y", out _));
+            Assert.Empty(engine.Telemetry.GetLatest(keptId, ["t"]));
+            Assert.Empty(engine.Telemetry.Query(keptId, "t", 0, 100, 0, 0, Aggregation.None, false));
+
+            // Delete after a checkpoint, then crash before the next one: replayed from the log tail.
+            await engine.Attributes.DeleteAsync(keptId, AttributeScope.Server, ["y"]);
+            await engine.AbandonAsync();
+        }
+
+        await using (var engine = await Engines.OpenAsync(dir.Path))
+        {
+            Assert.False(engine.Attributes.TryGet(keptId, AttributeScope.Server, "y", out _));
+            Assert.NotNull(engine.Registry.GetDevice(keptId));
+            Assert.Null(engine.Registry.GetDevice(goneId));
+        }
+    }
+
+    [Fact]
+    public async Task RecoveredKv_TakesUpdatesAndDeletes_AcrossSeveralRestarts()
+    {
+        using var dir = new TempDir();
+        Guid id;
+        await using (var engine = await Engines.OpenAsync(dir.Path))
+        {
+            var (_, device, _) = await Engines.CreateDeviceAsync(engine);
+            id = device.Id;
+            Assert.True(await engine.Attributes.SaveAsync(id, AttributeScope.Server, [new KvEntry("a", 1L), new KvEntry("b", 1L), new KvEntry("c", 1L)]));
+        }
+        for (var round = 2; round <= 4; round++)
+        {
+            await using var engine = await Engines.OpenAsync(dir.Path);
+            Assert.True(engine.RecordsLoadedFromState > 0);
+            Assert.True(engine.Attributes.TryGet(id, AttributeScope.Server, "a", out var a));
+            Assert.Equal(round - 1, a.Entry.LongValue);
+            Assert.True(await engine.Attributes.SaveAsync(id, AttributeScope.Server, [new KvEntry("a", (long)round)]));
+            if (round == 3)
+            {
+                await engine.Attributes.DeleteAsync(id, AttributeScope.Server, ["b"]);
+            }
+            await engine.CheckpointAsync();
+            Assert.Equal(round >= 3 ? 4 : 5, engine.State.Count);
+        }
+        await using (var engine = await Engines.OpenAsync(dir.Path))
+        {
+            Assert.Equal(4, engine.RecordsLoadedFromState); // tenant, device, a, c: no stale versions, no resurrected b
+            Assert.True(engine.Attributes.TryGet(id, AttributeScope.Server, "a", out var a));
+            Assert.Equal(4, a.Entry.LongValue);
+            Assert.False(engine.Attributes.TryGet(id, AttributeScope.Server, "b", out _));
+            Assert.True(engine.Attributes.TryGet(id, AttributeScope.Server, "c", out _));
+        }
     }
 }

@@ -10,10 +10,10 @@ internal static partial class CoreLog
     [LoggerMessage(2, LogLevel.Error, "Checkpoint or retention pass failed")]
     public static partial void MaintenanceFailed(ILogger logger, Exception exception);
 
-    [LoggerMessage(3, LogLevel.Information, "Core opened from {DataDir}: snapshot at {SnapshotAddress} with {SnapshotRecords} records, replayed {Replayed} log records in {ElapsedMs} ms")]
-    public static partial void Opened(ILogger logger, string dataDir, long snapshotAddress, long snapshotRecords, long replayed, long elapsedMs);
+    [LoggerMessage(3, LogLevel.Information, "Core opened from {DataDir}: state store consistent with log address {CheckpointAddress}, {StateRecords} records loaded, replayed {Replayed} log records in {ElapsedMs} ms")]
+    public static partial void Opened(ILogger logger, string dataDir, long checkpointAddress, long stateRecords, long replayed, long elapsedMs);
 
-    [LoggerMessage(4, LogLevel.Information, "Checkpoint at log address {Address}: {Records} records in {ElapsedMs} ms")]
+    [LoggerMessage(4, LogLevel.Information, "Checkpoint into the FasterKV state store at log address {Address}: {Records} records in {ElapsedMs} ms")]
     public static partial void Checkpointed(ILogger logger, long address, long records, long elapsedMs);
 
     [LoggerMessage(5, LogLevel.Warning, "Session push to {ConnectionId} failed")]

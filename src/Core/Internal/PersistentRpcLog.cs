@@ -234,20 +234,20 @@ internal sealed class PersistentRpcLog : IPersistentRpcStore
     }
 
     /// <summary>Emits the current RPCs and the request-id sequences (which outlive TTL-removed RPCs).</summary>
-    internal void WriteSnapshot(SnapshotWriter snapshot)
+    internal void WriteState(StateStore state)
     {
         foreach (var (deviceId, box) in _sequences)
         {
             var w = new RecordWriter(RecordKind.RpcSequence, 32);
             w.WriteGuid(deviceId);
             w.WriteVarUInt((uint)Volatile.Read(ref box.Value));
-            snapshot.Write(ref w);
+            state.Write(StateKeys.RpcSequence(deviceId), ref w);
         }
         foreach (var rpc in _byId.Values)
         {
             var w = new RecordWriter(RecordKind.Rpc, 128 + rpc.ParamsJson.Length);
             Write(ref w, rpc);
-            snapshot.Write(ref w);
+            state.Write(StateKeys.PersistentRpc(rpc.Id), ref w);
         }
     }
 
