@@ -42,6 +42,7 @@ public sealed class PerfEngine : IAsyncDisposable
         Attributes = new AttributeService(log, Registry, sessions, hub, time, _logger);
         Telemetry = new TelemetryService(log, Registry, hub);
         Rpc = new RpcService(sessions, options, time, _logger);
+        Edges = new EdgeQueues(log, Registry, time);
         DeviceApi = new DeviceApi(options, _keys, Registry, Attributes, Telemetry, Rpc, time);
         Registry.DeviceRemoved += id =>
         {
@@ -61,6 +62,9 @@ public sealed class PerfEngine : IAsyncDisposable
     public AttributeService Attributes { get; }
     public TelemetryService Telemetry { get; }
     public RpcService Rpc { get; }
+
+    /// <summary>Edge device assignments and durable per-edge downlink queues.</summary>
+    public EdgeQueues Edges { get; }
 
     /// <summary>Interned telemetry/attribute keys shared with the JSON parser.</summary>
     public KeyTable Keys => _keys;
@@ -136,6 +140,9 @@ public sealed class PerfEngine : IAsyncDisposable
             case RecordKind.Telemetry or RecordKind.TelemetryDelete:
                 Telemetry.Replay(kind, ref reader);
                 break;
+            case >= RecordKind.EdgeAssignment and <= RecordKind.EdgeQueueDelete:
+                Edges.Replay(kind, ref reader);
+                break;
             default:
                 Registry.Replay(kind, ref reader);
                 break;
@@ -183,6 +190,7 @@ public sealed class PerfEngine : IAsyncDisposable
         Registry.WriteSnapshot(snapshot);
         Attributes.WriteSnapshot(snapshot);
         Telemetry.WriteSnapshot(snapshot);
+        Edges.WriteSnapshot(snapshot);
         snapshot.Commit();
         _snapshotAddress = tail;
         _log.TruncateUntil(tail);

@@ -21,6 +21,11 @@ internal enum RecordKind : byte
     AttributesDelete = 11,
     Telemetry = 12,
     TelemetryDelete = 13,
+    EdgeAssignment = 14,
+    EdgeDownlink = 15,
+    EdgeDownlinkDone = 16,
+    EdgeMeta = 17,
+    EdgeQueueDelete = 18,
 }
 
 /// <summary>Flags of a telemetry record: which stores the entries go to.</summary>
