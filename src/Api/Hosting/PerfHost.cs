@@ -1,5 +1,6 @@
 using System.Net;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Perf.Api.Edge;
 using Perf.Api.Rest;
 using Perf.Coap;
 using Perf.Core;
@@ -80,6 +81,9 @@ public sealed class PerfHost : IAsyncDisposable
             builder.Services.AddGrpc();
         }
 
+        // Always registered: the REST edge endpoints use the hub even when the gRPC door is off.
+        builder.Services.AddEdges(builder.Configuration);
+
         var listeners = new ListenOptions?[4];
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
@@ -114,6 +118,10 @@ public sealed class PerfHost : IAsyncDisposable
         app.UseWebSockets();
         app.MapHealthEndpoints();
         app.MapRestApi();
+        if (settings.EdgesEnabled)
+        {
+            app.MapEdgeRpc();
+        }
         await DefaultAccounts.EnsureAsync(engine, builder.Configuration, app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Perf.Host"));
         return new PerfHost(app, engine, settings, listeners);
     }

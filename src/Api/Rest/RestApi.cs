@@ -25,6 +25,7 @@ public static class RestApi
         secured.MapTenantEndpoints();
         secured.MapDeviceEndpoints();
         secured.MapTelemetryEndpoints();
+        secured.MapEdgeEndpoints();
         app.MapWebSocketEndpoints();
         app.MapOpenApi();
         app.MapGet("/swagger", () => Results.Redirect("/openapi/v1.json"));

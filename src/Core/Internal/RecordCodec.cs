@@ -21,11 +21,13 @@ internal enum RecordKind : byte
     AttributesDelete = 11,
     Telemetry = 12,
     TelemetryDelete = 13,
-    EdgeAssignment = 14,
-    EdgeDownlink = 15,
-    EdgeDownlinkDone = 16,
-    EdgeMeta = 17,
-    EdgeQueueDelete = 18,
+
+    // Edge queues (50..59 reserved for edges so parallel branches adding kinds do not collide).
+    EdgeAssignment = 50,
+    EdgeDownlink = 51,
+    EdgeDownlinkDone = 52,
+    EdgeMeta = 53,
+    EdgeQueueDelete = 54,
 }
 
 /// <summary>Flags of a telemetry record: which stores the entries go to.</summary>
