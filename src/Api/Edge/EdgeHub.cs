@@ -239,29 +239,45 @@ public sealed class EdgeHub : IDisposable
             return msg;
         });
 
+    /// <summary>
+    /// Assigns or unassigns a device and queues the matching downlink (the device with its credentials
+    /// and shared attributes, or its removal). Completes once both are durable, so an acknowledged
+    /// assignment reaches the edge even across a crash.
+    /// </summary>
+    public async Task<bool> SetAssignmentAsync(Guid edgeId, Guid deviceId, bool assigned)
+    {
+        var changed = await _engine.Edges.SetAssignmentAsync(edgeId, deviceId, assigned);
+        if (!changed)
+        {
+            return false;
+        }
+        var msg = assigned
+            ? DeviceSnapshot(deviceId, UpdateMsgType.EntityCreatedRpcMessage, _engine.Edges.GetConnectionInfo(edgeId).EdgeVersion)
+            : DeletedMsg(deviceId);
+        if (msg is not null)
+        {
+            await Enqueue(edgeId, msg);
+        }
+        return true;
+    }
+
+    /// <summary>Live side of an assignment (commit loop): attribute watch and the edge-backed session.</summary>
     private void OnAssignmentChanged(Guid edgeId, Guid deviceId, bool assigned)
     {
         try
         {
-            DownlinkMsg? msg;
             if (assigned)
             {
                 WatchAttributes(deviceId);
-                msg = DeviceSnapshot(deviceId, UpdateMsgType.EntityCreatedRpcMessage, _engine.Edges.GetConnectionInfo(edgeId).EdgeVersion);
                 Connection(edgeId)?.AddDevice(deviceId);
             }
             else
             {
                 Connection(edgeId)?.RemoveDevice(deviceId);
-                msg = DeletedMsg(deviceId);
                 if (_engine.Edges.EdgesOf(deviceId).Count == 0 && _attributeSubscriptions.TryRemove(deviceId, out var subscription))
                 {
                     subscription.Dispose();
                 }
-            }
-            if (msg is not null)
-            {
-                Observe(edgeId, deviceId, Enqueue(edgeId, msg));
             }
         }
         catch (Exception e)

@@ -352,7 +352,7 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
         var id = EdgeProto.Join(update.IdMSB, update.IdLSB);
         if (update.MsgType == UpdateMsgType.EntityDeletedRpcMessage)
         {
-            await hub.Engine.Edges.SetAssignmentAsync(edge.Id, id, assigned: false);
+            await hub.SetAssignmentAsync(edge.Id, id, assigned: false);
             return null;
         }
         if (update.MsgType is not (UpdateMsgType.EntityCreatedRpcMessage or UpdateMsgType.EntityUpdatedRpcMessage))
@@ -386,7 +386,7 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
         }
         if (!hub.Engine.Edges.IsAssigned(edge.Id, result.Value!.Id))
         {
-            await hub.Engine.Edges.SetAssignmentAsync(edge.Id, result.Value.Id, assigned: true);
+            await hub.SetAssignmentAsync(edge.Id, result.Value.Id, assigned: true);
         }
         return null;
     }

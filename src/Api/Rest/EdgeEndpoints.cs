@@ -63,11 +63,11 @@ internal static class EdgeEndpoints
             return Results.Ok();
         }).Roles(Authority.TenantAdmin);
 
-        api.MapPost("/edge/{edgeId:guid}/device/{deviceId:guid}", (Guid edgeId, Guid deviceId, HttpContext context, PerfEngine engine) =>
-            AssignAsync(edgeId, deviceId, context, engine, assigned: true)).Roles(Authority.TenantAdmin);
+        api.MapPost("/edge/{edgeId:guid}/device/{deviceId:guid}", (Guid edgeId, Guid deviceId, HttpContext context, PerfEngine engine, EdgeHub hub) =>
+            AssignAsync(edgeId, deviceId, context, engine, hub, assigned: true)).Roles(Authority.TenantAdmin);
 
-        api.MapDelete("/edge/{edgeId:guid}/device/{deviceId:guid}", (Guid edgeId, Guid deviceId, HttpContext context, PerfEngine engine) =>
-            AssignAsync(edgeId, deviceId, context, engine, assigned: false)).Roles(Authority.TenantAdmin);
+        api.MapDelete("/edge/{edgeId:guid}/device/{deviceId:guid}", (Guid edgeId, Guid deviceId, HttpContext context, PerfEngine engine, EdgeHub hub) =>
+            AssignAsync(edgeId, deviceId, context, engine, hub, assigned: false)).Roles(Authority.TenantAdmin);
 
         api.MapGet("/edge/{edgeId:guid}/devices", (Guid edgeId, HttpContext context, PerfEngine engine, int? pageSize, int? page) =>
         {
@@ -104,14 +104,14 @@ internal static class EdgeEndpoints
         }).Roles(Authority.TenantAdmin);
     }
 
-    private static async Task<IResult> AssignAsync(Guid edgeId, Guid deviceId, HttpContext context, PerfEngine engine, bool assigned)
+    private static async Task<IResult> AssignAsync(Guid edgeId, Guid deviceId, HttpContext context, PerfEngine engine, EdgeHub hub, bool assigned)
     {
         if (Visible(engine, context, edgeId) is null || DeviceEndpoints.Visible(engine, context, deviceId) is not { } device)
         {
             return ApiError.NotFound();
         }
 
-        await engine.Edges.SetAssignmentAsync(edgeId, deviceId, assigned);
+        await hub.SetAssignmentAsync(edgeId, deviceId, assigned);
         return Results.Json(EntityJson.Device(device));
     }
 
