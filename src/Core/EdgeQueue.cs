@@ -328,7 +328,8 @@ public sealed class EdgeQueues
 
     /// <summary>
     /// Per edge: a meta record putting the counter just before the first pending downlink, the
-    /// assignments, the pending downlinks (which replay renumbers identically), then the real counter.
+    /// assignments, the pending downlinks (which replay renumbers identically), the real counter, then
+    /// the kept failures.
     /// </summary>
     internal void WriteSnapshot(SnapshotWriter snapshot)
     {
@@ -361,6 +362,16 @@ public sealed class EdgeQueues
                     expected = seq;
                 }
                 WriteMeta(snapshot, edgeId, state.NextSeq, state);
+                // Failures re-applied as completions of long-gone sequence numbers: they only re-fill the failure list.
+                foreach (var failure in state.Failures)
+                {
+                    var w = new RecordWriter(RecordKind.EdgeDownlinkDone);
+                    w.WriteGuid(edgeId);
+                    w.WriteInt64(failure.Seq);
+                    w.WriteNullableString(failure.Error);
+                    w.WriteInt64(failure.Ts);
+                    snapshot.Write(ref w);
+                }
             }
         }
     }

@@ -166,6 +166,19 @@ public sealed class EdgeTests(HostFixture fixture)
         var outcome = await call.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(RpcStatus.Success, outcome.Status);
         Assert.Contains("\"ok\":true", outcome.ResponseJson, StringComparison.Ordinal);
+
+        // The other way: a client-side RPC of the device, uplinked by the edge, answered by a downlink.
+        var clientRpc = new UplinkMsg();
+        clientRpc.DeviceRpcCallMsg.Add(new DeviceRpcCallMsg
+        {
+            DeviceIdMSB = request.DeviceIdMSB,
+            DeviceIdLSB = request.DeviceIdLSB,
+            RequestId = 77,
+            RequestMsg = new RpcRequestMsg { Method = "getCurrentTime", Params = "{}" },
+        });
+        Assert.True((await edge.UplinkAsync(clientRpc)).Success);
+        var answer = await edge.NextDownlinkAsync(m => m.DeviceRpcCallMsg.Any(c => c.RequestId == 77 && c.ResponseMsg is not null));
+        Assert.Contains("currentTime", answer.DeviceRpcCallMsg[0].ResponseMsg.Response, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -226,6 +239,7 @@ public sealed class EdgeProcessTests
         var settings = HostFixture.FreePortSettings(dataDir);
         settings["EDGES_DOWNLINK_RETRY_MS"] = "400";
         settings["EDGES_DOWNLINK_ATTEMPTS"] = "100";
+        settings["EDGES_UPLINK_RATE_LIMIT"] = "5";
         var server = HostProcess.Start(settings);
         try
         {
@@ -278,6 +292,11 @@ public sealed class EdgeProcessTests
                 Assert.Null(queued.SyncCompletedMsg);
                 Assert.Equal(d2, EdgeTestClient.Id(queued.DeviceUpdateMsg[0].IdMSB, queued.DeviceUpdateMsg[0].IdLSB).ToString());
                 Assert.Equal(UpdateMsgType.EntityCreatedRpcMessage, queued.DeviceUpdateMsg[0].MsgType);
+
+                // Over the uplink rate limit (5/s here) an uplink is answered success=false with its id.
+                var responses = await Task.WhenAll(Enumerable.Range(0, 12).Select(_ => edge.UplinkAsync(new UplinkMsg())));
+                Assert.Contains(responses, r => !r.Success && r.ErrorMsg.Contains("rate", StringComparison.Ordinal));
+                Assert.Contains(responses, r => r.Success);
             }
         }
         finally

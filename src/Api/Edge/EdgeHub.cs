@@ -66,6 +66,15 @@ public sealed class EdgeHub : IDisposable
         });
     }
 
+    /// <summary>Ends every edge stream (host shutdown): the edges reconnect to the next instance.</summary>
+    public void CloseAll()
+    {
+        foreach (var connection in _connections.Values)
+        {
+            connection.Close();
+        }
+    }
+
     internal void Detach(EdgeConnection connection) =>
         _connections.TryRemove(new KeyValuePair<Guid, EdgeConnection>(connection.EdgeId, connection));
 

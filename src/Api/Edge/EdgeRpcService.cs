@@ -20,6 +20,8 @@ namespace Perf.Api.Edge;
 /// </summary>
 public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Protos.EdgeRpcService.EdgeRpcServiceBase
 {
+    private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(30);
+
     public override async Task handleMsgs(IAsyncStreamReader<RequestMsg> requestStream, IServerStreamWriter<ResponseMsg> responseStream, ServerCallContext context)
     {
         var http = context.GetHttpContext();
@@ -29,9 +31,21 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
         }
         var peer = context.Peer;
         var logger = hub.Logger;
-        if (!await requestStream.MoveNext(context.CancellationToken))
+        using (var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken))
         {
-            return;
+            // A stream that never says who it is must not hold a slot forever.
+            connectTimeout.CancelAfter(ConnectTimeout);
+            try
+            {
+                if (!await requestStream.MoveNext(connectTimeout.Token))
+                {
+                    return;
+                }
+            }
+            catch (OperationCanceledException) when (!context.CancellationToken.IsCancellationRequested)
+            {
+                throw new RpcException(new Status(StatusCode.DeadlineExceeded, "no connect request"));
+            }
         }
         var first = requestStream.Current;
         if (first.MsgType != RequestMsgType.ConnectRpcMessage || first.ConnectRequestMsg is not { } connect)
@@ -266,6 +280,17 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
                 // A reply after the caller gave up is not an error of the edge's message.
                 engine.Rpc.CompleteReply(deviceId, call.RequestId, RpcReplyJson(reply));
             }
+            else if (call.RequestMsg is not null)
+            {
+                if (engine.Registry.GetDevice(deviceId) is not { } device || device.TenantId != edge.TenantId)
+                {
+                    error ??= $"device {deviceId} not found";
+                    continue;
+                }
+                // A client-side RPC of a device behind the edge: acknowledged now, answered by a downlink
+                // (the handler may take up to the client RPC timeout).
+                _ = AnswerClientRpcAsync(connection, device, call);
+            }
         }
 
         foreach (var request in uplink.AttributesRequestMsg)
@@ -333,6 +358,44 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
             }
         }
         return entries;
+    }
+
+    private async Task AnswerClientRpcAsync(EdgeConnection connection, Device device, DeviceRpcCallMsg call)
+    {
+        var reply = call.Clone();
+        reply.RequestMsg = null;
+        try
+        {
+            JsonNode? parameters;
+            try
+            {
+                parameters = string.IsNullOrWhiteSpace(call.RequestMsg.Params) ? new JsonObject() : JsonNode.Parse(call.RequestMsg.Params);
+            }
+            catch (JsonException)
+            {
+                parameters = JsonValue.Create(call.RequestMsg.Params);
+            }
+            var request = new JsonObject { ["method"] = call.RequestMsg.Method, ["params"] = parameters };
+            var result = await hub.Engine.DeviceApi.ClientRpcAsync(device, new System.Buffers.ReadOnlySequence<byte>(JsonSerializer.SerializeToUtf8Bytes(request)),
+                connection.Closed);
+            reply.ResponseMsg = result.Result.Status == UplinkStatus.Ok
+                ? new RpcResponseMsg { Response = result.ResponseJson ?? "{}" }
+                : new RpcResponseMsg { Error = result.Result.Reason ?? result.Result.Status.ToString() };
+        }
+        catch (Exception e)
+        {
+            reply.ResponseMsg = new RpcResponseMsg { Error = e.Message };
+        }
+        var msg = new DownlinkMsg();
+        msg.DeviceRpcCallMsg.Add(reply);
+        try
+        {
+            await hub.Enqueue(connection.EdgeId, msg);
+        }
+        catch (Exception e)
+        {
+            EdgeLog.EventFailed(hub.Logger, connection.EdgeId, device.Id, e);
+        }
     }
 
     /// <summary>The RPC reply as the REST caller sees it: the response JSON, or {"error":...}.</summary>

@@ -20,7 +20,9 @@ public static class EdgeServiceExtensions
     /// <summary>Maps <c>edge.EdgeRpcService</c> (answers only on the edge port) and creates the hub so core changes queue downlinks from start.</summary>
     public static WebApplication MapEdgeRpc(this WebApplication app)
     {
-        app.Services.GetRequiredService<EdgeHub>();
+        var hub = app.Services.GetRequiredService<EdgeHub>();
+        // Streams never end on their own; without this, shutdown would wait out the whole grace period.
+        app.Lifetime.ApplicationStopping.Register(hub.CloseAll);
         app.MapGrpcService<EdgeRpcService>();
         return app;
     }

@@ -106,6 +106,9 @@ public sealed class PerfHost : IAsyncDisposable
 
             if (settings.EdgesEnabled)
             {
+                // The reference's edge keep-alive: ping after 10 s idle, drop after 5 s without answer (only HTTP/2 uses these).
+                kestrel.Limits.Http2.KeepAlivePingDelay = TimeSpan.FromSeconds(10);
+                kestrel.Limits.Http2.KeepAlivePingTimeout = TimeSpan.FromSeconds(5);
                 kestrel.Listen(settings.BindAddress, settings.EdgesRpcPort, edge =>
                 {
                     edge.Protocols = HttpProtocols.Http2;
