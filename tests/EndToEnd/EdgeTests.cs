@@ -275,6 +275,17 @@ public sealed class EdgeProcessTests
                         Assert.Fail($"nothing after downlink {acked}:\n{server.Output}");
                     }
                 }
+
+                // Acknowledgements are recorded durably: wait until the server's queue is empty.
+                for (var i = 0; i < 50; i++)
+                {
+                    var info = await http.GetFromJsonAsync<JsonObject>($"/api/edge/{edgeId}");
+                    if (info!["additionalInfo"]!["pendingDownlinks"]!.GetValue<int>() == 0)
+                    {
+                        break;
+                    }
+                    await Task.Delay(100);
+                }
             }
 
             // The edge is offline: a new assignment waits in its durable queue across a kill -9.
