@@ -204,6 +204,19 @@ internal sealed class EdgeConnection
         }
     }
 
+    private static bool IsExpiredRpc(DownlinkMsg msg)
+    {
+        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        foreach (var call in msg.DeviceRpcCallMsg)
+        {
+            if (call.RequestMsg is null || call.ExpirationTime == 0 || call.ExpirationTime > now)
+            {
+                return false;
+            }
+        }
+        return msg.DeviceUpdateMsg.Count == 0 && msg.EntityData.Count == 0;
+    }
+
     /// <summary>Returns null when acknowledged, else why the downlink was given up on.</summary>
     private async Task<string?> DeliverAsync(EdgeDownlink downlink, CancellationToken ct)
     {
@@ -217,6 +230,11 @@ internal sealed class EdgeConnection
         catch (Exception e)
         {
             return "undecodable downlink: " + e.Message;
+        }
+        if (envelope.DownlinkMsg.DeviceRpcCallMsg.Count > 0 && IsExpiredRpc(envelope.DownlinkMsg))
+        {
+            // The caller already got its timeout; an RPC that waited in the queue past its expiry is not run late.
+            return "RPC request expired before delivery";
         }
         var size = envelope.CalculateSize();
         if (size > EdgeMaxInbound)

@@ -230,6 +230,7 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
         var edge = connection.Edge;
         var pending = new List<Task<string?>>(uplink.EntityData.Count + uplink.DeviceUpdateMsg.Count);
         string? error = null;
+        Dictionary<Guid, List<TsKvEntry>>? telemetryByDevice = null;
 
         foreach (var data in uplink.EntityData)
         {
@@ -246,7 +247,14 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
             }
             if (data.PostTelemetryMsg is { } telemetry)
             {
-                pending.Add(Saved(engine.Telemetry.SaveAsync(deviceId, TelemetryEntries(telemetry, engine.Keys)), deviceId));
+                // One log record per device per uplink: a batch of 50 single-entry events for one device
+                // costs one record and one waiter instead of 50.
+                if (telemetryByDevice is null || !telemetryByDevice.TryGetValue(deviceId, out var entries))
+                {
+                    telemetryByDevice ??= [];
+                    telemetryByDevice[deviceId] = entries = [];
+                }
+                AddTelemetry(entries, telemetry, engine.Keys);
             }
             if (data.PostAttributesMsg is { } posted)
             {
@@ -264,6 +272,14 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
                     continue;
                 }
                 pending.Add(Done(engine.Attributes.DeleteAsync(deviceId, scope, [.. delete.AttributeNames])));
+            }
+        }
+
+        if (telemetryByDevice is not null)
+        {
+            foreach (var (deviceId, entries) in telemetryByDevice)
+            {
+                pending.Add(Saved(engine.Telemetry.SaveAsync(deviceId, entries), deviceId));
             }
         }
 
@@ -339,25 +355,17 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
         return null;
     }
 
-    private static TsKvEntry[] TelemetryEntries(Perf.Api.Edge.Protos.Transport.PostTelemetryMsg msg, KeyTable keys)
+    private static void AddTelemetry(List<TsKvEntry> entries, Perf.Api.Edge.Protos.Transport.PostTelemetryMsg msg, KeyTable keys)
     {
-        var count = 0;
-        foreach (var list in msg.TsKvList)
-        {
-            count += list.Kv.Count;
-        }
-        var entries = new TsKvEntry[count];
         var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        var i = 0;
         foreach (var list in msg.TsKvList)
         {
             var ts = list.Ts > 0 ? list.Ts : now;
             foreach (var kv in list.Kv)
             {
-                entries[i++] = new TsKvEntry(ts, EdgeProto.ToKv(kv, keys));
+                entries.Add(new TsKvEntry(ts, EdgeProto.ToKv(kv, keys)));
             }
         }
-        return entries;
     }
 
     private async Task AnswerClientRpcAsync(EdgeConnection connection, Device device, DeviceRpcCallMsg call)
