@@ -5,6 +5,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Perf.Coap.Internal;
+using Perf.Core;
 
 namespace Perf.Coap;
 
@@ -16,13 +17,21 @@ public sealed class CoapServer : BackgroundService
 {
     private readonly ILogger<CoapServer> _logger;
     private readonly CoapOptions _options;
+    private readonly IDeviceApi _api;
+    private readonly ISessionTable _sessions;
     private Socket? _socket;
+    private CoapRequestHandler? _handler;
 
-    public CoapServer(ILogger<CoapServer> logger, IOptions<CoapOptions> options)
+    public CoapServer(ILogger<CoapServer> logger, IOptions<CoapOptions> options, IDeviceApi api, ISessionTable sessions)
     {
         _logger = logger;
         _options = options.Value;
+        _api = api;
+        _sessions = sessions;
     }
+
+    /// <summary>Datagrams dropped as malformed since start.</summary>
+    public long MalformedDatagrams => _handler?.MalformedCount ?? 0;
 
     /// <summary>The bound endpoint, or null before start.</summary>
     public IPEndPoint? LocalEndPoint => _socket?.LocalEndPoint as IPEndPoint;
@@ -32,6 +41,7 @@ public sealed class CoapServer : BackgroundService
         var socket = new Socket(_options.BindAddress.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
         socket.Bind(new IPEndPoint(_options.BindAddress, _options.Port));
         _socket = socket;
+        _handler = new CoapRequestHandler(socket, _api, _sessions, _options, _logger);
         CoapLog.Listening(_logger, LocalEndPoint!.ToString());
         return base.StartAsync(cancellationToken);
     }
@@ -42,31 +52,42 @@ public sealed class CoapServer : BackgroundService
         await base.StopAsync(cancellationToken);
     }
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+        Task.WhenAll(ReceiveLoopAsync(stoppingToken), TickLoopAsync(stoppingToken));
+
+    private async Task ReceiveLoopAsync(CancellationToken stoppingToken)
     {
+        await Task.Yield();
         var socket = _socket!;
-        var receive = ArrayPool<byte>.Shared.Rent(_options.MaxDatagramSize);
-        var send = ArrayPool<byte>.Shared.Rent(_options.MaxDatagramSize);
-        EndPoint any = new IPEndPoint(_options.BindAddress.AddressFamily == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any, 0);
+        var handler = _handler!;
+        // 64 KiB: a datagram is never truncated, so an oversized one is seen (and refused) whole.
+        var receive = ArrayPool<byte>.Shared.Rent(65536);
+        var remote = new SocketAddress(socket.AddressFamily, 32);
+        var capacity = remote.Size;
         try
         {
             while (!stoppingToken.IsCancellationRequested)
             {
-                SocketReceiveFromResult received;
+                int received;
                 try
                 {
-                    received = await socket.ReceiveFromAsync(receive, SocketFlags.None, any, stoppingToken);
+                    remote.Size = capacity;
+                    received = await socket.ReceiveFromAsync(receive, SocketFlags.None, remote, stoppingToken);
                 }
-                catch (SocketException ex) when (ex.SocketErrorCode == SocketError.ConnectionReset)
+                catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionReset or SocketError.MessageSize)
                 {
                     // ICMP port unreachable from an earlier send: the peer went away, keep serving.
                     continue;
                 }
 
-                var length = CoapResponder.Respond(receive.AsSpan(0, received.ReceivedBytes), send);
-                if (length > 0)
+                try
                 {
-                    await socket.SendToAsync(send.AsMemory(0, length), SocketFlags.None, received.RemoteEndPoint, stoppingToken);
+                    handler.OnDatagram(receive, received, remote);
+                }
+                catch (Exception ex)
+                {
+                    // Nothing a peer sends may stop the loop.
+                    CoapLog.LoopError(_logger, ex);
                 }
             }
         }
@@ -81,7 +102,30 @@ public sealed class CoapServer : BackgroundService
         finally
         {
             ArrayPool<byte>.Shared.Return(receive);
-            ArrayPool<byte>.Shared.Return(send);
+        }
+    }
+
+    private async Task TickLoopAsync(CancellationToken stoppingToken)
+    {
+        // 50 ms resolution on the 500 ms piggyback window and the 2 s+ retransmission timers.
+        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(50));
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken))
+            {
+                try
+                {
+                    _handler!.Tick();
+                }
+                catch (Exception ex)
+                {
+                    CoapLog.LoopError(_logger, ex);
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // Host shutdown.
         }
     }
 

@@ -49,4 +49,22 @@ public sealed class CoreOptions
 
     /// <summary>How long a device claim stays valid when the device does not say. Default 1 day (reference default).</summary>
     public long DefaultClaimDurationMs { get; set; } = 86_400_000;
+
+    /// <summary>Delivery attempts after the first before a persistent RPC is FAILED, when the request does not say (reference ACTORS_RPC_MAX_RETRIES). Default 5.</summary>
+    public int RpcMaxRetries { get; set; } = 5;
+
+    /// <summary>
+    /// Sequential delivery for constrained devices (reference ACTORS_RPC_SEQUENTIAL): a device gets its next
+    /// persistent RPC only after the previous one reached a final state. Default false.
+    /// </summary>
+    public bool RpcSequentialDelivery { get; set; }
+
+    /// <summary>How often persistent RPCs past their expiration time are moved to EXPIRED or TIMEOUT, in ms. Default 250.</summary>
+    public int RpcExpiryCheckIntervalMs { get; set; } = 250;
+
+    /// <summary>How long a persistent RPC is kept after it reached a final state, in ms; 0 keeps it forever. Default 7 days.</summary>
+    public long PersistentRpcTtlMs { get; set; } = 7L * 86_400_000;
+
+    /// <summary>Interval of the TTL clean-up of final persistent RPCs, in ms (reference SQL_RPC_TTL_CHECKING_INTERVAL). Default 2 hours.</summary>
+    public long RpcTtlCheckIntervalMs { get; set; } = 7_200_000;
 }

@@ -431,9 +431,10 @@ public sealed class EntityRegistry
 
     /// <summary>
     /// Stores an OTA package: the bytes go to DataDir/ota/{id}.bin (flushed to disk) before the
-    /// record is appended; the checksum is SHA256 (lower-case hex).
+    /// record is appended; the checksum is SHA256 (lower-case hex). <paramref name="id"/> lets a caller
+    /// that announced the package before its bytes arrived (the REST two-step upload) keep that id.
     /// </summary>
-    public async Task<RegistryResult<OtaPackage>> CreateOtaPackageAsync(Guid tenantId, string title, string version, ReadOnlyMemory<byte> data)
+    public async Task<RegistryResult<OtaPackage>> CreateOtaPackageAsync(Guid tenantId, string title, string version, ReadOnlyMemory<byte> data, Guid? id = null)
     {
         if (!_tenants.ContainsKey(tenantId))
         {
@@ -447,7 +448,11 @@ public sealed class EntityRegistry
         {
             return RegistryResult<OtaPackage>.Fail(RegistryStatus.Conflict, "an OTA package with this title and version exists");
         }
-        var package = new OtaPackage(Guid.NewGuid(), tenantId, title, version, "SHA256",
+        if (id is { } requested && (requested == Guid.Empty || _ota.ContainsKey(requested)))
+        {
+            return RegistryResult<OtaPackage>.Fail(RegistryStatus.Conflict, "an OTA package with this id exists");
+        }
+        var package = new OtaPackage(id ?? Guid.NewGuid(), tenantId, title, version, "SHA256",
             Convert.ToHexStringLower(SHA256.HashData(data.Span)), data.Length, Now);
         Directory.CreateDirectory(_otaDir);
         var path = OtaPath(package.Id);

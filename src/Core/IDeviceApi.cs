@@ -60,6 +60,14 @@ public interface IDeviceApi
     /// <summary>The device's reply to server-side RPC <paramref name="requestId"/>.</summary>
     ValueTask<UplinkResult> RpcReplyAsync(Device device, int requestId, ReadOnlySequence<byte> json);
 
+    /// <summary>
+    /// The transport acknowledged server-side RPC <paramref name="requestId"/> (MQTT PUBACK of its QoS 1
+    /// PUBLISH): a persistent RPC becomes DELIVERED. Called only by sessions with <see cref="IDeviceSession.ReportsRpcDelivery"/>.
+    /// </summary>
+    void RpcDelivered(Device device, int requestId)
+    {
+    }
+
     /// <summary>A client-side RPC <c>{"method","params"}</c>; built-ins: getCurrentTime, getSessionLimits.</summary>
     ValueTask<ClientRpcResult> ClientRpcAsync(Device device, ReadOnlySequence<byte> json, CancellationToken cancellationToken);
 

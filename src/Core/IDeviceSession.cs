@@ -36,6 +36,13 @@ public interface IDeviceSession
     /// <summary>Delivers a server-side RPC. Returns false when the session cannot take it (closing, queue full).</summary>
     bool PushRpcRequest(RpcRequest request);
 
+    /// <summary>
+    /// True when the door reports the transport's acknowledgement of a pushed RPC through
+    /// <see cref="IDeviceApi.RpcDelivered"/> (MQTT QoS 1: on PUBACK). When false, an accepted push
+    /// counts as delivered (MQTT QoS 0, HTTP long poll reply written).
+    /// </summary>
+    bool ReportsRpcDelivery => false;
+
     /// <summary>The core asks the session to end (replaced by a newer session, device deleted, shutdown).</summary>
     void Close(string reason);
 }

@@ -22,6 +22,7 @@ public sealed class PerfEngine : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly string _snapshotPath;
     private readonly KeyTable _keys;
+    private readonly PersistentRpcLog _rpcLog;
     private long _snapshotAddress;
     private long _lastRetentionPass;
     private TaskCompletionSource? _checkpointRequest;
@@ -41,13 +42,16 @@ public sealed class PerfEngine : IAsyncDisposable
         Registry = new EntityRegistry(log, options.DataDir, time);
         Attributes = new AttributeService(log, Registry, sessions, hub, time, _logger);
         Telemetry = new TelemetryService(log, Registry, hub);
-        Rpc = new RpcService(sessions, options, time, _logger);
+        _rpcLog = new PersistentRpcLog(log, Registry, time);
+        Rpc = new RpcService(sessions, _rpcLog, options, time, _logger);
         Edges = new EdgeQueues(log, Registry, time);
         DeviceApi = new DeviceApi(options, _keys, Registry, Attributes, Telemetry, Rpc, time);
         Registry.DeviceRemoved += id =>
         {
             Attributes.RemoveDevice(id);
             Telemetry.RemoveDevice(id);
+            _rpcLog.RemoveDevice(id);
+            Rpc.RemoveDevice(id);
             // Sessions exist only live (never during replay): a deleted device's doors are told to hang up.
             foreach (var session in Sessions.GetSessions(id))
             {
@@ -85,6 +89,7 @@ public sealed class PerfEngine : IAsyncDisposable
         var replayed = log.Replay(engine._snapshotAddress, engine.ApplyRecord);
         engine.RetentionPass();
         log.Start(engine.AfterBatchAsync);
+        engine.Rpc.Start();
         engine.IsReady = true;
         CoreLog.Opened(engine._logger, options.DataDir, engine._snapshotAddress, snapshotRecords, replayed,
             (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds);
@@ -140,6 +145,9 @@ public sealed class PerfEngine : IAsyncDisposable
             case RecordKind.Telemetry or RecordKind.TelemetryDelete:
                 Telemetry.Replay(kind, ref reader);
                 break;
+            case RecordKind.Rpc or RecordKind.RpcTransition or RecordKind.RpcRemove or RecordKind.RpcSequence:
+                _rpcLog.Replay(kind, ref reader);
+                break;
             case >= RecordKind.EdgeAssignment and <= RecordKind.EdgeQueueDelete:
                 Edges.Replay(kind, ref reader);
                 break;
@@ -190,6 +198,7 @@ public sealed class PerfEngine : IAsyncDisposable
         Registry.WriteSnapshot(snapshot);
         Attributes.WriteSnapshot(snapshot);
         Telemetry.WriteSnapshot(snapshot);
+        _rpcLog.WriteSnapshot(snapshot);
         Edges.WriteSnapshot(snapshot);
         snapshot.Commit();
         _snapshotAddress = tail;
@@ -204,6 +213,7 @@ public sealed class PerfEngine : IAsyncDisposable
             return;
         }
         IsReady = false;
+        Rpc.Stop();
         await _log.StopAsync();
         Interlocked.Exchange(ref _checkpointRequest, null)?.TrySetResult();
         if (_log.TailAddress > _snapshotAddress)
@@ -221,6 +231,7 @@ public sealed class PerfEngine : IAsyncDisposable
             return;
         }
         IsReady = false;
+        Rpc.Stop();
         await _log.AbandonAsync();
     }
 }

@@ -13,6 +13,7 @@ public sealed class MqttConnectionHandler : ConnectionHandler
     private readonly ISessionTable _sessions;
     private readonly MqttOptions _options;
     private readonly ILogger _logger;
+    private readonly MqttRateLimits _limits;
 
     public MqttConnectionHandler(IDeviceApi api, ISessionTable sessions, IOptions<MqttOptions> options, ILogger<MqttConnectionHandler> logger)
     {
@@ -20,8 +21,9 @@ public sealed class MqttConnectionHandler : ConnectionHandler
         _sessions = sessions;
         _options = options.Value;
         _logger = logger;
+        _limits = new MqttRateLimits(_options);
     }
 
     public override Task OnConnectedAsync(ConnectionContext connection) =>
-        new MqttConnection(connection, _api, _sessions, _options, _logger).RunAsync();
+        new MqttConnection(connection, _api, _sessions, _options, _limits, _logger).RunAsync();
 }

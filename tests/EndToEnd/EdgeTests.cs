@@ -145,7 +145,8 @@ public sealed class EdgeTests(HostFixture fixture)
         Assert.Equal(ConnectResponseCode.Accepted, (await edge.ConnectAsync(routingKey, secret)).ResponseCode);
         await edge.UntilSyncCompletedAsync();
 
-        var call = fixture.Host.Engine.Rpc.SendAsync(Guid.Parse(deviceId), "setGpio", """{"pin":7,"value":1}""", oneWay: false, timeoutMs: 10_000, CancellationToken.None);
+        var call = rest.Http.PostAsync($"/api/plugins/rpc/twoway/{deviceId}",
+            new StringContent("""{"method":"setGpio","params":{"pin":7,"value":1},"timeout":10000}""", System.Text.Encoding.UTF8, "application/json"));
         var downlink = await edge.NextDownlinkAsync(m => m.DeviceRpcCallMsg.Count > 0);
         var request = downlink.DeviceRpcCallMsg[0];
         Assert.Equal(deviceId, EdgeTestClient.Id(request.DeviceIdMSB, request.DeviceIdLSB).ToString());
@@ -164,8 +165,40 @@ public sealed class EdgeTests(HostFixture fixture)
         });
         Assert.True((await edge.UplinkAsync(reply)).Success);
         var outcome = await call.WaitAsync(TimeSpan.FromSeconds(10));
-        Assert.Equal(RpcStatus.Success, outcome.Status);
-        Assert.Contains("\"ok\":true", outcome.ResponseJson, StringComparison.Ordinal);
+        Assert.Equal(System.Net.HttpStatusCode.OK, outcome.StatusCode);
+        Assert.Equal("""{"pin":7,"value":1,"ok":true}""", await outcome.Content.ReadAsStringAsync());
+
+        // The core API directly (what every door's RPC uses) takes the same path.
+        var direct = fixture.Host.Engine.Rpc.SendAsync(Guid.Parse(deviceId), "ping", "{}", oneWay: false, timeoutMs: 10_000, CancellationToken.None);
+        var ping = (await edge.NextDownlinkAsync(m => m.DeviceRpcCallMsg.Any(c => c.RequestMsg?.Method == "ping"))).DeviceRpcCallMsg[0];
+        var pong = new UplinkMsg();
+        pong.DeviceRpcCallMsg.Add(new DeviceRpcCallMsg
+        {
+            DeviceIdMSB = ping.DeviceIdMSB,
+            DeviceIdLSB = ping.DeviceIdLSB,
+            RequestId = ping.RequestId,
+            ResponseMsg = new RpcResponseMsg { Error = "busy" },
+        });
+        Assert.True((await edge.UplinkAsync(pong)).Success);
+        var directOutcome = await direct.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(RpcStatus.Success, directOutcome.Status);
+        Assert.Equal("""{"error":"busy"}""", directOutcome.ResponseJson);
+
+        // A persistent RPC: DELIVERED when the edge acknowledges its downlink, SUCCESSFUL with the reply.
+        var rpcId = (await rest.PostAsync($"/api/rpc/twoway/{deviceId}", new { method = "reboot", @params = new { }, persistent = true, timeout = 60000 }))["rpcId"]!.GetValue<string>();
+        var reboot = (await edge.NextDownlinkAsync(m => m.DeviceRpcCallMsg.Any(c => c.RequestMsg?.Method == "reboot"))).DeviceRpcCallMsg[0];
+        Assert.True(reboot.Persisted);
+        await WaitForRpcStatusAsync(rest, rpcId, "DELIVERED");
+        var rebooted = new UplinkMsg();
+        rebooted.DeviceRpcCallMsg.Add(new DeviceRpcCallMsg
+        {
+            DeviceIdMSB = reboot.DeviceIdMSB,
+            DeviceIdLSB = reboot.DeviceIdLSB,
+            RequestId = reboot.RequestId,
+            ResponseMsg = new RpcResponseMsg { Response = """{"rebooted":true}""" },
+        });
+        Assert.True((await edge.UplinkAsync(rebooted)).Success);
+        await WaitForRpcStatusAsync(rest, rpcId, "SUCCESSFUL");
 
         // The other way: a client-side RPC of the device, uplinked by the edge, answered by a downlink.
         var clientRpc = new UplinkMsg();
@@ -179,6 +212,21 @@ public sealed class EdgeTests(HostFixture fixture)
         Assert.True((await edge.UplinkAsync(clientRpc)).Success);
         var answer = await edge.NextDownlinkAsync(m => m.DeviceRpcCallMsg.Any(c => c.RequestId == 77 && c.ResponseMsg is not null));
         Assert.Contains("currentTime", answer.DeviceRpcCallMsg[0].ResponseMsg.Response, StringComparison.Ordinal);
+    }
+
+    private static async Task WaitForRpcStatusAsync(Rest rest, string rpcId, string status)
+    {
+        string? last = null;
+        for (var i = 0; i < 100; i++)
+        {
+            last = (await rest.GetAsync($"/api/rpc/persistent/{rpcId}"))["status"]!.GetValue<string>();
+            if (last == status)
+            {
+                return;
+            }
+            await Task.Delay(50);
+        }
+        Assert.Fail($"RPC {rpcId} is {last}, expected {status}");
     }
 
     [Fact]

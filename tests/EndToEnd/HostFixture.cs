@@ -8,9 +8,22 @@ namespace Perf.EndToEnd;
 /// </summary>
 public sealed class HostFixture : IAsyncLifetime
 {
+    private readonly bool _ownsDataDir;
     private PerfHost? _host;
 
-    public string DataDir { get; } = Path.Combine(Path.GetTempPath(), "perf-e2e-" + Guid.NewGuid().ToString("N"));
+    public HostFixture()
+        : this(Path.Combine(Path.GetTempPath(), "perf-e2e-" + Guid.NewGuid().ToString("N")), ownsDataDir: true)
+    {
+    }
+
+    /// <summary>A host on a given data directory, kept at disposal when not owned (restart tests start a second host on it).</summary>
+    internal HostFixture(string dataDir, bool ownsDataDir)
+    {
+        DataDir = dataDir;
+        _ownsDataDir = ownsDataDir;
+    }
+
+    public string DataDir { get; }
 
     public PerfHost Host => _host ?? throw new InvalidOperationException("host not started");
 
@@ -29,9 +42,12 @@ public sealed class HostFixture : IAsyncLifetime
         ["DATA_DIR"] = dataDir,
     };
 
-    public async Task InitializeAsync()
+    public Task InitializeAsync() => StartWithAsync(FreePortSettings(DataDir));
+
+    /// <summary>Starts the host with <paramref name="settings"/> (for tests that need settings the shared host must not have).</summary>
+    public async Task StartWithAsync(Dictionary<string, string?> settings)
     {
-        _host = await PerfHost.CreateAsync([], FreePortSettings(DataDir));
+        _host = await PerfHost.CreateAsync([], settings);
         await _host.StartAsync();
     }
 
@@ -42,7 +58,10 @@ public sealed class HostFixture : IAsyncLifetime
             await _host.DisposeAsync();
         }
 
-        TestDirectories.Delete(DataDir);
+        if (_ownsDataDir)
+        {
+            TestDirectories.Delete(DataDir);
+        }
     }
 
     public HttpClient CreateHttpClient() => new() { BaseAddress = HttpBase, Timeout = TimeSpan.FromSeconds(30) };

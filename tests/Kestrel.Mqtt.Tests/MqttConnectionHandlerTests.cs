@@ -151,6 +151,16 @@ public class MqttConnectionHandlerTests
     }
 
     [Fact]
+    public async Task RpcReplyForNoPendingRequest_IsAcked_AndTheSessionStays()
+    {
+        await using var host = await ConnectedAsync();
+        host.Api.NextStatus = UplinkStatus.NotFound;
+        await host.PublishAsync("v1/devices/me/rpc/response/999", "{}", 1, 5);
+        Assert.Equal(5, (await host.ReceiveAsync()).PacketId);
+        Assert.False(await host.ClosedWithinAsync(300));
+    }
+
+    [Fact]
     public async Task UnknownTopic_IsAckedAndIgnored()
     {
         await using var host = await ConnectedAsync();
@@ -233,6 +243,28 @@ public class MqttConnectionHandlerTests
     }
 
     [Fact]
+    public async Task QoS1Downlinks_BeyondMaxPending_CloseTheSession_AndAPubAckFreesASlot()
+    {
+        await using var host = await ConnectedAsync(configure: o => o.MaxPendingPerSession = 2);
+        await host.SendAsync(w => MqttPacketWriter.WriteSubscribe(w, 1, [new("v1/devices/me/attributes", 1)]));
+        await host.ReceiveAsync();
+        var session = host.Sessions.Sessions[0];
+        session.PushAttributeUpdate([new KvEntry("a", 1L)], []);
+        var first = await host.ReceiveAsync();
+        await host.SendAsync(w => MqttPacketWriter.WritePubAck(w, first.PacketId));
+        await Task.Delay(100); // the read loop takes the PUBACK
+        session.PushAttributeUpdate([new KvEntry("a", 2L)], []);
+        await host.ReceiveAsync();
+        session.PushAttributeUpdate([new KvEntry("a", 3L)], []);
+        await host.ReceiveAsync();
+        Assert.False(await host.ClosedWithinAsync(200));
+
+        session.PushAttributeUpdate([new KvEntry("a", 4L)], []);
+
+        Assert.True(await host.ClosedWithinAsync(2000));
+    }
+
+    [Fact]
     public async Task SharedAttributeUpdate_IsPushedToSubscribers()
     {
         await using var host = await ConnectedAsync();
@@ -274,5 +306,50 @@ public class MqttConnectionHandlerTests
             [("telemetry", "A", "[{\"ts\":1,\"values\":{\"t\":1}}]"), ("telemetry", "B", "[{\"ts\":2,\"values\":{\"t\":2}}]")],
             host.Api.Calls);
         Assert.Equal(3, host.Sessions.Sessions.Count);
+    }
+}
+
+public class MqttRateLimitTests
+{
+    [Fact]
+    public async Task DeviceRateLimitExceeded_AcksTheAcceptedUplinks_ThenClosesWithoutPubAck()
+    {
+        await using var host = new MqttTestHost(o => o.DeviceMessagesRateLimit = "3:60");
+        await host.ConnectAsync("good");
+        Assert.Equal(0, (await host.ReceiveAsync()).ReturnCode);
+
+        for (ushort id = 1; id <= 4; id++)
+        {
+            await host.PublishAsync("v1/devices/me/telemetry", "{\"a\":1}", 1, id);
+        }
+
+        for (ushort id = 1; id <= 3; id++)
+        {
+            var ack = await host.ReceiveAsync();
+            Assert.Equal(MqttPacketType.PubAck, ack.Type);
+            Assert.Equal(id, ack.PacketId);
+        }
+
+        Assert.True(await host.ClosedWithinAsync(2000));
+        Assert.Equal(3, host.Api.Calls.Count);
+    }
+
+    [Fact]
+    public async Task DeviceRateLimitExceeded_OnQoS0_Closes()
+    {
+        await using var first = new MqttTestHost(o => o.DeviceMessagesRateLimit = "1:60");
+        await first.ConnectAsync("good");
+        Assert.Equal(0, (await first.ReceiveAsync()).ReturnCode);
+        await first.PublishAsync("v1/devices/me/telemetry", "{\"a\":1}", 0);
+        await first.PublishAsync("v1/devices/me/telemetry", "{\"a\":2}", 0);
+
+        // QoS 0 excess closes too: there is no PUBACK to withhold.
+        Assert.True(await first.ClosedWithinAsync(2000));
+    }
+
+    [Fact]
+    public void InvalidRateLimit_FailsAtStartup()
+    {
+        Assert.Throws<FormatException>(() => new MqttTestHost(o => o.TenantMessagesRateLimit = "20:1,600"));
     }
 }

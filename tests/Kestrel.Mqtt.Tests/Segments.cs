@@ -22,6 +22,14 @@ internal static class Segments
         return new ReadOnlySequence<byte>(first, 0, last, 1);
     }
 
+    /// <summary>Two segments split at <paramref name="at"/> (a frame straddling two pipe buffers).</summary>
+    public static ReadOnlySequence<byte> Split(byte[] data, int at)
+    {
+        var first = new Segment(data.AsMemory(0, at), 0);
+        var last = first.Append(data.AsMemory(at));
+        return new ReadOnlySequence<byte>(first, 0, last, data.Length - at);
+    }
+
     private sealed class Segment : ReadOnlySequenceSegment<byte>
     {
         public Segment(ReadOnlyMemory<byte> memory, long runningIndex)

@@ -181,10 +181,17 @@ internal sealed class EdgeConnection
                     continue;
                 }
                 cursor = downlink.Seq;
-                var error = await DeliverAsync(downlink, ct);
+                var (error, rpcs) = await DeliverAsync(downlink, ct);
                 if (error is not null)
                 {
                     EdgeLog.DownlinkFailed(_hub.Logger, EdgeId, downlink.Seq, error);
+                }
+                else if (rpcs is not null)
+                {
+                    foreach (var call in rpcs)
+                    {
+                        _hub.Engine.Rpc.OnDelivered(EdgeProto.Join(call.DeviceIdMSB, call.DeviceIdLSB), call.RequestId);
+                    }
                 }
                 if (Interlocked.Read(ref PendingSyncCompletedSeq) == downlink.Seq)
                 {
@@ -217,8 +224,8 @@ internal sealed class EdgeConnection
         return msg.DeviceUpdateMsg.Count == 0 && msg.EntityData.Count == 0;
     }
 
-    /// <summary>Returns null when acknowledged, else why the downlink was given up on.</summary>
-    private async Task<string?> DeliverAsync(EdgeDownlink downlink, CancellationToken ct)
+    /// <summary>Error is null when acknowledged, else why the downlink was given up on; Rpcs are the RPC requests it carried.</summary>
+    private async Task<(string? Error, IReadOnlyList<DeviceRpcCallMsg>? Rpcs)> DeliverAsync(EdgeDownlink downlink, CancellationToken ct)
     {
         ResponseMsg envelope;
         try
@@ -229,18 +236,18 @@ internal sealed class EdgeConnection
         }
         catch (Exception e)
         {
-            return "undecodable downlink: " + e.Message;
+            return ("undecodable downlink: " + e.Message, null);
         }
         if (envelope.DownlinkMsg.DeviceRpcCallMsg.Count > 0 && IsExpiredRpc(envelope.DownlinkMsg))
         {
             // The caller already got its timeout; an RPC that waited in the queue past its expiry is not run late.
-            return "RPC request expired before delivery";
+            return ("RPC request expired before delivery", null);
         }
         var size = envelope.CalculateSize();
         if (size > EdgeMaxInbound)
         {
-            return $"downlink of {size} bytes exceeds the edge's maxInboundMessageSize of {EdgeMaxInbound} bytes; " +
-                "raise the edge's CLOUD_RPC_MAX_INBOUND_MESSAGE_SIZE";
+            return ($"downlink of {size} bytes exceeds the edge's maxInboundMessageSize of {EdgeMaxInbound} bytes; " +
+                "raise the edge's CLOUD_RPC_MAX_INBOUND_MESSAGE_SIZE", null);
         }
 
         var options = _hub.Options;
@@ -256,12 +263,14 @@ internal sealed class EdgeConnection
             try
             {
                 var response = await ack.Task.WaitAsync(TimeSpan.FromMilliseconds(options.DownlinkRetryMs), ct);
-                return response.Success ? null : "edge answered failure: " + response.ErrorMsg;
+                return response.Success
+                    ? (null, envelope.DownlinkMsg.DeviceRpcCallMsg.Where(c => c.RequestMsg is not null).ToArray())
+                    : ("edge answered failure: " + response.ErrorMsg, null);
             }
             catch (TimeoutException)
             {
             }
         }
-        return $"no DownlinkResponseMsg after {options.DownlinkAttempts} attempts";
+        return ($"no DownlinkResponseMsg after {options.DownlinkAttempts} attempts", null);
     }
 }

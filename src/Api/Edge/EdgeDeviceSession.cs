@@ -20,6 +20,9 @@ internal sealed class EdgeDeviceSession(EdgeConnection connection, Guid deviceId
 
     public bool WantsRpc => !connection.IsClosed;
 
+    /// <summary>A persistent RPC is DELIVERED when the edge acknowledges the downlink that carried it.</summary>
+    public bool ReportsRpcDelivery => true;
+
     public void PushAttributeUpdate(IReadOnlyList<KvEntry> updated, IReadOnlyList<string> deleted)
     {
     }

@@ -29,6 +29,38 @@ internal static class CoreSettings
             options.MaxPayloadSize = payload;
         }
 
+        // Persistent RPC, under the reference's variable names where it has them.
+        if (int.TryParse(configuration["ACTORS_RPC_MAX_RETRIES"], CultureInfo.InvariantCulture, out var retries))
+        {
+            options.RpcMaxRetries = retries;
+        }
+
+        if (bool.TryParse(configuration["ACTORS_RPC_SEQUENTIAL"], out var sequential))
+        {
+            options.RpcSequentialDelivery = sequential;
+        }
+
+        if (long.TryParse(configuration["SQL_RPC_TTL_CHECKING_INTERVAL"], CultureInfo.InvariantCulture, out var ttlCheck))
+        {
+            options.RpcTtlCheckIntervalMs = ttlCheck;
+        }
+
+        if (long.TryParse(configuration["RPC_TTL_MS"], CultureInfo.InvariantCulture, out var ttl))
+        {
+            options.PersistentRpcTtlMs = ttl;
+        }
+
+        // getSessionLimits advertises what the MQTT door enforces.
+        if (configuration["Mqtt:DeviceMessagesRateLimit"] is { Length: > 0 } deviceLimit)
+        {
+            options.DeviceRateLimits = deviceLimit;
+        }
+
+        if (int.TryParse(configuration["Mqtt:MaxInflight"], CultureInfo.InvariantCulture, out var inflight))
+        {
+            options.MaxInflightMessages = inflight;
+        }
+
         return options;
     }
 }

@@ -121,6 +121,7 @@ public sealed class PerfHost : IAsyncDisposable
         app.UseWebSockets();
         app.MapHealthEndpoints();
         app.MapRestApi();
+        DeviceHttp.DeviceHttpEndpoints.MapDeviceHttpApi(app);
         if (settings.EdgesEnabled)
         {
             app.MapEdgeRpc();

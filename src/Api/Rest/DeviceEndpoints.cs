@@ -57,6 +57,12 @@ internal static class DeviceEndpoints
                     string.IsNullOrEmpty(accessToken) ? null : accessToken, customerId);
             }
 
+            if (result.IsOk && body.ContainsKey("firmwareId") && EntityJson.ReadId(body["firmwareId"]) != result.Value!.FirmwareId)
+            {
+                // Assignment through the device body, as the reference's UI does: the core sets the fw_* shared attributes.
+                return await OtaEndpoints.AssignAsync(result.Value!.Id, EntityJson.ReadId(body["firmwareId"]), context, engine);
+            }
+
             return result.IsOk ? Results.Json(EntityJson.Device(result.Value!)) : TenantEndpoints.RegistryError(result.Status, result.Error);
         }).Roles(Authority.TenantAdmin);
 

@@ -13,6 +13,7 @@ public static class RestApi
         services.AddSingleton(new JwtService(key, access, refresh));
         services.AddSingleton<KeyTable>();
         services.AddSingleton<JwtAuthFilter>();
+        services.AddSingleton<OtaDrafts>();
         services.AddOpenApi();
         return services;
     }
@@ -25,6 +26,8 @@ public static class RestApi
         secured.MapTenantEndpoints();
         secured.MapDeviceEndpoints();
         secured.MapTelemetryEndpoints();
+        secured.MapRpcEndpoints();
+        secured.MapOtaEndpoints();
         secured.MapEdgeEndpoints();
         app.MapWebSocketEndpoints();
         app.MapOpenApi();

@@ -21,4 +21,7 @@ internal static partial class CoreLog
 
     [LoggerMessage(6, LogLevel.Warning, "Subscriber callback for device {DeviceId} failed")]
     public static partial void SubscriberFailed(ILogger logger, Guid deviceId, Exception exception);
+
+    [LoggerMessage(7, LogLevel.Warning, "Persistent RPC work for device {DeviceId} failed")]
+    public static partial void RpcDispatchFailed(ILogger logger, Guid deviceId, Exception exception);
 }

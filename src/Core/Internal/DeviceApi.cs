@@ -75,10 +75,26 @@ internal sealed class DeviceApi(
             return new(new UplinkResult(UplinkStatus.TooLarge, $"payload exceeds {options.MaxPayloadSize} bytes"));
         }
         var body = Encoding.UTF8.GetString(json);
-        return new(rpc.CompleteReply(device.Id, requestId, body)
-            ? UplinkResult.Success
-            : new UplinkResult(UplinkStatus.NotFound, $"no pending RPC {requestId}"));
+        var completion = rpc.CompleteReplyAsync(device.Id, requestId, body);
+        return completion.IsCompletedSuccessfully ? new(Outcome(completion.Result, requestId)) : AwaitReplyAsync(completion, requestId);
     }
+
+    private static async ValueTask<UplinkResult> AwaitReplyAsync(ValueTask<bool> completion, int requestId)
+    {
+        try
+        {
+            return Outcome(await completion, requestId);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            return new UplinkResult(UplinkStatus.Unavailable, "storage unavailable");
+        }
+    }
+
+    private static UplinkResult Outcome(bool completed, int requestId) =>
+        completed ? UplinkResult.Success : new UplinkResult(UplinkStatus.NotFound, $"no pending RPC {requestId}");
+
+    public void RpcDelivered(Device device, int requestId) => rpc.OnDelivered(device.Id, requestId);
 
     public ValueTask<ClientRpcResult> ClientRpcAsync(Device device, ReadOnlySequence<byte> json, CancellationToken cancellationToken)
     {

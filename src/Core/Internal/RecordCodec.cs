@@ -22,6 +22,12 @@ internal enum RecordKind : byte
     Telemetry = 12,
     TelemetryDelete = 13,
 
+    // Persistent RPC (40..49 reserved for RPC so parallel branches adding kinds do not collide).
+    Rpc = 40,
+    RpcTransition = 41,
+    RpcRemove = 42,
+    RpcSequence = 43,
+
     // Edge queues (50..59 reserved for edges so parallel branches adding kinds do not collide).
     EdgeAssignment = 50,
     EdgeDownlink = 51,

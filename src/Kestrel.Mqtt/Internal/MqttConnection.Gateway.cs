@@ -13,7 +13,7 @@ internal sealed partial class MqttConnection
     {
         if (!gateway.IsGateway)
         {
-            Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packet.PacketId, (byte)packet.QoS);
+            Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packet.PacketId, (byte)packet.QoS, route);
             return;
         }
 
@@ -26,7 +26,7 @@ internal sealed partial class MqttConnection
                 {
                     var child = await GetChildAsync(gateway, name, null);
                     var slice = payload.Slice(start, length);
-                    Enqueue(route == TopicRoute.GatewayTelemetry ? _api.PostTelemetryAsync(child.Device, slice) : _api.PostAttributesAsync(child.Device, slice), 0, 0);
+                    Enqueue(route == TopicRoute.GatewayTelemetry ? _api.PostTelemetryAsync(child.Device, slice) : _api.PostAttributesAsync(child.Device, slice), 0, 0, route);
                 }
 
                 break;
@@ -49,7 +49,7 @@ internal sealed partial class MqttConnection
                 if (ReadDeviceHeader(payload, out var rpcName, out _, out int rpcId, out long dataStart, out long dataLength))
                 {
                     var child = await GetChildAsync(gateway, rpcName, null);
-                    Enqueue(_api.RpcReplyAsync(child.Device, rpcId, payload.Slice(dataStart, dataLength)), 0, 0);
+                    Enqueue(_api.RpcReplyAsync(child.Device, rpcId, payload.Slice(dataStart, dataLength)), 0, 0, route);
                 }
 
                 break;
@@ -58,7 +58,7 @@ internal sealed partial class MqttConnection
                 break;
         }
 
-        Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packet.PacketId, (byte)packet.QoS);
+        Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packet.PacketId, (byte)packet.QoS, route);
     }
 
     private async ValueTask HandleGatewayAttributeRequestAsync(Device gateway, ReadOnlySequence<byte> payload)
@@ -66,6 +66,7 @@ internal sealed partial class MqttConnection
         string? name = null;
         int id = 0;
         bool client = false;
+        bool multiple = false;
         List<string>? keys = null;
         var r = new Utf8JsonReader(payload);
         try
@@ -82,6 +83,7 @@ internal sealed partial class MqttConnection
                     case "client": client = r.TokenType == JsonTokenType.True; break;
                     case "key": (keys ??= []).Add(r.GetString()!); break;
                     case "keys" when r.TokenType == JsonTokenType.StartArray:
+                        multiple = true;
                         while (r.Read() && r.TokenType == JsonTokenType.String)
                         {
                             (keys ??= []).Add(r.GetString()!);
@@ -112,7 +114,8 @@ internal sealed partial class MqttConnection
             w.WriteStartObject();
             w.WriteNumber("id", id);
             w.WriteString("device", name);
-            if (values.Count == 1 && keys is { Count: 1 })
+            // As the reference (3.4+): "key" asks for one value and gets "value"; "keys" gets a "values" object.
+            if (!multiple && values.Count == 1)
             {
                 WriteValueAs(w, "value", values[0].Entry);
             }

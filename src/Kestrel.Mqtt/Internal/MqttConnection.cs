@@ -22,6 +22,7 @@ internal sealed partial class MqttConnection : IDeviceSession
     private readonly IDeviceApi _api;
     private readonly ISessionTable _sessions;
     private readonly MqttOptions _options;
+    private readonly MqttRateLimits _limits;
     private readonly ILogger _logger;
     private readonly PipeWriter _output;
     private readonly Lock _writeLock = new();
@@ -49,9 +50,14 @@ internal sealed partial class MqttConnection : IDeviceSession
     private ushort _nextPacketId;
     private byte[]? _topicScratch;
     private Dictionary<string, GatewayChildSession>? _children;
+    private SessionLimiters _limiters;
 
-    public MqttConnection(ConnectionContext connection, IDeviceApi api, ISessionTable sessions, MqttOptions options, ILogger logger)
+    /// <summary>Set when an uplink was refused (rate limit): packets after it in the buffer are not dispatched.</summary>
+    private bool _stopReading;
+
+    public MqttConnection(ConnectionContext connection, IDeviceApi api, ISessionTable sessions, MqttOptions options, MqttRateLimits limits, ILogger logger)
     {
+        _limits = limits;
         _connection = connection;
         _api = api;
         _sessions = sessions;
@@ -90,7 +96,7 @@ internal sealed partial class MqttConnection : IDeviceSession
                 Volatile.Write(ref _lastActivity, Environment.TickCount64);
                 try
                 {
-                    while (!_closing && TryParse(ref buffer, out var packet))
+                    while (!_closing && !_stopReading && TryParse(ref buffer, out var packet))
                     {
                         await HandlePacketAsync(packet);
                         if (_pending.Count >= _options.MaxInflight)
@@ -157,9 +163,21 @@ internal sealed partial class MqttConnection : IDeviceSession
                 HandleConnect(packet.Connect!);
                 break;
             case MqttPacketType.PubAck:
+                Inflight acked;
+                bool found;
                 lock (_writeLock)
                 {
-                    _inflight.Remove(packet.PacketId);
+                    found = _inflight.Remove(packet.PacketId, out acked);
+                    if (found)
+                    {
+                        ArrayPool<byte>.Shared.Return(acked.Frame);
+                    }
+                }
+
+                if (found && acked.RpcRequestId != 0 && _device is { } device)
+                {
+                    // The PUBACK of an RPC request is its delivery acknowledgement (persistent RPC -> DELIVERED).
+                    _api.RpcDelivered(device, acked.RpcRequestId);
                 }
 
                 break;
@@ -207,6 +225,7 @@ internal sealed partial class MqttConnection : IDeviceSession
 
         _device = device;
         _deviceName = device.Name;
+        _limiters = _limits.For(device);
         _sessions.Register(this);
         _registered = true;
         lock (_writeLock)
@@ -239,6 +258,7 @@ internal sealed partial class MqttConnection : IDeviceSession
         Span<byte> codes = stackalloc byte[64];
         int count = 0;
         byte[]? rented = null;
+        var before = _subscriptions;
         var filters = new MqttTopicFilterReader(packet);
         while (filters.TryNext(out var filter, out byte qos))
         {
@@ -282,6 +302,25 @@ internal sealed partial class MqttConnection : IDeviceSession
         {
             ArrayPool<byte>.Shared.Return(rented);
         }
+
+        // After the SUBACK, so a queued RPC the core now delivers follows it on the wire.
+        if ((_subscriptions & ~before) != 0)
+        {
+            NotifySubscriptionsChanged();
+        }
+    }
+
+    /// <summary>Tells the core this session (and, for a gateway, each child) now wants more, so RPCs queued while it did not are delivered.</summary>
+    private void NotifySubscriptionsChanged()
+    {
+        _sessions.SubscriptionsChanged(this);
+        if (_children is not null && (_subscriptions & TopicSubscription.Gateway) != 0)
+        {
+            foreach (var child in _children.Values)
+            {
+                _sessions.SubscriptionsChanged(child);
+            }
+        }
     }
 
     private void HandleUnsubscribe(in MqttPacket packet)
@@ -318,32 +357,40 @@ internal sealed partial class MqttConnection : IDeviceSession
         var route = MqttTopics.Route(topic, out int id, out bool v2);
         byte qos = (byte)packet.QoS;
         ushort packetId = packet.PacketId;
+        if (_limiters.TryAcquire() is { } exceeded)
+        {
+            // The reference drops the connection without PUBACK; PUBACKs of earlier accepted uplinks still go out first.
+            Enqueue(new ValueTask<UplinkResult>(new UplinkResult(UplinkStatus.RateLimited, "rate limit " + exceeded + " exceeded")), packetId, qos, route);
+            _stopReading = true;
+            return ValueTask.CompletedTask;
+        }
+
         switch (route)
         {
             case TopicRoute.Telemetry:
-                Enqueue(_api.PostTelemetryAsync(device, packet.Payload), packetId, qos);
+                Enqueue(_api.PostTelemetryAsync(device, packet.Payload), packetId, qos, route);
                 break;
             case TopicRoute.Attributes:
-                Enqueue(_api.PostAttributesAsync(device, packet.Payload), packetId, qos);
+                Enqueue(_api.PostAttributesAsync(device, packet.Payload), packetId, qos, route);
                 break;
             case TopicRoute.RpcReply:
-                Enqueue(_api.RpcReplyAsync(device, id, packet.Payload), packetId, qos);
+                Enqueue(_api.RpcReplyAsync(device, id, packet.Payload), packetId, qos, route);
                 break;
             case TopicRoute.Claim:
-                Enqueue(_api.ClaimAsync(device, packet.Payload), packetId, qos);
+                Enqueue(_api.ClaimAsync(device, packet.Payload), packetId, qos, route);
                 break;
             case TopicRoute.AttributeRequest:
                 MqttJson.ReadAttributeRequest(packet.Payload, out var clientKeys, out var sharedKeys);
                 StartRequest(RespondAttributesAsync(_api.RequestAttributesAsync(device, clientKeys, sharedKeys), id, v2));
-                Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packetId, qos);
+                Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packetId, qos, route);
                 break;
             case TopicRoute.ClientRpcRequest:
                 StartRequest(RespondClientRpcAsync(_api.ClientRpcAsync(device, packet.Payload, _closed.Token), id));
-                Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packetId, qos);
+                Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packetId, qos, route);
                 break;
             case TopicRoute.FirmwareChunk:
                 HandleFirmwareRequest(device, topic, packet.Payload);
-                Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packetId, qos);
+                Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packetId, qos, route);
                 break;
             case TopicRoute.Unknown:
                 if (!_unknownTopicLogged)
@@ -352,7 +399,7 @@ internal sealed partial class MqttConnection : IDeviceSession
                     MqttLog.UnknownTopic(_logger, ConnectionId, _deviceName);
                 }
 
-                Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packetId, qos);
+                Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packetId, qos, route);
                 break;
             default:
                 // Gateway API: awaits child resolution inline, the read buffer stays valid until AdvanceTo.
@@ -362,7 +409,7 @@ internal sealed partial class MqttConnection : IDeviceSession
         return ValueTask.CompletedTask;
     }
 
-    private void Enqueue(ValueTask<UplinkResult> task, ushort packetId, byte qos) => _pending.Add(new PendingUplink(task, packetId, qos));
+    private void Enqueue(ValueTask<UplinkResult> task, ushort packetId, byte qos, TopicRoute route) => _pending.Add(new PendingUplink(task, packetId, qos, route));
 
     /// <summary>Awaits dispatched uplinks in arrival order and writes their PUBACKs in that order (§4.6).</summary>
     private async ValueTask DrainPendingAsync()
@@ -383,11 +430,25 @@ internal sealed partial class MqttConnection : IDeviceSession
                     continue;
                 }
 
-                if (result.IsOk || (result.Status == UplinkStatus.BadPayload && (p.QoS == 0 || _options.AckInvalidJsonOnQos1)))
+                bool acknowledge = result.Status switch
+                {
+                    UplinkStatus.Ok => true,
+                    // A reply to an RPC that already timed out, or an uplink of a device deleted meanwhile (its
+                    // session is closed by the core): nothing a re-send could fix, so acknowledge and go on.
+                    UplinkStatus.NotFound => true,
+                    UplinkStatus.BadPayload => p.QoS == 0 || _options.AckInvalidJsonOnQos1,
+                    _ => false,
+                };
+                if (!result.IsOk)
+                {
+                    MqttMetrics.UplinkRefused(result.Status, p.Route, acknowledge);
+                }
+
+                if (acknowledge)
                 {
                     if (!result.IsOk)
                     {
-                        MqttLog.UplinkDropped(_logger, ConnectionId, _deviceName, result.Status, result.Reason);
+                        MqttLog.UplinkDropped(_logger, ConnectionId, _deviceName, p.Route, result.Status, result.Reason);
                     }
 
                     if (p.QoS == 1)
@@ -404,7 +465,7 @@ internal sealed partial class MqttConnection : IDeviceSession
                 else
                 {
                     // No PUBACK: the reference drops the connection (rate limit, invalid JSON on QoS 1).
-                    MqttLog.UplinkRejected(_logger, ConnectionId, _deviceName, result.Status, result.Reason);
+                    MqttLog.UplinkRejected(_logger, ConnectionId, _deviceName, p.Route, result.Status, result.Reason);
                     _closing = true;
                 }
             }
@@ -557,12 +618,15 @@ internal sealed partial class MqttConnection : IDeviceSession
             ResetJson();
             MqttJson.WriteRpcRequest(_jsonWriter, request, withId: false);
             _jsonWriter.Flush();
-            ok = WritePublishLocked(topic[..len], _json.WrittenSpan, _rpcQoS);
+            ok = WritePublishLocked(topic[..len], _json.WrittenSpan, _rpcQoS, request.RequestId);
         }
 
         RequestFlush();
         return ok;
     }
+
+    /// <summary>With QoS 1 the PUBACK reports delivery (<see cref="IDeviceApi.RpcDelivered"/>); with QoS 0 the push is the delivery.</summary>
+    public bool ReportsRpcDelivery => _rpcQoS > 0;
 
     public void Close(string reason)
     {
@@ -590,7 +654,7 @@ internal sealed partial class MqttConnection : IDeviceSession
     }
 
     /// <summary>Writes a PUBLISH; QoS 1 copies the frame for re-sending until PUBACK. Caller holds the lock.</summary>
-    private bool WritePublishLocked(ReadOnlySpan<byte> topic, ReadOnlySpan<byte> payload, byte qos)
+    private bool WritePublishLocked(ReadOnlySpan<byte> topic, ReadOnlySpan<byte> payload, byte qos, int rpcRequestId = 0)
     {
         if (_outputClosed)
         {
@@ -609,12 +673,13 @@ internal sealed partial class MqttConnection : IDeviceSession
             return false;
         }
 
+        // The frame must outlive this call for re-sends: pooled, returned on PUBACK or close.
         ushort id = NextPacketId();
-        var frame = new ArrayBufferWriter<byte>(topic.Length + payload.Length + 9);
+        int size = MqttPacketWriter.PublishSize(topic.Length, payload.Length, 1);
+        var frame = ArrayPool<byte>.Shared.Rent(size);
         MqttPacketWriter.WritePublish(frame, topic, payload, 1, id);
-        var bytes = frame.WrittenSpan.ToArray();
-        _inflight[id] = new Inflight(bytes, Environment.TickCount64);
-        _output.Write(bytes);
+        _inflight[id] = new Inflight(frame, size, Environment.TickCount64, rpcRequestId);
+        _output.Write(frame.AsSpan(0, size));
         return true;
     }
 
@@ -725,7 +790,7 @@ internal sealed partial class MqttConnection : IDeviceSession
                 if (now - inflight.SentAt >= retryMs)
                 {
                     inflight.Frame[0] |= 0x08; // DUP (§3.3.1.1)
-                    _output.Write(inflight.Frame);
+                    _output.Write(inflight.Frame.AsSpan(0, inflight.Length));
                     _inflight[id] = inflight with { SentAt = now };
                     wrote = true;
                 }
@@ -791,6 +856,12 @@ internal sealed partial class MqttConnection : IDeviceSession
         {
             _outputClosed = true;
             flush = _output.FlushAsync();
+            foreach (var inflight in _inflight.Values)
+            {
+                ArrayPool<byte>.Shared.Return(inflight.Frame);
+            }
+
+            _inflight.Clear();
         }
 
         try
@@ -827,7 +898,9 @@ internal sealed partial class MqttConnection : IDeviceSession
         return _topicScratch.AsSpan(0, len);
     }
 
-    private readonly record struct PendingUplink(ValueTask<UplinkResult> Task, ushort PacketId, byte QoS);
+    private readonly record struct PendingUplink(ValueTask<UplinkResult> Task, ushort PacketId, byte QoS, TopicRoute Route);
 
-    private readonly record struct Inflight(byte[] Frame, long SentAt);
+    /// <summary>An unacknowledged QoS 1 downlink: <see cref="Frame"/> is pooled, its first <see cref="Length"/> bytes the packet.</summary>
+    /// <param name="RpcRequestId">Non-zero for a server-side RPC request: its PUBACK is reported to the core.</param>
+    private readonly record struct Inflight(byte[] Frame, int Length, long SentAt, int RpcRequestId = 0);
 }

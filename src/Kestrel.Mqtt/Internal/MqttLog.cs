@@ -20,8 +20,8 @@ internal static partial class MqttLog
     [LoggerMessage(5, LogLevel.Information, "MQTT {ConnectionId} device {Device} closed: keep-alive {KeepAlive} s exceeded by 1.5x")]
     public static partial void KeepAliveExpired(ILogger logger, string connectionId, string? device, int keepAlive);
 
-    [LoggerMessage(6, LogLevel.Information, "MQTT {ConnectionId} device {Device} closed: uplink {Status} {Reason}")]
-    public static partial void UplinkRejected(ILogger logger, string connectionId, string? device, UplinkStatus status, string? reason);
+    [LoggerMessage(6, LogLevel.Information, "MQTT {ConnectionId} device {Device} closed: {Route} uplink {Status} {Reason}")]
+    public static partial void UplinkRejected(ILogger logger, string connectionId, string? device, TopicRoute route, UplinkStatus status, string? reason);
 
     [LoggerMessage(7, LogLevel.Information, "MQTT {ConnectionId} device {Device} ignoring PUBLISH on unknown topic (logged once per connection)")]
     public static partial void UnknownTopic(ILogger logger, string connectionId, string? device);
@@ -29,8 +29,8 @@ internal static partial class MqttLog
     [LoggerMessage(8, LogLevel.Information, "MQTT {ConnectionId} device {Device} closed by server: {Reason}")]
     public static partial void ClosedByServer(ILogger logger, string connectionId, string? device, string reason);
 
-    [LoggerMessage(9, LogLevel.Debug, "MQTT {ConnectionId} device {Device} QoS 0 uplink dropped: {Status} {Reason}")]
-    public static partial void UplinkDropped(ILogger logger, string connectionId, string? device, UplinkStatus status, string? reason);
+    [LoggerMessage(9, LogLevel.Information, "MQTT {ConnectionId} device {Device} {Route} uplink acknowledged but not applied: {Status} {Reason}")]
+    public static partial void UplinkDropped(ILogger logger, string connectionId, string? device, TopicRoute route, UplinkStatus status, string? reason);
 
     [LoggerMessage(10, LogLevel.Warning, "MQTT {ConnectionId} device {Device} request failed")]
     public static partial void RequestFailed(ILogger logger, Exception exception, string connectionId, string? device);

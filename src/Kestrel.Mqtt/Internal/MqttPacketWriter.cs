@@ -60,9 +60,23 @@ internal static class MqttPacketWriter
     public static void WritePublish(IBufferWriter<byte> output, ReadOnlySpan<byte> topicUtf8, ReadOnlySpan<byte> payload,
         byte qos = 0, ushort packetId = 0, bool dup = false, bool retain = false)
     {
+        int total = PublishSize(topicUtf8.Length, payload.Length, qos);
+        WritePublish(output.GetSpan(total), topicUtf8, payload, qos, packetId, dup, retain);
+        output.Advance(total);
+    }
+
+    /// <summary>Bytes a PUBLISH with these lengths occupies on the wire.</summary>
+    public static int PublishSize(int topicLength, int payloadLength, byte qos)
+    {
+        int remaining = 2 + topicLength + (qos > 0 ? 2 : 0) + payloadLength;
+        return 1 + RemainingLengthSize(remaining) + remaining;
+    }
+
+    /// <summary>PUBLISH into <paramref name="span"/> (at least <see cref="PublishSize"/> bytes); returns the bytes written.</summary>
+    public static int WritePublish(Span<byte> span, ReadOnlySpan<byte> topicUtf8, ReadOnlySpan<byte> payload,
+        byte qos = 0, ushort packetId = 0, bool dup = false, bool retain = false)
+    {
         int remaining = 2 + topicUtf8.Length + (qos > 0 ? 2 : 0) + payload.Length;
-        int total = 1 + RemainingLengthSize(remaining) + remaining;
-        var span = output.GetSpan(total);
         int pos = WritePublishHeader(span, remaining, qos, dup, retain);
         BinaryPrimitives.WriteUInt16BigEndian(span[pos..], (ushort)topicUtf8.Length);
         topicUtf8.CopyTo(span[(pos + 2)..]);
@@ -74,7 +88,7 @@ internal static class MqttPacketWriter
         }
 
         payload.CopyTo(span[pos..]);
-        output.Advance(total);
+        return pos + payload.Length;
     }
 
     /// <summary>PUBLISH with a string topic, encoded straight into the output.</summary>

@@ -1,0 +1,90 @@
+using System.Buffers;
+using System.Text.Json;
+using Perf.Core;
+using Perf.Core.Telemetry;
+
+namespace Perf.Api.DeviceHttp;
+
+/// <summary>JSON bodies of the HTTP device API, in the reference's shapes.</summary>
+internal static class DeviceHttpJson
+{
+    /// <summary><c>{"k":v,...,"deleted":[...]}</c>.</summary>
+    public static byte[] AttributeUpdate(IReadOnlyList<KvEntry> updated, IReadOnlyList<string> deleted) => Write(w =>
+    {
+        w.WriteStartObject();
+        foreach (var e in updated)
+        {
+            WriteValue(w, e);
+        }
+
+        if (deleted.Count > 0)
+        {
+            w.WriteStartArray("deleted");
+            foreach (var key in deleted)
+            {
+                w.WriteStringValue(key);
+            }
+
+            w.WriteEndArray();
+        }
+
+        w.WriteEndObject();
+    });
+
+    /// <summary><c>{"id":n,"method":..,"params":..}</c>.</summary>
+    public static byte[] RpcRequest(RpcRequest request) => Write(w =>
+    {
+        w.WriteStartObject();
+        w.WriteNumber("id", request.RequestId);
+        w.WriteString("method", request.Method);
+        w.WritePropertyName("params");
+        w.WriteRawValue(string.IsNullOrWhiteSpace(request.ParamsJson) ? "{}" : request.ParamsJson);
+        w.WriteEndObject();
+    });
+
+    /// <summary><c>{"client":{...},"shared":{...}}</c>.</summary>
+    public static byte[] AttributesReply(AttributesReply reply) => Write(w =>
+    {
+        w.WriteStartObject();
+        WriteScope(w, "client", reply.Client);
+        WriteScope(w, "shared", reply.Shared);
+        w.WriteEndObject();
+    });
+
+    private static void WriteScope(Utf8JsonWriter w, string name, IReadOnlyList<AttributeKv> values)
+    {
+        w.WriteStartObject(name);
+        foreach (var a in values)
+        {
+            WriteValue(w, a.Entry);
+        }
+
+        w.WriteEndObject();
+    }
+
+    private static void WriteValue(Utf8JsonWriter w, in KvEntry e)
+    {
+        switch (e.Type)
+        {
+            case DataType.Boolean: w.WriteBoolean(e.Key, e.BooleanValue); break;
+            case DataType.Long: w.WriteNumber(e.Key, e.LongValue); break;
+            case DataType.Double: w.WriteNumber(e.Key, e.DoubleValue); break;
+            case DataType.Json:
+                w.WritePropertyName(e.Key);
+                w.WriteRawValue(e.Text ?? "null");
+                break;
+            default: w.WriteString(e.Key, e.Text); break;
+        }
+    }
+
+    private static byte[] Write(Action<Utf8JsonWriter> body)
+    {
+        var buffer = new ArrayBufferWriter<byte>(256);
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            body(w);
+        }
+
+        return buffer.WrittenSpan.ToArray();
+    }
+}

@@ -1,0 +1,334 @@
+using System.Text;
+using Perf.Coap.Internal;
+using Perf.Core;
+
+namespace Perf.Coap.Tests;
+
+public sealed class CoapServerTests
+{
+    private static readonly byte[] Token = [0xCA, 0xFE];
+
+    [Fact]
+    public async Task ConfirmableTelemetryPost_IsAnsweredWithAPiggybacked201_CarryingTheToken()
+    {
+        await using var h = await CoapServerHarness.StartAsync();
+        var id = h.NextId();
+        await h.SendAsync(CoapServerHarness.Request(CoapMessageType.Confirmable, CoapCode.Post, id, Token, "api/v1/good/telemetry",
+            w => w.UInt(CoapOptionNumber.ContentFormat, CoapContentFormat.Json), "{\"t\":1}"u8.ToArray()));
+        var reply = await h.ReceiveAsync();
+        Assert.Equal(CoapMessageType.Acknowledgement, reply.Type);
+        Assert.Equal(CoapCode.Created, reply.Code);
+        Assert.Equal(id, reply.MessageId);
+        Assert.Equal(Token, reply.Token);
+        Assert.Equal([("telemetry", "{\"t\":1}")], h.Api.Calls);
+    }
+
+    [Theory]
+    [InlineData("api/v1/bad/telemetry", CoapCode.Post, CoapCode.Unauthorized)]
+    [InlineData("api/v1/good/telemetry", CoapCode.Get, CoapCode.BadRequest)]
+    [InlineData("api/v1/good/nothing", CoapCode.Post, CoapCode.NotFound)]
+    [InlineData("other", CoapCode.Get, CoapCode.NotFound)]
+    [InlineData("api/v1/good/telemetry", CoapCode.Delete, CoapCode.MethodNotAllowed)]
+    public async Task Requests_AreAnsweredWithTheInteropCodes(string path, byte method, byte expected)
+    {
+        await using var h = await CoapServerHarness.StartAsync();
+        await h.SendAsync(CoapServerHarness.Request(CoapMessageType.Confirmable, method, h.NextId(), Token, path, payload: "{}"u8.ToArray()));
+        Assert.Equal(CoapCode.Format(expected), CoapCode.Format((await h.ReceiveAsync()).Code));
+    }
+
+    [Theory]
+    [InlineData(UplinkStatus.BadPayload, CoapCode.BadRequest)]
+    [InlineData(UplinkStatus.Unavailable, CoapCode.InternalServerError)]
+    [InlineData(UplinkStatus.TooLarge, CoapCode.RequestEntityTooLarge)]
+    public async Task CoreOutcomes_MapToCoapCodes(UplinkStatus status, byte expected)
+    {
+        await using var h = await CoapServerHarness.StartAsync();
+        h.Api.NextStatus = status;
+        await h.SendAsync(CoapServerHarness.Request(CoapMessageType.Confirmable, CoapCode.Post, h.NextId(), Token, "api/v1/good/attributes", payload: "x"u8.ToArray()));
+        Assert.Equal(CoapCode.Format(expected), CoapCode.Format((await h.ReceiveAsync()).Code));
+    }
+
+    [Fact]
+    public async Task UnknownCriticalOption_Is402_AndUnsupportedContentFormat_Is415()
+    {
+        await using var h = await CoapServerHarness.StartAsync();
+        await h.SendAsync(CoapServerHarness.Request(CoapMessageType.Confirmable, CoapCode.Post, h.NextId(), Token, "api/v1/good/telemetry", w => w.Option(9, "x"u8)));
+        Assert.Equal(CoapCode.BadOption, (await h.ReceiveAsync()).Code);
+        await h.SendAsync(CoapServerHarness.Request(CoapMessageType.Confirmable, CoapCode.Post, h.NextId(), Token, "api/v1/good/telemetry",
+            w => w.UInt(CoapOptionNumber.ContentFormat, 60)));
+        Assert.Equal(CoapCode.UnsupportedContentFormat, (await h.ReceiveAsync()).Code);
+    }
+
+    [Fact]
+    public async Task NonConfirmableRequest_GetsANonConfirmableResponse()
+    {
+        await using var h = await CoapServerHarness.StartAsync();
+        await h.SendAsync(CoapServerHarness.Request(CoapMessageType.NonConfirmable, CoapCode.Post, h.NextId(), Token, "api/v1/good/telemetry", payload: "{}"u8.ToArray()));
+        var reply = await h.ReceiveAsync();
+        Assert.Equal(CoapMessageType.NonConfirmable, reply.Type);
+        Assert.Equal(CoapCode.Created, reply.Code);
+        Assert.Equal(Token, reply.Token);
+    }
+
+    [Fact]
+    public async Task DuplicateConfirmable_GetsTheSameResponse_AndReachesTheCoreOnce()
+    {
+        await using var h = await CoapServerHarness.StartAsync();
+        var request = CoapServerHarness.Request(CoapMessageType.Confirmable, CoapCode.Post, h.NextId(), Token, "api/v1/good/telemetry", payload: "{\"a\":1}"u8.ToArray());
+        await h.SendAsync(request);
+        var first = await h.ReceiveAsync();
+        await h.SendAsync(request);
+        var second = await h.ReceiveAsync();
+        Assert.Equal(first.MessageId, second.MessageId);
+        Assert.Equal(first.Code, second.Code);
+        Assert.Equal(1, h.Api.CallCount("telemetry"));
+    }
+
+    [Fact]
+    public async Task SlowCore_GetsAnEmptyAckAfter500ms_ThenASeparateConfirmableResponse()
+    {
+        await using var h = await CoapServerHarness.StartAsync();
+        h.Api.Hold = new TaskCompletionSource<UplinkResult>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var id = h.NextId();
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        await h.SendAsync(CoapServerHarness.Request(CoapMessageType.Confirmable, CoapCode.Post, id, Token, "api/v1/good/telemetry", payload: "{}"u8.ToArray()));
+
+        var emptyAck = await h.ReceiveAsync();
+        Assert.InRange(started.ElapsedMilliseconds, 450, 2000);
+        Assert.Equal(CoapMessageType.Acknowledgement, emptyAck.Type);
+        Assert.Equal(CoapCode.Empty, emptyAck.Code);
+        Assert.Equal(id, emptyAck.MessageId);
+
+        h.Api.Hold.SetResult(UplinkResult.Success);
+        var separate = await h.ReceiveAsync();
+        Assert.Equal(CoapMessageType.Confirmable, separate.Type);
+        Assert.Equal(CoapCode.Created, separate.Code);
+        Assert.Equal(Token, separate.Token);
+        Assert.NotEqual(id, separate.MessageId);
+
+        // Acknowledge it: no retransmission follows.
+        await h.SendAsync([0x60, 0x00, (byte)(separate.MessageId >> 8), (byte)separate.MessageId]);
+        Assert.True(await h.NothingWithinAsync(3500));
+    }
+
+    [Fact]
+    public async Task ObserveRpc_DeliversANotification_RetransmitsItWithBackoff_AndDropsTheObserverWhenNeverAcknowledged()
+    {
+        await using var h = await CoapServerHarness.StartAsync(o => o.AckTimeoutScale = 0.05); // ACK_TIMEOUT 100 ms
+        await h.SendAsync(CoapServerHarness.Request(CoapMessageType.Confirmable, CoapCode.Get, h.NextId(), Token, "api/v1/good/rpc",
+            w => w.UInt(CoapOptionNumber.Observe, 0)));
+        var registered = await h.ReceiveAsync();
+        Assert.Equal(CoapCode.Content, registered.Code);
+        Assert.NotNull(registered.UInt(CoapOptionNumber.Observe));
+
+        var session = Assert.Single(h.Sessions.Sessions);
+        Assert.True(session.WantsRpc);
+        Assert.Equal("COAP", session.Transport);
+        Assert.True(session.PushRpcRequest(new RpcRequest(7, Guid.NewGuid(), "reboot", "{\"now\":true}", false, 0, false)));
+
+        var times = new List<long>();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var notification = await h.ReceiveAsync();
+        times.Add(clock.ElapsedMilliseconds);
+        Assert.Equal(CoapMessageType.Confirmable, notification.Type);
+        Assert.Equal(Token, notification.Token);
+        Assert.True(notification.UInt(CoapOptionNumber.Observe) > registered.UInt(CoapOptionNumber.Observe));
+        Assert.Equal("{\"id\":7,\"method\":\"reboot\",\"params\":{\"now\":true}}", notification.Text);
+
+        for (var i = 0; i < CoapTransmission.MaxRetransmit; i++)
+        {
+            var again = await h.ReceiveAsync();
+            times.Add(clock.ElapsedMilliseconds);
+            Assert.Equal(notification.MessageId, again.MessageId);
+        }
+
+        Assert.True(await h.NothingWithinAsync(2500));
+        // Back-off doubles: gaps of at least 100, 200, 400 and 800 ms (each timer restarts when its send
+        // happens, so a late tick on a busy machine lengthens a gap but never shortens the next one).
+        for (var i = 1; i < times.Count; i++)
+        {
+            Assert.True(times[i] - times[i - 1] >= (100 << (i - 1)) - 50, string.Join(",", times));
+        }
+
+        Assert.Empty(h.Sessions.Sessions); // gave up: observer removed, session unregistered
+    }
+
+    [Fact]
+    public async Task ResetToANotification_CancelsTheObservation()
+    {
+        await using var h = await CoapServerHarness.StartAsync();
+        await h.SendAsync(CoapServerHarness.Request(CoapMessageType.Confirmable, CoapCode.Get, h.NextId(), Token, "api/v1/good/attributes",
+            w => w.UInt(CoapOptionNumber.Observe, 0)));
+        var registered = await h.ReceiveAsync();
+        Assert.Equal("{\"s\":\"x\"}", registered.Text);
+        var session = Assert.Single(h.Sessions.Sessions);
+        session.PushAttributeUpdate([new Perf.Core.Telemetry.KvEntry("fw", "2.0")], []);
+        var notification = await h.ReceiveAsync();
+        Assert.Equal("{\"fw\":\"2.0\"}", notification.Text);
+        await h.SendAsync([0x70, 0x00, (byte)(notification.MessageId >> 8), (byte)notification.MessageId]);
+        await WaitUntil(() => h.Sessions.Sessions.Count == 0);
+    }
+
+    [Fact]
+    public async Task ObserveOne_Deregisters()
+    {
+        await using var h = await CoapServerHarness.StartAsync();
+        await h.SendAsync(CoapServerHarness.Request(CoapMessageType.Confirmable, CoapCode.Get, h.NextId(), Token, "api/v1/good/rpc",
+            w => w.UInt(CoapOptionNumber.Observe, 0)));
+        await h.ReceiveAsync();
+        Assert.Single(h.Sessions.Sessions);
+        await h.SendAsync(CoapServerHarness.Request(CoapMessageType.Confirmable, CoapCode.Get, h.NextId(), Token, "api/v1/good/rpc",
+            w => w.UInt(CoapOptionNumber.Observe, 1)));
+        Assert.Equal(CoapCode.Content, (await h.ReceiveAsync()).Code);
+        Assert.Empty(h.Sessions.Sessions);
+    }
+
+    [Fact]
+    public async Task Block1Upload_IsAssembled_AndEachBlockAcknowledged()
+    {
+        await using var h = await CoapServerHarness.StartAsync();
+        var body = Encoding.UTF8.GetBytes("{\"k\":\"" + new string('x', 40) + "\"}"); // 48 bytes: three blocks of 16
+        for (var n = 0; n < 3; n++)
+        {
+            var block = new CoapBlock(n, n < 2, 0);
+            await h.SendAsync(CoapServerHarness.Request(CoapMessageType.Confirmable, CoapCode.Post, h.NextId(), Token, "api/v1/good/telemetry",
+                w => w.UInt(CoapOptionNumber.Block1, block.Encode()), body.AsSpan(n * 16, 16).ToArray()));
+            var reply = await h.ReceiveAsync();
+            Assert.Equal(n < 2 ? CoapCode.Continue : CoapCode.Created, reply.Code);
+            Assert.Equal(block.Encode(), reply.UInt(CoapOptionNumber.Block1));
+        }
+
+        Assert.Equal([("telemetry", Encoding.UTF8.GetString(body))], h.Api.Calls);
+    }
+
+    [Fact]
+    public async Task Block1_OutOfOrder_Is408()
+    {
+        await using var h = await CoapServerHarness.StartAsync();
+        await h.SendAsync(CoapServerHarness.Request(CoapMessageType.Confirmable, CoapCode.Post, h.NextId(), Token, "api/v1/good/telemetry",
+            w => w.UInt(CoapOptionNumber.Block1, new CoapBlock(2, false, 0).Encode()), new byte[5]));
+        Assert.Equal(CoapCode.RequestEntityIncomplete, (await h.ReceiveAsync()).Code);
+    }
+
+    [Fact]
+    public async Task FirmwareDownload_IsServedBlockWise_ByteForByte()
+    {
+        await using var h = await CoapServerHarness.StartAsync(o => o.BlockSize = 64);
+        h.Api.Firmware = Enumerable.Range(0, 1000).Select(i => (byte)(i * 31)).ToArray();
+        var received = new List<byte>();
+        for (var n = 0; ; n++)
+        {
+            await h.SendAsync(CoapServerHarness.Request(CoapMessageType.Confirmable, CoapCode.Get, h.NextId(), Token, "api/v1/good/firmware",
+                n == 0 ? null : w => w.UInt(CoapOptionNumber.Block2, new CoapBlock(n, false, 2).Encode()), null, "title=fw", "version=1"));
+            var reply = await h.ReceiveAsync();
+            Assert.Equal(CoapCode.Content, reply.Code);
+            Assert.True(CoapBlock.TryDecode(reply.UInt(CoapOptionNumber.Block2)!.Value, out var block));
+            Assert.Equal(n, block.Number);
+            Assert.Equal(64, block.Size);
+            received.AddRange(reply.Payload);
+            if (!block.More)
+            {
+                break;
+            }
+        }
+
+        Assert.Equal(h.Api.Firmware, received.ToArray());
+    }
+
+    [Fact]
+    public async Task LargeGetResponse_IsSlicedWithBlock2_AndSize2()
+    {
+        await using var h = await CoapServerHarness.StartAsync(o => o.BlockSize = 16);
+        for (var i = 0; i < 10; i++)
+        {
+            h.Api.Shared.Add(new AttributeKv(1, new Perf.Core.Telemetry.KvEntry("key" + i, "value" + i)));
+        }
+
+        var body = new List<byte>();
+        int? size2 = null;
+        for (var n = 0; ; n++)
+        {
+            await h.SendAsync(CoapServerHarness.Request(CoapMessageType.Confirmable, CoapCode.Get, h.NextId(), Token, "api/v1/good/attributes",
+                n == 0 ? null : w => w.UInt(CoapOptionNumber.Block2, new CoapBlock(n, false, 0).Encode())));
+            var reply = await h.ReceiveAsync();
+            size2 ??= (int?)reply.UInt(CoapOptionNumber.Size2);
+            Assert.True(CoapBlock.TryDecode(reply.UInt(CoapOptionNumber.Block2)!.Value, out var block));
+            body.AddRange(reply.Payload);
+            if (!block.More)
+            {
+                break;
+            }
+        }
+
+        var json = Encoding.UTF8.GetString(body.ToArray());
+        Assert.StartsWith("{\"client\":{\"a\":1},\"shared\":{\"s\":\"x\",\"key0\":\"value0\"", json);
+        Assert.Equal(size2, body.Count);
+    }
+
+    [Fact]
+    public async Task ClientRpc_AnswersContentWithTheCoreReply()
+    {
+        await using var h = await CoapServerHarness.StartAsync();
+        await h.SendAsync(CoapServerHarness.Request(CoapMessageType.Confirmable, CoapCode.Post, h.NextId(), Token, "api/v1/good/rpc",
+            payload: "{\"method\":\"getTime\",\"params\":{}}"u8.ToArray()));
+        var reply = await h.ReceiveAsync();
+        Assert.Equal(CoapCode.Content, reply.Code);
+        Assert.Equal("{\"time\":42}", reply.Text);
+    }
+
+    [Fact]
+    public async Task MalformedConfirmable_IsReset_GarbageIsIgnored_AndTheServerKeepsAnswering()
+    {
+        await using var h = await CoapServerHarness.StartAsync();
+        await h.SendAsync([0x49, 0x01, 0x33, 0x44, 1, 2, 3, 4, 5, 6, 7, 8, 9]); // CON with TKL 9
+        var rst = await h.ReceiveAsync();
+        Assert.Equal(CoapMessageType.Reset, rst.Type);
+        Assert.Equal(0x3344, rst.MessageId);
+
+        var random = new Random(1);
+        for (var i = 0; i < 2000; i++)
+        {
+            var garbage = new byte[random.Next(0, 200)];
+            random.NextBytes(garbage);
+            if (garbage.Length > 0)
+            {
+                garbage[0] = (byte)((garbage[0] & 0xCF) | 0x10); // NON or other versions: never answered
+            }
+
+            await h.SendAsync(garbage);
+        }
+
+        await h.SendAsync([0x40, 0x00, 0x12, 0x34]);
+        CoapTestMessage pong;
+        do
+        {
+            pong = await h.ReceiveAsync(); // skip any answers to garbage that happened to be valid requests
+        }
+        while (pong.MessageId != 0x1234);
+
+        Assert.Equal(CoapMessageType.Reset, pong.Type);
+        Assert.True(h.Server.MalformedDatagrams > 0);
+    }
+
+    [Fact]
+    public async Task ARequestLargerThanADatagram_Is413_WithABlock1SizeHint()
+    {
+        await using var h = await CoapServerHarness.StartAsync(o => o.MaxDatagramSize = 256);
+        await h.SendAsync(CoapServerHarness.Request(CoapMessageType.Confirmable, CoapCode.Post, h.NextId(), Token, "api/v1/good/telemetry",
+            payload: new byte[1000]));
+        var reply = await h.ReceiveAsync();
+        Assert.Equal(CoapCode.RequestEntityTooLarge, reply.Code);
+        Assert.NotNull(reply.UInt(CoapOptionNumber.Block1));
+        Assert.Empty(h.Api.Calls);
+    }
+
+    private static async Task WaitUntil(Func<bool> condition)
+    {
+        for (var i = 0; i < 100 && !condition(); i++)
+        {
+            await Task.Delay(50);
+        }
+
+        Assert.True(condition());
+    }
+}
