@@ -7,6 +7,17 @@ namespace Perf.EndToEnd;
 public sealed class EdgeQueueTests
 {
     [Fact]
+    public void Uuids_TravelAsJavaMostAndLeastSignificantBits()
+    {
+        // java.util.UUID.fromString("123e4567-e89b-12d3-a456-426614174000"): msb 0x123e4567e89b12d3, lsb 0xa456426614174000.
+        var id = Guid.Parse("123e4567-e89b-12d3-a456-426614174000");
+        var (msb, lsb) = Perf.Api.Edge.EdgeProto.Split(id);
+        Assert.Equal(0x123e4567e89b12d3L, msb);
+        Assert.Equal(unchecked((long)0xa456426614174000UL), lsb);
+        Assert.Equal(id, Perf.Api.Edge.EdgeProto.Join(msb, lsb));
+    }
+
+    [Fact]
     public async Task PendingDownlinks_Assignments_AndSequenceNumbers_SurviveSnapshotAndReopen()
     {
         var dir = Path.Combine(Path.GetTempPath(), "perf-edgeq-" + Guid.NewGuid().ToString("N"));

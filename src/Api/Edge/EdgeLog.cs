@@ -14,7 +14,7 @@ internal static partial class EdgeLog
     [LoggerMessage(4, LogLevel.Warning, "Edge {EdgeId} downlink {Seq} failed: {Error}")]
     public static partial void DownlinkFailed(ILogger logger, Guid edgeId, long seq, string error);
 
-    [LoggerMessage(5, LogLevel.Warning, "Edge {EdgeId} uplink {UplinkId} rejected: {Error}")]
+    [LoggerMessage(5, LogLevel.Debug, "Edge {EdgeId} uplink {UplinkId} rejected: {Error}")]
     public static partial void UplinkRejected(ILogger logger, Guid edgeId, int uplinkId, string error);
 
     [LoggerMessage(6, LogLevel.Error, "Edge {EdgeId}: building a downlink for device {DeviceId} failed")]
