@@ -408,6 +408,85 @@ public sealed class EntityRegistry
         return _log.Append(ref w, () => ApplyEdge(edge));
     }
 
+    /// <summary>Deletes a user (durable).</summary>
+    public Task<RegistryResult<User>> DeleteUserAsync(Guid userId) =>
+        AppendDelete(RecordKind.UserDelete, userId, _users.ContainsKey(userId), "user not found", ApplyUserDelete);
+
+    /// <summary>Deletes a customer with its users; its devices become unassigned (as the reference does).</summary>
+    public Task<RegistryResult<Customer>> DeleteCustomerAsync(Guid customerId) =>
+        AppendDelete(RecordKind.CustomerDelete, customerId, _customers.ContainsKey(customerId), "customer not found", ApplyCustomerDelete);
+
+    /// <summary>Deletes a tenant and everything it owns: customers, users, devices (their sessions close), edges, OTA packages.</summary>
+    public Task<RegistryResult<Tenant>> DeleteTenantAsync(Guid tenantId) =>
+        AppendDelete(RecordKind.TenantDelete, tenantId, _tenants.ContainsKey(tenantId), "tenant not found", ApplyTenantDelete);
+
+    private Task<RegistryResult<T>> AppendDelete<T>(RecordKind kind, Guid id, bool exists, string notFound, Func<Guid, RegistryResult<T>> apply)
+    {
+        if (!exists)
+        {
+            return Task.FromResult(RegistryResult<T>.Fail(RegistryStatus.NotFound, notFound));
+        }
+        var w = new RecordWriter(kind);
+        w.WriteGuid(id);
+        return _log.Append(ref w, () => apply(id));
+    }
+
+    private RegistryResult<User> ApplyUserDelete(Guid userId)
+    {
+        if (!_users.TryRemove(userId, out var user))
+        {
+            return RegistryResult<User>.Fail(RegistryStatus.NotFound, "user not found");
+        }
+        _usersByEmail.TryRemove(new KeyValuePair<string, Guid>(user.Email, userId));
+        return RegistryResult<User>.Ok(user);
+    }
+
+    private RegistryResult<Customer> ApplyCustomerDelete(Guid customerId)
+    {
+        if (!_customers.TryRemove(customerId, out var customer))
+        {
+            return RegistryResult<Customer>.Fail(RegistryStatus.NotFound, "customer not found");
+        }
+        foreach (var user in _users.Values.Where(u => u.CustomerId == customerId).ToArray())
+        {
+            ApplyUserDelete(user.Id);
+        }
+        foreach (var device in _devices.Values.Where(d => d.CustomerId == customerId).ToArray())
+        {
+            _devices[device.Id] = device with { CustomerId = Guid.Empty };
+        }
+        return RegistryResult<Customer>.Ok(customer);
+    }
+
+    private RegistryResult<Tenant> ApplyTenantDelete(Guid tenantId)
+    {
+        if (!_tenants.TryRemove(tenantId, out var tenant))
+        {
+            return RegistryResult<Tenant>.Fail(RegistryStatus.NotFound, "tenant not found");
+        }
+        foreach (var device in _devices.Values.Where(d => d.TenantId == tenantId).ToArray())
+        {
+            ApplyDeviceDelete(device.Id);
+        }
+        foreach (var customer in _customers.Values.Where(c => c.TenantId == tenantId).ToArray())
+        {
+            ApplyCustomerDelete(customer.Id);
+        }
+        foreach (var user in _users.Values.Where(u => u.TenantId == tenantId && u.Authority != Authority.SysAdmin).ToArray())
+        {
+            ApplyUserDelete(user.Id);
+        }
+        foreach (var edge in _edges.Values.Where(e => e.TenantId == tenantId).ToArray())
+        {
+            ApplyEdgeDelete(edge.Id);
+        }
+        foreach (var package in _ota.Values.Where(o => o.TenantId == tenantId).ToArray())
+        {
+            _ota.TryRemove(package.Id, out _);
+        }
+        return RegistryResult<Tenant>.Ok(tenant);
+    }
+
     public Edge? GetEdge(Guid id) => _edges.GetValueOrDefault(id);
 
     public Edge? FindEdgeByRoutingKey(string routingKey) =>
@@ -646,6 +725,15 @@ public sealed class EntityRegistry
             }
             case RecordKind.DeviceDelete:
                 ApplyDeviceDelete(r.ReadGuid());
+                break;
+            case RecordKind.TenantDelete:
+                ApplyTenantDelete(r.ReadGuid());
+                break;
+            case RecordKind.CustomerDelete:
+                ApplyCustomerDelete(r.ReadGuid());
+                break;
+            case RecordKind.UserDelete:
+                ApplyUserDelete(r.ReadGuid());
                 break;
             case RecordKind.Credentials:
                 ApplyCredentials(r.ReadGuid(), r.ReadString());

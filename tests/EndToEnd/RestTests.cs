@@ -264,6 +264,99 @@ public sealed class RestTests(HostFixture fixture)
         Assert.NotNull(doc!["paths"]!["/api/device"]);
     }
 
+    [Fact]
+    public async Task Deletes_RemoveUsersCustomersAndTenants_AndADeletedUserCannotLogIn()
+    {
+        using var sys = await Rest.LoginAsync(fixture, "sysadmin@example.com", "sysadmin");
+        var tenantId = (await sys.PostAsync("/api/tenant", new { title = Unique("doomed") }))["id"]!["id"]!.GetValue<string>();
+        var admin = Unique("doomed-admin") + "@example.com";
+        await sys.PostAsync("/api/user?sendActivationMail=false", new { email = admin, authority = "TENANT_ADMIN", tenantId = new { entityType = "TENANT", id = tenantId }, password = "pw-123456" });
+        string deviceId;
+        using (var doomed = await Rest.LoginAsync(fixture, admin, "pw-123456"))
+        {
+            (deviceId, _) = await doomed.CreateDeviceAsync(Unique("doomed-dev"));
+            var customerId = (await doomed.PostAsync("/api/customer", new { title = Unique("c") }))["id"]!["id"]!.GetValue<string>();
+            var userEmail = Unique("cu") + "@example.com";
+            var userId = (await doomed.PostAsync("/api/user", new { email = userEmail, authority = "CUSTOMER_USER", customerId = new { id = customerId }, password = "pw-123456" }))["id"]!["id"]!.GetValue<string>();
+            Assert.Equal(HttpStatusCode.OK, (await doomed.Http.DeleteAsync($"/api/user/{userId}")).StatusCode);
+            using var http = fixture.CreateHttpClient();
+            var login = await http.PostAsJsonAsync("/api/auth/login", new { username = userEmail, password = "pw-123456" });
+            Assert.Equal(HttpStatusCode.Unauthorized, login.StatusCode);
+            Assert.Equal(HttpStatusCode.OK, (await doomed.Http.DeleteAsync($"/api/customer/{customerId}")).StatusCode);
+            Assert.Equal(HttpStatusCode.NotFound, (await doomed.Http.GetAsync($"/api/customer/{customerId}")).StatusCode);
+        }
+
+        Assert.Equal(HttpStatusCode.OK, (await sys.Http.DeleteAsync($"/api/tenant/{tenantId}")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await sys.Http.GetAsync($"/api/tenant/{tenantId}")).StatusCode);
+        Assert.Null(fixture.Host.Engine.Registry.GetDevice(Guid.Parse(deviceId)));
+        using var again = fixture.CreateHttpClient();
+        Assert.Equal(HttpStatusCode.Unauthorized, (await again.PostAsJsonAsync("/api/auth/login", new { username = admin, password = "pw-123456" })).StatusCode);
+    }
+
+    [Fact]
+    public async Task OversizedBody_Answers413WithJsonError()
+    {
+        using var rest = await Rest.LoginAsync(fixture);
+        var (id, _) = await rest.CreateDeviceAsync(Unique("big"));
+        var huge = "{\"k\":\"" + new string('x', 2 << 20) + "\"}";
+        using var content = new StringContent(huge, Encoding.UTF8, "application/json");
+        var response = await rest.Http.PostAsync($"/api/plugins/telemetry/DEVICE/{id}/timeseries/ANY", content);
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
+        Assert.Equal(413, (await response.Content.ReadFromJsonAsync<JsonObject>())!["status"]!.GetValue<int>());
+    }
+
+    [Fact]
+    public async Task ExpiredAccessToken_Answers401WithErrorCode11()
+    {
+        // A token signed with the server's own key (kept in DATA_DIR) whose lifetime is already over.
+        var key = Perf.Api.Rest.JwtService.LoadOrCreateKey(null, fixture.DataDir);
+        var past = new PastClock(DateTimeOffset.UtcNow.AddDays(-1));
+        var jwt = new Perf.Api.Rest.JwtService(key, TimeSpan.FromSeconds(9000), TimeSpan.FromDays(7), past);
+        var user = fixture.Host.Engine.Registry.FindUserByEmail("tenant@example.com")!;
+        var (expired, _) = jwt.Issue(user);
+        using var http = fixture.CreateHttpClient();
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/api/auth/user");
+        request.Headers.Add("X-Authorization", "Bearer " + expired);
+        var response = await http.SendAsync(request);
+        Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        Assert.Equal(11, (await response.Content.ReadFromJsonAsync<JsonObject>())!["errorCode"]!.GetValue<int>());
+    }
+
+    [Fact]
+    public async Task LegacyWebSocket_TsSubCmd_ReceivesTelemetryPostedByTheDevice()
+    {
+        using var rest = await Rest.LoginAsync(fixture);
+        var (id, token) = await rest.CreateDeviceAsync(Unique("legacy"));
+        using var socket = new ClientWebSocket();
+        await socket.ConnectAsync(new Uri($"ws://127.0.0.1:{fixture.Endpoints.Http!.Port}/api/ws/plugins/telemetry?token={rest.Token}"), CancellationToken.None);
+        await SendAsync(socket, new JsonObject
+        {
+            ["tsSubCmds"] = new JsonArray(new JsonObject { ["entityType"] = "DEVICE", ["entityId"] = id, ["scope"] = "LATEST_TELEMETRY", ["cmdId"] = 3 }),
+            ["historyCmds"] = new JsonArray(),
+            ["attrSubCmds"] = new JsonArray(),
+        });
+        Assert.Equal(3, (await ReceiveAsync(socket))["subscriptionId"]!.GetValue<int>());
+
+        using var device = fixture.CreateHttpClient();
+        using var body = new StringContent("{\"humidity\":55}", Encoding.UTF8, "application/json");
+        Assert.Equal(HttpStatusCode.OK, (await device.PostAsync($"/api/v1/{token}/telemetry", body)).StatusCode);
+        var update = await ReceiveAsync(socket);
+        Assert.Equal("55", update["data"]!["humidity"]![0]![1]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task LegacyWebSocket_WithABadToken_IsRefused()
+    {
+        using var socket = new ClientWebSocket();
+        await Assert.ThrowsAnyAsync<WebSocketException>(() =>
+            socket.ConnectAsync(new Uri($"ws://127.0.0.1:{fixture.Endpoints.Http!.Port}/api/ws/plugins/telemetry?token=forged"), CancellationToken.None));
+    }
+
+    private sealed class PastClock(DateTimeOffset now) : TimeProvider
+    {
+        public override DateTimeOffset GetUtcNow() => now;
+    }
+
     private static async Task SendAsync(ClientWebSocket socket, JsonObject message) =>
         await socket.SendAsync(Encoding.UTF8.GetBytes(message.ToJsonString()), WebSocketMessageType.Text, true, CancellationToken.None);
 

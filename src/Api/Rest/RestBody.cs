@@ -1,34 +1,62 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Http.Features;
 
 namespace Perf.Api.Rest;
 
 /// <summary>Reads JSON request bodies with a clear 400 (what and where) or 413 instead of an exception.</summary>
 public static class RestBody
 {
-    public static async Task<(JsonNode? Node, IResult? Error)> ReadAsync(HttpRequest request)
+    /// <summary>The largest JSON body a REST endpoint reads (1 MiB); larger bodies answer 413.</summary>
+    public const int MaxJsonBodyBytes = 1 << 20;
+
+    /// <summary>Reads the whole body (at most <see cref="MaxJsonBodyBytes"/>); 400 when empty, 413 when larger.</summary>
+    public static async Task<(byte[] Bytes, IResult? Error)> ReadBytesAsync(HttpRequest request)
     {
+        if (request.ContentLength > MaxJsonBodyBytes)
+        {
+            return ([], TooLarge());
+        }
+
+        if (request.HttpContext.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
+        {
+            limit.MaxRequestBodySize = MaxJsonBodyBytes;
+        }
+
         try
         {
             using var buffer = new MemoryStream();
             await request.Body.CopyToAsync(buffer, request.HttpContext.RequestAborted);
-            if (buffer.Length == 0)
-            {
-                return (null, ApiError.BadRequest("Request body is empty: a JSON body is required"));
-            }
+            return buffer.Length == 0
+                ? ([], ApiError.BadRequest("Request body is empty: a JSON body is required"))
+                : (buffer.ToArray(), null);
+        }
+        catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            return ([], TooLarge());
+        }
+    }
 
-            var node = JsonNode.Parse(buffer.GetBuffer().AsSpan(0, (int)buffer.Length));
+    public static async Task<(JsonNode? Node, IResult? Error)> ReadAsync(HttpRequest request)
+    {
+        var (bytes, error) = await ReadBytesAsync(request);
+        if (error is not null)
+        {
+            return (null, error);
+        }
+
+        try
+        {
+            var node = JsonNode.Parse(bytes);
             return node is null ? (null, ApiError.BadRequest("Request body is JSON null")) : (node, null);
         }
         catch (JsonException ex)
         {
             return (null, ApiError.BadRequest($"Invalid JSON in request body: {ex.Message}"));
         }
-        catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
-        {
-            return (null, ApiError.TooLarge("Request body too large"));
-        }
     }
+
+    private static IResult TooLarge() => ApiError.TooLarge($"Request body exceeds {MaxJsonBodyBytes} bytes");
 
     public static async Task<(JsonObject? Object, IResult? Error)> ReadObjectAsync(HttpRequest request)
     {

@@ -273,17 +273,5 @@ internal static class TelemetryEndpoints
         return Results.Ok();
     }
 
-    private static async Task<(byte[] Bytes, IResult? Error)> ReadBodyAsync(HttpRequest request)
-    {
-        try
-        {
-            using var buffer = new MemoryStream();
-            await request.Body.CopyToAsync(buffer, request.HttpContext.RequestAborted);
-            return buffer.Length == 0 ? ([], ApiError.BadRequest("Request body is empty")) : (buffer.ToArray(), null);
-        }
-        catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
-        {
-            return ([], ApiError.TooLarge("Request body too large"));
-        }
-    }
+    private static Task<(byte[] Bytes, IResult? Error)> ReadBodyAsync(HttpRequest request) => RestBody.ReadBytesAsync(request);
 }

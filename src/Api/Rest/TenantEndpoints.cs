@@ -28,6 +28,12 @@ internal static class TenantEndpoints
             Results.Json(EntityJson.Page(EntityJson.PageOf(engine.Registry.ListTenants(), pageSize ?? 100, page ?? 0), t => EntityJson.Tenant(t))))
             .Roles(Authority.SysAdmin);
 
+        api.MapDelete("/tenant/{id:guid}", async (Guid id, PerfEngine engine) =>
+        {
+            var result = await engine.Registry.DeleteTenantAsync(id);
+            return result.IsOk ? Results.Ok() : RegistryError(result.Status, result.Error);
+        }).Roles(Authority.SysAdmin);
+
         api.MapPost("/customer", async (HttpContext context, PerfEngine engine) =>
         {
             var user = JwtAuthFilter.GetUser(context);
@@ -55,6 +61,34 @@ internal static class TenantEndpoints
                 .ToArray();
             return Results.Json(EntityJson.Page(EntityJson.PageOf(all, pageSize ?? 100, page ?? 0), c => EntityJson.Customer(c)));
         }).Roles(Authority.TenantAdmin);
+
+        api.MapDelete("/customer/{id:guid}", async (Guid id, HttpContext context, PerfEngine engine) =>
+        {
+            if (engine.Registry.GetCustomer(id) is not { } customer || !Access.CanSee(JwtAuthFilter.GetUser(context), customer))
+            {
+                return ApiError.NotFound();
+            }
+
+            var result = await engine.Registry.DeleteCustomerAsync(id);
+            return result.IsOk ? Results.Ok() : RegistryError(result.Status, result.Error);
+        }).Roles(Authority.TenantAdmin);
+
+        api.MapDelete("/user/{id:guid}", async (Guid id, HttpContext context, PerfEngine engine) =>
+        {
+            var caller = JwtAuthFilter.GetUser(context);
+            if (engine.Registry.GetUser(id) is not { } user || !Access.CanSee(caller, user))
+            {
+                return ApiError.NotFound();
+            }
+
+            if (user.Id == caller.UserId)
+            {
+                return ApiError.BadRequest("You cannot delete your own user");
+            }
+
+            var result = await engine.Registry.DeleteUserAsync(id);
+            return result.IsOk ? Results.Ok() : RegistryError(result.Status, result.Error);
+        }).Roles(Authority.SysAdmin, Authority.TenantAdmin);
 
         api.MapPost("/user", async (HttpContext context, PerfEngine engine) =>
         {

@@ -22,6 +22,11 @@ internal enum RecordKind : byte
     Telemetry = 12,
     TelemetryDelete = 13,
 
+    // Entity deletes (20..29).
+    TenantDelete = 20,
+    CustomerDelete = 21,
+    UserDelete = 22,
+
     // Persistent RPC (40..49 reserved for RPC so parallel branches adding kinds do not collide).
     Rpc = 40,
     RpcTransition = 41,
