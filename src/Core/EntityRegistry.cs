@@ -51,6 +51,12 @@ public sealed class EntityRegistry
     /// <summary>Raised on the apply thread (live and replay) after a device was removed.</summary>
     internal event Action<Guid>? DeviceRemoved;
 
+    /// <summary>Raised on the apply thread after a device was created or changed (edges mirror devices).</summary>
+    public event Action<Device>? DeviceSaved;
+
+    /// <summary>Raised on the apply thread after a device's credentials were set.</summary>
+    public event Action<DeviceCredentials>? CredentialsSaved;
+
     private long Now => _time.GetUtcNow().ToUnixTimeMilliseconds();
 
     // ---------------------------------------------------------------- tenants, customers, users
@@ -625,6 +631,7 @@ public sealed class EntityRegistry
         {
             ApplyCredentials(device.Id, token);
         }
+        DeviceSaved?.Invoke(device);
         return RegistryResult<Device>.Ok(device);
     }
 
@@ -644,7 +651,9 @@ public sealed class EntityRegistry
         }
         _tokensByDevice[deviceId] = token;
         _devicesByToken[token] = deviceId;
-        return RegistryResult<DeviceCredentials>.Ok(new DeviceCredentials(deviceId, AccessToken, token));
+        var credentials = new DeviceCredentials(deviceId, AccessToken, token);
+        CredentialsSaved?.Invoke(credentials);
+        return RegistryResult<DeviceCredentials>.Ok(credentials);
     }
 
     private RegistryResult<Device> ApplyDeviceDelete(Guid deviceId)

@@ -57,6 +57,7 @@ public sealed class PerfEngine : IAsyncDisposable
         Telemetry = new TelemetryService(log, Registry, hub);
         _rpcLog = new PersistentRpcLog(log, Registry, time);
         Rpc = new RpcService(sessions, _rpcLog, options, time, _logger);
+        Edges = new EdgeQueues(log, Registry, time);
         DeviceApi = new DeviceApi(options, _keys, Registry, Attributes, Telemetry, Rpc, time);
         Registry.DeviceRemoved += id =>
         {
@@ -78,6 +79,9 @@ public sealed class PerfEngine : IAsyncDisposable
     public AttributeService Attributes { get; }
     public TelemetryService Telemetry { get; }
     public RpcService Rpc { get; }
+
+    /// <summary>Edge device assignments and durable per-edge downlink queues.</summary>
+    public EdgeQueues Edges { get; }
 
     /// <summary>Interned telemetry/attribute keys shared with the JSON parser.</summary>
     public KeyTable Keys => _keys;
@@ -183,6 +187,9 @@ public sealed class PerfEngine : IAsyncDisposable
             case RecordKind.Rpc or RecordKind.RpcTransition or RecordKind.RpcRemove or RecordKind.RpcSequence:
                 _rpcLog.Replay(kind, ref reader);
                 break;
+            case >= RecordKind.EdgeAssignment and <= RecordKind.EdgeState:
+                Edges.Replay(kind, ref reader);
+                break;
             default:
                 Registry.Replay(kind, ref reader);
                 break;
@@ -235,6 +242,7 @@ public sealed class PerfEngine : IAsyncDisposable
         Attributes.WriteState(_state);
         Telemetry.WriteState(_state);
         _rpcLog.WriteState(_state);
+        Edges.WriteState(_state);
         var records = await _state.CommitAsync(tail);
         _checkpointAddress = tail;
         if (File.Exists(_legacySnapshotPath))

@@ -1,5 +1,6 @@
 using System.Net;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Perf.Api.Edge;
 using Perf.Api.Rest;
 using Perf.Api.Tcp;
 using Perf.Coap;
@@ -82,6 +83,9 @@ public sealed class PerfHost : IAsyncDisposable
             builder.Services.AddGrpc();
         }
 
+        // Always registered: the REST edge endpoints use the hub even when the gRPC door is off.
+        builder.Services.AddEdges(builder.Configuration);
+
         var listeners = new ListenOptions?[4];
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
@@ -104,6 +108,9 @@ public sealed class PerfHost : IAsyncDisposable
 
             if (settings.EdgesEnabled)
             {
+                // The reference's edge keep-alive: ping after 10 s idle, drop after 5 s without answer (only HTTP/2 uses these).
+                kestrel.Limits.Http2.KeepAlivePingDelay = TimeSpan.FromSeconds(10);
+                kestrel.Limits.Http2.KeepAlivePingTimeout = TimeSpan.FromSeconds(5);
                 kestrel.Listen(settings.BindAddress, settings.EdgesRpcPort, edge =>
                 {
                     edge.Protocols = HttpProtocols.Http2;
@@ -117,6 +124,10 @@ public sealed class PerfHost : IAsyncDisposable
         app.MapHealthEndpoints();
         app.MapRestApi();
         DeviceHttp.DeviceHttpEndpoints.MapDeviceHttpApi(app);
+        if (settings.EdgesEnabled)
+        {
+            app.MapEdgeRpc();
+        }
         await DefaultAccounts.EnsureAsync(engine, builder.Configuration, app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Perf.Host"));
         return new PerfHost(app, engine, settings, listeners);
     }

@@ -30,6 +30,7 @@ public static class RestApi
         secured.MapRpcEndpoints();
         secured.MapOtaEndpoints();
         secured.MapIntegrationEndpoints();
+        secured.MapEdgeEndpoints();
         app.MapWebSocketEndpoints();
         app.MapOpenApi();
         app.MapGet("/swagger", () => Results.Redirect("/openapi/v1.json"));

@@ -32,6 +32,16 @@ internal enum RecordKind : byte
     RpcTransition = 41,
     RpcRemove = 42,
     RpcSequence = 43,
+
+    // Edge queues (50..59 reserved for edges so parallel branches adding kinds do not collide).
+    EdgeAssignment = 50,
+    EdgeDownlink = 51,
+    EdgeDownlinkDone = 52,
+    EdgeMeta = 53,
+    EdgeQueueDelete = 54,
+
+    /// <summary>Checkpoint only: one edge's whole queue state, its sub-records in replay order.</summary>
+    EdgeState = 55,
 }
 
 /// <summary>Flags of a telemetry record: which stores the entries go to.</summary>
@@ -170,6 +180,9 @@ internal ref struct RecordReader
         _position = 0;
         _keys = keys;
     }
+
+    /// <summary>The key table this reader interns keys into (for readers of nested records).</summary>
+    public readonly KeyTable Keys => _keys;
 
     public readonly bool End => _position >= _data.Length;
 

@@ -264,4 +264,6 @@ internal static class StateKeys
 
     public static string PersistentRpc(Guid id) => "R" + id.ToString("N");
     public static string RpcSequence(Guid deviceId) => "S" + deviceId.ToString("N");
+
+    public static string EdgeQueue(Guid edgeId) => "Q" + edgeId.ToString("N");
 }

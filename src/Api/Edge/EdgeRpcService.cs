@@ -1,0 +1,464 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Threading.Channels;
+using Grpc.Core;
+using Perf.Api.Edge.Protos;
+using Perf.Api.Hosting;
+using Perf.Core;
+using Perf.Core.Domain;
+using Perf.Core.Telemetry;
+
+namespace Perf.Api.Edge;
+
+/// <summary>
+/// <c>edge.EdgeRpcService/handleMsgs</c>: one bidirectional stream per edge. The first message must be
+/// a connect; then uplinks are processed concurrently (up to <see cref="EdgeOptions.UplinkPipelineDepth"/>)
+/// and answered in arrival order, each only after its data is durable, while the connection's pump
+/// delivers the edge's downlink queue.
+/// </summary>
+public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Protos.EdgeRpcService.EdgeRpcServiceBase
+{
+    private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(30);
+
+    public override async Task handleMsgs(IAsyncStreamReader<RequestMsg> requestStream, IServerStreamWriter<ResponseMsg> responseStream, ServerCallContext context)
+    {
+        var http = context.GetHttpContext();
+        if (endpoints.Edges is not { } edgePort || http.Connection.LocalPort != edgePort.Port)
+        {
+            throw new RpcException(new Status(StatusCode.Unimplemented, "the edge service is served on EDGES_RPC_PORT only"));
+        }
+        var peer = context.Peer;
+        var logger = hub.Logger;
+        using (var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken))
+        {
+            // A stream that never says who it is must not hold a slot forever.
+            connectTimeout.CancelAfter(ConnectTimeout);
+            try
+            {
+                if (!await requestStream.MoveNext(connectTimeout.Token))
+                {
+                    return;
+                }
+            }
+            catch (OperationCanceledException) when (!context.CancellationToken.IsCancellationRequested)
+            {
+                throw new RpcException(new Status(StatusCode.DeadlineExceeded, "no connect request"));
+            }
+        }
+        var first = requestStream.Current;
+        if (first.MsgType != RequestMsgType.ConnectRpcMessage || first.ConnectRequestMsg is not { } connect)
+        {
+            await RejectAsync(responseStream, ConnectResponseCode.BadCredentials, "the first message must be a connect request", peer,
+                StatusCode.FailedPrecondition);
+            return;
+        }
+        if (!hub.Engine.IsReady)
+        {
+            await RejectAsync(responseStream, ConnectResponseCode.ServerUnavailable, "storage is not ready", peer, StatusCode.Unavailable);
+            return;
+        }
+        if (hub.Engine.Registry.FindEdgeByRoutingKey(connect.EdgeRoutingKey) is not { } edge || !SecretMatches(edge.Secret, connect.EdgeSecret))
+        {
+            await RejectAsync(responseStream, ConnectResponseCode.BadCredentials, "bad routing key or secret", peer, StatusCode.Unauthenticated);
+            return;
+        }
+
+        var version = (int)connect.EdgeVersion;
+        var edgeMax = connect.HasMaxInboundMessageSize && connect.MaxInboundMessageSize > 0
+            ? connect.MaxInboundMessageSize
+            : hub.Options.DefaultEdgeInboundMessageSize;
+        var connection = new EdgeConnection(hub, edge, version, edgeMax, peer, responseStream, context.CancellationToken);
+        var firstConnect = !hub.Engine.Edges.GetConnectionInfo(edge.Id).SyncQueued;
+        await connection.WriteAsync(new ResponseMsg
+        {
+            ConnectResponseMsg = new ConnectResponseMsg
+            {
+                ResponseCode = ConnectResponseCode.Accepted,
+                Configuration = EdgeProto.Configuration(edge),
+                MaxInboundMessageSize = hub.Options.MaxInboundMessageSize,
+            },
+        });
+        EdgeLog.Connected(logger, edge.Id, edge.Name, peer, connect.EdgeVersion.ToString());
+
+        hub.Attach(connection);
+        var responder = Channel.CreateBounded<Task<UplinkResponseMsg>>(new BoundedChannelOptions(hub.Options.UplinkPipelineDepth)
+        {
+            SingleReader = true,
+            SingleWriter = true,
+        });
+        Task? pump = null;
+        Task? respond = null;
+        try
+        {
+            if (firstConnect)
+            {
+                Interlocked.Exchange(ref connection.PendingSyncCompletedSeq, await hub.QueueFullSyncAsync(edge.Id, version));
+            }
+            await hub.Engine.Edges.RecordConnectAsync(edge.Id, version, syncQueued: true);
+            connection.RegisterSessions();
+            pump = Task.Run(connection.PumpAsync);
+            respond = Task.Run(() => RespondAsync(connection, responder.Reader));
+
+            var ct = connection.Closed;
+            while (await requestStream.MoveNext(ct))
+            {
+                var request = requestStream.Current;
+                if (request.DownlinkResponseMsg is { } ack)
+                {
+                    connection.OnDownlinkResponse(ack);
+                }
+                if (request.UplinkMsg is { } uplink)
+                {
+                    await responder.Writer.WriteAsync(ProcessUplinkAsync(connection, uplink), ct);
+                }
+                if (request.MsgType == RequestMsgType.SyncRequestRpcMessage || request.SyncRequestMsg is not null)
+                {
+                    await OnSyncRequestAsync(connection, request.SyncRequestMsg);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (connection.IsClosed)
+        {
+        }
+        catch (IOException) when (context.CancellationToken.IsCancellationRequested)
+        {
+        }
+        finally
+        {
+            responder.Writer.TryComplete();
+            if (respond is not null)
+            {
+                await respond;
+            }
+            connection.Close();
+            if (pump is not null)
+            {
+                await pump;
+            }
+            connection.UnregisterSessions();
+            hub.Detach(connection);
+            EdgeLog.Disconnected(logger, edge.Id);
+        }
+    }
+
+    private async Task RejectAsync(IServerStreamWriter<ResponseMsg> stream, ConnectResponseCode code, string reason, string peer, StatusCode status)
+    {
+        EdgeLog.Rejected(hub.Logger, code.ToString(), peer, reason);
+        await stream.WriteAsync(new ResponseMsg { ConnectResponseMsg = new ConnectResponseMsg { ResponseCode = code, ErrorMsg = reason } });
+        throw new RpcException(new Status(status, reason));
+    }
+
+    private static bool SecretMatches(string expected, string given) =>
+        CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(expected), Encoding.UTF8.GetBytes(given));
+
+    private async Task OnSyncRequestAsync(EdgeConnection connection, SyncRequestMsg? request)
+    {
+        // An absent fullSync (older edges) means a full sync, as in the reference.
+        var full = request is null || !request.HasFullSync || request.FullSync;
+        if (!full)
+        {
+            await hub.QueueSyncCompletedAsync(connection.EdgeId);
+            return;
+        }
+        if (Interlocked.Read(ref connection.PendingSyncCompletedSeq) != 0)
+        {
+            // The edge's automatic request right after its first connect: that sync is already queued.
+            return;
+        }
+        Interlocked.Exchange(ref connection.PendingSyncCompletedSeq, await hub.QueueFullSyncAsync(connection.EdgeId, connection.EdgeVersion));
+    }
+
+    /// <summary>Writes uplink responses in the order the uplinks arrived.</summary>
+    private static async Task RespondAsync(EdgeConnection connection, ChannelReader<Task<UplinkResponseMsg>> reader)
+    {
+        try
+        {
+            await foreach (var pending in reader.ReadAllAsync())
+            {
+                var response = await pending;
+                if (!connection.IsClosed)
+                {
+                    await connection.WriteAsync(new ResponseMsg { UplinkResponseMsg = response });
+                }
+            }
+        }
+        catch (Exception) when (connection.IsClosed)
+        {
+        }
+    }
+
+    private async Task<UplinkResponseMsg> ProcessUplinkAsync(EdgeConnection connection, UplinkMsg uplink)
+    {
+        var id = uplink.UplinkMsgId;
+        string? error;
+        if (!connection.TryTakeUplinkSlot())
+        {
+            error = "rate limit exceeded";
+        }
+        else
+        {
+            var events = uplink.EntityData.Count + uplink.DeviceUpdateMsg.Count + uplink.DeviceRpcCallMsg.Count + uplink.AttributesRequestMsg.Count;
+            if (events > hub.Options.MaxUplinkBatch)
+            {
+                error = $"{events} events in one uplink; at most {hub.Options.MaxUplinkBatch}";
+            }
+            else
+            {
+                try
+                {
+                    error = await ApplyUplinkAsync(connection, uplink);
+                }
+                catch (Exception e)
+                {
+                    error = e.Message;
+                }
+            }
+        }
+        if (error is not null)
+        {
+            EdgeLog.UplinkRejected(hub.Logger, connection.EdgeId, id, error);
+        }
+        return new UplinkResponseMsg { UplinkMsgId = id, Success = error is null, ErrorMsg = error ?? string.Empty };
+    }
+
+    /// <summary>Applies every event; null when all are durable, else the first error.</summary>
+    private async Task<string?> ApplyUplinkAsync(EdgeConnection connection, UplinkMsg uplink)
+    {
+        var engine = hub.Engine;
+        var edge = connection.Edge;
+        var pending = new List<Task<string?>>(uplink.EntityData.Count + uplink.DeviceUpdateMsg.Count);
+        string? error = null;
+        Dictionary<Guid, List<TsKvEntry>>? telemetryByDevice = null;
+
+        foreach (var data in uplink.EntityData)
+        {
+            var deviceId = EdgeProto.Join(data.EntityIdMSB, data.EntityIdLSB);
+            if (data.EntityType is { Length: > 0 } type && type != EdgeProto.DeviceEntityType)
+            {
+                error ??= $"entity type {type} is not supported";
+                continue;
+            }
+            if (engine.Registry.GetDevice(deviceId) is not { } device || device.TenantId != edge.TenantId)
+            {
+                error ??= $"device {deviceId} not found";
+                continue;
+            }
+            if (data.PostTelemetryMsg is { } telemetry)
+            {
+                // One log record per device per uplink: a batch of 50 single-entry events for one device
+                // costs one record and one waiter instead of 50.
+                if (telemetryByDevice is null || !telemetryByDevice.TryGetValue(deviceId, out var entries))
+                {
+                    telemetryByDevice ??= [];
+                    telemetryByDevice[deviceId] = entries = [];
+                }
+                AddTelemetry(entries, telemetry, engine.Keys);
+            }
+            if (data.PostAttributesMsg is { } posted)
+            {
+                pending.Add(SaveAttributesAsync(deviceId, data, posted, AttributeScope.Client));
+            }
+            if (data.AttributesUpdatedMsg is { } updated)
+            {
+                pending.Add(SaveAttributesAsync(deviceId, data, updated, AttributeScope.Server));
+            }
+            if (data.AttributeDeleteMsg is { } delete)
+            {
+                if (EdgeProto.Scope(delete.Scope, AttributeScope.Server) is not { } scope)
+                {
+                    error ??= $"unknown scope {delete.Scope}";
+                    continue;
+                }
+                pending.Add(Done(engine.Attributes.DeleteAsync(deviceId, scope, [.. delete.AttributeNames])));
+            }
+        }
+
+        if (telemetryByDevice is not null)
+        {
+            foreach (var (deviceId, entries) in telemetryByDevice)
+            {
+                pending.Add(Saved(engine.Telemetry.SaveAsync(deviceId, entries), deviceId));
+            }
+        }
+
+        foreach (var update in uplink.DeviceUpdateMsg)
+        {
+            pending.Add(ApplyDeviceUpdateAsync(edge, update));
+        }
+
+        foreach (var call in uplink.DeviceRpcCallMsg)
+        {
+            var deviceId = EdgeProto.Join(call.DeviceIdMSB, call.DeviceIdLSB);
+            if (call.ResponseMsg is { } reply)
+            {
+                // A reply after the caller gave up is not an error of the edge's message.
+                engine.Rpc.CompleteReply(deviceId, call.RequestId, RpcReplyJson(reply));
+            }
+            else if (call.RequestMsg is not null)
+            {
+                if (engine.Registry.GetDevice(deviceId) is not { } device || device.TenantId != edge.TenantId)
+                {
+                    error ??= $"device {deviceId} not found";
+                    continue;
+                }
+                // A client-side RPC of a device behind the edge: acknowledged now, answered by a downlink
+                // (the handler may take up to the client RPC timeout).
+                _ = AnswerClientRpcAsync(connection, device, call);
+            }
+        }
+
+        foreach (var request in uplink.AttributesRequestMsg)
+        {
+            var deviceId = EdgeProto.Join(request.EntityIdMSB, request.EntityIdLSB);
+            if (engine.Registry.GetDevice(deviceId) is not { } device || device.TenantId != edge.TenantId)
+            {
+                error ??= $"device {deviceId} not found";
+                continue;
+            }
+            var scopes = EdgeProto.Scope(request.Scope, AttributeScope.Shared) is { } s ? [s] : new[] { AttributeScope.Server, AttributeScope.Shared };
+            foreach (var scope in scopes)
+            {
+                pending.Add(Done(hub.QueueAttributesAsync(edge.Id, deviceId, scope)));
+            }
+        }
+
+        foreach (var task in pending)
+        {
+            error ??= await task;
+        }
+        return error;
+
+        async Task<string?> SaveAttributesAsync(Guid deviceId, EntityDataProto data, Perf.Api.Edge.Protos.Transport.PostAttributeMsg msg, AttributeScope fallback)
+        {
+            if (EdgeProto.Scope(data.PostAttributeScope, fallback) is not { } scope)
+            {
+                return $"unknown scope {data.PostAttributeScope}";
+            }
+            var entries = new KvEntry[msg.Kv.Count];
+            for (var i = 0; i < entries.Length; i++)
+            {
+                entries[i] = EdgeProto.ToKv(msg.Kv[i], engine.Keys);
+            }
+            return await engine.Attributes.SaveAsync(deviceId, scope, entries, data.HasAttributeTs ? data.AttributeTs : null)
+                ? null
+                : $"device {deviceId} not found";
+        }
+    }
+
+    private static async Task<string?> Saved(Task<bool> save, Guid deviceId) => await save ? null : $"device {deviceId} not found";
+
+    private static async Task<string?> Done(Task task)
+    {
+        await task;
+        return null;
+    }
+
+    private static void AddTelemetry(List<TsKvEntry> entries, Perf.Api.Edge.Protos.Transport.PostTelemetryMsg msg, KeyTable keys)
+    {
+        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        foreach (var list in msg.TsKvList)
+        {
+            var ts = list.Ts > 0 ? list.Ts : now;
+            foreach (var kv in list.Kv)
+            {
+                entries.Add(new TsKvEntry(ts, EdgeProto.ToKv(kv, keys)));
+            }
+        }
+    }
+
+    private async Task AnswerClientRpcAsync(EdgeConnection connection, Device device, DeviceRpcCallMsg call)
+    {
+        var reply = call.Clone();
+        reply.RequestMsg = null;
+        try
+        {
+            JsonNode? parameters;
+            try
+            {
+                parameters = string.IsNullOrWhiteSpace(call.RequestMsg.Params) ? new JsonObject() : JsonNode.Parse(call.RequestMsg.Params);
+            }
+            catch (JsonException)
+            {
+                parameters = JsonValue.Create(call.RequestMsg.Params);
+            }
+            var request = new JsonObject { ["method"] = call.RequestMsg.Method, ["params"] = parameters };
+            var result = await hub.Engine.DeviceApi.ClientRpcAsync(device, new System.Buffers.ReadOnlySequence<byte>(JsonSerializer.SerializeToUtf8Bytes(request)),
+                connection.Closed);
+            reply.ResponseMsg = result.Result.Status == UplinkStatus.Ok
+                ? new RpcResponseMsg { Response = result.ResponseJson ?? "{}" }
+                : new RpcResponseMsg { Error = result.Result.Reason ?? result.Result.Status.ToString() };
+        }
+        catch (Exception e)
+        {
+            reply.ResponseMsg = new RpcResponseMsg { Error = e.Message };
+        }
+        var msg = new DownlinkMsg();
+        msg.DeviceRpcCallMsg.Add(reply);
+        try
+        {
+            await hub.Enqueue(connection.EdgeId, msg);
+        }
+        catch (Exception e)
+        {
+            EdgeLog.EventFailed(hub.Logger, connection.EdgeId, device.Id, e);
+        }
+    }
+
+    /// <summary>The RPC reply as the REST caller sees it: the response JSON, or {"error":...}.</summary>
+    private static string RpcReplyJson(RpcResponseMsg reply)
+    {
+        if (!string.IsNullOrEmpty(reply.Error))
+        {
+            return new JsonObject { ["error"] = reply.Error }.ToJsonString();
+        }
+        return reply.Response;
+    }
+
+    /// <summary>A device created, changed or removed on the edge. Removal on the edge unassigns it (the server's device stays).</summary>
+    private async Task<string?> ApplyDeviceUpdateAsync(Perf.Core.Domain.Edge edge, DeviceUpdateMsg update)
+    {
+        var registry = hub.Engine.Registry;
+        var id = EdgeProto.Join(update.IdMSB, update.IdLSB);
+        if (update.MsgType == UpdateMsgType.EntityDeletedRpcMessage)
+        {
+            await hub.SetAssignmentAsync(edge.Id, id, assigned: false);
+            return null;
+        }
+        if (update.MsgType is not (UpdateMsgType.EntityCreatedRpcMessage or UpdateMsgType.EntityUpdatedRpcMessage))
+        {
+            return $"device update type {update.MsgType} is not supported";
+        }
+        JsonObject? json;
+        try
+        {
+            json = JsonNode.Parse(update.Entity) as JsonObject;
+        }
+        catch (JsonException e)
+        {
+            return "device entity is not JSON: " + e.Message;
+        }
+        var name = json?["name"]?.GetValue<string>();
+        if (json is null || string.IsNullOrWhiteSpace(name))
+        {
+            return "device entity has no name";
+        }
+        var type = json["type"]?.GetValue<string>();
+        var label = json["label"]?.GetValue<string>();
+        var info = json["additionalInfo"] is JsonObject o ? o.ToJsonString() : null;
+        var existing = registry.GetDevice(id) is { } byId && byId.TenantId == edge.TenantId ? byId : registry.FindDeviceByName(edge.TenantId, name);
+        RegistryResult<Device> result = existing is not null
+            ? await registry.UpdateDeviceAsync(existing.Id, name, type, label, info)
+            : await registry.CreateDeviceAsync(edge.TenantId, name, type, label, info);
+        if (!result.IsOk)
+        {
+            return result.Error;
+        }
+        if (!hub.Engine.Edges.IsAssigned(edge.Id, result.Value!.Id))
+        {
+            await hub.SetAssignmentAsync(edge.Id, result.Value.Id, assigned: true);
+        }
+        return null;
+    }
+}

@@ -1,0 +1,154 @@
+using System.Text.Json.Nodes;
+using Perf.Api.Edge;
+using Perf.Core;
+using Perf.Core.Domain;
+
+namespace Perf.Api.Rest;
+
+/// <summary>Edges as entities and their device assignments, in the reference's paths and shapes.</summary>
+internal static class EdgeEndpoints
+{
+    public static void MapEdgeEndpoints(this RouteGroupBuilder api)
+    {
+        api.MapPost("/edge", async (HttpContext context, PerfEngine engine, EdgeHub hub) =>
+        {
+            var user = JwtAuthFilter.GetUser(context);
+            var (body, error) = await RestBody.ReadObjectAsync(context.Request);
+            if (error is not null)
+            {
+                return error;
+            }
+
+            var name = RestBody.String(body!, "name");
+            if (string.IsNullOrWhiteSpace(name))
+            {
+                return ApiError.BadRequest("Edge name should be specified!");
+            }
+
+            var result = await engine.Registry.CreateEdgeAsync(user.TenantId, name, RestBody.String(body!, "type"),
+                NullIfEmpty(RestBody.String(body!, "routingKey")), NullIfEmpty(RestBody.String(body!, "secret")),
+                EntityJson.ReadId(body!["customerId"]) ?? Guid.Empty);
+            return result.IsOk ? Results.Json(Edge(result.Value!, engine, hub)) : TenantEndpoints.RegistryError(result.Status, result.Error);
+        }).Roles(Authority.TenantAdmin);
+
+        api.MapGet("/edge/{id:guid}", (Guid id, HttpContext context, PerfEngine engine, EdgeHub hub) =>
+            Visible(engine, context, id) is { } edge ? Results.Json(Edge(edge, engine, hub)) : ApiError.NotFound());
+
+        api.MapGet("/tenant/edges", (HttpContext context, PerfEngine engine, EdgeHub hub, int? pageSize, int? page) =>
+        {
+            if (pageSize is null or <= 0)
+            {
+                return ApiError.BadRequest("'pageSize' is required and must be positive");
+            }
+
+            var edges = engine.Registry.ListEdges(JwtAuthFilter.GetUser(context).TenantId);
+            return Results.Json(EntityJson.Page(EntityJson.PageOf(edges, pageSize.Value, page ?? 0), e => Edge(e, engine, hub)));
+        }).Roles(Authority.TenantAdmin);
+
+        api.MapDelete("/edge/{id:guid}", async (Guid id, HttpContext context, PerfEngine engine, EdgeHub hub) =>
+        {
+            if (Visible(engine, context, id) is null)
+            {
+                return ApiError.NotFound();
+            }
+
+            var result = await engine.Registry.DeleteEdgeAsync(id);
+            if (!result.IsOk)
+            {
+                return TenantEndpoints.RegistryError(result.Status, result.Error);
+            }
+
+            hub.Connection(id)?.Close();
+            await engine.Edges.RemoveEdgeAsync(id);
+            return Results.Ok();
+        }).Roles(Authority.TenantAdmin);
+
+        api.MapPost("/edge/{edgeId:guid}/device/{deviceId:guid}", (Guid edgeId, Guid deviceId, HttpContext context, PerfEngine engine, EdgeHub hub) =>
+            AssignAsync(edgeId, deviceId, context, engine, hub, assigned: true)).Roles(Authority.TenantAdmin);
+
+        api.MapDelete("/edge/{edgeId:guid}/device/{deviceId:guid}", (Guid edgeId, Guid deviceId, HttpContext context, PerfEngine engine, EdgeHub hub) =>
+            AssignAsync(edgeId, deviceId, context, engine, hub, assigned: false)).Roles(Authority.TenantAdmin);
+
+        api.MapGet("/edge/{edgeId:guid}/devices", (Guid edgeId, HttpContext context, PerfEngine engine, int? pageSize, int? page) =>
+        {
+            if (Visible(engine, context, edgeId) is null)
+            {
+                return ApiError.NotFound();
+            }
+
+            if (pageSize is null or <= 0)
+            {
+                return ApiError.BadRequest("'pageSize' is required and must be positive");
+            }
+
+            var devices = engine.Edges.AssignedDevices(edgeId).Select(engine.Registry.GetDevice).OfType<Device>()
+                .OrderBy(d => d.CreatedTime).ToArray();
+            return Results.Json(EntityJson.Page(EntityJson.PageOf(devices, pageSize.Value, page ?? 0), d => EntityJson.Device(d)));
+        }).Roles(Authority.TenantAdmin);
+
+        api.MapPost("/edge/sync/{edgeId:guid}", async (Guid edgeId, HttpContext context, PerfEngine engine, EdgeHub hub) =>
+        {
+            if (Visible(engine, context, edgeId) is null)
+            {
+                return ApiError.NotFound();
+            }
+
+            var connection = hub.Connection(edgeId);
+            var seq = await hub.QueueFullSyncAsync(edgeId, connection?.EdgeVersion ?? engine.Edges.GetConnectionInfo(edgeId).EdgeVersion);
+            if (connection is not null)
+            {
+                Interlocked.Exchange(ref connection.PendingSyncCompletedSeq, seq);
+            }
+
+            return Results.Ok();
+        }).Roles(Authority.TenantAdmin);
+    }
+
+    private static async Task<IResult> AssignAsync(Guid edgeId, Guid deviceId, HttpContext context, PerfEngine engine, EdgeHub hub, bool assigned)
+    {
+        if (Visible(engine, context, edgeId) is null || DeviceEndpoints.Visible(engine, context, deviceId) is not { } device)
+        {
+            return ApiError.NotFound();
+        }
+
+        await hub.SetAssignmentAsync(edgeId, deviceId, assigned);
+        return Results.Json(EntityJson.Device(device));
+    }
+
+    private static string? NullIfEmpty(string? value) => string.IsNullOrEmpty(value) ? null : value;
+
+    /// <summary>The edge when it belongs to the caller's tenant; null (answered as 404) otherwise.</summary>
+    private static Perf.Core.Domain.Edge? Visible(PerfEngine engine, HttpContext context, Guid edgeId) =>
+        engine.Registry.GetEdge(edgeId) is { } edge && edge.TenantId == JwtAuthFilter.GetUser(context).TenantId ? edge : null;
+
+    private static JsonObject Edge(Perf.Core.Domain.Edge edge, PerfEngine engine, EdgeHub hub)
+    {
+        var info = engine.Edges.GetConnectionInfo(edge.Id);
+        var failures = new JsonArray();
+        foreach (var failure in engine.Edges.Failures(edge.Id).TakeLast(10))
+        {
+            failures.Add(new JsonObject { ["downlinkMsgId"] = failure.Seq, ["error"] = failure.Error, ["ts"] = failure.Ts });
+        }
+
+        return new JsonObject
+        {
+            ["id"] = EntityJson.Id("EDGE", edge.Id),
+            ["createdTime"] = edge.CreatedTime,
+            ["tenantId"] = EntityJson.Id("TENANT", edge.TenantId),
+            ["customerId"] = EntityJson.Id("CUSTOMER", edge.CustomerId),
+            ["name"] = edge.Name,
+            ["type"] = edge.Type,
+            ["label"] = null,
+            ["routingKey"] = edge.RoutingKey,
+            ["secret"] = edge.Secret,
+            ["additionalInfo"] = new JsonObject
+            {
+                ["connected"] = hub.IsConnected(edge.Id),
+                ["edgeVersion"] = info.LastConnectTs == 0 ? null : ((Perf.Api.Edge.Protos.EdgeVersion)info.EdgeVersion).ToString(),
+                ["lastConnectTime"] = info.LastConnectTs == 0 ? null : info.LastConnectTs,
+                ["pendingDownlinks"] = engine.Edges.PendingCount(edge.Id),
+                ["failedDownlinks"] = failures,
+            },
+        };
+    }
+}

@@ -1,0 +1,385 @@
+using System.Net.Http.Json;
+using System.Text.Json.Nodes;
+using Grpc.Core;
+using Perf.Api.Edge.Protos;
+using Perf.Api.Edge.Protos.Transport;
+using Perf.Core;
+
+namespace Perf.EndToEnd;
+
+/// <summary>The edge door end to end: a Grpc.Net.Client edge against the real host.</summary>
+[Collection(HostCollection.Name)]
+public sealed class EdgeTests(HostFixture fixture)
+{
+    private int EdgePort => fixture.Endpoints.Edges!.Port;
+
+    private static async Task<(string Id, string RoutingKey, string Secret)> CreateEdgeAsync(Rest rest)
+    {
+        var routingKey = "rk-" + Guid.NewGuid().ToString("N");
+        var edge = await rest.PostAsync("/api/edge", new { name = "edge-" + Guid.NewGuid().ToString("N")[..8], type = "default", routingKey, secret = "s3cret" });
+        Assert.Equal(routingKey, edge["routingKey"]!.GetValue<string>());
+        return (edge["id"]!["id"]!.GetValue<string>(), routingKey, "s3cret");
+    }
+
+    [Fact]
+    public async Task Connect_WithBadCredentials_AnswersBadCredentialsAndEndsTheStreamWithAnError()
+    {
+        using var rest = await Rest.LoginAsync(fixture);
+        var (_, routingKey, _) = await CreateEdgeAsync(rest);
+        await using var edge = new EdgeTestClient(EdgePort);
+        var response = await edge.ConnectAsync(routingKey, "wrong");
+        Assert.Equal(ConnectResponseCode.BadCredentials, response.ResponseCode);
+        var error = await Assert.ThrowsAsync<RpcException>(() => edge.Completion.WaitAsync(TimeSpan.FromSeconds(5)));
+        Assert.Equal(StatusCode.Unauthenticated, error.StatusCode);
+    }
+
+    [Fact]
+    public async Task FirstMessage_ThatIsNotAConnect_IsRejected()
+    {
+        await using var edge = new EdgeTestClient(EdgePort);
+        await edge.SendAsync(new RequestMsg { MsgType = RequestMsgType.UplinkRpcMessage, UplinkMsg = new UplinkMsg { UplinkMsgId = 1 } });
+        var error = await Assert.ThrowsAsync<RpcException>(() => edge.Completion.WaitAsync(TimeSpan.FromSeconds(5)));
+        Assert.Equal(StatusCode.FailedPrecondition, error.StatusCode);
+    }
+
+    [Fact]
+    public async Task FirstConnect_IsAccepted_AndFullSyncsAssignedDevices_EndingWithSyncCompleted()
+    {
+        using var rest = await Rest.LoginAsync(fixture);
+        var (edgeId, routingKey, secret) = await CreateEdgeAsync(rest);
+        var (d1, _) = await rest.CreateDeviceAsync("edge-sync-1-" + Guid.NewGuid().ToString("N")[..6]);
+        var (d2, token2) = await rest.CreateDeviceAsync("edge-sync-2-" + Guid.NewGuid().ToString("N")[..6]);
+        await rest.PostAsync($"/api/edge/{edgeId}/device/{d1}", new { });
+        await rest.PostAsync($"/api/edge/{edgeId}/device/{d2}", new { });
+        await rest.PostAsync($"/api/plugins/telemetry/DEVICE/{d2}/SHARED_SCOPE", new { target = 21 });
+
+        await using var edge = new EdgeTestClient(EdgePort);
+        var connect = await edge.ConnectAsync(routingKey, secret, EdgeVersion.V440, maxInbound: 1 << 20);
+        Assert.Equal(ConnectResponseCode.Accepted, connect.ResponseCode);
+        Assert.Equal(Guid.Parse(edgeId), EdgeTestClient.Id(connect.Configuration.EdgeIdMSB, connect.Configuration.EdgeIdLSB));
+        Assert.Equal(routingKey, connect.Configuration.RoutingKey);
+        Assert.True(connect.MaxInboundMessageSize > 0);
+
+        var synced = await edge.UntilSyncCompletedAsync();
+        var devices = synced.SelectMany(m => m.DeviceUpdateMsg).Select(u => EdgeTestClient.Id(u.IdMSB, u.IdLSB).ToString()).ToHashSet();
+        Assert.Contains(d1, devices);
+        Assert.Contains(d2, devices);
+        Assert.Contains(synced, m => m.DeviceCredentialsUpdateMsg.Any(c => c.Entity.Contains(token2, StringComparison.Ordinal)));
+        Assert.Contains(synced, m => m.EntityData.Any(e => e.AttributesUpdatedMsg?.Kv.Any(kv => kv.Key == "target" && kv.LongV == 21) == true));
+        Assert.NotNull(synced[^1].SyncCompletedMsg);
+
+        // Afterwards only changes: a new shared attribute arrives alone, no second sync.
+        await rest.PostAsync($"/api/plugins/telemetry/DEVICE/{d1}/SHARED_SCOPE", new { mode = "eco" });
+        var change = await edge.NextDownlinkAsync(m => m.EntityData.Count > 0 || m.SyncCompletedMsg is not null);
+        Assert.Null(change.SyncCompletedMsg);
+        Assert.Equal("mode", change.EntityData[0].AttributesUpdatedMsg.Kv[0].Key);
+
+        var info = await rest.GetAsync($"/api/edge/{edgeId}");
+        Assert.Equal("V440", info["additionalInfo"]!["edgeVersion"]!.GetValue<string>());
+        Assert.True(info["additionalInfo"]!["connected"]!.GetValue<bool>());
+
+        // A forced sync (REST) sends everything again, ending with syncCompletedMsg.
+        await rest.PostAsync($"/api/edge/sync/{edgeId}", new { });
+        var resynced = await edge.UntilSyncCompletedAsync();
+        Assert.Contains(resynced, m => m.DeviceUpdateMsg.Any(u => EdgeTestClient.Id(u.IdMSB, u.IdLSB).ToString() == d2));
+    }
+
+    [Fact]
+    public async Task UplinkedTelemetryAndAttributes_AreAcknowledgedByIdAndReadableOverRest()
+    {
+        using var rest = await Rest.LoginAsync(fixture);
+        var (edgeId, routingKey, secret) = await CreateEdgeAsync(rest);
+        var (deviceId, _) = await rest.CreateDeviceAsync("edge-up-" + Guid.NewGuid().ToString("N")[..6]);
+        await rest.PostAsync($"/api/edge/{edgeId}/device/{deviceId}", new { });
+        await using var edge = new EdgeTestClient(EdgePort);
+        Assert.Equal(ConnectResponseCode.Accepted, (await edge.ConnectAsync(routingKey, secret)).ResponseCode);
+
+        var (msb, lsb) = EdgeTestClient.Split(Guid.Parse(deviceId));
+        var uplink = new UplinkMsg();
+        for (var i = 0; i < 50; i++)
+        {
+            var telemetry = new PostTelemetryMsg();
+            var list = new TsKvListProto { Ts = 1_000 + i };
+            list.Kv.Add(new KeyValueProto { Key = "temperature", Type = KeyValueType.DoubleV, DoubleV = 20 + i });
+            telemetry.TsKvList.Add(list);
+            uplink.EntityData.Add(new EntityDataProto { EntityIdMSB = msb, EntityIdLSB = lsb, EntityType = "DEVICE", PostTelemetryMsg = telemetry });
+        }
+        var attributes = new PostAttributeMsg();
+        attributes.Kv.Add(new KeyValueProto { Key = "firmware", Type = KeyValueType.StringV, StringV = "1.2" });
+        uplink.EntityData[0].PostAttributesMsg = attributes;
+        uplink.EntityData[0].PostAttributeScope = "CLIENT_SCOPE";
+
+        var response = await edge.UplinkAsync(uplink);
+        Assert.True(response.Success, response.ErrorMsg);
+        Assert.Equal(uplink.UplinkMsgId, response.UplinkMsgId);
+
+        var latest = await rest.GetAsync($"/api/plugins/telemetry/DEVICE/{deviceId}/values/timeseries?keys=temperature&useStrictDataTypes=true");
+        Assert.Equal(69.0, latest["temperature"]![0]!["value"]!.GetValue<double>());
+        var history = await rest.GetAsync($"/api/plugins/telemetry/DEVICE/{deviceId}/values/timeseries?keys=temperature&startTs=0&endTs=5000&limit=100");
+        Assert.Equal(50, history["temperature"]!.AsArray().Count);
+        var client = await rest.GetAsync($"/api/plugins/telemetry/DEVICE/{deviceId}/values/attributes/CLIENT_SCOPE");
+        Assert.Contains(client.AsArray(), a => a!["key"]!.GetValue<string>() == "firmware");
+
+        // More than 50 events in one message is answered success=false with the same id.
+        uplink.EntityData.Add(uplink.EntityData[1].Clone());
+        var tooBig = await edge.UplinkAsync(uplink);
+        Assert.False(tooBig.Success);
+        Assert.Equal(uplink.UplinkMsgId, tooBig.UplinkMsgId);
+
+        // Unknown device: success=false, stream stays usable.
+        var unknown = new UplinkMsg();
+        var (umsb, ulsb) = EdgeTestClient.Split(Guid.NewGuid());
+        unknown.EntityData.Add(new EntityDataProto { EntityIdMSB = umsb, EntityIdLSB = ulsb, EntityType = "DEVICE", PostTelemetryMsg = uplink.EntityData[1].PostTelemetryMsg });
+        Assert.False((await edge.UplinkAsync(unknown)).Success);
+        Assert.True((await edge.UplinkAsync(new UplinkMsg())).Success);
+    }
+
+    [Fact]
+    public async Task Rpc_ToADeviceBehindTheEdge_GoesThroughTheEdge_AndItsReplyCompletesTheCall()
+    {
+        using var rest = await Rest.LoginAsync(fixture);
+        var (edgeId, routingKey, secret) = await CreateEdgeAsync(rest);
+        var (deviceId, _) = await rest.CreateDeviceAsync("edge-rpc-" + Guid.NewGuid().ToString("N")[..6]);
+        await rest.PostAsync($"/api/edge/{edgeId}/device/{deviceId}", new { });
+        await using var edge = new EdgeTestClient(EdgePort);
+        Assert.Equal(ConnectResponseCode.Accepted, (await edge.ConnectAsync(routingKey, secret)).ResponseCode);
+        await edge.UntilSyncCompletedAsync();
+
+        var call = rest.Http.PostAsync($"/api/plugins/rpc/twoway/{deviceId}",
+            new StringContent("""{"method":"setGpio","params":{"pin":7,"value":1},"timeout":10000}""", System.Text.Encoding.UTF8, "application/json"));
+        var downlink = await edge.NextDownlinkAsync(m => m.DeviceRpcCallMsg.Count > 0);
+        var request = downlink.DeviceRpcCallMsg[0];
+        Assert.Equal(deviceId, EdgeTestClient.Id(request.DeviceIdMSB, request.DeviceIdLSB).ToString());
+        Assert.Equal("setGpio", request.RequestMsg.Method);
+        Assert.Contains("\"pin\":7", request.RequestMsg.Params, StringComparison.Ordinal);
+
+        var reply = new UplinkMsg();
+        reply.DeviceRpcCallMsg.Add(new DeviceRpcCallMsg
+        {
+            DeviceIdMSB = request.DeviceIdMSB,
+            DeviceIdLSB = request.DeviceIdLSB,
+            RequestUuidMSB = request.RequestUuidMSB,
+            RequestUuidLSB = request.RequestUuidLSB,
+            RequestId = request.RequestId,
+            ResponseMsg = new RpcResponseMsg { Response = """{"pin":7,"value":1,"ok":true}""" },
+        });
+        Assert.True((await edge.UplinkAsync(reply)).Success);
+        var outcome = await call.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(System.Net.HttpStatusCode.OK, outcome.StatusCode);
+        Assert.Equal("""{"pin":7,"value":1,"ok":true}""", await outcome.Content.ReadAsStringAsync());
+
+        // The core API directly (what every door's RPC uses) takes the same path.
+        var direct = fixture.Host.Engine.Rpc.SendAsync(Guid.Parse(deviceId), "ping", "{}", oneWay: false, timeoutMs: 10_000, CancellationToken.None);
+        var ping = (await edge.NextDownlinkAsync(m => m.DeviceRpcCallMsg.Any(c => c.RequestMsg?.Method == "ping"))).DeviceRpcCallMsg[0];
+        var pong = new UplinkMsg();
+        pong.DeviceRpcCallMsg.Add(new DeviceRpcCallMsg
+        {
+            DeviceIdMSB = ping.DeviceIdMSB,
+            DeviceIdLSB = ping.DeviceIdLSB,
+            RequestId = ping.RequestId,
+            ResponseMsg = new RpcResponseMsg { Error = "busy" },
+        });
+        Assert.True((await edge.UplinkAsync(pong)).Success);
+        var directOutcome = await direct.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(RpcStatus.Success, directOutcome.Status);
+        Assert.Equal("""{"error":"busy"}""", directOutcome.ResponseJson);
+
+        // A persistent RPC: DELIVERED when the edge acknowledges its downlink, SUCCESSFUL with the reply.
+        var rpcId = (await rest.PostAsync($"/api/rpc/twoway/{deviceId}", new { method = "reboot", @params = new { }, persistent = true, timeout = 60000 }))["rpcId"]!.GetValue<string>();
+        var reboot = (await edge.NextDownlinkAsync(m => m.DeviceRpcCallMsg.Any(c => c.RequestMsg?.Method == "reboot"))).DeviceRpcCallMsg[0];
+        Assert.True(reboot.Persisted);
+        await WaitForRpcStatusAsync(rest, rpcId, "DELIVERED");
+        var rebooted = new UplinkMsg();
+        rebooted.DeviceRpcCallMsg.Add(new DeviceRpcCallMsg
+        {
+            DeviceIdMSB = reboot.DeviceIdMSB,
+            DeviceIdLSB = reboot.DeviceIdLSB,
+            RequestId = reboot.RequestId,
+            ResponseMsg = new RpcResponseMsg { Response = """{"rebooted":true}""" },
+        });
+        Assert.True((await edge.UplinkAsync(rebooted)).Success);
+        await WaitForRpcStatusAsync(rest, rpcId, "SUCCESSFUL");
+
+        // The other way: a client-side RPC of the device, uplinked by the edge, answered by a downlink.
+        var clientRpc = new UplinkMsg();
+        clientRpc.DeviceRpcCallMsg.Add(new DeviceRpcCallMsg
+        {
+            DeviceIdMSB = request.DeviceIdMSB,
+            DeviceIdLSB = request.DeviceIdLSB,
+            RequestId = 77,
+            RequestMsg = new RpcRequestMsg { Method = "getCurrentTime", Params = "{}" },
+        });
+        Assert.True((await edge.UplinkAsync(clientRpc)).Success);
+        var answer = await edge.NextDownlinkAsync(m => m.DeviceRpcCallMsg.Any(c => c.RequestId == 77 && c.ResponseMsg is not null));
+        Assert.Contains("currentTime", answer.DeviceRpcCallMsg[0].ResponseMsg.Response, StringComparison.Ordinal);
+    }
+
+    private static async Task WaitForRpcStatusAsync(Rest rest, string rpcId, string status)
+    {
+        string? last = null;
+        for (var i = 0; i < 100; i++)
+        {
+            last = (await rest.GetAsync($"/api/rpc/persistent/{rpcId}"))["status"]!.GetValue<string>();
+            if (last == status)
+            {
+                return;
+            }
+            await Task.Delay(50);
+        }
+        Assert.Fail($"RPC {rpcId} is {last}, expected {status}");
+    }
+
+    [Fact]
+    public async Task Downlink_LargerThanTheEdgesLimit_IsNeverSent_IsRecordedWithAHint_AndSyncStillCompletes()
+    {
+        using var rest = await Rest.LoginAsync(fixture);
+        var (edgeId, routingKey, secret) = await CreateEdgeAsync(rest);
+        var big = await rest.PostAsync("/api/device", new { name = "edge-big-" + Guid.NewGuid().ToString("N")[..6], additionalInfo = new { blob = new string('x', 4000) } });
+        var (small, _) = await rest.CreateDeviceAsync("edge-small-" + Guid.NewGuid().ToString("N")[..6]);
+        await rest.PostAsync($"/api/edge/{edgeId}/device/{big["id"]!["id"]}", new { });
+        await rest.PostAsync($"/api/edge/{edgeId}/device/{small}", new { });
+
+        await using var edge = new EdgeTestClient(EdgePort);
+        Assert.Equal(ConnectResponseCode.Accepted, (await edge.ConnectAsync(routingKey, secret, maxInbound: 2000)).ResponseCode);
+        var synced = await edge.UntilSyncCompletedAsync();
+        Assert.All(synced, m => Assert.True(m.CalculateSize() < 2000));
+        Assert.Contains(synced, m => m.DeviceUpdateMsg.Any(u => EdgeTestClient.Id(u.IdMSB, u.IdLSB).ToString() == small));
+
+        // The failure is recorded with the commit after the pump moved on.
+        JsonArray failures = [];
+        for (var i = 0; i < 50 && failures.Count == 0; i++)
+        {
+            await Task.Delay(100);
+            failures = (await rest.GetAsync($"/api/edge/{edgeId}"))["additionalInfo"]!["failedDownlinks"]!.AsArray();
+        }
+        Assert.Contains(failures, f => f!["error"]!.GetValue<string>().Contains("maxInboundMessageSize", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task RestEdgeEndpoints_CreateGetListAssignUnassignDelete()
+    {
+        using var rest = await Rest.LoginAsync(fixture);
+        var (edgeId, _, _) = await CreateEdgeAsync(rest);
+        var got = await rest.GetAsync($"/api/edge/{edgeId}");
+        Assert.Equal("EDGE", got["id"]!["entityType"]!.GetValue<string>());
+        var list = await rest.GetAsync("/api/tenant/edges?pageSize=1000&page=0");
+        Assert.Contains(list["data"]!.AsArray(), e => e!["id"]!["id"]!.GetValue<string>() == edgeId);
+
+        var (deviceId, _) = await rest.CreateDeviceAsync("edge-assign-" + Guid.NewGuid().ToString("N")[..6]);
+        await rest.PostAsync($"/api/edge/{edgeId}/device/{deviceId}", new { });
+        var assigned = await rest.GetAsync($"/api/edge/{edgeId}/devices?pageSize=10");
+        Assert.Equal(deviceId, assigned["data"]![0]!["id"]!["id"]!.GetValue<string>());
+        Assert.True((await rest.Http.DeleteAsync($"/api/edge/{edgeId}/device/{deviceId}")).IsSuccessStatusCode);
+        Assert.Empty((await rest.GetAsync($"/api/edge/{edgeId}/devices?pageSize=10"))["data"]!.AsArray());
+
+        Assert.True((await rest.Http.DeleteAsync($"/api/edge/{edgeId}")).IsSuccessStatusCode);
+        Assert.Equal(System.Net.HttpStatusCode.NotFound, (await rest.Http.GetAsync($"/api/edge/{edgeId}")).StatusCode);
+    }
+}
+
+/// <summary>Edge behaviour that needs its own server process: retry spacing and a restart.</summary>
+public sealed class EdgeProcessTests
+{
+    [Fact]
+    public async Task UnacknowledgedDownlink_IsResent_AndTheQueueSurvivesARestart()
+    {
+        var dataDir = Path.Combine(Path.GetTempPath(), "perf-edge-" + Guid.NewGuid().ToString("N"));
+        var settings = HostFixture.FreePortSettings(dataDir);
+        settings["EDGES_DOWNLINK_RETRY_MS"] = "400";
+        settings["EDGES_DOWNLINK_ATTEMPTS"] = "100";
+        settings["EDGES_UPLINK_RATE_LIMIT"] = "5";
+        var server = HostProcess.Start(settings);
+        try
+        {
+            var ports = await server.WaitForDoorsAsync(5, TimeSpan.FromSeconds(30));
+            using var http = await LoginAsync(ports["http"]);
+            var routingKey = "rk-" + Guid.NewGuid().ToString("N");
+            var edgeId = (await PostAsync(http, "/api/edge", new { name = "restart-edge", routingKey, secret = "pw" }))["id"]!["id"]!.GetValue<string>();
+            var d1 = (await PostAsync(http, "/api/device", new { name = "restart-d1" }))["id"]!["id"]!.GetValue<string>();
+            await PostAsync(http, $"/api/edge/{edgeId}/device/{d1}", new { });
+
+            await using (var edge = new EdgeTestClient(ports["edges"]) { AutoAck = false })
+            {
+                Assert.Equal(ConnectResponseCode.Accepted, (await edge.ConnectAsync(routingKey, "pw")).ResponseCode);
+                var first = await edge.NextDownlinkAsync(_ => true);
+                var again = await edge.NextDownlinkAsync(_ => true, TimeSpan.FromSeconds(5));
+                Assert.Equal(first.DownlinkMsgId, again.DownlinkMsgId);
+                // Acknowledge everything up to and including the sync's end.
+                var current = again;
+                while (true)
+                {
+                    await edge.AckAsync(current.DownlinkMsgId);
+                    if (current.SyncCompletedMsg is not null)
+                    {
+                        break;
+                    }
+                    var acked = current.DownlinkMsgId;
+                    try
+                    {
+                        current = await edge.NextDownlinkAsync(m => m.DownlinkMsgId > acked);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        Assert.Fail($"nothing after downlink {acked}:\n{server.Output}");
+                    }
+                }
+
+                // Acknowledgements are recorded durably: wait until the server's queue is empty.
+                for (var i = 0; i < 50; i++)
+                {
+                    var info = await http.GetFromJsonAsync<JsonObject>($"/api/edge/{edgeId}");
+                    if (info!["additionalInfo"]!["pendingDownlinks"]!.GetValue<int>() == 0)
+                    {
+                        break;
+                    }
+                    await Task.Delay(100);
+                }
+            }
+
+            // The edge is offline: a new assignment waits in its durable queue across a kill -9.
+            var d2 = (await PostAsync(http, "/api/device", new { name = "restart-d2" }))["id"]!["id"]!.GetValue<string>();
+            await PostAsync(http, $"/api/edge/{edgeId}/device/{d2}", new { });
+            server.KillHard();
+            server.Dispose();
+
+            server = HostProcess.Start(settings);
+            ports = await server.WaitForDoorsAsync(5, TimeSpan.FromSeconds(30));
+            await using (var edge = new EdgeTestClient(ports["edges"]))
+            {
+                Assert.Equal(ConnectResponseCode.Accepted, (await edge.ConnectAsync(routingKey, "pw")).ResponseCode);
+                var queued = await edge.NextDownlinkAsync(_ => true);
+                Assert.Null(queued.SyncCompletedMsg);
+                Assert.Equal(d2, EdgeTestClient.Id(queued.DeviceUpdateMsg[0].IdMSB, queued.DeviceUpdateMsg[0].IdLSB).ToString());
+                Assert.Equal(UpdateMsgType.EntityCreatedRpcMessage, queued.DeviceUpdateMsg[0].MsgType);
+
+                // Over the uplink rate limit (5/s here) an uplink is answered success=false with its id.
+                var responses = await Task.WhenAll(Enumerable.Range(0, 12).Select(_ => edge.UplinkAsync(new UplinkMsg())));
+                Assert.Contains(responses, r => !r.Success && r.ErrorMsg.Contains("rate", StringComparison.Ordinal));
+                Assert.Contains(responses, r => r.Success);
+            }
+        }
+        finally
+        {
+            server.Dispose();
+            TestDirectories.Delete(dataDir);
+        }
+    }
+
+    private static async Task<HttpClient> LoginAsync(int port)
+    {
+        var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(30) };
+        var login = await http.PostAsJsonAsync("/api/auth/login", new { username = "tenant@example.com", password = "tenant" });
+        login.EnsureSuccessStatusCode();
+        var token = (await login.Content.ReadFromJsonAsync<JsonObject>())!["token"]!.GetValue<string>();
+        http.DefaultRequestHeaders.Add("X-Authorization", "Bearer " + token);
+        return http;
+    }
+
+    private static async Task<JsonObject> PostAsync(HttpClient http, string path, object body)
+    {
+        var response = await http.PostAsJsonAsync(path, body);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.IsSuccessStatusCode, $"POST {path} answered {(int)response.StatusCode}: {text}");
+        return JsonNode.Parse(text) as JsonObject ?? [];
+    }
+}
