@@ -56,8 +56,14 @@ public sealed class MqttMosquittoTests(HostFixture fixture)
         Assert.True(latest["key1"].Ts >= before);
 
         // The ts form went into history at the device's own timestamp.
-        var history = await rest.Http.GetFromJsonAsync<JsonObject>(
-            $"/api/plugins/telemetry/DEVICE/{id}/values/timeseries?keys=stringKey,longKey&startTs=1451649600000&endTs=1451649601000");
+        // The third publish is QoS 0 (no PUBACK to wait for): poll until its ts-form entries are stored.
+        JsonObject? history = null;
+        await Eventually.TrueAsync(async () =>
+        {
+            history = await rest.Http.GetFromJsonAsync<JsonObject>(
+                $"/api/plugins/telemetry/DEVICE/{id}/values/timeseries?keys=stringKey,longKey&startTs=1451649600000&endTs=1451649601000");
+            return history?["stringKey"] is not null && history["longKey"] is not null;
+        });
         Assert.Equal(1451649600512, history!["stringKey"]![0]!["ts"]!.GetValue<long>());
         Assert.Equal("value1", history["stringKey"]![0]!["value"]!.GetValue<string>());
         Assert.Equal("73", history["longKey"]![0]!["value"]!.GetValue<string>());
