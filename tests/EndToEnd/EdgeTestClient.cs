@@ -50,7 +50,8 @@ public sealed class EdgeTestClient : IAsyncDisposable
             connect.MaxInboundMessageSize = max;
         }
         await SendAsync(new RequestMsg { MsgType = RequestMsgType.ConnectRpcMessage, ConnectRequestMsg = connect });
-        return await _connect.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        // Generous: a freshly restarted host (Debug build, JIT, log replay) on a loaded CI machine answers slowly.
+        return await _connect.Task.WaitAsync(TimeSpan.FromSeconds(30));
     }
 
     public async Task SendAsync(RequestMsg msg)
