@@ -9,7 +9,8 @@ public sealed record CommonOptions(
     string? HtmlPath,
     double? MaxErrorRate,
     double? MinRate,
-    double? MaxP99Ms)
+    double? MaxP99Ms,
+    Assertions? Assert = null)
 {
     public static CommonOptions Read(Options o, int defaultPort) => new(
         o.String("host", "127.0.0.1"),
@@ -19,7 +20,8 @@ public sealed record CommonOptions(
         o.StringOrNull("html"),
         o.DoubleOrNull("max-error-rate", 0),
         o.DoubleOrNull("min-rate", 0),
-        o.DoubleOrNull("max-p99", 0));
+        o.DoubleOrNull("max-p99", 0),
+        o.StringOrNull("assert") is { } expression ? Assertions.Parse(expression) : null);
 
     public string Target => $"{Host}:{Port}";
 
@@ -66,6 +68,11 @@ public sealed record CommonOptions(
             && Report.Ms(latency.GetValueAtPercentile(99)) is var p99 && p99 > maxP99)
         {
             violations.Add($"{result.LatencyName} p99 {p99:F3} ms > --max-p99 {maxP99:F3} ms");
+        }
+
+        if (Assert is not null)
+        {
+            violations.AddRange(Assert.Violations(result));
         }
 
         return violations;

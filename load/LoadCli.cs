@@ -66,6 +66,8 @@ public static class LoadCli
         o.WriteLine("  --host 127.0.0.1 --port <scenario default> --duration 10s");
         o.WriteLine("  --json out.json --html report.html");
         o.WriteLine("  --max-error-rate 0.001 --min-rate 50000 --max-p99 5 (ms)   (exit 1 when violated)");
+        o.WriteLine("  --assert 'p99<5ms,rate>50000,error-rate<=0.1%'   metrics rate p50 p90 p99 p99.9 max mean errors error-rate acked sent;");
+        o.WriteLine("      operators < <= > >= =; latency units us ms s (default ms)   (exit 1 when a clause fails)");
         o.WriteLine("Device tokens (MQTT username, HTTP/CoAP path):");
         o.WriteLine("  --tokens t1,t2,...  |  --token-prefix P (token i = P+i; default load-token-)");
         o.WriteLine("  --provision N --api http://127.0.0.1:8080 --user tenant@example.com --password tenant");

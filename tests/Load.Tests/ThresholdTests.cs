@@ -121,3 +121,71 @@ public sealed class ThresholdTests
         await sink;
     }
 }
+
+public sealed class AssertionTests
+{
+    private static RunResult Result(long acked, long errors, double rate, params long[] latencyMicros)
+    {
+        var r = new RunResult { Scenario = "s", Target = "t", Sent = acked + errors, Acked = acked, Errors = errors, Rate = rate };
+        if (latencyMicros.Length > 0)
+        {
+            var h = LatencyRecorder.NewHistogram();
+            foreach (var us in latencyMicros)
+            {
+                h.RecordValue(us);
+            }
+
+            r.Latency = h;
+        }
+
+        return r;
+    }
+
+    [Fact]
+    public void Latency_clauses_take_units_and_default_to_milliseconds()
+    {
+        var r = Result(100, 0, 60_000, Enumerable.Repeat(4_000L, 100).ToArray()); // 4 ms
+        Assert.Empty(Assertions.Parse("p99<5ms, rate>50000").Violations(r));
+        Assert.Empty(Assertions.Parse("p99<5").Violations(r));
+        Assert.Empty(Assertions.Parse("p99<0.005s").Violations(r));
+        Assert.Single(Assertions.Parse("p99<4000us").Violations(r));
+        Assert.Empty(Assertions.Parse("p99<=4.01ms").Violations(r));
+        Assert.Single(Assertions.Parse("max<3ms").Violations(r));
+        Assert.Empty(Assertions.Parse("p50 > 3.9 ms, mean<4.1").Violations(r));
+    }
+
+    [Fact]
+    public void Rate_error_and_count_clauses()
+    {
+        var r = Result(990, 10, 1_000);
+        Assert.Empty(Assertions.Parse("rate>=1000,errors<=10,error-rate<=1%,error-rate<0.011,acked=990,sent>999").Violations(r));
+        var broken = Assertions.Parse("rate>1000,errors=0,error-rate<1%").Violations(r).ToList();
+        Assert.Equal(3, broken.Count);
+        Assert.Contains("rate is 1000", broken[0], StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_latency_clause_without_samples_fails() =>
+        Assert.Contains("no latency samples", Assert.Single(Assertions.Parse("p99<5ms").Violations(Result(0, 0, 0))), StringComparison.Ordinal);
+
+    [Theory]
+    [InlineData("p99")]
+    [InlineData("p42<5")]
+    [InlineData("p99<fast")]
+    [InlineData("<5")]
+    [InlineData(",")]
+    [InlineData("rate>5ms")]
+    public void Malformed_expressions_are_bad_arguments(string expression) =>
+        Assert.Throws<OptionsException>(() => Assertions.Parse(expression));
+
+    [Fact]
+    public async Task A_malformed_assert_exits_2() =>
+        Assert.Equal(2, await LoadCli.RunAsync(["tcp", "--assert", "p99<<5"], CancellationToken.None));
+
+    [Fact]
+    public void Assert_joins_the_other_thresholds()
+    {
+        var common = CommonOptions.Read(new Options(["--min-rate", "10", "--assert", "errors=0"]), 1883);
+        Assert.Equal(2, common.Violations(Result(1, 1, 5)).Count);
+    }
+}
