@@ -9,7 +9,8 @@ public sealed record CommonOptions(
     string? HtmlPath,
     double? MaxErrorRate,
     double? MinRate,
-    double? MaxP99Ms)
+    double? MaxP99Ms,
+    Assertions? Assert = null)
 {
     public static CommonOptions Read(Options o, int defaultPort) => new(
         o.String("host", "127.0.0.1"),
@@ -19,7 +20,8 @@ public sealed record CommonOptions(
         o.StringOrNull("html"),
         o.DoubleOrNull("max-error-rate", 0),
         o.DoubleOrNull("min-rate", 0),
-        o.DoubleOrNull("max-p99", 0));
+        o.DoubleOrNull("max-p99", 0),
+        o.StringOrNull("assert") is { } expression ? Assertions.Parse(expression) : null);
 
     public string Target => $"{Host}:{Port}";
 
@@ -39,26 +41,40 @@ public sealed record CommonOptions(
             Console.WriteLine($"   html: {HtmlPath}");
         }
 
-        var exit = 0;
+        var violations = Violations(result);
+        foreach (var violation in violations)
+        {
+            Console.WriteLine("THRESHOLD VIOLATED: " + violation);
+        }
+
+        return violations.Count == 0 ? 0 : 1;
+    }
+
+    /// <summary>The thresholds <paramref name="result"/> violates (empty: exit code 0).</summary>
+    public List<string> Violations(RunResult result)
+    {
+        var violations = new List<string>();
         if (MaxErrorRate is { } maxErrors && result.ErrorRate > maxErrors)
         {
-            Console.WriteLine($"THRESHOLD VIOLATED: error rate {result.ErrorRate:P3} > --max-error-rate {maxErrors:P3}");
-            exit = 1;
+            violations.Add($"error rate {result.ErrorRate:P3} > --max-error-rate {maxErrors:P3}");
         }
 
         if (MinRate is { } minRate && result.Rate < minRate)
         {
-            Console.WriteLine($"THRESHOLD VIOLATED: {result.RateName} {result.Rate:N0} < --min-rate {minRate:N0}");
-            exit = 1;
+            violations.Add($"{result.RateName} {result.Rate:N0} < --min-rate {minRate:N0}");
         }
 
         if (MaxP99Ms is { } maxP99 && result.Latency is { TotalCount: > 0 } latency
             && Report.Ms(latency.GetValueAtPercentile(99)) is var p99 && p99 > maxP99)
         {
-            Console.WriteLine($"THRESHOLD VIOLATED: {result.LatencyName} p99 {p99:F3} ms > --max-p99 {maxP99:F3} ms");
-            exit = 1;
+            violations.Add($"{result.LatencyName} p99 {p99:F3} ms > --max-p99 {maxP99:F3} ms");
         }
 
-        return exit;
+        if (Assert is not null)
+        {
+            violations.AddRange(Assert.Violations(result));
+        }
+
+        return violations;
     }
 }

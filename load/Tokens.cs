@@ -16,11 +16,15 @@ public sealed class Tokens
     private readonly string[]? _list;
     private readonly string _prefix;
 
-    private Tokens(string[]? list, string prefix)
+    private Tokens(string[]? list, string prefix, string[]? deviceIds = null)
     {
         _list = list;
         _prefix = prefix;
+        DeviceIds = deviceIds;
     }
+
+    /// <summary>With <c>--provision</c>: the device id of token i (same order), for REST calls about the device.</summary>
+    public string[]? DeviceIds { get; }
 
     public string For(int connection) => _list is { Length: > 0 } list ? list[connection % list.Length] : _prefix + connection;
 
@@ -57,19 +61,19 @@ public sealed class Tokens
         }
 
         var provisioned = await ProvisionAsync(apiUri, user, password, prefix, provision, cancellation);
-        return new Tokens(provisioned, prefix);
+        return new Tokens(provisioned.Select(d => d.Token).ToArray(), prefix, provisioned.Select(d => d.Id).ToArray());
     }
 
     /// <summary>
     /// Logs in, then creates devices load-0..load-(n-1) with access token prefix+i; a device whose name
     /// exists (400/409) is reused and its actual token read from its credentials.
     /// </summary>
-    private static async Task<string[]> ProvisionAsync(Uri api, string user, string password, string prefix, int count, CancellationToken cancellation)
+    public static async Task<(string Token, string Id)[]> ProvisionAsync(Uri api, string user, string password, string prefix, int count, CancellationToken cancellation)
     {
         using var http = new HttpClient { BaseAddress = api, Timeout = TimeSpan.FromSeconds(30) };
         var jwt = await LoginAsync(http, user, password, cancellation);
         http.DefaultRequestHeaders.Add("X-Authorization", "Bearer " + jwt);
-        var tokens = new string[count];
+        var tokens = new (string Token, string Id)[count];
         var created = 0;
         var reused = 0;
         await Parallel.ForAsync(0, count, new ParallelOptions { MaxDegreeOfParallelism = 16, CancellationToken = cancellation }, async (i, ct) =>
@@ -84,7 +88,8 @@ public sealed class Tokens
             using var response = await http.PostAsync($"api/device?accessToken={Uri.EscapeDataString(token)}", body, ct);
             if (response.IsSuccessStatusCode)
             {
-                tokens[i] = token;
+                using var device = JsonDocument.Parse(await response.Content.ReadAsStringAsync(ct));
+                tokens[i] = (token, device.RootElement.GetProperty("id").GetProperty("id").GetString() ?? throw new HttpRequestException($"Device {name} has no id."));
                 Interlocked.Increment(ref created);
             }
             else if (response.StatusCode is HttpStatusCode.BadRequest or HttpStatusCode.Conflict)
@@ -101,7 +106,7 @@ public sealed class Tokens
         return tokens;
     }
 
-    private static async Task<string> LoginAsync(HttpClient http, string user, string password, CancellationToken cancellation)
+    public static async Task<string> LoginAsync(HttpClient http, string user, string password, CancellationToken cancellation)
     {
         using var body = Json(w =>
         {
@@ -118,15 +123,15 @@ public sealed class Tokens
         return document.RootElement.GetProperty("token").GetString() ?? throw new HttpRequestException("Login response has no token.");
     }
 
-    private static async Task<string> ExistingTokenAsync(HttpClient http, string name, CancellationToken cancellation)
+    private static async Task<(string Token, string Id)> ExistingTokenAsync(HttpClient http, string name, CancellationToken cancellation)
     {
         using var device = JsonDocument.Parse(await http.GetStringAsync($"api/tenant/devices?deviceName={Uri.EscapeDataString(name)}", cancellation));
-        var id = device.RootElement.GetProperty("id").GetProperty("id").GetString();
+        var id = device.RootElement.GetProperty("id").GetProperty("id").GetString() ?? throw new HttpRequestException($"Device {name} has no id.");
         using var credentials = JsonDocument.Parse(await http.GetStringAsync($"api/device/{id}/credentials", cancellation));
-        return credentials.RootElement.GetProperty("credentialsId").GetString() ?? throw new HttpRequestException($"Device {name} has no credentialsId.");
+        return (credentials.RootElement.GetProperty("credentialsId").GetString() ?? throw new HttpRequestException($"Device {name} has no credentialsId."), id);
     }
 
-    private static ByteArrayContent Json(Action<Utf8JsonWriter> write)
+    public static ByteArrayContent Json(Action<Utf8JsonWriter> write)
     {
         using var buffer = new MemoryStream();
         using (var writer = new Utf8JsonWriter(buffer))

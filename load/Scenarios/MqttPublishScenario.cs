@@ -17,6 +17,8 @@ public static class MqttPublishScenario
           mqtt-publish   --connections 100 --qos 1 --payload 64 --window 32 [--rate msgs/s, 0 = max]
                          [--topic v1/devices/me/telemetry] [--keepalive 0] [--connect-concurrency 200]
                          [--server-pid PID: server CPU seconds and acked msgs per server CPU second]
+                         [--unique: payload {"ts":T,"values":{"seq":S}} with a distinct ts and seq per message,
+                          T = --base-ts (default now - 1 h) + message number, so the server keeps every message]
         """;
 
     public static async Task<int> RunAsync(Options o, CancellationToken cancellation)
@@ -31,12 +33,18 @@ public static class MqttPublishScenario
         var keepAlive = o.Int("keepalive", 0, 0, 65_535);
         var connectConcurrency = o.Int("connect-concurrency", 200, 1, 100_000);
         int? serverPid = o.Has("server-pid") ? o.Int("server-pid", 0, 1) : null;
+        var unique = o.Flag("unique");
+        var baseTs = o.Has("base-ts") ? long.Parse(o.String("base-ts", "0"), System.Globalization.CultureInfo.InvariantCulture) : DateTimeOffset.UtcNow.AddHours(-1).ToUnixTimeMilliseconds();
         var tokens = await Tokens.FromOptionsAsync(o, cancellation);
         o.ThrowIfUnused();
 
         var endPoint = Targets.Resolve(common.Host, common.Port);
-        var payload = MqttWire.JsonPayload(payloadSize);
+        var tsOffset = 0;
+        var seqOffset = 0;
+        var payload = unique ? MqttWire.UniquePayload(out tsOffset, out seqOffset) : MqttWire.JsonPayload(payloadSize);
         var publish = MqttWire.Publish(topic, payload, qos, out var idOffset);
+        var payloadStart = publish.Length - payload.Length;
+        var stamp = unique ? new UniqueStamp(payloadStart + tsOffset, payloadStart + seqOffset, baseTs, connections) : null;
         var latency = new LatencyRecorder();
 
         var result = new RunResult { Scenario = "mqtt-publish", Target = common.Target, RateName = qos == 1 ? "acked msgs/s" : "sent msgs/s", LatencyName = "PUBACK latency" };
@@ -48,6 +56,10 @@ public static class MqttPublishScenario
         result.Parameter("duration", common.Duration.TotalSeconds + "s");
         result.Parameter("topic", topic);
         result.Parameter("tokens", tokens.Describe());
+        if (unique)
+        {
+            result.Parameter("unique", "base-ts " + baseTs.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        }
 
         var (sockets, connectFailures) = await ConnectAllAsync(endPoint, connections, tokens, keepAlive, connectConcurrency, cancellation);
         if (sockets.Length == 0)
@@ -57,7 +69,7 @@ public static class MqttPublishScenario
             return common.Finish(result) | 1;
         }
 
-        var publishers = sockets.Select((s, i) => new Publisher(s, i, publish, idOffset, qos == 1, window, rate > 0, latency)).ToArray();
+        var publishers = sockets.Select((s, i) => new Publisher(s, i, publish, idOffset, qos == 1, window, rate > 0, latency, stamp)).ToArray();
         var receiveLoops = publishers.Select(p => Task.Run(p.ReceiveLoopAsync)).ToArray();
         var monitor = new ProgressMonitor(() => publishers.Select(p => p.Counters), qos == 1 ? "acked" : "sent", common.Duration);
         var cpuBefore = ServerProcess.CpuSeconds(serverPid);
@@ -215,6 +227,9 @@ public static class MqttPublishScenario
         }
     }
 
+    /// <summary>Where the <c>--unique</c> digits sit in a packet; message k of connection i gets number k * connections + i.</summary>
+    private sealed record UniqueStamp(int TsOffset, int SeqOffset, long BaseTs, int Connections);
+
     /// <summary>One connection's publishing state. Packet ids 1..window form the window: a free id is a credit.</summary>
     private sealed class Publisher
     {
@@ -227,6 +242,8 @@ public static class MqttPublishScenario
         private readonly int _window;
         private readonly bool _paced;
         private readonly LatencyRecorder _latency;
+        private readonly UniqueStamp? _stamp;
+        private long _messageNumber;
         private readonly ushort[] _freeIds;
         private readonly long[] _sentAt;
         private readonly long[] _scratch;
@@ -237,8 +254,9 @@ public static class MqttPublishScenario
         private volatile bool _stopping;
         private volatile bool _dead;
 
-        public Publisher(Socket socket, int index, byte[] packet, int idOffset, bool qos1, int window, bool paced, LatencyRecorder latency)
+        public Publisher(Socket socket, int index, byte[] packet, int idOffset, bool qos1, int window, bool paced, LatencyRecorder latency, UniqueStamp? stamp)
         {
+            _stamp = stamp;
             _socket = socket;
             _index = index;
             _packetLength = packet.Length;
@@ -333,6 +351,7 @@ public static class MqttPublishScenario
                         }
                     }
 
+                    StampBatch(n);
                     Counters.Sent += n;
                 }
 
@@ -356,6 +375,7 @@ public static class MqttPublishScenario
             {
                 while (!_stopping && !_dead)
                 {
+                    StampBatch(_window);
                     await _socket.SendAsync(memory, SocketFlags.None);
                     Counters.Sent += _window;
                 }
@@ -363,6 +383,21 @@ public static class MqttPublishScenario
             catch (Exception e) when (e is SocketException or ObjectDisposedException)
             {
                 MarkDead();
+            }
+        }
+
+        /// <summary>With --unique, gives the first <paramref name="n"/> packets of the batch their message numbers.</summary>
+        private void StampBatch(int n)
+        {
+            if (_stamp is null)
+            {
+                return;
+            }
+
+            for (var k = 0; k < n; k++)
+            {
+                var unique = (_messageNumber++ * _stamp.Connections) + _index;
+                MqttWire.StampUnique(_batch.AsSpan(k * _packetLength), _stamp.TsOffset, _stamp.SeqOffset, _stamp.BaseTs, unique);
             }
         }
 

@@ -14,6 +14,10 @@ public static class TcpScenario
     public const string Help = """
           tcp            --connections 100 --payload 64 (bytes per line, with '\n') --batch 32 (lines per write)
                          [--rate lines/s, 0 = max] [--port 10560]
+                         [--line TEXT: send TEXT (without '\n') instead of JSON; {c} = connection index,
+                          e.g. --line 'load-{c},default,temperature,25.7' for the CSV converter / seed decoder]
+                         [--server-pid PID: after the run, wait until the server is idle (< 5% of a core
+                          for 500 ms, at most 60 s) and report lines/s until idle = what it processed]
         """;
 
     public static async Task<int> RunAsync(Options o, CancellationToken cancellation)
@@ -23,21 +27,44 @@ public static class TcpScenario
         var lineLength = o.Int("payload", 64, 8, 1 << 20);
         var batch = o.Int("batch", 32, 1, 65_536);
         var rate = o.Double("rate", 0, 0);
+        var lineTemplate = o.StringOrNull("line");
+        int? serverPid = o.Has("server-pid") ? o.Int("server-pid", 0, 1) : null;
         o.ThrowIfUnused();
 
         var endPoint = Targets.Resolve(common.Host, common.Port);
-        var line = MqttWire.JsonPayload(lineLength - 1);
-        var buffer = new byte[lineLength * batch];
-        for (var i = 0; i < batch; i++)
+        var jsonLine = MqttWire.JsonPayload(lineLength - 1);
+
+        // One pre-encoded batch per connection (the --line template may name the connection).
+        byte[] BatchFor(int connection)
         {
-            line.CopyTo(buffer, i * lineLength);
-            buffer[((i + 1) * lineLength) - 1] = (byte)'\n';
+            var line = lineTemplate is null
+                ? jsonLine
+                : System.Text.Encoding.UTF8.GetBytes(lineTemplate.Replace("{c}", connection.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal));
+            var length = line.Length + 1;
+            var buffer = new byte[length * batch];
+            for (var i = 0; i < batch; i++)
+            {
+                line.CopyTo(buffer, i * length);
+                buffer[((i + 1) * length) - 1] = (byte)'\n';
+            }
+
+            return buffer;
+        }
+
+        if (lineTemplate is not null)
+        {
+            lineLength = BatchFor(0).Length / batch;
         }
 
         var result = new RunResult { Scenario = "tcp", Target = common.Target, RateName = "lines/s sent" };
         result.Parameter("connections", connections);
         result.Parameter("payload", lineLength);
         result.Parameter("batch", batch);
+        if (lineTemplate is not null)
+        {
+            result.Parameter("line", lineTemplate);
+        }
+
         result.Parameter("rate", rate == 0 ? "max" : rate);
         result.Parameter("duration", common.Duration.TotalSeconds + "s");
 
@@ -66,10 +93,12 @@ public static class TcpScenario
         var clock = Stopwatch.StartNew();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
         stop.CancelAfter(common.Duration);
+        var cpuBefore = ServerProcess.CpuSeconds(serverPid);
         var drains = sockets.Select(s => Task.Run(() => DrainAsync(s))).ToArray();
         var senders = sockets.Select((s, i) => Task.Run(async () =>
         {
             var counters = workers[i];
+            var buffer = BatchFor(i);
             var pacer = new Pacer(rate / sockets.Count, clock);
             try
             {
@@ -94,6 +123,8 @@ public static class TcpScenario
 
         await Task.WhenAll(senders);
         var elapsed = clock.Elapsed.TotalSeconds;
+        var idleAfter = serverPid is null ? (double?)null : await WaitForIdleAsync(serverPid, clock);
+        var cpuAfter = ServerProcess.CpuSeconds(serverPid);
         await monitor.DisposeAsync();
         foreach (var s in sockets)
         {
@@ -119,7 +150,48 @@ public static class TcpScenario
         result.Series = monitor.Series;
         result.AddExtra("connections open", sockets.Count);
         result.AddExtra("connect failures", connectFailures);
+        if (idleAfter is { } idle && cpuBefore is { } before && cpuAfter is { } after)
+        {
+            var inv = System.Globalization.CultureInfo.InvariantCulture;
+            result.AddExtra("server busy after the last write (s)", (idle - elapsed).ToString("F2", inv));
+            result.AddExtra("lines/s until server idle", (totals.Sent / idle).ToString("F0", inv));
+            result.AddExtra("server CPU seconds", (after - before).ToString("F2", inv));
+            if (after > before)
+            {
+                result.AddExtra("lines per server CPU second", (totals.Sent / (after - before)).ToString("F0", inv));
+            }
+        }
+
         return common.Finish(result);
+    }
+
+    /// <summary>
+    /// Polls the server's CPU time every 100 ms until a 500 ms window costs under 5% of a core (it has
+    /// worked through what was written) or 60 s pass; returns the elapsed seconds at the start of that window.
+    /// </summary>
+    private static async Task<double?> WaitForIdleAsync(int? pid, Stopwatch clock)
+    {
+        var samples = new List<(double At, double Cpu)>();
+        var deadline = clock.Elapsed.TotalSeconds + 60;
+        while (clock.Elapsed.TotalSeconds < deadline)
+        {
+            if (ServerProcess.CpuSeconds(pid) is not { } cpu)
+            {
+                return null;
+            }
+
+            var now = clock.Elapsed.TotalSeconds;
+            samples.Add((now, cpu));
+            var windowStart = samples.FindLast(s => now - s.At >= 0.5);
+            if (windowStart != default && (cpu - windowStart.Cpu) / (now - windowStart.At) < 0.05)
+            {
+                return windowStart.At;
+            }
+
+            await Task.Delay(100, CancellationToken.None);
+        }
+
+        return clock.Elapsed.TotalSeconds;
     }
 
     private static async Task DrainAsync(Socket socket)

@@ -75,6 +75,66 @@ public static class MqttWire
         return packet;
     }
 
+    public const byte PublishType = 3;
+    public const byte SubAckType = 9;
+
+    /// <summary>SUBSCRIBE to one topic filter (MQTT 3.1.1 §3.8).</summary>
+    public static byte[] Subscribe(ushort packetId, string filter, int qos)
+    {
+        var f = Encoding.UTF8.GetBytes(filter);
+        var remaining = 2 + 2 + f.Length + 1;
+        var packet = new byte[1 + VarIntLength(remaining) + remaining];
+        var span = packet.AsSpan();
+        span[0] = 0x82;
+        var o = 1 + WriteVarInt(span[1..], remaining);
+        BinaryPrimitives.WriteUInt16BigEndian(span[o..], packetId);
+        o += 2;
+        o += WriteString(span[o..], f);
+        span[o] = (byte)qos;
+        return packet;
+    }
+
+    /// <summary>
+    /// Splits a received PUBLISH (<paramref name="packet"/> is the whole packet, fixed header included,
+    /// <paramref name="headerLength"/> from <see cref="TryReadFixedHeader"/>) into topic, packet id (0 at QoS 0) and payload.
+    /// </summary>
+    public static bool TryParsePublish(ReadOnlySpan<byte> packet, int headerLength, out ReadOnlySpan<byte> topic, out ushort packetId, out ReadOnlySpan<byte> payload)
+    {
+        topic = default;
+        payload = default;
+        packetId = 0;
+        var qos = (packet[0] >> 1) & 3;
+        var body = packet[headerLength..];
+        if (body.Length < 2)
+        {
+            return false;
+        }
+
+        var topicLength = BinaryPrimitives.ReadUInt16BigEndian(body);
+        var o = 2 + topicLength + (qos > 0 ? 2 : 0);
+        if (body.Length < o)
+        {
+            return false;
+        }
+
+        topic = body.Slice(2, topicLength);
+        if (qos > 0)
+        {
+            packetId = BinaryPrimitives.ReadUInt16BigEndian(body[(2 + topicLength)..]);
+        }
+
+        payload = body[o..];
+        return true;
+    }
+
+    /// <summary>PUBACK for <paramref name="packetId"/>, written into <paramref name="destination"/> (4 bytes).</summary>
+    public static void WritePubAck(Span<byte> destination, ushort packetId)
+    {
+        destination[0] = 0x40;
+        destination[1] = 2;
+        BinaryPrimitives.WriteUInt16BigEndian(destination[2..], packetId);
+    }
+
     public static ReadOnlySpan<byte> Disconnect => [0xE0, 0x00];
 
     /// <summary>
@@ -112,6 +172,38 @@ public static class MqttWire
         }
 
         throw new InvalidDataException("Malformed remaining length (MQTT 3.1.1 §2.2.3).");
+    }
+
+    /// <summary>
+    /// The <c>--unique</c> payload: <c>{"ts":T,"values":{"seq":S}}</c> with a 13-digit ts and a 10-digit seq,
+    /// patched in place per message (<see cref="StampUnique"/>), so every message is its own history point.
+    /// </summary>
+    public static byte[] UniquePayload(out int tsOffset, out int seqOffset)
+    {
+        const string Head = "{\"ts\":";
+        const string Middle = ",\"values\":{\"seq\":";
+        tsOffset = Head.Length;
+        seqOffset = Head.Length + 13 + Middle.Length;
+        return Encoding.ASCII.GetBytes(Head + new string('0', 13) + Middle + new string('0', 10) + "}}");
+    }
+
+    /// <summary>Seq values start here so they always have 10 digits (JSON numbers have no leading zeros).</summary>
+    public const long UniqueSeqBase = 1_000_000_000;
+
+    /// <summary>Writes ts = <paramref name="baseTs"/> + <paramref name="unique"/> and seq = <see cref="UniqueSeqBase"/> + <paramref name="unique"/>.</summary>
+    public static void StampUnique(Span<byte> packet, int tsOffset, int seqOffset, long baseTs, long unique)
+    {
+        WriteDigits(packet.Slice(tsOffset, 13), baseTs + unique);
+        WriteDigits(packet.Slice(seqOffset, 10), UniqueSeqBase + unique);
+    }
+
+    private static void WriteDigits(Span<byte> destination, long value)
+    {
+        for (var i = destination.Length - 1; i >= 0; i--)
+        {
+            destination[i] = (byte)('0' + (value % 10));
+            value /= 10;
+        }
     }
 
     /// <summary>A JSON telemetry payload of exactly <paramref name="size"/> bytes (minimum 7).</summary>
