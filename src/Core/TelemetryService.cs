@@ -28,6 +28,7 @@ public sealed class TelemetryService
     private readonly EntityRegistry _registry;
     private readonly SubscriptionHub _hub;
     private readonly ConcurrentDictionary<Guid, ConcurrentDictionary<string, Series>> _devices = new();
+    private readonly TelemetryUplinkPool _uplinks = new();
 
     internal TelemetryService(UplinkLog log, EntityRegistry registry, SubscriptionHub hub)
     {
@@ -56,9 +57,56 @@ public sealed class TelemetryService
             {
                 return false;
             }
-            _hub.Publish(new DeviceUpdate(deviceId, DeviceUpdateKind.Telemetry, null, entries, []));
+            if (_hub.HasSubscribers(deviceId))
+            {
+                _hub.Publish(new DeviceUpdate(deviceId, DeviceUpdateKind.Telemetry, null, entries, []));
+            }
             return true;
         });
+    }
+
+    /// <summary>A pooled uplink for the device API's parse-append-acknowledge path (see <see cref="SaveUplink"/>).</summary>
+    internal TelemetryUplink RentUplink() => _uplinks.Rent();
+
+    /// <summary>
+    /// <see cref="SaveAsync"/> for a parsed, pooled uplink: same record, same apply, but no per-message
+    /// closure or task. The result is Ok after the commit, NotFound for an unknown device, Unavailable on a
+    /// storage failure; reading it returns <paramref name="uplink"/> to the pool.
+    /// </summary>
+    internal ValueTask<UplinkResult> SaveUplink(Guid deviceId, TelemetryUplink uplink)
+    {
+        var entries = uplink.Entries;
+        if (entries.Count == 0)
+        {
+            return uplink.CompleteNow(UplinkResult.Success);
+        }
+        if (_registry.GetDevice(deviceId) is null)
+        {
+            return uplink.CompleteNow(DeviceNotFound);
+        }
+        var w = new RecordWriter(RecordKind.Telemetry, uplink.RecordBuffer);
+        WriteEntries(ref w, deviceId, TelemetryTarget.Both, entries);
+        uplink.DeviceId = deviceId;
+        uplink.Service = this;
+        var task = uplink.AsValueTask();
+        _log.Append(ref w, uplink);
+        return task;
+    }
+
+    private static readonly UplinkResult DeviceNotFound = new(UplinkStatus.NotFound, "device not found");
+
+    /// <summary>The commit loop's apply step of a pooled uplink. Subscribers get a copy (the list is reused).</summary>
+    internal bool ApplyUplink(Guid deviceId, List<TsKvEntry> entries)
+    {
+        if (!Apply(deviceId, TelemetryTarget.Both, entries))
+        {
+            return false;
+        }
+        if (_hub.HasSubscribers(deviceId))
+        {
+            _hub.Publish(new DeviceUpdate(deviceId, DeviceUpdateKind.Telemetry, null, entries.ToArray(), []));
+        }
+        return true;
     }
 
     /// <summary>

@@ -2,12 +2,24 @@ namespace Perf.Api.Hosting;
 
 internal static class HealthEndpoints
 {
-    /// <summary><c>/health</c>: the process is alive. <c>/ready</c>: every door bound and storage open.</summary>
+    /// <summary><c>/health</c>: the process is alive. <c>/ready</c>: every door bound and storage open. <c>/health/runtime</c>: GC counters.</summary>
     public static void MapHealthEndpoints(this WebApplication app)
     {
         app.MapGet("/health", () => Results.Json(new { status = "UP" }));
         app.MapGet("/ready", (BoundEndpoints endpoints, Perf.Core.PerfEngine engine) => endpoints.AllBound && engine.IsReady
             ? Results.Json(new { status = "READY" })
             : Results.Json(new { status = "STARTING" }, statusCode: StatusCodes.Status503ServiceUnavailable));
+
+        // Issue 12's allocation figure: read before and after a load run, divide the difference by the
+        // messages acknowledged in between (the runtime's own counter, no dotnet-counters needed).
+        app.MapGet("/health/runtime", () => Results.Json(new
+        {
+            allocatedBytes = GC.GetTotalAllocatedBytes(precise: false),
+            gen0Collections = GC.CollectionCount(0),
+            gen1Collections = GC.CollectionCount(1),
+            gen2Collections = GC.CollectionCount(2),
+            heapBytes = GC.GetTotalMemory(forceFullCollection: false),
+            serverGc = System.Runtime.GCSettings.IsServerGC,
+        }));
     }
 }

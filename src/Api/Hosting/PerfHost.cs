@@ -86,6 +86,11 @@ public sealed class PerfHost : IAsyncDisposable
         // Always registered: the REST edge endpoints use the hub even when the gRPC door is off.
         builder.Services.AddEdges(builder.Configuration);
 
+        // Issue 12 (connect rate): a burst of device connects (a fleet reconnecting after a restart) overflows
+        // the default accept backlog of 512; dropped SYNs come back after 1 s and 3 s, which is what
+        // CONNACK p99 of 2 to 5 s at 1,000 concurrent connects showed. The kernel caps it at somaxconn.
+        builder.WebHost.UseSockets(sockets => sockets.Backlog = 4096);
+
         var listeners = new ListenOptions?[4];
         builder.WebHost.ConfigureKestrel(kestrel =>
         {

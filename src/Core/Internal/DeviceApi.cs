@@ -29,12 +29,14 @@ internal sealed class DeviceApi(
         {
             return new(new UplinkResult(UplinkStatus.TooLarge, $"payload exceeds {options.MaxPayloadSize} bytes"));
         }
-        var entries = new List<TsKvEntry>();
-        if (!TelemetryJsonParser.TryParseTelemetry(json, Now, keys, entries, out var error))
+        // Pooled: the uplink's list, record buffer and completion are reused once the door has read the result.
+        var uplink = telemetry.RentUplink();
+        if (!TelemetryJsonParser.TryParseTelemetry(json, Now, keys, uplink.Entries, out var error))
         {
+            uplink.ReturnUnused();
             return new(new UplinkResult(UplinkStatus.BadPayload, error.Message));
         }
-        return entries.Count == 0 ? new(UplinkResult.Success) : Await(telemetry.SaveAsync(device.Id, entries));
+        return telemetry.SaveUplink(device.Id, uplink);
     }
 
     public ValueTask<UplinkResult> PostAttributesAsync(Device device, ReadOnlySequence<byte> json)

@@ -70,6 +70,14 @@ internal struct RecordWriter
         WriteByte((byte)kind);
     }
 
+    /// <summary>Writes into <paramref name="buffer"/> (a pooled record's own, 64 B or more); growth rents from the shared pool.</summary>
+    public RecordWriter(RecordKind kind, byte[] buffer)
+    {
+        _buffer = buffer;
+        _position = 0;
+        WriteByte((byte)kind);
+    }
+
     public readonly int Length => _position;
 
     private Span<byte> Reserve(int count)

@@ -17,6 +17,9 @@ internal abstract class PendingRecord
     public abstract void Complete();
 
     public abstract void Fail(Exception error);
+
+    /// <summary>Called on the loop once <see cref="Buffer"/> is in the log; pooled records keep it for their next use.</summary>
+    public virtual void ReleaseBuffer(byte[] buffer) => ArrayPool<byte>.Shared.Return(buffer);
 }
 
 internal sealed class PendingRecord<T>(Func<T> apply) : PendingRecord
@@ -139,6 +142,22 @@ internal sealed class UplinkLog
         return pending.Completion.Task;
     }
 
+    /// <summary>
+    /// Queues a record that completes itself (<see cref="PendingRecord.Complete"/> applies it after the
+    /// commit that holds it): the typed, closure-free path of the per-message uplinks.
+    /// </summary>
+    public void Append(ref RecordWriter record, PendingRecord pending)
+    {
+        pending.Buffer = record.Detach(out pending.Length);
+        if (!_queue.Writer.TryWrite(pending))
+        {
+            var buffer = pending.Buffer;
+            pending.Buffer = null;
+            pending.ReleaseBuffer(buffer);
+            pending.Fail(new ObjectDisposedException(nameof(UplinkLog)));
+        }
+    }
+
     /// <summary>Runs <paramref name="action"/> on the loop after everything queued before it was committed and applied.</summary>
     public Task<T> Barrier<T>(Func<T> action)
     {
@@ -178,8 +197,8 @@ internal sealed class UplinkLog
                     if (pending.Buffer is { } buffer)
                     {
                         _log.Enqueue(buffer.AsSpan(0, pending.Length));
-                        ArrayPool<byte>.Shared.Return(buffer);
                         pending.Buffer = null;
+                        pending.ReleaseBuffer(buffer);
                         any = true;
                     }
                 }
