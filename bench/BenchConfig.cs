@@ -60,7 +60,11 @@ public static class BenchConfig
             .AddValidator(JitOptimizationsValidator.FailOnError)
             .AddValidator(DefaultConfig.Instance.GetValidators().ToArray())
             .WithArtifactsPath(Path.Combine(Directory.GetCurrentDirectory(), ArtifactsFolder))
-            .WithOptions(ConfigOptions.JoinSummary);
+            .WithOptions(ConfigOptions.JoinSummary)
+            // The out-of-process toolchain builds bench/ and everything it references (src/Api with its
+            // protobuf code generation included) per run; on this shared 2-core machine that took over
+            // BenchmarkDotNet's default 2 minutes and `--filter '*' --job dry` failed with a build timeout.
+            .WithBuildTimeout(TimeSpan.FromMinutes(10));
         return config;
     }
 }
