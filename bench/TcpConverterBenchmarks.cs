@@ -8,7 +8,7 @@ namespace Perf.Bench;
 /// One seed line through each uplink converter kind: the built-in CSV converter (expected 0 B/op for a
 /// known device), JSON passthrough, and the seed's JavaScript decoder on a pooled Jint engine.
 /// </summary>
-[MemoryDiagnoser]
+[BenchmarkCategory("Tcp", "Converter")]
 public class TcpConverterBenchmarks
 {
     private const string SeedDecoder = """

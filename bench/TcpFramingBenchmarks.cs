@@ -7,7 +7,7 @@ using Perf.Kestrel.Tcp.Internal;
 namespace Perf.Bench;
 
 /// <summary>TCP integration framers over an in-memory buffer of 100 frames; expected 0 B/op.</summary>
-[MemoryDiagnoser]
+[BenchmarkCategory("Tcp", "Framing")]
 public class TcpFramingBenchmarks
 {
     private TcpFramer _line = null!;

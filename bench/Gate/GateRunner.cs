@@ -21,15 +21,27 @@ public static class GateRunner
         }
 
         Console.WriteLine($"Allocation gate: {budgets.Count} benchmarks from {gateFile}");
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var rows = Judge(budgets, BenchmarkNames.BenchmarkTypes());
+        AllocationGate.PrintTable(rows, Console.Out);
+        Console.WriteLine($"Gate benchmarks ran in {System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds:F1} s.");
+        return AllocationGate.Passed(rows) ? 0 : 1;
+    }
+
+    /// <summary>
+    /// Runs the budgeted benchmarks among <paramref name="types"/> with <see cref="BenchConfig.Gate"/> and
+    /// judges them: the whole gate but the file and the console table (the tests run it on their own types).
+    /// </summary>
+    public static IReadOnlyList<GateRow> Judge(IReadOnlyDictionary<string, long> budgets, IReadOnlyList<Type> types)
+    {
         var wanted = new HashSet<string>(budgets.Keys, StringComparer.Ordinal);
         var config = ManualConfig.Create(BenchConfig.Gate())
             .AddFilter(new SimpleFilter(benchmarkCase => wanted.Contains(BenchmarkNames.Of(benchmarkCase))));
 
         var measured = new Dictionary<string, long?>(StringComparer.Ordinal);
-        var types = BenchmarkNames.BenchmarkTypes();
-        if (types.Length > 0)
+        if (types.Count > 0)
         {
-            foreach (var summary in BenchmarkRunner.Run(types, config))
+            foreach (var summary in BenchmarkRunner.Run(types.ToArray(), config))
             {
                 foreach (var report in summary.Reports)
                 {
@@ -40,8 +52,6 @@ public static class GateRunner
             }
         }
 
-        var rows = AllocationGate.Evaluate(budgets, measured);
-        AllocationGate.PrintTable(rows, Console.Out);
-        return AllocationGate.Passed(rows) ? 0 : 1;
+        return AllocationGate.Evaluate(budgets, measured);
     }
 }
