@@ -1,6 +1,7 @@
 using System.Net;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Perf.Api.Edge;
+using Perf.Api.Metrics;
 using Perf.Api.Rest;
 using Perf.Api.Tcp;
 using Perf.Coap;
@@ -85,6 +86,7 @@ public sealed class PerfHost : IAsyncDisposable
 
         // Always registered: the REST edge endpoints use the hub even when the gRPC door is off.
         builder.Services.AddEdges(builder.Configuration);
+        builder.Services.AddPerfMetrics();
 
         var listeners = new ListenOptions?[4];
         builder.WebHost.ConfigureKestrel(kestrel =>
@@ -121,7 +123,12 @@ public sealed class PerfHost : IAsyncDisposable
 
         var app = builder.Build();
         app.UseWebSockets();
+
+        // The web console (wwwroot): static files ahead of the REST mapping.
+        app.UseDefaultFiles();
+        app.UseStaticFiles();
         app.MapHealthEndpoints();
+        await app.MapPerfMetricsAsync();
         app.MapRestApi();
         DeviceHttp.DeviceHttpEndpoints.MapDeviceHttpApi(app);
         if (settings.EdgesEnabled)

@@ -80,6 +80,7 @@ internal sealed partial class MqttConnection : IDeviceSession
     public async Task RunAsync()
     {
         var input = _connection.Transport.Input;
+        MqttMetrics.ConnectionOpened();
         var flushLoop = FlushLoopAsync();
         var timerLoop = TimerLoopAsync();
         try
@@ -133,6 +134,7 @@ internal sealed partial class MqttConnection : IDeviceSession
         finally
         {
             await ShutdownAsync(flushLoop, timerLoop);
+            MqttMetrics.ConnectionClosed();
         }
     }
 
@@ -144,6 +146,7 @@ internal sealed partial class MqttConnection : IDeviceSession
             return false;
         }
 
+        MqttMetrics.PacketReceived(packet.Type, reader.Consumed);
         buffer = buffer.Slice(reader.Position);
         return true;
     }
@@ -458,6 +461,7 @@ internal sealed partial class MqttConnection : IDeviceSession
                             if (!_outputClosed)
                             {
                                 MqttPacketWriter.WritePubAck(_output, p.PacketId);
+                                MqttMetrics.PubAckSent();
                             }
                         }
                     }
@@ -664,6 +668,7 @@ internal sealed partial class MqttConnection : IDeviceSession
         if (qos == 0)
         {
             MqttPacketWriter.WritePublish(_output, topic, payload);
+            MqttMetrics.PublishSent();
             return true;
         }
 
@@ -680,6 +685,7 @@ internal sealed partial class MqttConnection : IDeviceSession
         MqttPacketWriter.WritePublish(frame, topic, payload, 1, id);
         _inflight[id] = new Inflight(frame, size, Environment.TickCount64, rpcRequestId);
         _output.Write(frame.AsSpan(0, size));
+        MqttMetrics.PublishSent();
         return true;
     }
 
@@ -718,6 +724,7 @@ internal sealed partial class MqttConnection : IDeviceSession
                         return;
                     }
 
+                    MqttMetrics.Flushed(_output.CanGetUnflushedBytes ? _output.UnflushedBytes : 0);
                     flush = _output.FlushAsync();
                 }
 
