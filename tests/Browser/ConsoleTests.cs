@@ -126,6 +126,21 @@ public sealed class ConsoleTests(BrowserFixture fixture) : IAsyncLifetime
         await ScreenshotAsync("server");
     }
 
+    [Fact]
+    public async Task IntegrationsAndEdgesPages_Render_AndTheTestDecoderRuns()
+    {
+        await LogInAsync();
+        await _page.ClickAsync("[data-testid=nav-integrations]");
+        await _page.ClickAsync("#decoder-run");
+        await Assertions.Expect(_page.Locator("#decoder-output")).ToContainTextAsync("sensor-1");
+        await Assertions.Expect(_page.Locator("[role=alert]")).ToHaveCountAsync(0);
+        await ScreenshotAsync("integrations");
+        await _page.ClickAsync("[data-testid=nav-edges]");
+        await Assertions.Expect(_page.Locator("h1")).ToHaveTextAsync("Edges");
+        await Assertions.Expect(_page.Locator("[role=alert]")).ToHaveCountAsync(0);
+        await ScreenshotAsync("edges");
+    }
+
     private async Task LogInAsync()
     {
         await _page.GotoAsync("/");

@@ -253,7 +253,7 @@ async function integrationsPage() {
 
   const payload = h('textarea', { id: 'decoder-payload', rows: 3 }, '{"temperature": 21.5}');
   const decoder = h('textarea', { id: 'decoder-script', rows: 8 },
-    'var data = decodeToJson(payload);\nreturn {\n  deviceName: "sensor-1",\n  deviceType: "default",\n  telemetry: data\n};');
+    '// payload is an array of bytes\nvar data = JSON.parse(String.fromCharCode.apply(null, payload));\nreturn {\n  deviceName: "sensor-1",\n  deviceType: "default",\n  telemetry: data\n};');
   const output = h('pre', { id: 'decoder-output' });
   const run = h('button', { id: 'decoder-run', type: 'button' }, 'Test decoder');
   run.addEventListener('click', async () => {
