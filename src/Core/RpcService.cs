@@ -88,6 +88,7 @@ public sealed class RpcService : IRpcService
         var moved = await _store.TransitionAsync(rpcId, status, responseJson);
         if (moved is not null)
         {
+            CoreMetrics.PersistentRpc(status);
             Changed(moved);
         }
         return moved;
@@ -108,7 +109,10 @@ public sealed class RpcService : IRpcService
     /// <summary>Pending (undelivered or unanswered) lightweight requests of a device.</summary>
     public int PendingCount(Guid deviceId) => _devices.TryGetValue(deviceId, out var state) ? state.Pending.Count : 0;
 
-    public async Task<RpcOutcome> SendAsync(Guid deviceId, string method, string paramsJson, bool oneWay, int timeoutMs, CancellationToken cancellationToken)
+    public async Task<RpcOutcome> SendAsync(Guid deviceId, string method, string paramsJson, bool oneWay, int timeoutMs, CancellationToken cancellationToken) =>
+        CoreMetrics.Rpc(await SendLightweightAsync(deviceId, method, paramsJson, oneWay, timeoutMs, cancellationToken));
+
+    private async Task<RpcOutcome> SendLightweightAsync(Guid deviceId, string method, string paramsJson, bool oneWay, int timeoutMs, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrEmpty(method);
         var state = _devices.GetOrAdd(deviceId, static _ => new DeviceRpcState());
@@ -221,6 +225,7 @@ public sealed class RpcService : IRpcService
         var stored = await _store.AddAsync(rpc);
         if (stored is not null)
         {
+            CoreMetrics.PersistentRpc(PersistentRpcStatus.Queued);
             Changed(stored);
             Kick(device.Id);
         }

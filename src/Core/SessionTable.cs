@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Perf.Core.Internal;
 
 namespace Perf.Core;
 
@@ -60,6 +61,7 @@ public sealed class SessionTable : ISessionTable
         if (replaced is null)
         {
             Interlocked.Increment(ref _count);
+            CoreMetrics.SessionOpened(session.Transport);
         }
         else
         {
@@ -96,6 +98,7 @@ public sealed class SessionTable : ISessionTable
             if (swapped)
             {
                 Interlocked.Decrement(ref _count);
+                CoreMetrics.SessionClosed(session.Transport);
                 return;
             }
         }

@@ -51,6 +51,7 @@ public sealed class ConverterEventLog
             {
                 _errors++;
                 LastError = entry;
+                Internal.TcpMetrics.ConverterError();
             }
         }
     }

@@ -26,6 +26,7 @@ public static class DeviceHttpEndpoints
     {
         var sessions = new HttpDeviceSessions(app.Services.GetRequiredService<ISessionTable>());
         var api = app.MapGroup("/api/v1/{token}");
+        api.AddEndpointFilter(Metrics.HttpDeviceMetrics.Filter);
         api.MapPost("/telemetry", (string token, HttpContext context, IDeviceApi device) =>
             UplinkAsync(token, context, device, BodyLimit, static (d, dev, body) => d.PostTelemetryAsync(dev, body)));
         api.MapPost("/attributes", (string token, HttpContext context, IDeviceApi device) =>

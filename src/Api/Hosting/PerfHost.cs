@@ -1,6 +1,7 @@
 using System.Net;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Perf.Api.Edge;
+using Perf.Api.Metrics;
 using Perf.Api.Rest;
 using Perf.Api.Tcp;
 using Perf.Coap;
@@ -85,6 +86,7 @@ public sealed class PerfHost : IAsyncDisposable
 
         // Always registered: the REST edge endpoints use the hub even when the gRPC door is off.
         builder.Services.AddEdges(builder.Configuration);
+        builder.Services.AddPerfMetrics();
 
         // Issue 12 (connect rate): a burst of device connects (a fleet reconnecting after a restart) overflows
         // the default accept backlog of 512; dropped SYNs come back after 1 s and 3 s, which is what
@@ -126,7 +128,12 @@ public sealed class PerfHost : IAsyncDisposable
 
         var app = builder.Build();
         app.UseWebSockets();
+
+        // The web console (wwwroot): static files ahead of the REST mapping.
+        app.UseDefaultFiles();
+        app.UseStaticFiles();
         app.MapHealthEndpoints();
+        await app.MapPerfMetricsAsync();
         app.MapRestApi();
         DeviceHttp.DeviceHttpEndpoints.MapDeviceHttpApi(app);
         if (settings.EdgesEnabled)

@@ -27,14 +27,14 @@ internal sealed class DeviceApi(
     {
         if (json.Length > options.MaxPayloadSize)
         {
-            return new(new UplinkResult(UplinkStatus.TooLarge, $"payload exceeds {options.MaxPayloadSize} bytes"));
+            return new(CoreMetrics.Telemetry(new UplinkResult(UplinkStatus.TooLarge, $"payload exceeds {options.MaxPayloadSize} bytes")));
         }
         // Pooled: the uplink's list, record buffer and completion are reused once the door has read the result.
         var uplink = telemetry.RentUplink();
         if (!TelemetryJsonParser.TryParseTelemetry(json, Now, keys, uplink.Entries, out var error))
         {
             uplink.ReturnUnused();
-            return new(new UplinkResult(UplinkStatus.BadPayload, error.Message));
+            return new(CoreMetrics.Telemetry(new UplinkResult(UplinkStatus.BadPayload, error.Message)));
         }
         return telemetry.SaveUplink(device.Id, uplink);
     }
@@ -43,26 +43,29 @@ internal sealed class DeviceApi(
     {
         if (json.Length > options.MaxPayloadSize)
         {
-            return new(new UplinkResult(UplinkStatus.TooLarge, $"payload exceeds {options.MaxPayloadSize} bytes"));
+            return new(CoreMetrics.Attributes(new UplinkResult(UplinkStatus.TooLarge, $"payload exceeds {options.MaxPayloadSize} bytes")));
         }
         var entries = new List<KvEntry>();
         if (!TelemetryJsonParser.TryParseAttributes(json, keys, entries, out var error))
         {
-            return new(new UplinkResult(UplinkStatus.BadPayload, error.Message));
+            return new(CoreMetrics.Attributes(new UplinkResult(UplinkStatus.BadPayload, error.Message)));
         }
-        return entries.Count == 0 ? new(UplinkResult.Success) : Await(attributes.SaveAsync(device.Id, AttributeScope.Client, entries));
+        return entries.Count == 0 ? new(CoreMetrics.Attributes(UplinkResult.Success)) : Await(attributes.SaveAsync(device.Id, AttributeScope.Client, entries), attributes: true);
     }
 
-    private static async ValueTask<UplinkResult> Await(Task<bool> write)
+    private static async ValueTask<UplinkResult> Await(Task<bool> write, bool attributes)
     {
+        UplinkResult result;
         try
         {
-            return await write ? UplinkResult.Success : new UplinkResult(UplinkStatus.NotFound, "device not found");
+            result = await write ? UplinkResult.Success : new UplinkResult(UplinkStatus.NotFound, "device not found");
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            return new UplinkResult(UplinkStatus.Unavailable, "storage unavailable");
+            result = new UplinkResult(UplinkStatus.Unavailable, "storage unavailable");
         }
+
+        return attributes ? CoreMetrics.Attributes(result) : CoreMetrics.Telemetry(result);
     }
 
     public ValueTask<AttributesReply> RequestAttributesAsync(Device device, IReadOnlyList<string>? clientKeys, IReadOnlyList<string>? sharedKeys) =>
@@ -214,7 +217,7 @@ internal sealed class DeviceApi(
         var claimData = "{\"secretKey\":" + JsonString(secretKey) + ",\"expirationTime\":" +
             (Now + durationMs).ToString(CultureInfo.InvariantCulture) + "}";
         KvEntry[] entries = [new KvEntry(keys.Intern("claimingAllowed"), true), new KvEntry(keys.Intern("claimData"), claimData, isJson: true)];
-        return Await(attributes.SaveAsync(device.Id, AttributeScope.Server, entries));
+        return Await(attributes.SaveAsync(device.Id, AttributeScope.Server, entries), attributes: true);
     }
 
     public ValueTask<FirmwareChunkResult> GetFirmwareChunkAsync(Device device, string? title, string? version, int chunkSize, int chunkIndex)

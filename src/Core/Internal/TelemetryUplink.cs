@@ -73,7 +73,8 @@ internal sealed class TelemetryUplink : PendingRecord, IValueTaskSource<UplinkRe
 
     public UplinkResult GetResult(short token)
     {
-        var result = _core.GetResult(token);
+        // Counted here, where every pooled uplink's outcome is read exactly once (static tags: no allocation).
+        var result = CoreMetrics.Telemetry(_core.GetResult(token));
         Reset();
         _pool.Return(this);
         return result;

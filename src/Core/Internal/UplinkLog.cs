@@ -208,7 +208,9 @@ internal sealed class UplinkLog
                 {
                     try
                     {
+                        var started = Stopwatch.GetTimestamp();
                         await _log.CommitAsync(crash);
+                        CoreMetrics.Committed(Stopwatch.GetElapsedTime(started), batch.Count);
                     }
                     catch (Exception e) when (e is not OperationCanceledException)
                     {

@@ -81,6 +81,7 @@ internal sealed partial class MqttConnection : IDeviceSession
     public async Task RunAsync()
     {
         var input = _connection.Transport.Input;
+        MqttMetrics.ConnectionOpened();
         var flushLoop = FlushLoopAsync();
         var timerLoop = TimerLoopAsync();
         try
@@ -134,6 +135,7 @@ internal sealed partial class MqttConnection : IDeviceSession
         finally
         {
             await ShutdownAsync(flushLoop, timerLoop);
+            MqttMetrics.ConnectionClosed();
         }
     }
 
@@ -145,6 +147,7 @@ internal sealed partial class MqttConnection : IDeviceSession
             return false;
         }
 
+        MqttMetrics.PacketReceived(packet.Type, reader.Consumed);
         buffer = buffer.Slice(reader.Position);
         return true;
     }
@@ -462,6 +465,7 @@ internal sealed partial class MqttConnection : IDeviceSession
                             if (!_outputClosed)
                             {
                                 MqttPacketWriter.WritePubAck(_output, p.PacketId);
+                                MqttMetrics.PubAckSent();
                             }
                         }
                     }
@@ -676,6 +680,7 @@ internal sealed partial class MqttConnection : IDeviceSession
         if (qos == 0)
         {
             MqttPacketWriter.WritePublish(_output, topic, payload);
+            MqttMetrics.PublishSent();
             return true;
         }
 
@@ -692,6 +697,7 @@ internal sealed partial class MqttConnection : IDeviceSession
         MqttPacketWriter.WritePublish(frame, topic, payload, 1, id);
         _inflight[id] = new Inflight(frame, size, Environment.TickCount64, rpcRequestId);
         _output.Write(frame.AsSpan(0, size));
+        MqttMetrics.PublishSent();
         return true;
     }
 
@@ -730,6 +736,7 @@ internal sealed partial class MqttConnection : IDeviceSession
                         return;
                     }
 
+                    MqttMetrics.Flushed(_output.CanGetUnflushedBytes ? _output.UnflushedBytes : 0);
                     flush = _output.FlushAsync();
                 }
 

@@ -61,6 +61,7 @@ internal sealed class TcpConnection
     {
         TcpLog.Connected(_logger, _integration.Name, ConnectionId, _connection.RemoteEndPoint?.ToString());
         ApplySocketOptions();
+        TcpMetrics.ConnectionOpened();
         var writer = CanDownlink ? WriteLoopAsync() : Task.CompletedTask;
         var input = _connection.Transport.Input;
         try
@@ -107,6 +108,7 @@ internal sealed class TcpConnection
         finally
         {
             await CloseAsync(writer);
+            TcpMetrics.ConnectionClosed();
         }
     }
 
@@ -196,6 +198,7 @@ internal sealed class TcpConnection
 
     private void HandleFrame(ReadOnlySequence<byte> frame)
     {
+        TcpMetrics.FrameReceived(frame.Length);
         if (frame.IsEmpty)
         {
             // Consecutive separators (a blank line) carry no message.

@@ -1,0 +1,65 @@
+using Prometheus;
+
+namespace Perf.Api.Metrics;
+
+/// <summary>
+/// <c>/metrics</c> in the Prometheus text format. The core and the doors record with BCL
+/// <c>System.Diagnostics.Metrics</c> instruments; only this host exports them, through prometheus-net's meter adapter.
+/// </summary>
+public static class MetricsExtensions
+{
+    private static readonly string[] PublishedMeters =
+    [
+        "Perf.",
+        "System.Runtime",
+        "Microsoft.AspNetCore.Server.Kestrel",
+    ];
+
+    private static readonly double[] CommitBucketsMs = [0.25, 0.5, 1, 2, 5, 10, 20, 50, 100, 250, 500, 1000, 2500];
+    private static readonly Lock AdapterLock = new();
+    private static bool _adapterConfigured;
+
+    public static IServiceCollection AddPerfMetrics(this IServiceCollection services)
+    {
+        services.AddMetrics();
+        services.AddSingleton<HostMetrics>();
+        ConfigureAdapter();
+        return services;
+    }
+
+    public static async Task MapPerfMetricsAsync(this WebApplication app)
+    {
+        // Observable instruments are created when the host resolves them.
+        app.Services.GetRequiredService<HostMetrics>();
+        app.MapMetrics("/metrics");
+
+        // prometheus-net starts its meter listener at the first collection; until then counters miss what the
+        // doors record. Collect once now, before any door accepts a connection.
+        await Prometheus.Metrics.DefaultRegistry.CollectAndExportAsTextAsync(Stream.Null);
+    }
+
+    /// <summary>The meter adapter is process-wide (one default registry); several hosts in one test process share it.</summary>
+    private static void ConfigureAdapter()
+    {
+        lock (AdapterLock)
+        {
+            if (_adapterConfigured)
+            {
+                return;
+            }
+
+            _adapterConfigured = true;
+            Prometheus.Metrics.ConfigureMeterAdapter(options =>
+            {
+                options.InstrumentFilterPredicate = instrument =>
+                    PublishedMeters.Any(prefix => instrument.Meter.Name.StartsWith(prefix, StringComparison.Ordinal));
+
+                // Series not updated for this long are dropped (the adapter allows at most a day). Levels such as open
+                // connections are observable instruments, refreshed at every scrape, so only idle counters expire.
+                options.MetricsExpireAfter = TimeSpan.FromDays(1);
+                options.ResolveHistogramBuckets = instrument =>
+                    instrument.Meter.Name == "Perf.Core" && instrument.Name == "commit.duration" ? CommitBucketsMs : Histogram.ExponentialBuckets(0.001, 4, 10);
+            });
+        }
+    }
+}

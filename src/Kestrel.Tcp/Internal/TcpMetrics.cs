@@ -1,0 +1,40 @@
+using System.Diagnostics.Metrics;
+
+namespace Perf.Kestrel.Tcp.Internal;
+
+/// <summary>
+/// Instruments of the TCP integration door (meter <c>Perf.Tcp</c>; exported at <c>/metrics</c> by the host).
+/// </summary>
+internal static class TcpMetrics
+{
+    public const string MeterName = "Perf.Tcp";
+
+    private static readonly Meter Meter = new(MeterName);
+
+    // Observed so the exporter sees a fresh value at every scrape even when it stays flat.
+    private static long _open;
+
+    private static readonly ObservableUpDownCounter<long> Open = Meter.CreateObservableUpDownCounter(
+        "connections", () => Volatile.Read(ref _open), description: "Open TCP integration connections");
+
+    private static readonly Counter<long> FramesIn = Meter.CreateCounter<long>(
+        "messages.in", description: "Frames received by TCP integrations");
+
+    private static readonly Counter<long> BytesIn = Meter.CreateCounter<long>(
+        "bytes.in", unit: "By", description: "Bytes of frames received by TCP integrations");
+
+    private static readonly Counter<long> ConverterErrors = Meter.CreateCounter<long>(
+        "converter.errors", description: "Converter and framing errors recorded in integration event logs");
+
+    public static void ConnectionOpened() => Interlocked.Increment(ref _open);
+
+    public static void ConnectionClosed() => Interlocked.Decrement(ref _open);
+
+    public static void FrameReceived(long bytes)
+    {
+        FramesIn.Add(1);
+        BytesIn.Add(bytes);
+    }
+
+    public static void ConverterError() => ConverterErrors.Add(1);
+}
