@@ -75,6 +75,23 @@ public sealed partial class MetricsTests(HostFixture fixture)
         Assert.True(after - before >= 1);
     }
 
+    [Fact]
+    public async Task Metrics_CountCoapDatagramsInAndOut()
+    {
+        using var http = fixture.CreateHttpClient();
+        var before = await ScrapeAsync(http);
+        using var udp = new System.Net.Sockets.UdpClient();
+        udp.Connect(HostFixture.Loopback(fixture.Endpoints.Coap!));
+        // RFC 7252 §4.3 ping (empty CON) -> RST: one datagram in, one out.
+        await udp.SendAsync(new byte[] { 0x40, 0x00, 0x43, 0x21 });
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        await udp.ReceiveAsync(cts.Token);
+        var after = await ScrapeAsync(http);
+        Assert.True(Sum(after, "perf_coap_messages_in") - Sum(before, "perf_coap_messages_in") >= 1, after);
+        Assert.True(Sum(after, "perf_coap_messages_out") - Sum(before, "perf_coap_messages_out") >= 1, after);
+        Assert.True(Sum(after, "perf_coap_bytes_in") > Sum(before, "perf_coap_bytes_in"));
+    }
+
     private static async Task<string> ScrapeAsync(HttpClient http) => await http.GetStringAsync("/metrics");
 
     /// <summary>Sum of every sample of <paramref name="family"/> whose labels contain <paramref name="label"/>.</summary>

@@ -260,6 +260,7 @@ internal sealed class EdgeConnection
                 _ack = ack;
             }
             await WriteAsync(envelope);
+            EdgeMetrics.Downlink(size);
             try
             {
                 var response = await ack.Task.WaitAsync(TimeSpan.FromMilliseconds(options.DownlinkRetryMs), ct);

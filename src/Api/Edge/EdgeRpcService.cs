@@ -220,6 +220,7 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
         {
             EdgeLog.UplinkRejected(hub.Logger, connection.EdgeId, id, error);
         }
+        EdgeMetrics.Uplink(uplink.CalculateSize(), error is null);
         return new UplinkResponseMsg { UplinkMsgId = id, Success = error is null, ErrorMsg = error ?? string.Empty };
     }
 

@@ -72,6 +72,7 @@ internal sealed class CoapRequestHandler
     /// <summary>One received datagram; <paramref name="buffer"/> is reused for the next receive once this returns.</summary>
     public void OnDatagram(byte[] buffer, int length, SocketAddress remote)
     {
+        CoapMetrics.Received(length);
         var datagram = buffer.AsSpan(0, length);
         CoapMessageReader message;
         try
@@ -877,6 +878,7 @@ internal sealed class CoapRequestHandler
         try
         {
             _socket.SendTo(datagram, SocketFlags.None, remote);
+            CoapMetrics.Sent(datagram.Length);
         }
         catch (SocketException ex)
         {
