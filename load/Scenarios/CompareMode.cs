@@ -160,7 +160,8 @@ public static class CompareMode
             Console.WriteLine($"   json: {s.JsonPath}");
         }
 
-        return failedRuns == 0 && samples[s.A.Name].Count > 0 && samples[s.B.Name].Count > 0 ? 0 : 1;
+        // Exit 1 when a run failed or a target acknowledged nothing (e.g. a broker that refused the tokens).
+        return failedRuns == 0 && a.Rate > 0 && b.Rate > 0 ? 0 : 1;
     }
 
     /// <summary>Reads rate, latencyMs.p50 and latencyMs.p99 from a scenario's <c>--json</c> file.</summary>
