@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using Grpc.Core;
 using Grpc.Net.Client;
@@ -127,9 +128,11 @@ public static class EdgeScenario
         var clock = Stopwatch.StartNew();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
         stop.CancelAfter(common.Duration);
-        var baseTs = DateTimeOffset.UtcNow.AddHours(-1).ToUnixTimeMilliseconds();
-        var workers = connected.SelectMany((edge, e) => Enumerable.Range(0, s.Inflight).Select(w =>
-            Task.Run(() => edge.UplinkLoopAsync(e, s.Batch, s.Timeout, latency, baseTs + ((long)((e * s.Inflight) + w) << 32), stop.Token), CancellationToken.None))).ToArray();
+        // Every event of the run gets its own timestamp (one shared counter from now - 10^9 ms), so the server
+        // keeps each as a history point and the stored count can be checked against the acked count.
+        var clockTs = new StrongBox<long>(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - 1_000_000_000);
+        var workers = connected.SelectMany((edge, e) => Enumerable.Range(0, s.Inflight).Select(_ =>
+            Task.Run(() => edge.UplinkLoopAsync(e, s.Batch, s.Timeout, latency, clockTs, stop.Token), CancellationToken.None))).ToArray();
         await Task.WhenAll(workers);
         var elapsed = clock.Elapsed.TotalSeconds;
         await monitor.DisposeAsync();
@@ -270,7 +273,7 @@ public static class EdgeScenario
         /// One in-flight slot: a reused UplinkMsg of <paramref name="batch"/> telemetry events whose timestamps
         /// (and the uplink id) are rewritten in place, sent, then awaited (safe: the previous write completed).
         /// </summary>
-        public async Task UplinkLoopAsync(int worker, int batch, TimeSpan timeout, LatencyRecorder latency, long ts, CancellationToken stop)
+        public async Task UplinkLoopAsync(int worker, int batch, TimeSpan timeout, LatencyRecorder latency, StrongBox<long> clockTs, CancellationToken stop)
         {
             var msg = new UplinkMsg();
             var lists = new TsKvListProto[batch];
@@ -291,6 +294,7 @@ public static class EdgeScenario
             var request = new RequestMsg { MsgType = RequestMsgType.UplinkRpcMessage, UplinkMsg = msg };
             while (!stop.IsCancellationRequested)
             {
+                var ts = Interlocked.Add(ref clockTs.Value, batch) - batch;
                 foreach (var list in lists)
                 {
                     list.Ts = ts++;
