@@ -18,6 +18,11 @@ public static class LoadCli
 
         try
         {
+            if (args[0] == "compare")
+            {
+                return await CompareMode.RunAsync(args[1..], cancellation);
+            }
+
             var options = new Options(args.Skip(1));
             return args[0] switch
             {
@@ -27,11 +32,12 @@ public static class LoadCli
                 "http" => await HttpScenario.RunAsync(options, cancellation),
                 "tcp" => await TcpScenario.RunAsync(options, cancellation),
                 "coap" => await CoapScenario.RunAsync(options, cancellation),
+                "edge" => await EdgeScenario.RunAsync(options, cancellation),
                 "bare-server" => await BareServer.RunAsync(options, cancellation),
                 _ => throw new OptionsException($"Unknown scenario '{args[0]}'."),
             };
         }
-        catch (Exception e) when (e is HttpRequestException or System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException or TaskCanceledException)
+        catch (Exception e) when (e is HttpRequestException or System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException or TaskCanceledException or Grpc.Core.RpcException)
         {
             // Provisioning through the REST API failed: nothing was run.
             Console.Error.WriteLine($"Provisioning failed: {e.Message}");
@@ -48,7 +54,7 @@ public static class LoadCli
 
     public static void PrintUsage(TextWriter o)
     {
-        o.WriteLine("Perf.Load: load generator for the MQTT, REST RPC, HTTP, TCP and CoAP doors (any MQTT 3.1.1 broker works too).");
+        o.WriteLine("Perf.Load: load generator for the MQTT, REST RPC, HTTP, TCP, CoAP and edge gRPC doors (any MQTT 3.1.1 broker works too).");
         o.WriteLine();
         o.WriteLine("Usage: dotnet run -c Release --project load -- <scenario> [options]");
         o.WriteLine();
@@ -60,7 +66,8 @@ public static class LoadCli
         o.WriteLine(TcpScenario.Help);
         o.WriteLine(CoapScenario.Help);
         o.WriteLine(BareServer.Help);
-        o.WriteLine("  edge: use samples/EdgeClient (it needs the server's .proto files; see docs/LOAD.md)");
+        o.WriteLine(EdgeScenario.Help);
+        o.WriteLine(CompareMode.Help);
         o.WriteLine();
         o.WriteLine("Common options:");
         o.WriteLine("  --host 127.0.0.1 --port <scenario default> --duration 10s");
