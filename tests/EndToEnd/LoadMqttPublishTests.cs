@@ -1,3 +1,5 @@
+extern alias loadtool;
+
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -5,7 +7,7 @@ using System.Text.Json.Nodes;
 namespace Perf.EndToEnd;
 
 /// <summary>
-/// load/'s <c>mqtt-publish</c> against the real host, run in-process through <see cref="Perf.Load.LoadCli"/>:
+/// load/'s <c>mqtt-publish</c> against the real host, run in-process through <c>LoadCli</c>:
 /// the tool's counts add up, and the server holds exactly the messages the tool saw acknowledged.
 /// </summary>
 [Collection(HostCollection.Name)]
@@ -21,7 +23,7 @@ public sealed class LoadMqttPublishTests(HostFixture fixture)
         var inv = CultureInfo.InvariantCulture;
         try
         {
-            var exit = await Perf.Load.LoadCli.RunAsync(
+            var exit = await loadtool::Perf.Load.LoadCli.RunAsync(
                 [
                     "mqtt-publish", "--port", fixture.Endpoints.Mqtt!.Port.ToString(inv), "--tokens", token,
                     "--connections", "1", "--qos", "1", "--window", "32", "--duration", "2s",
@@ -66,7 +68,7 @@ public sealed class LoadMqttPublishTests(HostFixture fixture)
             {
                 var ts = point!["ts"]!.GetValue<long>();
                 var seq = long.Parse(point["value"]!.ToString(), inv);
-                Assert.Equal(ts - baseTs, seq - Perf.Load.Wire.MqttWire.UniqueSeqBase);
+                Assert.Equal(ts - baseTs, seq - loadtool::Perf.Load.Wire.MqttWire.UniqueSeqBase);
                 Assert.True(seen.Add(seq), $"seq {seq} stored twice");
             }
         }
