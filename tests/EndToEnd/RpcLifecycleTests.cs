@@ -94,31 +94,8 @@ public sealed class RpcLifecycleTests(HostFixture fixture)
 {
     private static string Unique(string prefix) => prefix + "-" + Guid.NewGuid().ToString("N")[..8];
 
-    private Task<PersistentRpc> StatusAsync(string rpcId, PersistentRpcStatus status)
-    {
-        var id = Guid.Parse(rpcId);
-        var done = new TaskCompletionSource<PersistentRpc>(TaskCreationOptions.RunContinuationsAsynchronously);
-        void OnChanged(PersistentRpc rpc)
-        {
-            if (rpc.Id == id && rpc.Status == status)
-            {
-                done.TrySetResult(rpc);
-            }
-        }
-
-        var rpcService = fixture.Host.Engine.Rpc;
-        rpcService.PersistentRpcChanged += OnChanged;
-        if (rpcService.GetPersistent(id) is { } current && current.Status == status)
-        {
-            done.TrySetResult(current);
-        }
-
-        return done.Task.WaitAsync(TimeSpan.FromSeconds(20)).ContinueWith(t =>
-        {
-            rpcService.PersistentRpcChanged -= OnChanged;
-            return t.GetAwaiter().GetResult();
-        }, TaskScheduler.Default);
-    }
+    private Task<PersistentRpc> StatusAsync(string rpcId, PersistentRpcStatus status) =>
+        PersistentRpcWaiter.StatusAsync(fixture, rpcId, status, 20);
 
     [Fact]
     public async Task PersistentRpc_QueuedPastItsExpirationTime_BecomesExpired_AndIsNeverDelivered()

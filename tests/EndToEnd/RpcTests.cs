@@ -82,31 +82,8 @@ public sealed class RpcTests(HostFixture fixture)
     private static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
 
     /// <summary>Awaits the persistent RPC reaching a status through the core's change event (no polling).</summary>
-    private Task<PersistentRpc> StatusAsync(string rpcId, PersistentRpcStatus status)
-    {
-        var id = Guid.Parse(rpcId);
-        var done = new TaskCompletionSource<PersistentRpc>(TaskCreationOptions.RunContinuationsAsynchronously);
-        void OnChanged(PersistentRpc rpc)
-        {
-            if (rpc.Id == id && rpc.Status == status)
-            {
-                done.TrySetResult(rpc);
-            }
-        }
-
-        var rpcService = fixture.Host.Engine.Rpc;
-        rpcService.PersistentRpcChanged += OnChanged;
-        if (rpcService.GetPersistent(id) is { } current && current.Status == status)
-        {
-            done.TrySetResult(current);
-        }
-
-        return done.Task.WaitAsync(TimeSpan.FromSeconds(15)).ContinueWith(t =>
-        {
-            rpcService.PersistentRpcChanged -= OnChanged;
-            return t.GetAwaiter().GetResult();
-        }, TaskScheduler.Default);
-    }
+    private Task<PersistentRpc> StatusAsync(string rpcId, PersistentRpcStatus status) =>
+        PersistentRpcWaiter.StatusAsync(fixture, rpcId, status, 15);
 
     [Fact]
     public async Task TwoWay_V1AndV2_ReturnTheDeviceReplyAsIs()

@@ -165,7 +165,7 @@ public static class DeviceHttpEndpoints
         }
 
         var reply = await api.RequestAttributesAsync(device, KvJson.Keys(clientKeys), KvJson.Keys(sharedKeys));
-        return Results.Bytes(DeviceHttpJson.AttributesReply(reply), "application/json");
+        return Results.Bytes(DeviceJson.AttributesReply(reply), "application/json");
     }
 
     private static async Task<IResult> LongPollAsync(string token, int? timeout, bool rpc, HttpContext context, IDeviceApi api, HttpDeviceSessions sessions)

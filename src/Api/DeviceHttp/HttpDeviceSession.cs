@@ -76,7 +76,7 @@ internal sealed class HttpDeviceSession(Guid deviceId, string connectionId) : ID
             return;
         }
 
-        var json = DeviceHttpJson.AttributeUpdate(updated, deleted);
+        var json = DeviceJson.AttributeUpdate(updated, deleted);
         foreach (var waiter in waiters)
         {
             waiter.TrySetResult(json);
@@ -98,7 +98,7 @@ internal sealed class HttpDeviceSession(Guid deviceId, string connectionId) : ID
             _rpcWaiters.Remove(waiter);
         }
 
-        return waiter.TrySetResult(DeviceHttpJson.RpcRequest(request));
+        return waiter.TrySetResult(DeviceJson.RpcRequest(request));
     }
 
     public void Close(string reason)

@@ -110,7 +110,7 @@ internal sealed class CoapDeviceSession(CoapRequestHandler handler, Guid deviceI
             return;
         }
 
-        var json = CoapJson.AttributeUpdate(updated, deleted);
+        var json = DeviceJson.AttributeUpdate(updated, deleted);
         foreach (var observer in observers)
         {
             handler.Notify(observer, json);
@@ -125,7 +125,7 @@ internal sealed class CoapDeviceSession(CoapRequestHandler handler, Guid deviceI
             return false;
         }
 
-        var json = CoapJson.RpcRequest(request);
+        var json = DeviceJson.RpcRequest(request);
         foreach (var observer in observers)
         {
             handler.Notify(observer, json);

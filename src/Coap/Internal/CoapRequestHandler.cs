@@ -450,7 +450,7 @@ internal sealed class CoapRequestHandler
         try
         {
             var reply = await pending;
-            Complete(exchange, new CoapReply(CoapCode.Content, CoapJson.AttributesReply(reply), CoapContentFormat.Json));
+            Complete(exchange, new CoapReply(CoapCode.Content, DeviceJson.AttributesReply(reply), CoapContentFormat.Json));
         }
         catch (Exception ex)
         {
@@ -471,7 +471,7 @@ internal sealed class CoapRequestHandler
         {
             var current = await pending;
             var observer = AddObserver(device, CoapObserveKind.Attributes, exchange);
-            Complete(exchange, new CoapReply(CoapCode.Content, CoapJson.SharedAttributes(current), CoapContentFormat.Json, observer.NextSequence()));
+            Complete(exchange, new CoapReply(CoapCode.Content, DeviceJson.SharedAttributes(current), CoapContentFormat.Json, observer.NextSequence()));
             SubscriptionsChanged(observer.Session);
         }
         catch (Exception ex)

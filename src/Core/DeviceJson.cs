@@ -1,12 +1,15 @@
 using System.Buffers;
 using System.Text.Json;
-using Perf.Core;
 using Perf.Core.Telemetry;
 
-namespace Perf.Api.DeviceHttp;
+namespace Perf.Core;
 
-/// <summary>JSON bodies of the HTTP device API, in the reference's shapes.</summary>
-internal static class DeviceHttpJson
+/// <summary>
+/// The device API's JSON bodies in the reference's shapes, shared by the doors that send them as whole
+/// messages (CoAP, HTTP device API): attribute pushes, RPC requests, attribute replies. Off the
+/// telemetry hot path: each call returns a new array.
+/// </summary>
+public static class DeviceJson
 {
     /// <summary><c>{"k":v,...,"deleted":[...]}</c>.</summary>
     public static byte[] AttributeUpdate(IReadOnlyList<KvEntry> updated, IReadOnlyList<string> deleted) => Write(w =>
@@ -31,7 +34,7 @@ internal static class DeviceHttpJson
         w.WriteEndObject();
     });
 
-    /// <summary><c>{"id":n,"method":..,"params":..}</c>.</summary>
+    /// <summary><c>{"id":n,"method":..,"params":..}</c>: the reference's RPC request (CoAP notification, HTTP long-poll reply).</summary>
     public static byte[] RpcRequest(RpcRequest request) => Write(w =>
     {
         w.WriteStartObject();
@@ -48,6 +51,18 @@ internal static class DeviceHttpJson
         w.WriteStartObject();
         WriteScope(w, "client", reply.Client);
         WriteScope(w, "shared", reply.Shared);
+        w.WriteEndObject();
+    });
+
+    /// <summary>The current shared attributes as a flat object: the first response of an attributes observation.</summary>
+    public static byte[] SharedAttributes(AttributesReply reply) => Write(w =>
+    {
+        w.WriteStartObject();
+        foreach (var a in reply.Shared)
+        {
+            WriteValue(w, a.Entry);
+        }
+
         w.WriteEndObject();
     });
 
