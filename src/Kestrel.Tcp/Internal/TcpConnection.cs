@@ -397,6 +397,7 @@ internal sealed class TcpConnection
                 output.Advance(total);
                 var flush = await output.FlushAsync();
                 TcpLog.DownlinkSent(_logger, ConnectionId, downlink.MsgType, total, session.DeviceName);
+                TcpMetrics.FrameSent(total);
                 if (flush.IsCompleted || flush.IsCanceled)
                 {
                     break;

@@ -23,6 +23,12 @@ internal static class TcpMetrics
     private static readonly Counter<long> BytesIn = Meter.CreateCounter<long>(
         "bytes.in", unit: "By", description: "Bytes of frames received by TCP integrations");
 
+    private static readonly Counter<long> FramesOut = Meter.CreateCounter<long>(
+        "messages.out", description: "Downlink frames written by TCP integrations");
+
+    private static readonly Counter<long> BytesOut = Meter.CreateCounter<long>(
+        "bytes.out", unit: "By", description: "Bytes of downlink frames written by TCP integrations");
+
     private static readonly Counter<long> ConverterErrors = Meter.CreateCounter<long>(
         "converter.errors", description: "Converter and framing errors recorded in integration event logs");
 
@@ -34,6 +40,12 @@ internal static class TcpMetrics
     {
         FramesIn.Add(1);
         BytesIn.Add(bytes);
+    }
+
+    public static void FrameSent(long bytes)
+    {
+        FramesOut.Add(1);
+        BytesOut.Add(bytes);
     }
 
     public static void ConverterError() => ConverterErrors.Add(1);
