@@ -88,6 +88,7 @@ public sealed class EdgeTests(HostFixture fixture)
     public async Task UplinkedTelemetryAndAttributes_AreAcknowledgedByIdAndReadableOverRest()
     {
         using var rest = await Rest.LoginAsync(fixture);
+        var metricsBefore = await rest.Http.GetStringAsync("/metrics");
         var (edgeId, routingKey, secret) = await CreateEdgeAsync(rest);
         var (deviceId, _) = await rest.CreateDeviceAsync("edge-up-" + Guid.NewGuid().ToString("N")[..6]);
         await rest.PostAsync($"/api/edge/{edgeId}/device/{deviceId}", new { });
@@ -132,6 +133,14 @@ public sealed class EdgeTests(HostFixture fixture)
         unknown.EntityData.Add(new EntityDataProto { EntityIdMSB = umsb, EntityIdLSB = ulsb, EntityType = "DEVICE", PostTelemetryMsg = uplink.EntityData[1].PostTelemetryMsg });
         Assert.False((await edge.UplinkAsync(unknown)).Success);
         Assert.True((await edge.UplinkAsync(new UplinkMsg())).Success);
+
+        // The edge door's counters moved: 2 accepted and 2 refused uplinks, and the sync's downlinks.
+        var metricsAfter = await rest.Http.GetStringAsync("/metrics");
+        double Delta(string family, string? label = null) => MetricsTests.Sum(metricsAfter, family, label) - MetricsTests.Sum(metricsBefore, family, label);
+        Assert.True(Delta("perf_edge_messages_in", "outcome=\"ok\"") >= 2, metricsAfter);
+        Assert.True(Delta("perf_edge_messages_in", "outcome=\"refused\"") >= 2, metricsAfter);
+        Assert.True(Delta("perf_edge_bytes_in") > 0);
+        Assert.True(Delta("perf_edge_messages_out") >= 1);
     }
 
     [Fact]
