@@ -11,23 +11,8 @@ namespace Perf.Bench;
 [BenchmarkCategory("Tcp", "Converter")]
 public class TcpConverterBenchmarks
 {
-    private const string SeedDecoder = """
-        var strArray = decodeToString(payload);
-        var payloadArray = strArray.replaceAll("\"", "").replaceAll("\\n", "").split(',');
-        var telemetryPayload = {};
-        for (var i = 2; i < payloadArray.length; i = i + 2) {
-        var telemetryKey = payloadArray[i];
-        var telemetryValue = parseFloat(payloadArray[i + 1]);
-        telemetryPayload[telemetryKey] = telemetryValue;
-        }
-        var result = {
-        deviceName: payloadArray[0],
-        deviceType: payloadArray[1],
-        telemetry: telemetryPayload,
-        attributes: {}
-        };
-        return result;
-        """;
+    // The seed's decoder, verbatim (one copy, linked from tests/Kestrel.Tcp.Tests/SeedScripts.cs).
+    private const string SeedDecoder = Perf.Kestrel.Tcp.Tests.SeedScripts.Decoder;
 
     private static readonly byte[] Line = "SN-002,default,temperature,25.7,humidity,69"u8.ToArray();
     private static readonly byte[] Json = """{"deviceName":"SN-002","deviceType":"default","telemetry":{"temperature":25.7,"humidity":69}}"""u8.ToArray();

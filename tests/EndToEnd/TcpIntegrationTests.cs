@@ -14,45 +14,10 @@ namespace Perf.EndToEnd;
 [Collection(HostCollection.Name)]
 public sealed class TcpIntegrationTests(HostFixture fixture)
 {
-    // The seed's uplink decoder, unchanged.
-    internal const string SeedDecoder = """
-        /** Decoder **/
-        // decode payload to string
-        var strArray = decodeToString(payload);
-        var payloadArray = strArray.replaceAll("\"", "").replaceAll("\\n", "").split(',');
-        var telemetryPayload = {};
-        for (var i = 2; i < payloadArray.length; i = i + 2) {
-        var telemetryKey = payloadArray[i];
-        var telemetryValue = parseFloat(payloadArray[i + 1]);
-        telemetryPayload[telemetryKey] = telemetryValue;
-        }
-        // Result object with device attributes/telemetry data
-        var result = {
-        deviceName: payloadArray[0],
-        deviceType: payloadArray[1],
-        telemetry: telemetryPayload,
-        attributes: {}
-        };
-        /** Helper functions 'decodeToString' and 'decodeToJson' are already built-in **/
-        return result;
-        """;
+    // The seed's scripts, verbatim: one copy, linked from tests/Kestrel.Tcp.Tests/SeedScripts.cs.
+    internal const string SeedDecoder = Perf.Kestrel.Tcp.Tests.SeedScripts.Decoder;
 
-    // The seed's downlink encoder, unchanged.
-    internal const string SeedEncoder = """
-        /** Encoder **/
-        var data = {};
-        data.tempFreq = msg.temperatureUploadFrequency;
-        data.humFreq = msg.humidityUploadFrequency;
-        data.devSerialNumber = metadata['ss_serialNumber'];
-        var result = {
-        contentType: "JSON",
-        data: JSON.stringify(msg),
-        metadata: {
-        topic: metadata['deviceType'] + '/' + metadata['deviceName'] + '/upload'
-        }
-        };
-        return result;
-        """;
+    internal const string SeedEncoder = Perf.Kestrel.Tcp.Tests.SeedScripts.Encoder;
 
     [Fact]
     public async Task SeedNcCommand_CreatesSn002_WithTemperatureAndHumidity()
