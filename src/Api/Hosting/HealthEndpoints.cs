@@ -21,5 +21,13 @@ internal static class HealthEndpoints
             heapBytes = GC.GetTotalMemory(forceFullCollection: false),
             serverGc = System.Runtime.GCSettings.IsServerGC,
         }));
+
+        // PERF_DIAGNOSTICS=true only: the listener costs about 1% extra allocation and /health/heap blocks the process for a full GC.
+        if (app.Services.GetRequiredService<HostSettings>().Diagnostics)
+        {
+            var diagnostics = app.Services.GetRequiredService<RuntimeDiagnostics>();
+            app.MapGet("/health/allocations", (int? top, bool? reset) => Results.Json(diagnostics.Snapshot(Math.Clamp(top ?? 30, 1, 1000), reset ?? false)));
+            app.MapGet("/health/heap", () => Results.Json(RuntimeDiagnostics.HeapCensus()));
+        }
     }
 }

@@ -21,6 +21,9 @@ public sealed class HostSettings
     public string DataDir { get; init; } = "./data";
     public TimeSpan ShutdownGrace { get; init; } = TimeSpan.FromSeconds(4);
 
+    /// <summary>Issue 12 profiling: <c>/health/allocations</c> (allocation samples by type) and <c>/health/heap</c> (live heap after a full GC). Off by default.</summary>
+    public bool Diagnostics { get; init; }
+
     public static HostSettings From(IConfiguration configuration) => new()
     {
         BindAddress = ParseAddress(configuration["BIND_ADDRESS"]),
@@ -34,6 +37,7 @@ public sealed class HostSettings
         TcpIntegrationEnabled = Flag(configuration, "TCP_INTEGRATION_ENABLED"),
         EdgesEnabled = Flag(configuration, "EDGES_ENABLED"),
         DataDir = string.IsNullOrWhiteSpace(configuration["DATA_DIR"]) ? "./data" : configuration["DATA_DIR"]!,
+        Diagnostics = bool.TryParse(configuration["PERF_DIAGNOSTICS"], out var diagnostics) && diagnostics,
         ShutdownGrace = TimeSpan.FromSeconds(double.TryParse(configuration["SHUTDOWN_GRACE_SECONDS"], System.Globalization.CultureInfo.InvariantCulture, out var s) ? s : 4),
     };
 

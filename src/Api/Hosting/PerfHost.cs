@@ -51,6 +51,10 @@ public sealed class PerfHost : IAsyncDisposable
         var settings = HostSettings.From(builder.Configuration);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = settings.ShutdownGrace);
         builder.Services.AddSingleton(settings);
+        if (settings.Diagnostics)
+        {
+            builder.Services.AddSingleton(new RuntimeDiagnostics());
+        }
         builder.Services.AddSingleton<BoundEndpoints>();
 
         // The core: storage is opened (and the log replayed) before any door accepts a connection.
