@@ -14,6 +14,7 @@ public sealed class MqttConnectionHandler : ConnectionHandler
     private readonly MqttOptions _options;
     private readonly ILogger _logger;
     private readonly MqttRateLimits _limits;
+    private readonly MqttConnectionTicker _ticker;
 
     public MqttConnectionHandler(IDeviceApi api, ISessionTable sessions, IOptions<MqttOptions> options, ILogger<MqttConnectionHandler> logger)
     {
@@ -22,8 +23,12 @@ public sealed class MqttConnectionHandler : ConnectionHandler
         _options = options.Value;
         _logger = logger;
         _limits = new MqttRateLimits(_options);
+        _ticker = new MqttConnectionTicker(_options.TimerPeriod);
     }
 
+    /// <summary>The shared timer of this handler's connections (tests read its count).</summary>
+    internal MqttConnectionTicker Ticker => _ticker;
+
     public override Task OnConnectedAsync(ConnectionContext connection) =>
-        new MqttConnection(connection, _api, _sessions, _options, _limits, _logger).RunAsync();
+        new MqttConnection(connection, _api, _sessions, _options, _limits, _ticker, _logger).RunAsync();
 }

@@ -92,6 +92,35 @@ public class MqttConnectionHandlerTests
     }
 
     [Fact]
+    public async Task SharedTicker_ExpiresOnlyTheSilentConnection_AndStopsWhenTheLastCloses()
+    {
+        await using var silent = new MqttTestHost();
+        await using var chatty = new MqttTestHost(silent);
+        await silent.ConnectAsync(keepAlive: 1);
+        Assert.Equal(MqttPacketType.ConnAck, (await silent.ReceiveAsync()).Type);
+        await chatty.ConnectAsync("gw", keepAlive: 1); // another device: a second session of one device replaces the first
+        Assert.Equal(MqttPacketType.ConnAck, (await chatty.ReceiveAsync()).Type);
+        Assert.Equal(2, silent.Handler.Ticker.Count);
+
+        // One timer serves both: the silent one goes after 1.5 s, the one that pings every 300 ms stays.
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (!silent.Running.IsCompleted && DateTime.UtcNow < deadline)
+        {
+            await chatty.SendAsync(MqttPacketWriter.WritePingReq);
+            Assert.Equal(MqttPacketType.PingResp, (await chatty.ReceiveAsync()).Type);
+            await Task.Delay(300);
+        }
+
+        Assert.True(silent.Running.IsCompleted);
+        Assert.False(chatty.Running.IsCompleted);
+        Assert.Equal(1, silent.Handler.Ticker.Count);
+
+        await chatty.SendAsync(MqttPacketWriter.WriteDisconnect);
+        Assert.True(await chatty.ClosedWithinAsync(5000));
+        Assert.Equal(0, silent.Handler.Ticker.Count);
+    }
+
+    [Fact]
     public async Task Disconnect_Closes()
     {
         await using var host = await ConnectedAsync();

@@ -117,13 +117,32 @@ internal sealed class MqttTestHost : IAsyncDisposable
     {
         var options = new MqttOptions { TimerPeriod = TimeSpan.FromMilliseconds(50) };
         configure?.Invoke(options);
-        var handler = new MqttConnectionHandler(Api, Sessions, Options.Create(options), NullLogger<MqttConnectionHandler>.Instance);
-        var context = new DefaultConnectionContext("c1", new DuplexPipe(_toServer.Reader, _toClient.Writer), new DuplexPipe(_toClient.Reader, _toServer.Writer));
-        Running = Task.Run(() => handler.OnConnectedAsync(context));
+        Api = new FakeDeviceApi();
+        Sessions = new FakeSessionTable();
+        Handler = new MqttConnectionHandler(Api, Sessions, Options.Create(options), NullLogger<MqttConnectionHandler>.Instance);
+        Running = Start("c1");
     }
 
-    public FakeDeviceApi Api { get; } = new();
-    public FakeSessionTable Sessions { get; } = new();
+    /// <summary>A second connection to the same handler (same api, session table and ticker) as <paramref name="first"/>.</summary>
+    public MqttTestHost(MqttTestHost first)
+    {
+        Api = first.Api;
+        Sessions = first.Sessions;
+        Handler = first.Handler;
+        Running = Start("c" + Interlocked.Increment(ref s_next));
+    }
+
+    private static int s_next = 1;
+
+    public FakeDeviceApi Api { get; }
+    public FakeSessionTable Sessions { get; }
+    public MqttConnectionHandler Handler { get; }
+
+    private Task Start(string id)
+    {
+        var context = new DefaultConnectionContext(id, new DuplexPipe(_toServer.Reader, _toClient.Writer), new DuplexPipe(_toClient.Reader, _toServer.Writer));
+        return Task.Run(() => Handler.OnConnectedAsync(context));
+    }
     public Task Running { get; }
 
     public async Task SendAsync(Action<IBufferWriter<byte>> write)

@@ -14,8 +14,16 @@ namespace Perf.Kestrel.Mqtt.Internal;
 /// One MQTT connection and, once CONNECT succeeds, the device's session. The read loop parses every
 /// complete packet of a read, dispatches uplinks to the core, then awaits their outcomes in order and
 /// writes PUBACKs. All writes (read loop and pushes from other threads) go to the pipe under
-/// <see cref="_writeLock"/>; one flush loop owns FlushAsync so flushes never overlap.
+/// <see cref="_writeLock"/>; <see cref="RequestFlush"/> makes one caller at a time the flusher, so
+/// flushes never overlap. Timers (connect timeout, keep-alive, re-sends) are the handler's shared
+/// <see cref="MqttConnectionTicker"/>.
 /// </summary>
+/// <remarks>
+/// Issue 12 (memory per idle connection, measured with samples/HeapCensus): everything an idle
+/// connection does not need is created on first use (the JSON writer, the in-flight downlink map, the
+/// pending-uplink list) or not at all (the connection id string, built only when logged; no flush loop,
+/// no semaphore, no timer, no cancellation source).
+/// </remarks>
 internal sealed partial class MqttConnection : IDeviceSession
 {
     private readonly ConnectionContext _connection;
@@ -24,12 +32,13 @@ internal sealed partial class MqttConnection : IDeviceSession
     private readonly MqttOptions _options;
     private readonly MqttRateLimits _limits;
     private readonly ILogger _logger;
+    private readonly MqttConnectionTicker _ticker;
     private readonly PipeWriter _output;
     private readonly Lock _writeLock = new();
-    private readonly SemaphoreSlim _flushSignal = new(0);
-    private readonly CancellationTokenSource _closed = new();
-    private readonly List<PendingUplink> _pending = [];
-    private readonly Dictionary<ushort, Inflight> _inflight = [];
+    private List<PendingUplink>? _pending;
+    /// <summary>Cancelled at shutdown; created by the first client-side RPC (the only request that outlives its read).</summary>
+    private CancellationTokenSource? _closed;
+    private Dictionary<ushort, Inflight>? _inflight;
     // Created on the first downlink (ResetJson): most devices only publish, and 9,000 idle connections
     // each holding a 512 B buffer and a writer cost about 0.8 KB apiece (issue 12's memory target).
     private ArrayBufferWriter<byte> _json = null!;
@@ -41,7 +50,8 @@ internal sealed partial class MqttConnection : IDeviceSession
     private bool _registered;
     private ushort _keepAliveSeconds;
     private long _lastActivity = Environment.TickCount64;
-    private int _flushRequested;
+    /// <summary>Flush requests not yet served; the caller that moves it from 0 is the flusher (<see cref="RequestFlush"/>).</summary>
+    private int _flushRequests;
     private bool _outputClosed;
     private volatile bool _closing;
     private string? _closeReason;
@@ -57,21 +67,27 @@ internal sealed partial class MqttConnection : IDeviceSession
     /// <summary>Set when an uplink was refused (rate limit): packets after it in the buffer are not dispatched.</summary>
     private bool _stopReading;
 
-    public MqttConnection(ConnectionContext connection, IDeviceApi api, ISessionTable sessions, MqttOptions options, MqttRateLimits limits, ILogger logger)
+    public MqttConnection(ConnectionContext connection, IDeviceApi api, ISessionTable sessions, MqttOptions options, MqttRateLimits limits, MqttConnectionTicker ticker, ILogger logger)
     {
         _limits = limits;
+        _ticker = ticker;
         _connection = connection;
         _api = api;
         _sessions = sessions;
         _options = options;
         _logger = logger;
         _output = connection.Transport.Output;
-        ConnectionId = connection.RemoteEndPoint is { } ep ? $"{ep}/{connection.ConnectionId}" : connection.ConnectionId;
     }
+
+    // Links of the ticker's list (owned by MqttConnectionTicker, under its lock).
+    internal MqttConnection? TickerNext;
+    internal MqttConnection? TickerPrevious;
+    internal bool TickerLinked;
 
     public Guid DeviceId => _device?.Id ?? Guid.Empty;
     public string Transport => "MQTT";
-    public string ConnectionId { get; }
+    /// <summary>For logs only: built on each use (connect, close, errors) rather than held by every idle connection.</summary>
+    public string ConnectionId => _connection.RemoteEndPoint is { } ep ? $"{ep}/{_connection.ConnectionId}" : _connection.ConnectionId;
     public bool WantsAttributeUpdates => (_subscriptions & (TopicSubscription.AttributeUpdates | TopicSubscription.AttributeUpdatesV2)) != 0;
     public bool WantsRpc => (_subscriptions & (TopicSubscription.RpcRequests | TopicSubscription.RpcRequestsV2)) != 0;
 
@@ -82,8 +98,7 @@ internal sealed partial class MqttConnection : IDeviceSession
     {
         var input = _connection.Transport.Input;
         MqttMetrics.ConnectionOpened();
-        var flushLoop = FlushLoopAsync();
-        var timerLoop = TimerLoopAsync();
+        _ticker.Add(this);
         try
         {
             while (!_closing)
@@ -101,7 +116,7 @@ internal sealed partial class MqttConnection : IDeviceSession
                     while (!_closing && !_stopReading && TryParse(ref buffer, out var packet))
                     {
                         await HandlePacketAsync(packet);
-                        if (_pending.Count >= _options.MaxInflight)
+                        if (_pending is { } pending && pending.Count >= _options.MaxInflight)
                         {
                             await DrainPendingAsync();
                         }
@@ -134,7 +149,7 @@ internal sealed partial class MqttConnection : IDeviceSession
         }
         finally
         {
-            await ShutdownAsync(flushLoop, timerLoop);
+            await ShutdownAsync();
             MqttMetrics.ConnectionClosed();
         }
     }
@@ -171,7 +186,8 @@ internal sealed partial class MqttConnection : IDeviceSession
                 bool found;
                 lock (_writeLock)
                 {
-                    found = _inflight.Remove(packet.PacketId, out acked);
+                    acked = default;
+                    found = _inflight is { } inflight && inflight.Remove(packet.PacketId, out acked);
                     if (found)
                     {
                         ArrayPool<byte>.Shared.Return(acked.Frame);
@@ -389,7 +405,7 @@ internal sealed partial class MqttConnection : IDeviceSession
                 Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packetId, qos, route);
                 break;
             case TopicRoute.ClientRpcRequest:
-                StartRequest(RespondClientRpcAsync(_api.ClientRpcAsync(device, packet.Payload, _closed.Token), id));
+                StartRequest(RespondClientRpcAsync(_api.ClientRpcAsync(device, packet.Payload, ClosedToken()), id));
                 Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packetId, qos, route);
                 break;
             case TopicRoute.FirmwareChunk:
@@ -413,7 +429,8 @@ internal sealed partial class MqttConnection : IDeviceSession
         return ValueTask.CompletedTask;
     }
 
-    private void Enqueue(ValueTask<UplinkResult> task, ushort packetId, byte qos, TopicRoute route) => _pending.Add(new PendingUplink(task, packetId, qos, route));
+    private void Enqueue(ValueTask<UplinkResult> task, ushort packetId, byte qos, TopicRoute route) =>
+        (_pending ??= new List<PendingUplink>(8)).Add(new PendingUplink(task, packetId, qos, route));
 
     /// <summary>Awaits dispatched uplinks in arrival order and writes their PUBACKs in that order (§4.6).</summary>
     /// <remarks>Pooled builder: this suspends once per read batch (waiting for the group commit), and the
@@ -421,16 +438,16 @@ internal sealed partial class MqttConnection : IDeviceSession
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask DrainPendingAsync()
     {
-        if (_pending.Count == 0)
+        if (_pending is not { Count: > 0 } pending)
         {
             return;
         }
 
         try
         {
-            for (int i = 0; i < _pending.Count; i++)
+            for (int i = 0; i < pending.Count; i++)
             {
-                var p = _pending[i];
+                var p = pending[i];
                 var result = p.Task.IsCompletedSuccessfully ? p.Task.Result : await p.Task;
                 if (_closing)
                 {
@@ -480,13 +497,18 @@ internal sealed partial class MqttConnection : IDeviceSession
         }
         finally
         {
-            _pending.Clear();
+            pending.Clear();
         }
     }
 
     private async ValueTask DrainPendingQuietlyAsync()
     {
-        foreach (var p in _pending)
+        if (_pending is not { } pending)
+        {
+            return;
+        }
+
+        foreach (var p in pending)
         {
             try
             {
@@ -498,7 +520,7 @@ internal sealed partial class MqttConnection : IDeviceSession
             }
         }
 
-        _pending.Clear();
+        pending.Clear();
     }
 
     private void StartRequest(Task task) =>
@@ -684,7 +706,8 @@ internal sealed partial class MqttConnection : IDeviceSession
             return true;
         }
 
-        if (_inflight.Count >= _options.MaxPendingPerSession)
+        var inflight = _inflight ??= [];
+        if (inflight.Count >= _options.MaxPendingPerSession)
         {
             _ = Task.Run(() => Close("too many unacknowledged QoS 1 messages"));
             return false;
@@ -695,7 +718,7 @@ internal sealed partial class MqttConnection : IDeviceSession
         int size = MqttPacketWriter.PublishSize(topic.Length, payload.Length, 1);
         var frame = ArrayPool<byte>.Shared.Rent(size);
         MqttPacketWriter.WritePublish(frame, topic, payload, 1, id);
-        _inflight[id] = new Inflight(frame, size, Environment.TickCount64, rpcRequestId);
+        inflight[id] = new Inflight(frame, size, Environment.TickCount64, rpcRequestId);
         _output.Write(frame.AsSpan(0, size));
         MqttMetrics.PublishSent();
         return true;
@@ -707,90 +730,122 @@ internal sealed partial class MqttConnection : IDeviceSession
         {
             _nextPacketId++;
         }
-        while (_nextPacketId == 0 || _inflight.ContainsKey(_nextPacketId));
+        while (_nextPacketId == 0 || _inflight!.ContainsKey(_nextPacketId));
         return _nextPacketId;
     }
 
+    /// <summary>
+    /// Flushes what was written, from any thread. The caller that finds no flush under way becomes the
+    /// flusher and flushes until every request made meanwhile is served; the others just count theirs.
+    /// A flush that does not complete at once (the socket is behind: output above the pipe's pause
+    /// threshold) is awaited off this thread, and the flusher role goes with it.
+    /// </summary>
     private void RequestFlush()
     {
-        if (Interlocked.Exchange(ref _flushRequested, 1) == 0)
+        if (Interlocked.Increment(ref _flushRequests) == 1)
         {
-            _flushSignal.Release();
+            FlushServingRequests();
         }
     }
 
-    /// <summary>The only caller of FlushAsync while the connection runs, so flushes never overlap.</summary>
-    private async Task FlushLoopAsync()
+    private void FlushServingRequests()
+    {
+        while (true)
+        {
+            int serving = Volatile.Read(ref _flushRequests);
+            ValueTask<FlushResult> flush;
+            lock (_writeLock)
+            {
+                if (_outputClosed)
+                {
+                    // The output is completed by the shutdown, which commits anything still unflushed.
+                    return;
+                }
+
+                MqttMetrics.Flushed(_output.CanGetUnflushedBytes ? _output.UnflushedBytes : 0);
+                flush = _output.FlushAsync();
+            }
+
+            if (!flush.IsCompletedSuccessfully)
+            {
+                _ = AwaitFlushAsync(flush, serving);
+                return;
+            }
+
+            if (!FlushSucceeded(flush.Result) || Interlocked.Add(ref _flushRequests, -serving) == 0)
+            {
+                return;
+            }
+        }
+    }
+
+    private async Task AwaitFlushAsync(ValueTask<FlushResult> flush, int serving)
     {
         try
         {
-            while (true)
+            if (!FlushSucceeded(await flush))
             {
-                await _flushSignal.WaitAsync(_closed.Token);
-                Volatile.Write(ref _flushRequested, 0);
-                ValueTask<FlushResult> flush;
-                lock (_writeLock)
-                {
-                    if (_outputClosed)
-                    {
-                        return;
-                    }
-
-                    MqttMetrics.Flushed(_output.CanGetUnflushedBytes ? _output.UnflushedBytes : 0);
-                    flush = _output.FlushAsync();
-                }
-
-                var result = await flush;
-                if (result.IsCompleted || result.IsCanceled)
-                {
-                    Abort("output completed");
-                    return;
-                }
+                return;
             }
-        }
-        catch (OperationCanceledException)
-        {
         }
         catch (Exception)
         {
             Abort("flush failed");
+            return;
+        }
+
+        if (Interlocked.Add(ref _flushRequests, -serving) != 0)
+        {
+            FlushServingRequests();
         }
     }
 
-    /// <summary>Connect timeout, keep-alive at 1.5x (§3.1.2.10) and QoS 1 downlink re-sends.</summary>
-    private async Task TimerLoopAsync()
+    private bool FlushSucceeded(FlushResult result)
     {
-        using var timer = new PeriodicTimer(_options.TimerPeriod);
-        try
+        if (result.IsCompleted || result.IsCanceled)
         {
-            while (await timer.WaitForNextTickAsync(_closed.Token))
-            {
-                long now = Environment.TickCount64;
-                if (_device is null)
-                {
-                    if (now - _startedAt > (long)_options.ConnectTimeout.TotalMilliseconds)
-                    {
-                        MqttLog.ConnectTimeout(_logger, ConnectionId, _options.ConnectTimeout);
-                        Abort("connect timeout");
-                        return;
-                    }
-
-                    continue;
-                }
-
-                if (_keepAliveSeconds > 0 && now - Volatile.Read(ref _lastActivity) > _keepAliveSeconds * 1500L)
-                {
-                    MqttLog.KeepAliveExpired(_logger, ConnectionId, _deviceName, _keepAliveSeconds);
-                    Abort("keep-alive expired");
-                    return;
-                }
-
-                ResendExpired(now);
-            }
+            Abort("output completed");
+            return false;
         }
-        catch (OperationCanceledException)
+
+        return true;
+    }
+
+    /// <summary>Read-only check under the ticker's lock: does <see cref="OnTimer"/> have anything to do?</summary>
+    internal bool IsTimerDue(long now)
+    {
+        if (_closing)
         {
+            return false;
         }
+
+        if (_device is null)
+        {
+            return now - _startedAt > (long)_options.ConnectTimeout.TotalMilliseconds;
+        }
+
+        return (_keepAliveSeconds > 0 && now - Volatile.Read(ref _lastActivity) > _keepAliveSeconds * 1500L)
+            || Volatile.Read(ref _inflight) is { Count: > 0 };
+    }
+
+    /// <summary>Connect timeout, keep-alive at 1.5x (§3.1.2.10) and QoS 1 downlink re-sends; called by the ticker.</summary>
+    internal void OnTimer(long now)
+    {
+        if (_device is null)
+        {
+            MqttLog.ConnectTimeout(_logger, ConnectionId, _options.ConnectTimeout);
+            Abort("connect timeout");
+            return;
+        }
+
+        if (_keepAliveSeconds > 0 && now - Volatile.Read(ref _lastActivity) > _keepAliveSeconds * 1500L)
+        {
+            MqttLog.KeepAliveExpired(_logger, ConnectionId, _deviceName, _keepAliveSeconds);
+            Abort("keep-alive expired");
+            return;
+        }
+
+        ResendExpired(now);
     }
 
     private void ResendExpired(long now)
@@ -799,18 +854,18 @@ internal sealed partial class MqttConnection : IDeviceSession
         bool wrote = false;
         lock (_writeLock)
         {
-            if (_outputClosed || _inflight.Count == 0)
+            if (_outputClosed || _inflight is not { Count: > 0 } inflights)
             {
                 return;
             }
 
-            foreach (var (id, inflight) in _inflight)
+            foreach (var (id, inflight) in inflights)
             {
                 if (now - inflight.SentAt >= retryMs)
                 {
                     inflight.Frame[0] |= 0x08; // DUP (§3.3.1.1)
                     _output.Write(inflight.Frame.AsSpan(0, inflight.Length));
-                    _inflight[id] = inflight with { SentAt = now };
+                    inflights[id] = inflight with { SentAt = now };
                     wrote = true;
                 }
             }
@@ -852,9 +907,23 @@ internal sealed partial class MqttConnection : IDeviceSession
         _connection.Transport.Input.CancelPendingRead();
     }
 
-    private async Task ShutdownAsync(Task flushLoop, Task timerLoop)
+    private CancellationToken ClosedToken()
+    {
+        lock (_writeLock)
+        {
+            if (_outputClosed)
+            {
+                return new CancellationToken(canceled: true);
+            }
+
+            return (_closed ??= new CancellationTokenSource()).Token;
+        }
+    }
+
+    private async Task ShutdownAsync()
     {
         _closing = true;
+        _ticker.Remove(this);
         if (_registered)
         {
             _sessions.Unregister(this);
@@ -868,34 +937,32 @@ internal sealed partial class MqttConnection : IDeviceSession
             }
         }
 
-        await _closed.CancelAsync();
-        await Task.WhenAll(flushLoop, timerLoop);
-        ValueTask<FlushResult> flush;
+        // After this no write and no new flush starts (every writer and the flusher check _outputClosed
+        // under the lock). A flush already under way may still be awaiting the socket: it is not awaited
+        // here; completing the writer commits whatever is unflushed, and the transport sends it before
+        // closing the socket.
         lock (_writeLock)
         {
             _outputClosed = true;
-            flush = _output.FlushAsync();
-            foreach (var inflight in _inflight.Values)
+            if (_inflight is { } inflights)
             {
-                ArrayPool<byte>.Shared.Return(inflight.Frame);
+                foreach (var inflight in inflights.Values)
+                {
+                    ArrayPool<byte>.Shared.Return(inflight.Frame);
+                }
+
+                inflights.Clear();
             }
-
-            _inflight.Clear();
         }
 
-        try
+        if (_closed is { } closed)
         {
-            await flush;
-        }
-        catch (Exception)
-        {
-            // The peer is gone; nothing left to deliver.
+            await closed.CancelAsync();
+            closed.Dispose();
         }
 
         await _output.CompleteAsync();
         await _connection.Transport.Input.CompleteAsync();
-        _closed.Dispose();
-        _flushSignal.Dispose();
         if (_jsonWriter is not null)
         {
             await _jsonWriter.DisposeAsync();
