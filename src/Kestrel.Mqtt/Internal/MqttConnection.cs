@@ -113,16 +113,40 @@ internal sealed partial class MqttConnection : IDeviceSession
                 Volatile.Write(ref _lastActivity, Environment.TickCount64);
                 try
                 {
-                    while (!_closing && !_stopReading && TryParse(ref buffer, out var packet))
+                    bool more = true;
+                    while (more)
                     {
-                        await HandlePacketAsync(packet);
-                        if (_pending is { } pending && pending.Count >= _options.MaxInflight)
+                        more = false;
+                        while (!_closing && !_stopReading && TryParse(ref buffer, out var packet))
                         {
-                            await DrainPendingAsync();
+                            await HandlePacketAsync(packet);
+                            if (_pending is { } full && full.Count >= _options.MaxInflight)
+                            {
+                                more = true;
+                                break;
+                            }
+                        }
+
+                        // The outcomes of this batch, in order, each PUBACK after its durable commit. Awaited here
+                        // rather than in a separate async method: this method's one state machine (allocated once
+                        // per connection) carries the wait, so a batch that waits for the group commit allocates
+                        // nothing (a separate method's box showed up as 7% of the bytes allocated per message).
+                        if (_pending is { Count: > 0 } pending)
+                        {
+                            try
+                            {
+                                for (int i = 0; i < pending.Count; i++)
+                                {
+                                    var task = pending[i].Task;
+                                    Acknowledge(pending[i], task.IsCompletedSuccessfully ? task.Result : await task);
+                                }
+                            }
+                            finally
+                            {
+                                pending.Clear();
+                            }
                         }
                     }
-
-                    await DrainPendingAsync();
                 }
                 finally
                 {
@@ -432,72 +456,52 @@ internal sealed partial class MqttConnection : IDeviceSession
     private void Enqueue(ValueTask<UplinkResult> task, ushort packetId, byte qos, TopicRoute route) =>
         (_pending ??= new List<PendingUplink>(8)).Add(new PendingUplink(task, packetId, qos, route));
 
-    /// <summary>Awaits dispatched uplinks in arrival order and writes their PUBACKs in that order (§4.6).</summary>
-    /// <remarks>Pooled builder: this suspends once per read batch (waiting for the group commit), and the
-    /// default builder would allocate a state machine box each time.</remarks>
-    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask DrainPendingAsync()
+    /// <summary>Writes the PUBACK of one dispatched uplink whose outcome is known; outcomes are taken in arrival order (§4.6).</summary>
+    private void Acknowledge(in PendingUplink p, UplinkResult result)
     {
-        if (_pending is not { Count: > 0 } pending)
+        if (_closing)
         {
             return;
         }
 
-        try
+        bool acknowledge = result.Status switch
         {
-            for (int i = 0; i < pending.Count; i++)
+            UplinkStatus.Ok => true,
+            // A reply to an RPC that already timed out, or an uplink of a device deleted meanwhile (its
+            // session is closed by the core): nothing a re-send could fix, so acknowledge and go on.
+            UplinkStatus.NotFound => true,
+            UplinkStatus.BadPayload => p.QoS == 0 || _options.AckInvalidJsonOnQos1,
+            _ => false,
+        };
+        if (!result.IsOk)
+        {
+            MqttMetrics.UplinkRefused(result.Status, p.Route, acknowledge);
+        }
+
+        if (acknowledge)
+        {
+            if (!result.IsOk)
             {
-                var p = pending[i];
-                var result = p.Task.IsCompletedSuccessfully ? p.Task.Result : await p.Task;
-                if (_closing)
-                {
-                    continue;
-                }
+                MqttLog.UplinkDropped(_logger, ConnectionId, _deviceName, p.Route, result.Status, result.Reason);
+            }
 
-                bool acknowledge = result.Status switch
+            if (p.QoS == 1)
+            {
+                lock (_writeLock)
                 {
-                    UplinkStatus.Ok => true,
-                    // A reply to an RPC that already timed out, or an uplink of a device deleted meanwhile (its
-                    // session is closed by the core): nothing a re-send could fix, so acknowledge and go on.
-                    UplinkStatus.NotFound => true,
-                    UplinkStatus.BadPayload => p.QoS == 0 || _options.AckInvalidJsonOnQos1,
-                    _ => false,
-                };
-                if (!result.IsOk)
-                {
-                    MqttMetrics.UplinkRefused(result.Status, p.Route, acknowledge);
-                }
-
-                if (acknowledge)
-                {
-                    if (!result.IsOk)
+                    if (!_outputClosed)
                     {
-                        MqttLog.UplinkDropped(_logger, ConnectionId, _deviceName, p.Route, result.Status, result.Reason);
+                        MqttPacketWriter.WritePubAck(_output, p.PacketId);
+                        MqttMetrics.PubAckSent();
                     }
-
-                    if (p.QoS == 1)
-                    {
-                        lock (_writeLock)
-                        {
-                            if (!_outputClosed)
-                            {
-                                MqttPacketWriter.WritePubAck(_output, p.PacketId);
-                                MqttMetrics.PubAckSent();
-                            }
-                        }
-                    }
-                }
-                else
-                {
-                    // No PUBACK: the reference drops the connection (rate limit, invalid JSON on QoS 1).
-                    MqttLog.UplinkRejected(_logger, ConnectionId, _deviceName, p.Route, result.Status, result.Reason);
-                    _closing = true;
                 }
             }
         }
-        finally
+        else
         {
-            pending.Clear();
+            // No PUBACK: the reference drops the connection (rate limit, invalid JSON on QoS 1).
+            MqttLog.UplinkRejected(_logger, ConnectionId, _deviceName, p.Route, result.Status, result.Reason);
+            _closing = true;
         }
     }
 
