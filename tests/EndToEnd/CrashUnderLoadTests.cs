@@ -1,7 +1,13 @@
 extern alias loadtool;
 
+using System.Collections.Concurrent;
 using System.Globalization;
+using System.Net.Http.Json;
 using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Threading.Channels;
+using MQTTnet;
+using MQTTnet.Protocol;
 using Xunit.Abstractions;
 
 namespace Perf.EndToEnd;
@@ -72,6 +78,227 @@ public sealed partial class CrashUnderLoadTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>
+    /// Persistent RPCs under load: eight REST callers create two-way persistent RPCs for eight devices
+    /// (four connected and answering the even-numbered ones, two connected and never answering, two
+    /// offline) while a poller records the state REST reports for each. SIGKILL; restart. Every RPC REST
+    /// ever reported exists, in that state or a later one; every SUCCESSFUL one keeps its response; then
+    /// the devices reconnect and every RPC that was still QUEUED or SENT is delivered and answered.
+    /// </summary>
+    [Fact]
+    public async Task PersistentRpcs_SigkillWhileInFlight_NoneLost_NoneMovedBackwards_ResponsesIntact()
+    {
+        var dataDir = NewDataDir("rpc");
+        var settings = HostFixture.FreePortSettings(dataDir);
+        settings["COAP_ENABLED"] = "false";
+        settings["TCP_INTEGRATION_ENABLED"] = "false";
+        settings["EDGES_ENABLED"] = "false";
+        var observed = new ConcurrentDictionary<Guid, RpcSeen>();
+        var expiration = DateTimeOffset.UtcNow.AddMinutes(30).ToUnixTimeMilliseconds();
+        try
+        {
+            using var first = HostProcess.Start(settings);
+            var ports = await first.WaitForDoorsAsync(2, Start);
+            var api = new Uri($"http://127.0.0.1:{ports["http"]}");
+            Guid[] devices;
+            string[] tokens;
+            using (var rest = await TenantRest.LoginAsync(api))
+            {
+                var created = new List<(Guid Id, string Token, string Name)>();
+                for (var i = 0; i < 8; i++)
+                {
+                    created.Add(await rest.CreateDeviceAsync("rpc-crash-" + i));
+                }
+
+                devices = [.. created.Select(c => c.Id)];
+                tokens = [.. created.Select(c => c.Token)];
+                var live = new List<RpcAnsweringDevice>();
+                for (var i = 0; i < 6; i++)
+                {
+                    live.Add(await RpcAnsweringDevice.ConnectAsync(ports["mqtt"], tokens[i], answer: i < 4 ? n => n % 2 == 0 : _ => false));
+                }
+
+                using var stop = new CancellationTokenSource();
+                var creators = Enumerable.Range(0, 8).Select(c => Task.Run(async () =>
+                {
+                    var n = 0;
+                    while (!stop.IsCancellationRequested)
+                    {
+                        var device = devices[c];
+                        n++;
+                        try
+                        {
+                            var response = await rest.Http.PostAsJsonAsync($"/api/rpc/twoway/{device}",
+                                new { method = "crash", @params = new { n }, persistent = true, expirationTime = expiration });
+                            if (response.IsSuccessStatusCode)
+                            {
+                                var id = Guid.Parse((await response.Content.ReadFromJsonAsync<JsonObject>())!["rpcId"]!.GetValue<string>());
+                                observed.TryAdd(id, new RpcSeen(device, n));
+                            }
+                        }
+                        catch (HttpRequestException)
+                        {
+                            return; // The server died.
+                        }
+                    }
+                })).ToArray();
+                var poller = Task.Run(async () =>
+                {
+                    while (!stop.IsCancellationRequested)
+                    {
+                        foreach (var device in devices)
+                        {
+                            try
+                            {
+                                foreach (var rpc in await ListRpcsAsync(rest.Http, device))
+                                {
+                                    if (observed.TryGetValue(rpc.Id, out var seen))
+                                    {
+                                        seen.Observe(rpc.Status, rpc.Response);
+                                    }
+                                }
+                            }
+                            catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
+                            {
+                                return;
+                            }
+                        }
+                    }
+                });
+
+                // Kill once some RPCs have been answered, with the creators and the devices still busy.
+                var deadline = DateTime.UtcNow.AddSeconds(60);
+                while (observed.Values.Count(s => s.Status == "SUCCESSFUL") < 50 && DateTime.UtcNow < deadline)
+                {
+                    await Task.Delay(100);
+                }
+
+                first.KillHard();
+                await stop.CancelAsync();
+                await Task.WhenAll([.. creators, poller]);
+                foreach (var device in live)
+                {
+                    await device.DisposeAsync();
+                }
+            }
+
+            var before = observed.Values.GroupBy(s => s.Status).ToDictionary(g => g.Key, g => g.Count());
+            output.WriteLine($"before the kill: {observed.Count} RPCs created; last state REST reported: {string.Join(", ", before.OrderBy(p => p.Key).Select(p => $"{p.Key} {p.Value}"))}");
+            Assert.True(before.GetValueOrDefault("SUCCESSFUL") >= 50, "too few answered RPCs before the kill");
+
+            using var restarted = await RestartAsync(settings, ports["http"], 2);
+            using var rest2 = await TenantRest.LoginAsync(api);
+            var after = new Dictionary<Guid, (string Status, string? Response)>();
+            foreach (var device in devices)
+            {
+                foreach (var rpc in await ListRpcsAsync(rest2.Http, device))
+                {
+                    after[rpc.Id] = (rpc.Status, rpc.Response);
+                }
+            }
+
+            var lost = observed.Keys.Where(id => !after.ContainsKey(id)).ToList();
+            var backwards = observed.Where(p => after.TryGetValue(p.Key, out var now) && RpcSeen.Rank(now.Status) < RpcSeen.Rank(p.Value.Status))
+                .Select(p => $"{p.Key}: {p.Value.Status} -> {after[p.Key].Status}").ToList();
+            var terminalChanged = observed.Where(p => RpcSeen.Rank(p.Value.Status) >= 3 && after.TryGetValue(p.Key, out var now) && now.Status != p.Value.Status).ToList();
+            var badResponses = observed.Where(p => after.TryGetValue(p.Key, out var now) && now.Status == "SUCCESSFUL"
+                && (now.Response is null || JsonNode.Parse(now.Response)!["n"]!.GetValue<int>() != p.Value.N || (p.Value.Response is { } r && r != now.Response))).ToList();
+            var afterCounts = observed.Keys.Where(after.ContainsKey).GroupBy(id => after[id].Status).ToDictionary(g => g.Key, g => g.Count());
+            output.WriteLine($"after the restart: {string.Join(", ", afterCounts.OrderBy(p => p.Key).Select(p => $"{p.Key} {p.Value}"))}; lost {lost.Count}, moved backwards {backwards.Count}, terminal changed {terminalChanged.Count}, bad responses {badResponses.Count}");
+            Assert.Empty(lost);
+            Assert.True(backwards.Count == 0, "moved backwards: " + string.Join("; ", backwards.Take(10)));
+            Assert.Empty(terminalChanged);
+            Assert.Empty(badResponses);
+
+            // The queue is live after the crash: the devices come back answering everything, and every RPC that was
+            // QUEUED or SENT at the kill is delivered again and completes (DELIVERED ones wait for their reply, as designed).
+            var pending = observed.Keys.Where(id => after[id].Status is "QUEUED" or "SENT").ToHashSet();
+            var back = new List<RpcAnsweringDevice>();
+            for (var i = 0; i < 6; i++)
+            {
+                back.Add(await RpcAnsweringDevice.ConnectAsync(restarted.Ports["mqtt"], tokens[i], answer: _ => true));
+            }
+
+            try
+            {
+                var completeBy = DateTime.UtcNow.AddSeconds(90);
+                var liveDevices = devices.Take(6).ToHashSet();
+                var open = pending.Where(id => liveDevices.Contains(observed[id].Device)).ToHashSet();
+                while (open.Count > 0)
+                {
+                    Assert.True(DateTime.UtcNow < completeBy, $"{open.Count} re-queued RPCs not answered after the restart");
+                    foreach (var device in liveDevices)
+                    {
+                        foreach (var rpc in await ListRpcsAsync(rest2.Http, device))
+                        {
+                            if (rpc.Status == "SUCCESSFUL")
+                            {
+                                open.Remove(rpc.Id);
+                            }
+                        }
+                    }
+
+                    await Task.Delay(200);
+                }
+
+                output.WriteLine($"{pending.Count} RPCs QUEUED/SENT at the kill; all {pending.Count(id => liveDevices.Contains(observed[id].Device))} for reconnected devices answered after the restart");
+            }
+            finally
+            {
+                foreach (var device in back)
+                {
+                    await device.DisposeAsync();
+                }
+            }
+
+            restarted.Terminate();
+            Assert.Equal(0, await restarted.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        }
+        finally
+        {
+            TestDirectories.Delete(dataDir);
+        }
+    }
+
+    private static async Task<List<(Guid Id, string Status, string? Response)>> ListRpcsAsync(HttpClient http, Guid device)
+    {
+        var page = await http.GetFromJsonAsync<JsonObject>($"/api/rpc/persistent/device/{device}?pageSize=100000&page=0");
+        return [.. page!["data"]!.AsArray().Select(r => (
+            Guid.Parse(r!["id"]!["id"]!.GetValue<string>()),
+            r["status"]!.GetValue<string>(),
+            r["response"] is { } response ? response.ToJsonString() : null))];
+    }
+
+    /// <summary>What REST reported of one RPC: the furthest state seen and the response of a SUCCESSFUL one.</summary>
+    private sealed class RpcSeen(Guid device, int n)
+    {
+        public Guid Device { get; } = device;
+        public int N { get; } = n;
+        public string Status { get; private set; } = "QUEUED"; // The 200 with rpcId: stored.
+        public string? Response { get; private set; }
+
+        /// <summary>Order of the lifecycle; the terminal states share the top rank and never change.</summary>
+        public static int Rank(string status) => status switch
+        {
+            "QUEUED" => 0,
+            "SENT" => 1,
+            "DELIVERED" => 2,
+            _ => 3,
+        };
+
+        public void Observe(string status, string? response)
+        {
+            lock (this)
+            {
+                if (Rank(status) >= Rank(Status))
+                {
+                    Status = status;
+                    Response = status == "SUCCESSFUL" ? response : Response;
+                }
+            }
+        }
+    }
+
     private static string NewDataDir(string what) => Path.Combine(Path.GetTempPath(), $"perf-crashload-{what}-" + Guid.NewGuid().ToString("N"));
 
     /// <summary>Starts the host again on the same settings, its HTTP door on <paramref name="httpPort"/> (REST callers keep their address).</summary>
@@ -89,5 +316,77 @@ public sealed partial class CrashUnderLoadTests(ITestOutputHelper output)
             host.Dispose();
             throw;
         }
+    }
+}
+
+/// <summary>An MQTTnet device that answers server-side RPCs <c>{"n":k}</c> with <c>{"n":k}</c> when <c>answer(k)</c> holds (replies sent off the receive path).</summary>
+internal sealed class RpcAnsweringDevice : IAsyncDisposable
+{
+    private readonly IMqttClient _client;
+    private readonly Channel<(int Id, int N)> _requests = Channel.CreateUnbounded<(int, int)>();
+    private readonly Task _replier;
+
+    private RpcAnsweringDevice(IMqttClient client, Func<int, bool> answer)
+    {
+        _client = client;
+        client.ApplicationMessageReceivedAsync += e =>
+        {
+            const string Prefix = "v1/devices/me/rpc/request/";
+            var topic = e.ApplicationMessage.Topic;
+            if (topic.StartsWith(Prefix, StringComparison.Ordinal))
+            {
+                var n = JsonNode.Parse(e.ApplicationMessage.ConvertPayloadToString())!["params"]!["n"]!.GetValue<int>();
+                if (answer(n))
+                {
+                    _requests.Writer.TryWrite((int.Parse(topic[Prefix.Length..], CultureInfo.InvariantCulture), n));
+                }
+            }
+
+            return Task.CompletedTask;
+        };
+        _replier = Task.Run(async () =>
+        {
+            await foreach (var (id, n) in _requests.Reader.ReadAllAsync())
+            {
+                try
+                {
+                    await _client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic($"v1/devices/me/rpc/response/{id}")
+                        .WithPayload($$"""{"n":{{n}}}""").WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
+                }
+                catch (Exception e) when (e is MQTTnet.Exceptions.MqttCommunicationException or InvalidOperationException or OperationCanceledException)
+                {
+                    return; // The server is gone.
+                }
+            }
+        });
+    }
+
+    public static async Task<RpcAnsweringDevice> ConnectAsync(int port, string token, Func<int, bool> answer)
+    {
+        var client = new MqttClientFactory().CreateMqttClient();
+        var device = new RpcAnsweringDevice(client, answer);
+        await client.ConnectAsync(MqttDevice.Options(port, token));
+        await client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder()
+            .WithTopicFilter("v1/devices/me/rpc/request/+", MqttQualityOfServiceLevel.AtLeastOnce).Build());
+        return device;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _requests.Writer.TryComplete();
+        await _replier;
+        try
+        {
+            if (_client.IsConnected)
+            {
+                await _client.DisconnectAsync();
+            }
+        }
+        catch (Exception e) when (e is MQTTnet.Exceptions.MqttCommunicationException or OperationCanceledException)
+        {
+            // The server died under us.
+        }
+
+        _client.Dispose();
     }
 }
