@@ -34,6 +34,7 @@ public static class LoadCli
                 "coap" => await CoapScenario.RunAsync(options, cancellation),
                 "edge" => await EdgeScenario.RunAsync(options, cancellation),
                 "crash" => await CrashScenario.RunAsync(options, cancellation),
+                "soak" => await SoakScenario.RunAsync(options, cancellation),
                 "bare-server" => await BareServer.RunAsync(options, cancellation),
                 _ => throw new OptionsException($"Unknown scenario '{args[0]}'."),
             };
@@ -69,6 +70,7 @@ public static class LoadCli
         o.WriteLine(BareServer.Help);
         o.WriteLine(EdgeScenario.Help);
         o.WriteLine(CrashScenario.Help);
+        o.WriteLine(SoakScenario.Help);
         o.WriteLine(CompareMode.Help);
         o.WriteLine();
         o.WriteLine("Common options:");
