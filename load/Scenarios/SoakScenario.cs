@@ -23,6 +23,8 @@ public static class SoakScenario
           soak           --duration 10m --clients 40 --messages 5 --api http://127.0.0.1:8080 [--server-pid PID]
                          [--coap-port 5683 (0: no CoAP)] [--sample 10s] [--max-growth-mb-per-min 2] [--max-error-rate 0.001]
                          [--provision N (default clients) --token-prefix soak-token-] [--samples-csv memory.csv]
+                         [--growing-history: server-stamped points, so stored history grows (default: each client
+                          rewrites one point, so stored data stays constant and any growth is the server's own)]
                          churn (connect, QoS 1 publishes, disconnect, repeat; HTTP and CoAP posts mixed in); memory
                          sampled every --sample; trend = least-squares slope over the second half of the run and
                          first-vs-last-third means; exit 1 if RSS (or, without --server-pid, the managed heap) grows
@@ -39,6 +41,7 @@ public static class SoakScenario
         var maxGrowth = o.Double("max-growth-mb-per-min", 2, 0);
         int? serverPid = o.Has("server-pid") ? o.Int("server-pid", 0, 1) : null;
         var csv = o.StringOrNull("samples-csv");
+        var growingHistory = o.Flag("growing-history");
         var api = new Uri(o.String("api", "http://127.0.0.1:8080"));
         var user = o.String("user", "tenant@example.com");
         var password = o.String("password", "tenant");
@@ -61,6 +64,7 @@ public static class SoakScenario
         result.Parameter("duration", common.Duration.TotalSeconds + "s");
         result.Parameter("coap", coap is null ? "off" : coapPort);
         result.Parameter("sample", sampleEvery.TotalSeconds + "s");
+        result.Parameter("history", growingHistory ? "growing" : "fixed");
 
         var counters = Enumerable.Range(0, clients).Select(_ => new SoakCounters()).ToArray();
         var latency = new LatencyRecorder();
@@ -69,7 +73,7 @@ public static class SoakScenario
         var samples = new List<SoakSample>();
         var sampler = Task.Run(() => SampleAsync(http, serverPid, sampleEvery, clock, counters, samples, stop.Token));
         var loops = Enumerable.Range(0, clients).Select(i => Task.Run(() => ChurnAsync(
-            i, devices[i % devices.Length].Token, mqtt, coap, http, messages, counters[i], latency, stop.Token))).ToArray();
+            i, devices[i % devices.Length].Token, mqtt, coap, http, messages, growingHistory, counters[i], latency, stop.Token))).ToArray();
         try
         {
             await Task.Delay(common.Duration, cancellation);
@@ -195,9 +199,13 @@ public static class SoakScenario
     }
 
     /// <summary>One client's loop; any failure of a cycle counts one error and the loop goes on.</summary>
-    private static async Task ChurnAsync(int index, string token, EndPoint mqtt, EndPoint? coap, HttpClient http, int messages, SoakCounters counters, LatencyRecorder latency, CancellationToken stop)
+    private static async Task ChurnAsync(int index, string token, EndPoint mqtt, EndPoint? coap, HttpClient http, int messages, bool growingHistory, SoakCounters counters, LatencyRecorder latency, CancellationToken stop)
     {
-        var payload = Encoding.ASCII.GetBytes($$"""{"soak":{{index}},"n":0}""");
+        // By default every message of a client rewrites one point (fixed ts), so the stored data stays the same size
+        // and what grows is the server's own state; --growing-history lets the server stamp each message (history grows).
+        var payload = growingHistory
+            ? Encoding.ASCII.GetBytes($$"""{"soak":{{index}},"n":0}""")
+            : Encoding.ASCII.GetBytes($$"""{"ts":{{1_000_000_000_000L + index}},"values":{"soak":{{index}},"n":0}}""");
         var publish = MqttWire.Publish("v1/devices/me/telemetry", payload, 1, out var idOffset);
         var connect = MqttWire.Connect($"soak-{Environment.ProcessId}-{index}", token, null, 30);
         var coapPost = coap is null ? null : CoapWire.ConfirmablePost(token, payload);
