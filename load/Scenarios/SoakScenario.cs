@@ -205,7 +205,7 @@ public static class SoakScenario
         // and what grows is the server's own state; --growing-history lets the server stamp each message (history grows).
         var payload = growingHistory
             ? Encoding.ASCII.GetBytes($$"""{"soak":{{index}},"n":0}""")
-            : Encoding.ASCII.GetBytes($$"""{"ts":{{1_000_000_000_000L + index}},"values":{"soak":{{index}},"n":0}}""");
+            : Encoding.ASCII.GetBytes($$$"""{"ts":{{{1_000_000_000_000L + index}}},"values":{"soak":{{{index}}},"n":0}}""");
         var publish = MqttWire.Publish("v1/devices/me/telemetry", payload, 1, out var idOffset);
         var connect = MqttWire.Connect($"soak-{Environment.ProcessId}-{index}", token, null, 30);
         var coapPost = coap is null ? null : CoapWire.ConfirmablePost(token, payload);
