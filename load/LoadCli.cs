@@ -33,6 +33,8 @@ public static class LoadCli
                 "tcp" => await TcpScenario.RunAsync(options, cancellation),
                 "coap" => await CoapScenario.RunAsync(options, cancellation),
                 "edge" => await EdgeScenario.RunAsync(options, cancellation),
+                "crash" => await CrashScenario.RunAsync(options, cancellation),
+                "soak" => await SoakScenario.RunAsync(options, cancellation),
                 "bare-server" => await BareServer.RunAsync(options, cancellation),
                 _ => throw new OptionsException($"Unknown scenario '{args[0]}'."),
             };
@@ -67,6 +69,8 @@ public static class LoadCli
         o.WriteLine(CoapScenario.Help);
         o.WriteLine(BareServer.Help);
         o.WriteLine(EdgeScenario.Help);
+        o.WriteLine(CrashScenario.Help);
+        o.WriteLine(SoakScenario.Help);
         o.WriteLine(CompareMode.Help);
         o.WriteLine();
         o.WriteLine("Common options:");

@@ -26,6 +26,9 @@ public sealed class Tokens
     /// <summary>With <c>--provision</c>: the device id of token i (same order), for REST calls about the device.</summary>
     public string[]? DeviceIds { get; }
 
+    /// <summary>A fixed list (token of connection i is list[i % length]).</summary>
+    public static Tokens FromList(string[] tokens) => new(tokens, "");
+
     public string For(int connection) => _list is { Length: > 0 } list ? list[connection % list.Length] : _prefix + connection;
 
     public string Describe() => _list is not null ? $"{_list.Length} given" : $"{_prefix}<i>";

@@ -228,10 +228,14 @@ public static class MqttPublishScenario
     }
 
     /// <summary>Where the <c>--unique</c> digits sit in a packet; message k of connection i gets number k * connections + i.</summary>
-    private sealed record UniqueStamp(int TsOffset, int SeqOffset, long BaseTs, int Connections);
+    internal sealed record UniqueStamp(int TsOffset, int SeqOffset, long BaseTs, int Connections);
 
-    /// <summary>One connection's publishing state. Packet ids 1..window form the window: a free id is a credit.</summary>
-    private sealed class Publisher
+    /// <summary>
+    /// One connection's publishing state. Packet ids 1..window form the window: a free id is a credit.
+    /// With <c>recordAcks</c> (QoS 1 and a <see cref="UniqueStamp"/>), the number of every acknowledged
+    /// message is kept, for the crash scenario's exact accounting.
+    /// </summary>
+    internal sealed class Publisher
     {
         private readonly Socket _socket;
         private readonly int _index;
@@ -247,6 +251,8 @@ public static class MqttPublishScenario
         private readonly ushort[] _freeIds;
         private readonly long[] _sentAt;
         private readonly long[] _scratch;
+        private readonly ushort[] _batchIds;
+        private readonly long[]? _uniqueOf;
         private readonly Lock _gate = new();
         private int _freeCount;
         private bool _sending;
@@ -254,7 +260,7 @@ public static class MqttPublishScenario
         private volatile bool _stopping;
         private volatile bool _dead;
 
-        public Publisher(Socket socket, int index, byte[] packet, int idOffset, bool qos1, int window, bool paced, LatencyRecorder latency, UniqueStamp? stamp)
+        public Publisher(Socket socket, int index, byte[] packet, int idOffset, bool qos1, int window, bool paced, LatencyRecorder latency, UniqueStamp? stamp, bool recordAcks = false)
         {
             _stamp = stamp;
             _socket = socket;
@@ -281,9 +287,31 @@ public static class MqttPublishScenario
             _freeCount = window;
             _sentAt = new long[window + 1];
             _scratch = new long[window];
+            _batchIds = new ushort[window];
+            if (recordAcks && qos1 && stamp is not null)
+            {
+                _uniqueOf = new long[window + 1];
+            }
         }
 
         public WorkerCounters Counters { get; } = new();
+
+        /// <summary>Messages given a number so far (numbers k * connections + index for k below this); with recordAcks.</summary>
+        public long MessagesNumbered
+        {
+            get
+            {
+                lock (_gate)
+                {
+                    return _messageNumber;
+                }
+            }
+        }
+
+        /// <summary>With recordAcks: the numbers of the acknowledged messages, in acknowledgement order.</summary>
+        public List<long> AckedNumbers { get; } = [];
+
+        public int Index => _index;
 
         public bool Dead => _dead;
 
@@ -346,6 +374,7 @@ public static class MqttPublishScenario
                         for (var k = 0; k < n; k++)
                         {
                             var id = _freeIds[--_freeCount];
+                            _batchIds[k] = id;
                             BinaryPrimitives.WriteUInt16BigEndian(_batch.AsSpan((k * _packetLength) + _idOffset), id);
                             _sentAt[id] = now;
                         }
@@ -397,6 +426,11 @@ public static class MqttPublishScenario
             for (var k = 0; k < n; k++)
             {
                 var unique = (_messageNumber++ * _stamp.Connections) + _index;
+                if (_uniqueOf is not null)
+                {
+                    _uniqueOf[_batchIds[k]] = unique;
+                }
+
                 MqttWire.StampUnique(_batch.AsSpan(k * _packetLength), _stamp.TsOffset, _stamp.SeqOffset, _stamp.BaseTs, unique);
             }
         }
@@ -463,6 +497,11 @@ public static class MqttPublishScenario
                         {
                             _scratch[acked++] = now - _sentAt[id];
                             _sentAt[id] = 0;
+                            if (_uniqueOf is not null)
+                            {
+                                AckedNumbers.Add(_uniqueOf[id]);
+                            }
+
                             _freeIds[_freeCount++] = id;
                         }
                         else

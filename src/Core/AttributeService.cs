@@ -53,7 +53,7 @@ public sealed class AttributeService
             w.WriteInt64(lastUpdateTs);
             w.WriteKv(kv);
         }
-        return _log.Append(ref w, () =>
+        var saved = _log.Append(ref w, () =>
         {
             if (!Apply(deviceId, scope, entries, lastUpdateTs))
             {
@@ -74,6 +74,30 @@ public sealed class AttributeService
             }
             return true;
         });
+        return AfterDerivedRecords(deviceId, scope, saved);
+    }
+
+    /// <summary>
+    /// A shared-attribute change is applied on the commit loop, where subscribers may append records derived
+    /// from it (an edge's downlink: its own record, committed by the next group commit). The caller's
+    /// acknowledgement waits for those too: a barrier queued after the apply completes once everything the
+    /// apply appended is durable, so a kill -9 right after the acknowledgement cannot lose the edge's copy
+    /// (the edge is not full-synced again on reconnect). One commit interval more, only for subscribed devices.
+    /// </summary>
+    private Task<T> AfterDerivedRecords<T>(Guid deviceId, AttributeScope scope, Task<T> applied)
+    {
+        if (scope != AttributeScope.Shared || !_hub.HasSubscribers(deviceId))
+        {
+            return applied;
+        }
+        return WaitAsync(applied);
+
+        async Task<T> WaitAsync(Task<T> task)
+        {
+            var result = await task;
+            await _log.Barrier(static () => true);
+            return result;
+        }
     }
 
     /// <summary>Deletes attributes; returns how many existed.</summary>
@@ -92,7 +116,7 @@ public sealed class AttributeService
         {
             w.WriteString(key);
         }
-        return _log.Append(ref w, () =>
+        var deleted = _log.Append(ref w, () =>
         {
             var removed = ApplyDelete(deviceId, scope, keys);
             if (removed.Count > 0)
@@ -105,6 +129,7 @@ public sealed class AttributeService
             }
             return removed.Count;
         });
+        return AfterDerivedRecords(deviceId, scope, deleted);
     }
 
     /// <summary>Attributes of one scope; null <paramref name="keys"/> means all. Missing keys are skipped.</summary>
