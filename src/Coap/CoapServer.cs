@@ -48,8 +48,11 @@ public sealed class CoapServer : BackgroundService
 
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
-        _socket?.Close();
+        // Cancel the loops first (the pending receive ends with OperationCanceledException), then close:
+        // closing first fails the pending receive with SocketError.OperationAborted, which surfaced as a
+        // crashed background service on SIGTERM.
         await base.StopAsync(cancellationToken);
+        _socket?.Close();
     }
 
     protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
@@ -98,6 +101,10 @@ public sealed class CoapServer : BackgroundService
         catch (ObjectDisposedException)
         {
             // Socket closed by StopAsync.
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.OperationAborted || stoppingToken.IsCancellationRequested)
+        {
+            // Socket closed under a pending receive during shutdown.
         }
         finally
         {
