@@ -34,7 +34,7 @@ internal static class WebSocketEndpoints
         var jwt = context.RequestServices.GetRequiredService<JwtService>();
         var engine = context.RequestServices.GetRequiredService<PerfEngine>();
         AuthUser? user = null;
-        if (legacyToken is not null && (jwt.Validate(legacyToken, refresh: false, out user) != TokenCheck.Valid))
+        if (legacyToken is not null && JwtAuthFilter.Authenticate(jwt, engine.Registry, legacyToken, out user) != TokenCheck.Valid)
         {
             await ApiError.WriteAsync(context, 401, "Invalid or expired token", ErrorCode.Authentication);
             return;
@@ -119,8 +119,8 @@ internal static class WebSocketEndpoints
 
             if (root["authCmd"] is JsonObject auth)
             {
-                var token = auth["token"]?.GetValue<string>();
-                if (token is null || jwt.Validate(token, refresh: false, out var authenticated) != TokenCheck.Valid)
+                var token = auth["token"] is JsonValue value && value.TryGetValue<string>(out var text) ? text : null;
+                if (JwtAuthFilter.Authenticate(jwt, engine.Registry, token, out var authenticated) != TokenCheck.Valid)
                 {
                     Send(new JsonObject { ["cmdId"] = auth["cmdId"]?.DeepClone(), ["errorCode"] = 10, ["errorMsg"] = "Invalid or expired token" });
                     _ = socket.CloseOutputAsync(WebSocketCloseStatus.PolicyViolation, "authentication failed", CancellationToken.None);
