@@ -34,7 +34,8 @@ public sealed class EntityRegistry
     private readonly ConcurrentDictionary<Guid, Device> _devices = new();
     private readonly ConcurrentDictionary<(Guid Tenant, string Name), Guid> _devicesByName = new();
     private readonly ConcurrentDictionary<Guid, string> _tokensByDevice = new();
-    private readonly ConcurrentDictionary<string, Guid> _devicesByToken = new(StringComparer.Ordinal);
+    // The token index compares with SecretComparer: one hash, then a fixed-time compare of the candidate.
+    private readonly ConcurrentDictionary<string, Guid> _devicesByToken = new(SecretComparer.Instance);
     private readonly ConcurrentDictionary<string, Guid>.AlternateLookup<ReadOnlySpan<char>> _tokenLookup;
     private readonly ConcurrentDictionary<Guid, Edge> _edges = new();
     private readonly ConcurrentDictionary<string, Guid> _edgesByRoutingKey = new(StringComparer.Ordinal);
@@ -132,13 +133,26 @@ public sealed class EntityRegistry
     public User? VerifyPassword(string email, string password)
     {
         var user = FindUserByEmail(email);
-        return user is not null && VerifyPassword(user, password) ? user : null;
+        if (user is null)
+        {
+            // Same PBKDF2 work as for a known e-mail, so the answer time does not tell which e-mails exist.
+            VerifyPasswordHash(UnknownUserHash.Value, password);
+            return null;
+        }
+        return VerifyPassword(user, password) ? user : null;
     }
 
     public static bool VerifyPassword(User user, string password)
     {
         ArgumentNullException.ThrowIfNull(user);
-        var parts = user.PasswordHash.Split('$');
+        return VerifyPasswordHash(user.PasswordHash, password);
+    }
+
+    private static readonly Lazy<string> UnknownUserHash = new(() => HashPassword(Convert.ToBase64String(RandomNumberGenerator.GetBytes(16))));
+
+    private static bool VerifyPasswordHash(string passwordHash, string password)
+    {
+        var parts = passwordHash.Split('$');
         if (parts.Length != 4 || parts[0] != "pbkdf2-sha256" || !int.TryParse(parts[1], out var iterations))
         {
             return false;

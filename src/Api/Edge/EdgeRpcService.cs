@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -150,8 +149,7 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
         throw new RpcException(new Status(status, reason));
     }
 
-    private static bool SecretMatches(string expected, string given) =>
-        CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(expected), Encoding.UTF8.GetBytes(given));
+    private static bool SecretMatches(string expected, string given) => SecretComparer.FixedTimeEquals(expected, given);
 
     private async Task OnSyncRequestAsync(EdgeConnection connection, SyncRequestMsg? request)
     {

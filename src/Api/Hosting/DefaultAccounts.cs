@@ -5,8 +5,8 @@ namespace Perf.Api.Hosting;
 
 /// <summary>
 /// First start: a system administrator and a default tenant with its administrator. Overridable with
-/// SYSADMIN_EMAIL / SYSADMIN_PASSWORD / TENANT_ADMIN_EMAIL / TENANT_ADMIN_PASSWORD. Passwords are
-/// printed only when they are the documented defaults.
+/// SYSADMIN_EMAIL / SYSADMIN_PASSWORD / TENANT_ADMIN_EMAIL / TENANT_ADMIN_PASSWORD. The accounts are
+/// printed with where their password came from, never the password itself (no secret in any log line).
 /// </summary>
 internal static partial class DefaultAccounts
 {
@@ -19,7 +19,7 @@ internal static partial class DefaultAccounts
         {
             var created = await registry.CreateUserAsync(Guid.Empty, Guid.Empty, sysEmail, Authority.SysAdmin, sysPassword ?? "sysadmin");
             EnsureCreated(created.Status, created.Error, "system administrator");
-            Created(logger, "system administrator", sysEmail, sysPassword is null ? "sysadmin" : "(from configuration)");
+            Created(logger, "system administrator", sysEmail, sysPassword is null ? DefaultSource : "SYSADMIN_PASSWORD");
         }
 
         var tenantEmail = configuration["TENANT_ADMIN_EMAIL"] ?? "tenant@example.com";
@@ -37,7 +37,7 @@ internal static partial class DefaultAccounts
 
             var created = await registry.CreateUserAsync(tenant.Id, Guid.Empty, tenantEmail, Authority.TenantAdmin, tenantPassword ?? "tenant");
             EnsureCreated(created.Status, created.Error, "tenant administrator");
-            Created(logger, "tenant administrator", tenantEmail, tenantPassword is null ? "tenant" : "(from configuration)");
+            Created(logger, "tenant administrator", tenantEmail, tenantPassword is null ? DefaultSource : "TENANT_ADMIN_PASSWORD");
         }
     }
 
@@ -49,6 +49,8 @@ internal static partial class DefaultAccounts
         }
     }
 
-    [LoggerMessage(EventId = 10, Level = LogLevel.Information, Message = "Created {Role} {Email} with password {Password}")]
-    private static partial void Created(ILogger logger, string role, string email, string password);
+    private const string DefaultSource = "the documented default (README, Default credentials); change it";
+
+    [LoggerMessage(EventId = 10, Level = LogLevel.Information, Message = "Created {Role} {Email}, password from {PasswordSource}")]
+    private static partial void Created(ILogger logger, string role, string email, string passwordSource);
 }

@@ -48,6 +48,8 @@ public sealed class PerfHost : IAsyncDisposable
             builder.Configuration.AddInMemoryCollection(overrides);
         }
 
+        // No token or password in any log line, whoever writes it (ASP.NET Core logs request paths).
+        builder.Logging.RedactSecrets();
         var settings = HostSettings.From(builder.Configuration);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = settings.ShutdownGrace);
         builder.Services.AddSingleton(settings);
@@ -59,7 +61,7 @@ public sealed class PerfHost : IAsyncDisposable
 
         // The core: storage is opened (and the log replayed) before any door accepts a connection.
         var coreOptions = CoreSettings.From(builder.Configuration, settings.DataDir);
-        using var bootLoggers = LoggerFactory.Create(logging => logging.AddConfiguration(builder.Configuration.GetSection("Logging")).AddSimpleConsole(o => o.SingleLine = true));
+        using var bootLoggers = LoggerFactory.Create(logging => logging.AddConfiguration(builder.Configuration.GetSection("Logging")).AddSimpleConsole(o => o.SingleLine = true).RedactSecrets());
         var engine = await PerfEngine.OpenAsync(coreOptions, bootLoggers, cancellationToken);
         builder.Services.AddSingleton(engine);
         builder.Services.AddSingleton(engine.DeviceApi);

@@ -32,7 +32,9 @@ internal static class EdgeEndpoints
         }).Roles(Authority.TenantAdmin);
 
         api.MapGet("/edge/{id:guid}", (Guid id, HttpContext context, PerfEngine engine, EdgeHub hub) =>
-            Visible(engine, context, id) is { } edge ? Results.Json(Edge(edge, engine, hub)) : ApiError.NotFound());
+            Visible(engine, context, id) is { } edge ? Results.Json(Edge(edge, engine, hub)) : ApiError.NotFound())
+            .Roles(Authority.TenantAdmin); // the body carries the edge's secret: never for customer users
+
 
         api.MapGet("/tenant/edges", (HttpContext context, PerfEngine engine, EdgeHub hub, int? pageSize, int? page) =>
         {

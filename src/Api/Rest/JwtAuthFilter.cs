@@ -1,3 +1,4 @@
+using Perf.Core;
 using Perf.Core.Domain;
 
 namespace Perf.Api.Rest;
@@ -13,7 +14,7 @@ public sealed class RolesMetadata(params Authority[] roles)
 /// <c>Authorization: Bearer</c>, then enforces the endpoint's <see cref="RolesMetadata"/>.
 /// 401 for a missing, invalid or expired token (errorCode 11 when expired), 403 for a role not allowed.
 /// </summary>
-public sealed class JwtAuthFilter(JwtService jwt) : IEndpointFilter
+public sealed class JwtAuthFilter(JwtService jwt, PerfEngine engine) : IEndpointFilter
 {
     private const string UserKey = "perf.user";
 
@@ -29,7 +30,7 @@ public sealed class JwtAuthFilter(JwtService jwt) : IEndpointFilter
             return ApiError.Unauthorized("Authentication failed: no bearer token in X-Authorization or Authorization header");
         }
 
-        switch (jwt.Validate(token, refresh: false, out var user))
+        switch (Authenticate(jwt, engine.Registry, token, out var user))
         {
             case TokenCheck.Expired:
                 return ApiError.Of(401, "Token has expired", ErrorCode.JwtTokenExpired);
@@ -45,6 +46,25 @@ public sealed class JwtAuthFilter(JwtService jwt) : IEndpointFilter
 
         http.Items[UserKey] = user;
         return await next(context);
+    }
+
+    /// <summary>
+    /// An access token whose signature and claims check out, of a user who still exists as the token
+    /// describes him: a deleted user's tokens (or those of a user deleted and created again, who gets a
+    /// new id) stop working at once, not at their expiry.
+    /// </summary>
+    public static TokenCheck Authenticate(JwtService jwt, EntityRegistry registry, string? token, out AuthUser? user)
+    {
+        var check = jwt.Validate(token, refresh: false, out user);
+        if (check == TokenCheck.Valid &&
+            (registry.GetUser(user!.UserId) is not { } current || current.Authority != user.Authority ||
+             current.TenantId != user.TenantId || current.CustomerId != user.CustomerId))
+        {
+            user = null;
+            return TokenCheck.Invalid;
+        }
+
+        return check;
     }
 
     internal static string? ReadBearer(string? header)

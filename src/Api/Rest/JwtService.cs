@@ -27,7 +27,15 @@ public enum TokenCheck
 /// </summary>
 public sealed class JwtService
 {
+    /// <summary>Tokens longer than this are refused unread (ours are about 600 characters).</summary>
+    public const int MaxTokenChars = 4096;
+
+    /// <summary>Allowance for iat/nbf slightly ahead of this clock (several hosts sharing a key).</summary>
+    private const long ClockSkewSeconds = 60;
+    private const string Issuer = "perf";
+    private const string RefreshScope = "REFRESH_TOKEN";
     private static readonly byte[] HeaderSegment = Encoding.ASCII.GetBytes(Base64Url.EncodeToString("{\"alg\":\"HS512\",\"typ\":\"JWT\"}"u8));
+    private static readonly JsonDocumentOptions StrictJson = new() { AllowDuplicateProperties = false, MaxDepth = 4 };
     private readonly byte[] _key;
     private readonly TimeProvider _time;
 
@@ -75,29 +83,54 @@ public sealed class JwtService
         return (Sign(user, now, AccessLifetime, refresh: false), Sign(user, now, RefreshLifetime, refresh: true));
     }
 
-    public TokenCheck Validate(string token, bool refresh, out AuthUser? user)
+    /// <summary>
+    /// Checks a token, strictest first: size, shape, the header (exactly <c>{"alg":"HS512","typ":"JWT"}</c>:
+    /// no other algorithm, no <c>none</c>, no <c>crit</c> or key-carrying parameters), the HMAC-SHA512 signature
+    /// (fixed-time compare), then the claims (issuer, kind, not-before, issued-at, expiry).
+    /// <see cref="TokenCheck.Expired"/> is only answered for a token we signed, so it tells a forger nothing.
+    /// </summary>
+    public TokenCheck Validate(string? token, bool refresh, out AuthUser? user)
     {
         user = null;
-        var parts = token.Split('.');
-        if (parts.Length != 3)
+        if (string.IsNullOrEmpty(token) || token.Length > MaxTokenChars)
         {
             return TokenCheck.Invalid;
         }
 
-        var signed = Encoding.ASCII.GetBytes(parts[0] + "." + parts[1]);
-        var expected = HMACSHA512.HashData(_key, signed);
-        byte[] signature;
+        var firstDot = token.IndexOf('.');
+        var secondDot = firstDot < 0 ? -1 : token.IndexOf('.', firstDot + 1);
+        if (firstDot <= 0 || secondDot < 0 || token.IndexOf('.', secondDot + 1) >= 0 || secondDot == firstDot + 1)
+        {
+            return TokenCheck.Invalid;
+        }
+
+        var headerPart = token.AsSpan(0, firstDot);
+        var payloadPart = token.AsSpan(firstDot + 1, secondDot - firstDot - 1);
+        var signaturePart = token.AsSpan(secondDot + 1);
+        byte[] header;
         byte[] payload;
+        byte[] signature;
         try
         {
-            signature = Base64Url.DecodeFromChars(parts[2]);
-            payload = Base64Url.DecodeFromChars(parts[1]);
+            header = Base64Url.DecodeFromChars(headerPart);
+            payload = Base64Url.DecodeFromChars(payloadPart);
+            signature = Base64Url.DecodeFromChars(signaturePart);
         }
         catch (FormatException)
         {
             return TokenCheck.Invalid;
         }
 
+        // The algorithm is ours to choose, never the token's (RFC 8725 §2.1, §3.1): a header naming anything
+        // but HS512 (none, HS256, RS256, "hs512") is refused before any key is used.
+        if (!IsOurHeader(header))
+        {
+            return TokenCheck.Invalid;
+        }
+
+        Span<byte> expected = stackalloc byte[HMACSHA512.HashSizeInBytes];
+        var signingInput = Encoding.ASCII.GetBytes(token, 0, secondDot);
+        HMACSHA512.HashData(_key, signingInput, expected);
         if (!CryptographicOperations.FixedTimeEquals(signature, expected))
         {
             return TokenCheck.Invalid;
@@ -105,16 +138,38 @@ public sealed class JwtService
 
         try
         {
-            using var doc = JsonDocument.Parse(payload);
+            using var doc = JsonDocument.Parse(payload, StrictJson);
             var root = doc.RootElement;
-            var scope = root.GetProperty("scopes")[0].GetString();
-            var isRefresh = scope == "REFRESH_TOKEN";
+            if (root.ValueKind != JsonValueKind.Object || root.GetProperty("iss").GetString() != Issuer)
+            {
+                return TokenCheck.Invalid;
+            }
+
+            var scopes = root.GetProperty("scopes");
+            if (scopes.GetArrayLength() != 1)
+            {
+                return TokenCheck.Invalid;
+            }
+
+            var scope = scopes[0].GetString();
+            var isRefresh = scope == RefreshScope;
             if (isRefresh != refresh)
             {
                 return TokenCheck.Invalid;
             }
 
-            if (root.GetProperty("exp").GetInt64() <= _time.GetUtcNow().ToUnixTimeSeconds())
+            var now = _time.GetUtcNow().ToUnixTimeSeconds();
+            if (root.TryGetProperty("nbf", out var nbf) && nbf.GetInt64() > now + ClockSkewSeconds)
+            {
+                return TokenCheck.Invalid;
+            }
+
+            if (root.GetProperty("iat").GetInt64() > now + ClockSkewSeconds)
+            {
+                return TokenCheck.Invalid;
+            }
+
+            if (root.GetProperty("exp").GetInt64() <= now)
             {
                 return TokenCheck.Expired;
             }
@@ -128,9 +183,56 @@ public sealed class JwtService
                 Guid.Parse(root.GetProperty("customerId").GetString()!));
             return TokenCheck.Valid;
         }
-        catch (Exception ex) when (ex is JsonException or KeyNotFoundException or FormatException or InvalidOperationException or IndexOutOfRangeException)
+        catch (Exception ex) when (ex is JsonException or KeyNotFoundException or FormatException or InvalidOperationException or IndexOutOfRangeException or ArgumentNullException)
         {
             return TokenCheck.Invalid;
+        }
+    }
+
+    /// <summary>The header we issue, parsed: <c>alg</c> exactly HS512, <c>typ</c> JWT if present, nothing else.</summary>
+    private static bool IsOurHeader(ReadOnlySpan<byte> header)
+    {
+        try
+        {
+            var reader = new Utf8JsonReader(header, new JsonReaderOptions { MaxDepth = 2 });
+            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
+            {
+                return false;
+            }
+
+            var sawAlg = false;
+            var sawTyp = false;
+            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                if (reader.ValueTextEquals("alg"u8) && !sawAlg)
+                {
+                    sawAlg = reader.Read() && reader.TokenType == JsonTokenType.String && reader.ValueTextEquals("HS512"u8);
+                    if (!sawAlg)
+                    {
+                        return false;
+                    }
+                }
+                else if (reader.ValueTextEquals("typ"u8) && !sawTyp)
+                {
+                    sawTyp = true;
+                    if (!reader.Read() || reader.TokenType != JsonTokenType.String || !reader.ValueTextEquals("JWT"u8))
+                    {
+                        return false;
+                    }
+                }
+                else
+                {
+                    // crit (RFC 7515 §4.1.11: extensions we do not understand must be refused), kid, jku, jwk,
+                    // x5u, x5c (keys named by the token), a repeated alg/typ, or anything else we never issue.
+                    return false;
+                }
+            }
+
+            return sawAlg && reader.TokenType == JsonTokenType.EndObject && !reader.Read();
+        }
+        catch (JsonException)
+        {
+            return false;
         }
     }
 
@@ -155,10 +257,10 @@ public sealed class JwtService
         {
             ["sub"] = user.Email,
             ["userId"] = user.Id.ToString(),
-            ["scopes"] = new[] { refresh ? "REFRESH_TOKEN" : AuthorityName(user.Authority) },
+            ["scopes"] = new[] { refresh ? RefreshScope : AuthorityName(user.Authority) },
             ["tenantId"] = user.TenantId.ToString(),
             ["customerId"] = user.CustomerId.ToString(),
-            ["iss"] = "perf",
+            ["iss"] = Issuer,
             ["jti"] = Guid.NewGuid().ToString("N"),
             ["iat"] = now,
             ["exp"] = now + (long)lifetime.TotalSeconds,

@@ -98,8 +98,12 @@ internal static class OtaEndpoints
             return Results.Json(Info(result.Value!, draft.Type, fileName, contentType));
         }).Roles(Authority.TenantAdmin);
 
-        api.MapGet("/otaPackage/{id:guid}", (Guid id, HttpContext context, OtaDrafts drafts, PerfEngine engine) => GetInfo(id, context, drafts, engine));
-        api.MapGet("/otaPackage/info/{id:guid}", (Guid id, HttpContext context, OtaDrafts drafts, PerfEngine engine) => GetInfo(id, context, drafts, engine));
+        // As the reference: customer users may list and read package infos of their tenant; the package
+        // itself and its bytes are for the tenant administrator.
+        api.MapGet("/otaPackage/{id:guid}", (Guid id, HttpContext context, OtaDrafts drafts, PerfEngine engine) => GetInfo(id, context, drafts, engine))
+            .Roles(Authority.TenantAdmin);
+        api.MapGet("/otaPackage/info/{id:guid}", (Guid id, HttpContext context, OtaDrafts drafts, PerfEngine engine) => GetInfo(id, context, drafts, engine))
+            .Roles(Authority.TenantAdmin, Authority.CustomerUser);
 
         api.MapGet("/otaPackages", (int? pageSize, int? page, HttpContext context, OtaDrafts drafts, PerfEngine engine) =>
         {
@@ -115,7 +119,7 @@ internal static class OtaEndpoints
                 .Select(x => x.Info)
                 .ToList();
             return Results.Json(EntityJson.Page(EntityJson.PageOf(all, pageSize.Value, page ?? 0), i => i));
-        });
+        }).Roles(Authority.TenantAdmin, Authority.CustomerUser);
 
         api.MapGet("/otaPackage/{id:guid}/download", (Guid id, HttpContext context, PerfEngine engine) =>
         {
@@ -127,7 +131,7 @@ internal static class OtaEndpoints
 
             var data = engine.Registry.ReadOtaChunk(id, (int)package.Size, 0);
             return Results.File(data, "application/octet-stream", $"{package.Title}-{package.Version}.bin");
-        });
+        }).Roles(Authority.TenantAdmin);
 
         api.MapPost("/device/{deviceId:guid}/firmware/{otaId:guid}", async (Guid deviceId, Guid otaId, HttpContext context, PerfEngine engine) =>
             await AssignAsync(deviceId, otaId, context, engine)).Roles(Authority.TenantAdmin);

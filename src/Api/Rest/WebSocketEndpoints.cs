@@ -34,7 +34,7 @@ internal static class WebSocketEndpoints
         var jwt = context.RequestServices.GetRequiredService<JwtService>();
         var engine = context.RequestServices.GetRequiredService<PerfEngine>();
         AuthUser? user = null;
-        if (legacyToken is not null && (jwt.Validate(legacyToken, refresh: false, out user) != TokenCheck.Valid))
+        if (legacyToken is not null && JwtAuthFilter.Authenticate(jwt, engine.Registry, legacyToken, out user) != TokenCheck.Valid)
         {
             await ApiError.WriteAsync(context, 401, "Invalid or expired token", ErrorCode.Authentication);
             return;
@@ -50,6 +50,7 @@ internal static class WebSocketEndpoints
         private readonly Channel<string> _outgoing = Channel.CreateBounded<string>(new BoundedChannelOptions(1024) { FullMode = BoundedChannelFullMode.DropOldest });
         private readonly Dictionary<int, IDisposable> _subscriptions = [];
         private AuthUser? _user = user;
+        private volatile string? _closeReason;
 
         public async Task RunAsync(CancellationToken cancellationToken)
         {
@@ -76,7 +77,11 @@ internal static class WebSocketEndpoints
 
                     if (result.MessageType == WebSocketMessageType.Close)
                     {
-                        await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, CancellationToken.None);
+                        if (socket.State == WebSocketState.CloseReceived && _closeReason is null)
+                        {
+                            await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, CancellationToken.None);
+                        }
+
                         return;
                     }
 
@@ -119,11 +124,11 @@ internal static class WebSocketEndpoints
 
             if (root["authCmd"] is JsonObject auth)
             {
-                var token = auth["token"]?.GetValue<string>();
-                if (token is null || jwt.Validate(token, refresh: false, out var authenticated) != TokenCheck.Valid)
+                var token = auth["token"] is JsonValue value && value.TryGetValue<string>(out var text) ? text : null;
+                if (JwtAuthFilter.Authenticate(jwt, engine.Registry, token, out var authenticated) != TokenCheck.Valid)
                 {
                     Send(new JsonObject { ["cmdId"] = auth["cmdId"]?.DeepClone(), ["errorCode"] = 10, ["errorMsg"] = "Invalid or expired token" });
-                    _ = socket.CloseOutputAsync(WebSocketCloseStatus.PolicyViolation, "authentication failed", CancellationToken.None);
+                    CloseAfterSending("authentication failed");
                     return;
                 }
 
@@ -133,7 +138,7 @@ internal static class WebSocketEndpoints
             if (_user is null)
             {
                 Send(new JsonObject { ["errorCode"] = 10, ["errorMsg"] = "Send authCmd with a token first" });
-                _ = socket.CloseOutputAsync(WebSocketCloseStatus.PolicyViolation, "not authenticated", CancellationToken.None);
+                CloseAfterSending("not authenticated");
                 return;
             }
 
@@ -283,6 +288,16 @@ internal static class WebSocketEndpoints
 
         private void Send(JsonObject message) => _outgoing.Writer.TryWrite(message.ToJsonString());
 
+        /// <summary>
+        /// Policy close after the error already queued: the write loop sends the error, then the close frame
+        /// (a close started beside the loop could overtake the error, and two sends at once are not allowed).
+        /// </summary>
+        private void CloseAfterSending(string reason)
+        {
+            _closeReason ??= reason;
+            _outgoing.Writer.TryComplete();
+        }
+
         private async Task WriteLoopAsync(CancellationToken cancellationToken)
         {
             await foreach (var text in _outgoing.Reader.ReadAllAsync(cancellationToken))
@@ -293,6 +308,11 @@ internal static class WebSocketEndpoints
                 }
 
                 await socket.SendAsync(Encoding.UTF8.GetBytes(text), WebSocketMessageType.Text, endOfMessage: true, cancellationToken);
+            }
+
+            if (_closeReason is { } reason && socket.State is WebSocketState.Open or WebSocketState.CloseReceived)
+            {
+                await socket.CloseOutputAsync(WebSocketCloseStatus.PolicyViolation, reason, CancellationToken.None);
             }
         }
 

@@ -1,0 +1,94 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Perf.Api.Hosting;
+
+namespace Perf.Api.Tests;
+
+public sealed class SecretRedactionTests
+{
+    [Theory]
+    [InlineData("Request starting HTTP/1.1 POST http://127.0.0.1:5000/api/v1/A1b2C3d4E5/telemetry - application/json 17",
+        "Request starting HTTP/1.1 POST http://127.0.0.1:5000/api/v1/***/telemetry - application/json 17")]
+    [InlineData("The request path /api/v1/A1b2C3d4E5 does not match a supported file type", "The request path /api/v1/*** does not match a supported file type")]
+    [InlineData("1 candidate(s) found for the request path '/api/v1/A1b2C3d4E5/rpc/7'", "1 candidate(s) found for the request path '/api/v1/***/rpc/7'")]
+    [InlineData("GET coap://127.0.0.1/api/v1/A1b2C3d4E5/attributes?sharedKeys=a", "GET coap://127.0.0.1/api/v1/***/attributes?sharedKeys=a")]
+    [InlineData("Request starting HTTP/1.1 GET http://h/api/ws/plugins/telemetry?token=eyJhbGciOiJIUzUxMiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl - - -",
+        "Request starting HTTP/1.1 GET http://h/api/ws/plugins/telemetry?token=*** - - -")]
+    [InlineData("POST http://h/api/device?accessToken=MySecretTok&x=1", "POST http://h/api/device?accessToken=***&x=1")]
+    [InlineData("Authorization: Bearer abc.def.ghi", "Authorization: Bearer ***")]
+    [InlineData("token was eyJhbGciOiJIUzUxMiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl here", "token was *** here")]
+    public void SecretsInLogText_AreMasked(string text, string expected)
+    {
+        Assert.True(SecretRedaction.TryRedact(text, out var redacted));
+        Assert.Equal(expected, redacted);
+    }
+
+    [Theory]
+    [InlineData("Door mqtt listening on mqtt://127.0.0.1:1883")]
+    [InlineData("Request starting HTTP/1.1 GET http://127.0.0.1:5000/api/device/5d0f/credentials - - -")]
+    [InlineData("Executing endpoint 'HTTP: POST /api/auth/login'")]
+    [InlineData("")]
+    public void TextWithoutSecrets_IsLeftAlone(string text)
+    {
+        Assert.False(SecretRedaction.TryRedact(text, out var redacted));
+        Assert.Same(text, redacted);
+    }
+
+    [Fact]
+    public void WrappedProvider_WritesRedactedMessagesExceptionsAndScopes()
+    {
+        var sink = new ListProvider();
+        var services = new ServiceCollection();
+        services.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Debug).AddProvider(sink).RedactSecrets());
+        using var provider = services.BuildServiceProvider();
+        var logger = provider.GetRequiredService<ILoggerFactory>().CreateLogger("Microsoft.AspNetCore.Hosting.Diagnostics");
+        using (logger.BeginScope("RequestPath:/api/v1/{Token}/telemetry", "ScopeTok123"))
+        {
+            logger.LogInformation("Request starting POST {Path}", "/api/v1/PathTok456/telemetry");
+            logger.LogWarning(new InvalidOperationException("bad target /api/v1/ExcTok789/x"), "failed");
+            logger.LogInformation("plain {Value}", 42);
+        }
+
+        var all = string.Join('\n', sink.Lines);
+        Assert.DoesNotContain("ScopeTok123", all, StringComparison.Ordinal);
+        Assert.DoesNotContain("PathTok456", all, StringComparison.Ordinal);
+        Assert.DoesNotContain("ExcTok789", all, StringComparison.Ordinal);
+        Assert.Contains("Request starting POST /api/v1/***/telemetry", all, StringComparison.Ordinal);
+        Assert.Contains("plain 42", all, StringComparison.Ordinal);
+        Assert.Contains("RequestPath:/api/v1/***/telemetry", all, StringComparison.Ordinal);
+    }
+
+    /// <summary>A provider that records message, exception and scopes as the console would print them.</summary>
+    private sealed class ListProvider : ILoggerProvider, ISupportExternalScope
+    {
+        private IExternalScopeProvider? _scopes;
+
+        public List<string> Lines { get; } = [];
+
+        public ILogger CreateLogger(string categoryName) => new Logger(this);
+
+        public void SetScopeProvider(IExternalScopeProvider scopeProvider) => _scopes = scopeProvider;
+
+        public void Dispose()
+        {
+        }
+
+        private sealed class Logger(ListProvider owner) : ILogger
+        {
+            public IDisposable? BeginScope<TState>(TState state)
+                where TState : notnull => owner._scopes?.Push(state);
+
+            public bool IsEnabled(LogLevel logLevel) => true;
+
+            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+            {
+                var scopes = new List<string>();
+                owner._scopes?.ForEachScope((scope, list) => list.Add(scope?.ToString() ?? string.Empty), scopes);
+                lock (owner.Lines)
+                {
+                    owner.Lines.Add($"{string.Join(" => ", scopes)} {formatter(state, exception)} {exception}");
+                }
+            }
+        }
+    }
+}
