@@ -21,6 +21,12 @@ public sealed class HostSettings
     public string DataDir { get; init; } = "./data";
     public TimeSpan ShutdownGrace { get; init; } = TimeSpan.FromSeconds(4);
 
+    /// <summary>MQTT over TLS, off unless <c>MQTT_SSL_ENABLED=true</c>; serves the same API as the plain MQTT port.</summary>
+    public TlsSettings MqttTls { get; init; } = new() { Port = 8883 };
+
+    /// <summary>HTTPS for the REST and HTTP device APIs, off unless <c>SSL_ENABLED=true</c>; plain HTTP stays on its port.</summary>
+    public TlsSettings HttpTls { get; init; } = new() { Port = 8443 };
+
     public static HostSettings From(IConfiguration configuration) => new()
     {
         BindAddress = ParseAddress(configuration["BIND_ADDRESS"]),
@@ -35,15 +41,17 @@ public sealed class HostSettings
         EdgesEnabled = Flag(configuration, "EDGES_ENABLED"),
         DataDir = string.IsNullOrWhiteSpace(configuration["DATA_DIR"]) ? "./data" : configuration["DATA_DIR"]!,
         ShutdownGrace = TimeSpan.FromSeconds(double.TryParse(configuration["SHUTDOWN_GRACE_SECONDS"], System.Globalization.CultureInfo.InvariantCulture, out var s) ? s : 4),
+        MqttTls = TlsSettings.ForMqtt(configuration, ParseAddress(configuration["BIND_ADDRESS"])),
+        HttpTls = TlsSettings.ForHttp(configuration, ParseAddress(configuration["BIND_ADDRESS"])),
     };
 
-    private static IPAddress ParseAddress(string? value) =>
+    internal static IPAddress ParseAddress(string? value, string name = "BIND_ADDRESS") =>
         string.IsNullOrWhiteSpace(value) ? IPAddress.Any
         : value == "localhost" ? IPAddress.Loopback
         : IPAddress.TryParse(value, out var address) ? address
-        : throw new InvalidOperationException($"BIND_ADDRESS '{value}' is not an IP address");
+        : throw new InvalidOperationException($"{name} '{value}' is not an IP address");
 
-    private static int Port(IConfiguration configuration, string name, int fallback)
+    internal static int Port(IConfiguration configuration, string name, int fallback)
     {
         var value = configuration[name];
         if (string.IsNullOrWhiteSpace(value))
