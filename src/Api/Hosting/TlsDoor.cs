@@ -153,8 +153,12 @@ internal sealed class TlsHandshakeFailureCapture : ILoggerProvider, ILogger
             inner = inner.InnerException;
         }
 
-        return ReferenceEquals(inner, exception) || inner.Message == exception.Message
-            ? exception.Message
-            : $"{exception.Message} ({inner.Message})";
+        if (ReferenceEquals(inner, exception) || inner.Message == exception.Message)
+        {
+            return exception.Message;
+        }
+
+        // "Authentication failed, see inner exception." says nothing by itself: the inner message is the reason.
+        return $"{exception.Message.Replace(", see inner exception.", "", StringComparison.Ordinal).TrimEnd('.')}: {inner.Message}";
     }
 }
