@@ -18,6 +18,9 @@ internal static partial class HostLog
     [LoggerMessage(EventId = 40, Level = LogLevel.Information, Message = "Door {Door} TLS handshake with {Remote} failed: {Reason}")]
     public static partial void TlsHandshakeFailed(ILogger logger, string door, string remote, string reason);
 
+    [LoggerMessage(EventId = 43, Level = LogLevel.Warning, Message = "Door {Door}: {Count} more TLS handshake failures were not logged (at most {PerSecond} lines a second)")]
+    public static partial void TlsHandshakeFailuresSuppressed(ILogger logger, string door, int count, int perSecond);
+
     [LoggerMessage(EventId = 41, Level = LogLevel.Information, Message = "Door {Door} TLS certificate {Subject} (SHA-1 {Thumbprint}), valid {NotBefore:u} to {NotAfter:u}, {ChainLength} intermediate(s)")]
     public static partial void TlsCertificate(ILogger logger, string door, string subject, string thumbprint, DateTime notBefore, DateTime notAfter, int chainLength);
 

@@ -26,7 +26,8 @@ internal static class TlsDoor
         listen.Use(next =>
         {
             var logger = listen.ApplicationServices.GetRequiredService<ILoggerFactory>().CreateLogger("Perf.Host.Tls");
-            return connection => WatchHandshakeAsync(connection, next, door, settings.HandshakeTimeout, logger);
+            var throttle = new FailureLogThrottle();
+            return connection => WatchHandshakeAsync(connection, next, door, logger, throttle);
         });
 
         var https = new HttpsConnectionAdapterOptions
@@ -73,15 +74,62 @@ internal static class TlsDoor
         return false;
     }
 
-    private static async Task WatchHandshakeAsync(ConnectionContext connection, ConnectionDelegate next, string door, TimeSpan timeout, ILogger logger)
+    private static async Task WatchHandshakeAsync(ConnectionContext connection, ConnectionDelegate next, string door, ILogger logger, FailureLogThrottle throttle)
     {
         var attempt = new HandshakeAttempt();
         HandshakeAttempt.Current = attempt;
         await next(connection);
-        if (!attempt.Established)
+        if (attempt.Established || !throttle.TryEnter(out var suppressed))
         {
-            HostLog.TlsHandshakeFailed(logger, door, connection.RemoteEndPoint?.ToString() ?? connection.ConnectionId,
-                attempt.Reason ?? "the handshake did not complete (connection closed)");
+            return;
+        }
+
+        if (suppressed > 0)
+        {
+            HostLog.TlsHandshakeFailuresSuppressed(logger, door, suppressed, FailureLogThrottle.LinesPerSecond);
+        }
+
+        HostLog.TlsHandshakeFailed(logger, door, connection.RemoteEndPoint?.ToString() ?? connection.ConnectionId,
+            attempt.Reason ?? "the handshake did not complete (connection closed)");
+    }
+}
+
+/// <summary>
+/// One log line per failed handshake, but at most <see cref="LinesPerSecond"/> a second per door: a storm of bad
+/// handshakes (a scanner, a fleet with a wrong CA reconnecting) is counted, and the count logged with the next line.
+/// </summary>
+internal sealed class FailureLogThrottle
+{
+    public const int LinesPerSecond = 10;
+
+    private readonly Lock _lock = new();
+    private long _windowStart;
+    private int _inWindow;
+    private int _suppressed;
+
+    /// <summary>True when this failure may be logged; <paramref name="suppressed"/> is how many were not since the last logged one.</summary>
+    public bool TryEnter(out int suppressed)
+    {
+        lock (_lock)
+        {
+            var now = Environment.TickCount64;
+            if (now - _windowStart >= 1000)
+            {
+                _windowStart = now;
+                _inWindow = 0;
+            }
+
+            if (_inWindow < LinesPerSecond)
+            {
+                _inWindow++;
+                suppressed = _suppressed;
+                _suppressed = 0;
+                return true;
+            }
+
+            _suppressed++;
+            suppressed = 0;
+            return false;
         }
     }
 }
