@@ -16,8 +16,11 @@ namespace Perf.Core;
 /// </summary>
 public sealed class EntityRegistry
 {
-    /// <summary>Credentials type of access tokens, the only kind supported.</summary>
+    /// <summary>Credentials type of access tokens.</summary>
     public const string AccessToken = "ACCESS_TOKEN";
+
+    /// <summary>Credentials type of X.509 client certificates (MQTT over TLS).</summary>
+    public const string X509Certificate = "X509_CERTIFICATE";
 
     private const int Pbkdf2Iterations = 100_000;
     private const string TokenAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -37,6 +40,13 @@ public sealed class EntityRegistry
     // The token index compares with SecretComparer: one hash, then a fixed-time compare of the candidate.
     private readonly ConcurrentDictionary<string, Guid> _devicesByToken = new(SecretComparer.Instance);
     private readonly ConcurrentDictionary<string, Guid>.AlternateLookup<ReadOnlySpan<char>> _tokenLookup;
+
+    // X.509 credentials by device and the device of each certificate id. A device has these or an access token,
+    // never both; ids are unique across both kinds (the reference's credentials_id is unique server-wide).
+    // A separate index, so a certificate's id (derived from a public certificate) never works as an access token.
+    private readonly ConcurrentDictionary<Guid, DeviceCredentials> _certificatesByDevice = new();
+    private readonly ConcurrentDictionary<string, Guid> _devicesByCertificate = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Guid>.AlternateLookup<ReadOnlySpan<char>> _certificateLookup;
     private readonly ConcurrentDictionary<Guid, Edge> _edges = new();
     private readonly ConcurrentDictionary<string, Guid> _edgesByRoutingKey = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<Guid, OtaPackage> _ota = new();
@@ -47,6 +57,7 @@ public sealed class EntityRegistry
         _time = time;
         _otaDir = Path.Combine(dataDir, "ota");
         _tokenLookup = _devicesByToken.GetAlternateLookup<ReadOnlySpan<char>>();
+        _certificateLookup = _devicesByCertificate.GetAlternateLookup<ReadOnlySpan<char>>();
     }
 
     /// <summary>Raised on the apply thread (live and replay) after a device was removed.</summary>
@@ -267,7 +278,7 @@ public sealed class EntityRegistry
         {
             return Task.FromResult(RegistryResult<DeviceCredentials>.Fail(RegistryStatus.Invalid, "token must be 1..256 characters"));
         }
-        if (_devicesByToken.TryGetValue(token, out var owner) && owner != deviceId)
+        if (CredentialsOwner(token) is { } owner && owner != deviceId)
         {
             return Task.FromResult(RegistryResult<DeviceCredentials>.Fail(RegistryStatus.Conflict, "access token already in use"));
         }
@@ -275,6 +286,31 @@ public sealed class EntityRegistry
         w.WriteGuid(deviceId);
         w.WriteString(token);
         return _log.Append(ref w, () => ApplyCredentials(deviceId, token));
+    }
+
+    /// <summary>
+    /// Makes an X.509 certificate the device's credentials (its access token stops working). <paramref name="certificate"/>
+    /// is PEM or bare base64 of one certificate; the device is then found by <see cref="FindDeviceByCertificate"/>.
+    /// </summary>
+    public Task<RegistryResult<DeviceCredentials>> UpdateX509CertificateAsync(Guid deviceId, string? certificate)
+    {
+        if (!_devices.ContainsKey(deviceId))
+        {
+            return Task.FromResult(RegistryResult<DeviceCredentials>.Fail(RegistryStatus.NotFound, "device not found"));
+        }
+        if (CertificateCredentials.TryParse(certificate, out var error) is not { } der)
+        {
+            return Task.FromResult(RegistryResult<DeviceCredentials>.Fail(RegistryStatus.Invalid, error!));
+        }
+        if (CredentialsOwner(CertificateCredentials.Id(der)) is { } owner && owner != deviceId)
+        {
+            return Task.FromResult(RegistryResult<DeviceCredentials>.Fail(RegistryStatus.Conflict, "this certificate is already the credentials of another device"));
+        }
+        var value = Convert.ToBase64String(der);
+        var w = new RecordWriter(RecordKind.X509Credentials);
+        w.WriteGuid(deviceId);
+        w.WriteString(value);
+        return _log.Append(ref w, () => ApplyX509Credentials(deviceId, value));
     }
 
     public Task<RegistryResult<Device>> DeleteDeviceAsync(Guid deviceId)
@@ -294,7 +330,27 @@ public sealed class EntityRegistry
         _devicesByName.TryGetValue((tenantId, name), out var id) ? _devices.GetValueOrDefault(id) : null;
 
     public DeviceCredentials? GetCredentials(Guid deviceId) =>
-        _tokensByDevice.TryGetValue(deviceId, out var token) ? new DeviceCredentials(deviceId, AccessToken, token) : null;
+        _certificatesByDevice.TryGetValue(deviceId, out var certificate) ? certificate
+        : _tokensByDevice.TryGetValue(deviceId, out var token) ? new DeviceCredentials(deviceId, AccessToken, token) : null;
+
+    /// <summary>
+    /// The device whose X.509 credentials are this certificate (its DER bytes, as presented in a TLS handshake);
+    /// null when none. Allocates nothing but a pooled buffer for the hash input.
+    /// </summary>
+    public Device? FindDeviceByCertificate(ReadOnlySpan<byte> der)
+    {
+        if (der.IsEmpty || der.Length > CertificateCredentials.MaxDerBytes || _devicesByCertificate.IsEmpty)
+        {
+            return null;
+        }
+        Span<char> id = stackalloc char[CertificateCredentials.IdChars];
+        CertificateCredentials.WriteId(der, id);
+        return _certificateLookup.TryGetValue(id, out var deviceId) ? _devices.GetValueOrDefault(deviceId) : null;
+    }
+
+    /// <summary>The device holding credentials id <paramref name="credentialsId"/> (an access token or a certificate id).</summary>
+    private Guid? CredentialsOwner(string credentialsId) =>
+        _devicesByToken.TryGetValue(credentialsId, out var owner) || _devicesByCertificate.TryGetValue(credentialsId, out owner) ? owner : null;
 
     public Device? FindDeviceByToken(string token) =>
         _devicesByToken.TryGetValue(token, out var id) ? _devices.GetValueOrDefault(id) : null;
@@ -389,7 +445,7 @@ public sealed class EntityRegistry
         {
             return Task.FromResult(RegistryResult<Device>.Fail(RegistryStatus.Conflict, "a device with this name already exists"));
         }
-        if (token is not null && _devicesByToken.TryGetValue(token, out var owner) && owner != device.Id)
+        if (token is not null && CredentialsOwner(token) is { } owner && owner != device.Id)
         {
             return Task.FromResult(RegistryResult<Device>.Fail(RegistryStatus.Conflict, "access token already in use"));
         }
@@ -631,7 +687,7 @@ public sealed class EntityRegistry
         {
             return RegistryResult<Device>.Fail(RegistryStatus.Conflict, "a device with this name already exists");
         }
-        if (token is not null && _devicesByToken.TryGetValue(token, out var owner) && owner != device.Id)
+        if (token is not null && CredentialsOwner(token) is { } owner && owner != device.Id)
         {
             return RegistryResult<Device>.Fail(RegistryStatus.Conflict, "access token already in use");
         }
@@ -655,7 +711,7 @@ public sealed class EntityRegistry
         {
             return RegistryResult<DeviceCredentials>.Fail(RegistryStatus.NotFound, "device not found");
         }
-        if (_devicesByToken.TryGetValue(token, out var owner) && owner != deviceId)
+        if (CredentialsOwner(token) is { } owner && owner != deviceId)
         {
             return RegistryResult<DeviceCredentials>.Fail(RegistryStatus.Conflict, "access token already in use");
         }
@@ -663,11 +719,44 @@ public sealed class EntityRegistry
         {
             _devicesByToken.TryRemove(old, out _);
         }
+        RemoveCertificate(deviceId);
         _tokensByDevice[deviceId] = token;
         _devicesByToken[token] = deviceId;
         var credentials = new DeviceCredentials(deviceId, AccessToken, token);
         CredentialsSaved?.Invoke(credentials);
         return RegistryResult<DeviceCredentials>.Ok(credentials);
+    }
+
+    private RegistryResult<DeviceCredentials> ApplyX509Credentials(Guid deviceId, string value)
+    {
+        if (!_devices.ContainsKey(deviceId))
+        {
+            return RegistryResult<DeviceCredentials>.Fail(RegistryStatus.NotFound, "device not found");
+        }
+        // The id is recomputed from the stored certificate (not stored), so it follows the platform's hash (see CertificateCredentials).
+        var id = CertificateCredentials.Id(Convert.FromBase64String(value));
+        if (CredentialsOwner(id) is { } owner && owner != deviceId)
+        {
+            return RegistryResult<DeviceCredentials>.Fail(RegistryStatus.Conflict, "this certificate is already the credentials of another device");
+        }
+        if (_tokensByDevice.TryRemove(deviceId, out var token))
+        {
+            _devicesByToken.TryRemove(token, out _);
+        }
+        RemoveCertificate(deviceId);
+        var credentials = new DeviceCredentials(deviceId, X509Certificate, id, value);
+        _certificatesByDevice[deviceId] = credentials;
+        _devicesByCertificate[id] = deviceId;
+        CredentialsSaved?.Invoke(credentials);
+        return RegistryResult<DeviceCredentials>.Ok(credentials);
+    }
+
+    private void RemoveCertificate(Guid deviceId)
+    {
+        if (_certificatesByDevice.TryRemove(deviceId, out var old))
+        {
+            _devicesByCertificate.TryRemove(old.CredentialsId, out _);
+        }
     }
 
     private RegistryResult<Device> ApplyDeviceDelete(Guid deviceId)
@@ -681,6 +770,7 @@ public sealed class EntityRegistry
         {
             _devicesByToken.TryRemove(token, out _);
         }
+        RemoveCertificate(deviceId);
         DeviceRemoved?.Invoke(deviceId);
         return RegistryResult<Device>.Ok(device);
     }
@@ -752,6 +842,9 @@ public sealed class EntityRegistry
             case RecordKind.Credentials:
                 ApplyCredentials(r.ReadGuid(), r.ReadString());
                 break;
+            case RecordKind.X509Credentials:
+                ApplyX509Credentials(r.ReadGuid(), r.ReadString());
+                break;
             case RecordKind.Edge:
                 ApplyEdge(new Edge(r.ReadGuid(), r.ReadGuid(), r.ReadGuid(), r.ReadString(), r.ReadString(), r.ReadString(), r.ReadString(), r.ReadInt64()));
                 break;
@@ -792,6 +885,14 @@ public sealed class EntityRegistry
             var w = new RecordWriter(RecordKind.Device);
             WriteDevice(ref w, d, _tokensByDevice.GetValueOrDefault(d.Id));
             state.Write(StateKeys.Device(d.Id), ref w);
+        }
+        foreach (var c in _certificatesByDevice.Values)
+        {
+            // Loaded in the store's second pass, after the devices it refers to.
+            var w = new RecordWriter(RecordKind.X509Credentials);
+            w.WriteGuid(c.DeviceId);
+            w.WriteString(c.CredentialsValue!);
+            state.Write(StateKeys.X509Credentials(c.DeviceId), ref w);
         }
         foreach (var e in _edges.Values)
         {

@@ -50,6 +50,12 @@ public interface IDeviceApi
     /// <summary>Resolves an access token to its device; null when unknown.</summary>
     Device? Authenticate(string token);
 
+    /// <summary>
+    /// Resolves a client certificate (its DER bytes, from a TLS handshake) to the device whose X.509 credentials it is;
+    /// null when none.
+    /// </summary>
+    Device? AuthenticateCertificate(ReadOnlySpan<byte> certificateDer) => null;
+
     ValueTask<UplinkResult> PostTelemetryAsync(Device device, ReadOnlySequence<byte> json);
 
     ValueTask<UplinkResult> PostAttributesAsync(Device device, ReadOnlySequence<byte> json);

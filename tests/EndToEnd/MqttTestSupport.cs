@@ -19,9 +19,12 @@ internal sealed class TenantRest : IDisposable
 
     public static Task<TenantRest> LoginAsync(HostFixture fixture) => LoginAsync(fixture.HttpBase);
 
-    public static async Task<TenantRest> LoginAsync(Uri baseAddress)
+    public static Task<TenantRest> LoginAsync(Uri baseAddress) =>
+        LoginAsync(new HttpClient { BaseAddress = baseAddress, Timeout = TimeSpan.FromSeconds(30) });
+
+    /// <summary>Logs in through <paramref name="http"/> (e.g. an HTTPS client trusting a test CA), which the result owns.</summary>
+    public static async Task<TenantRest> LoginAsync(HttpClient http)
     {
-        var http = new HttpClient { BaseAddress = baseAddress, Timeout = TimeSpan.FromSeconds(30) };
         var login = await http.PostAsJsonAsync("/api/auth/login", new { username = "tenant@example.com", password = "tenant" });
         login.EnsureSuccessStatusCode();
         var token = (await login.Content.ReadFromJsonAsync<JsonObject>())!["token"]!.GetValue<string>();

@@ -13,4 +13,17 @@ internal static partial class HostLog
 
     [LoggerMessage(EventId = 4, Level = LogLevel.Information, Message = "Stopped: storage flushed")]
     public static partial void Stopped(ILogger logger);
+
+    // 40..49: TLS (ids kept apart from other branches' additions).
+    [LoggerMessage(EventId = 40, Level = LogLevel.Information, Message = "Door {Door} TLS handshake with {Remote} failed: {Reason}")]
+    public static partial void TlsHandshakeFailed(ILogger logger, string door, string remote, string reason);
+
+    [LoggerMessage(EventId = 43, Level = LogLevel.Warning, Message = "Door {Door}: {Count} more TLS handshake failures were not logged (at most {PerSecond} lines a second)")]
+    public static partial void TlsHandshakeFailuresSuppressed(ILogger logger, string door, int count, int perSecond);
+
+    [LoggerMessage(EventId = 41, Level = LogLevel.Information, Message = "Door {Door} TLS certificate {Subject} (SHA-1 {Thumbprint}), valid {NotBefore:u} to {NotAfter:u}, {ChainLength} intermediate(s)")]
+    public static partial void TlsCertificate(ILogger logger, string door, string subject, string thumbprint, DateTime notBefore, DateTime notAfter, int chainLength);
+
+    [LoggerMessage(EventId = 42, Level = LogLevel.Warning, Message = "Door {Door} TLS certificate {Subject} is outside its validity period ({NotBefore:u} to {NotAfter:u}): clients will refuse it")]
+    public static partial void TlsCertificateNotValidNow(ILogger logger, string door, string subject, DateTime notBefore, DateTime notAfter);
 }

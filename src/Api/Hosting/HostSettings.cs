@@ -24,6 +24,12 @@ public sealed class HostSettings
     /// <summary>Issue 12 profiling: <c>/health/allocations</c> (allocation samples by type) and <c>/health/heap</c> (live heap after a full GC). Off by default.</summary>
     public bool Diagnostics { get; init; }
 
+    /// <summary>MQTT over TLS, off unless <c>MQTT_SSL_ENABLED=true</c>; serves the same API as the plain MQTT port.</summary>
+    public TlsSettings MqttTls { get; init; } = new() { Port = 8883 };
+
+    /// <summary>HTTPS for the REST and HTTP device APIs, off unless <c>SSL_ENABLED=true</c>; plain HTTP stays on its port.</summary>
+    public TlsSettings HttpTls { get; init; } = new() { Port = 8443 };
+
     public static HostSettings From(IConfiguration configuration) => new()
     {
         BindAddress = ParseAddress(configuration["BIND_ADDRESS"]),
@@ -39,15 +45,17 @@ public sealed class HostSettings
         DataDir = string.IsNullOrWhiteSpace(configuration["DATA_DIR"]) ? "./data" : configuration["DATA_DIR"]!,
         Diagnostics = bool.TryParse(configuration["PERF_DIAGNOSTICS"], out var diagnostics) && diagnostics,
         ShutdownGrace = TimeSpan.FromSeconds(double.TryParse(configuration["SHUTDOWN_GRACE_SECONDS"], System.Globalization.CultureInfo.InvariantCulture, out var s) ? s : 4),
+        MqttTls = TlsSettings.ForMqtt(configuration, ParseAddress(configuration["BIND_ADDRESS"])),
+        HttpTls = TlsSettings.ForHttp(configuration, ParseAddress(configuration["BIND_ADDRESS"])),
     };
 
-    private static IPAddress ParseAddress(string? value) =>
+    internal static IPAddress ParseAddress(string? value, string name = "BIND_ADDRESS") =>
         string.IsNullOrWhiteSpace(value) ? IPAddress.Any
         : value == "localhost" ? IPAddress.Loopback
         : IPAddress.TryParse(value, out var address) ? address
-        : throw new InvalidOperationException($"BIND_ADDRESS '{value}' is not an IP address");
+        : throw new InvalidOperationException($"{name} '{value}' is not an IP address");
 
-    private static int Port(IConfiguration configuration, string name, int fallback)
+    internal static int Port(IConfiguration configuration, string name, int fallback)
     {
         var value = configuration[name];
         if (string.IsNullOrWhiteSpace(value))

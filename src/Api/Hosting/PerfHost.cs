@@ -1,4 +1,5 @@
 using System.Net;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Perf.Api.Edge;
 using Perf.Api.Metrics;
@@ -18,14 +19,16 @@ namespace Perf.Api.Hosting;
 public sealed class PerfHost : IAsyncDisposable
 {
     private readonly ListenOptions?[] _listeners;
+    private readonly TlsCertificates _tls;
     private bool _disposed;
 
-    private PerfHost(WebApplication app, PerfEngine engine, HostSettings settings, ListenOptions?[] listeners)
+    private PerfHost(WebApplication app, PerfEngine engine, HostSettings settings, ListenOptions?[] listeners, TlsCertificates tls)
     {
         App = app;
         Engine = engine;
         Settings = settings;
         _listeners = listeners;
+        _tls = tls;
         Endpoints = app.Services.GetRequiredService<BoundEndpoints>();
     }
 
@@ -51,6 +54,14 @@ public sealed class PerfHost : IAsyncDisposable
         // No token or password in any log line, whoever writes it (ASP.NET Core logs request paths).
         builder.Logging.RedactSecrets();
         var settings = HostSettings.From(builder.Configuration);
+
+        // TLS certificates load before storage opens: a wrong path or password stops the start with its reason.
+        var tls = TlsCertificates.Load(settings);
+        if (settings.MqttTls.Enabled || settings.HttpTls.Enabled)
+        {
+            builder.Logging.AddProvider(new TlsHandshakeFailureCapture());
+            builder.Logging.AddFilter<TlsHandshakeFailureCapture>(TlsHandshakeFailureCapture.KestrelHttpsCategory, LogLevel.Debug);
+        }
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = settings.ShutdownGrace);
         builder.Services.AddSingleton(settings);
         if (settings.Diagnostics)
@@ -70,7 +81,7 @@ public sealed class PerfHost : IAsyncDisposable
         builder.Services.AddRestApi(builder.Configuration, settings.DataDir);
 
         // The doors: each is an AddXxx() here and a UseXxx() on its endpoint below.
-        if (settings.MqttEnabled)
+        if (settings.MqttEnabled || settings.MqttTls.Enabled)
         {
             builder.Services.AddMqtt(o => builder.Configuration.GetSection("Mqtt").Bind(o));
         }
@@ -99,7 +110,7 @@ public sealed class PerfHost : IAsyncDisposable
         // CONNACK p99 of 2 to 5 s at 1,000 concurrent connects showed. The kernel caps it at somaxconn.
         builder.WebHost.UseSockets(sockets => sockets.Backlog = 4096);
 
-        var listeners = new ListenOptions?[4];
+        var listeners = new ListenOptions?[6];
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.Listen(settings.BindAddress, settings.HttpPort, http =>
@@ -112,6 +123,24 @@ public sealed class PerfHost : IAsyncDisposable
             if (settings.MqttEnabled)
             {
                 kestrel.Listen(settings.BindAddress, settings.MqttPort, mqtt => listeners[1] = mqtt.UseMqtt());
+            }
+
+            if (settings.MqttTls.Enabled)
+            {
+                // The same MQTT handler over the decrypted stream; a client certificate is read at CONNECT.
+                kestrel.Listen(settings.MqttTls.BindAddress, settings.MqttTls.Port, mqtts =>
+                    listeners[4] = mqtts.UseTlsDoor("mqtt-tls", settings.MqttTls, tls.Mqtt!, tls.MqttChain!, clientCertificates: true).UseMqtt());
+            }
+
+            if (settings.HttpTls.Enabled)
+            {
+                kestrel.Listen(settings.BindAddress, settings.HttpTls.Port, https =>
+                {
+                    // HTTP/2 is offered through ALPN next to HTTP/1.1 (set before UseHttps, which reads it).
+                    https.Protocols = HttpProtocols.Http1AndHttp2;
+                    https.UseTlsDoor("https", settings.HttpTls, tls.Http!, tls.HttpChain!, clientCertificates: false);
+                    listeners[5] = https;
+                });
             }
 
             if (settings.TcpIntegrationEnabled)
@@ -147,7 +176,7 @@ public sealed class PerfHost : IAsyncDisposable
             app.MapEdgeRpc();
         }
         await DefaultAccounts.EnsureAsync(engine, builder.Configuration, app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Perf.Host"));
-        return new PerfHost(app, engine, settings, listeners);
+        return new PerfHost(app, engine, settings, listeners, tls);
     }
 
     /// <summary>Starts every door and records the bound addresses.</summary>
@@ -161,6 +190,9 @@ public sealed class PerfHost : IAsyncDisposable
         Endpoints.Mqtt = Report(logger, "mqtt", "mqtt", _listeners[1], Settings.MqttEnabled);
         Endpoints.TcpIntegration = Report(logger, "tcp-integration", "tcp", _listeners[2], Settings.TcpIntegrationEnabled);
         Endpoints.Edges = Report(logger, "edges", "grpc", _listeners[3], Settings.EdgesEnabled);
+        Endpoints.MqttTls = Report(logger, "mqtt-tls", "mqtts", _listeners[4], Settings.MqttTls.Enabled);
+        Endpoints.Https = Report(logger, "https", "https", _listeners[5], Settings.HttpTls.Enabled);
+        _tls.Log(logger);
         if (Settings.CoapEnabled)
         {
             Endpoints.Coap = App.Services.GetRequiredService<CoapServer>().LocalEndPoint;
@@ -192,6 +224,7 @@ public sealed class PerfHost : IAsyncDisposable
         await App.StopAsync();
         await App.DisposeAsync();
         await Engine.DisposeAsync();
+        _tls.Dispose();
     }
 
     private static IPEndPoint? Report(ILogger logger, string door, string scheme, ListenOptions? listener, bool enabled = true)
@@ -205,5 +238,54 @@ public sealed class PerfHost : IAsyncDisposable
         var endPoint = listener.IPEndPoint!;
         HostLog.DoorBound(logger, door, scheme, endPoint.ToString());
         return endPoint;
+    }
+}
+
+/// <summary>The server certificates of the TLS doors that are on (null for a door that is off).</summary>
+internal sealed class TlsCertificates : IDisposable
+{
+    public X509Certificate2? Mqtt { get; private init; }
+    public X509Certificate2Collection? MqttChain { get; private init; }
+    public X509Certificate2? Http { get; private init; }
+    public X509Certificate2Collection? HttpChain { get; private init; }
+
+    public static TlsCertificates Load(HostSettings settings)
+    {
+        X509Certificate2Collection? mqttChain = null, httpChain = null;
+        return new TlsCertificates
+        {
+            Mqtt = settings.MqttTls.Enabled ? settings.MqttTls.LoadCertificate(out mqttChain) : null,
+            MqttChain = mqttChain,
+            Http = settings.HttpTls.Enabled ? settings.HttpTls.LoadCertificate(out httpChain) : null,
+            HttpChain = httpChain,
+        };
+    }
+
+    public void Log(ILogger logger)
+    {
+        Log(logger, "mqtt-tls", Mqtt, MqttChain);
+        Log(logger, "https", Http, HttpChain);
+    }
+
+    private static void Log(ILogger logger, string door, X509Certificate2? certificate, X509Certificate2Collection? chain)
+    {
+        if (certificate is null)
+        {
+            return;
+        }
+
+        HostLog.TlsCertificate(logger, door, certificate.Subject, certificate.Thumbprint, certificate.NotBefore.ToUniversalTime(),
+            certificate.NotAfter.ToUniversalTime(), chain?.Count ?? 0);
+        var now = DateTime.Now;
+        if (now < certificate.NotBefore || now > certificate.NotAfter)
+        {
+            HostLog.TlsCertificateNotValidNow(logger, door, certificate.Subject, certificate.NotBefore.ToUniversalTime(), certificate.NotAfter.ToUniversalTime());
+        }
+    }
+
+    public void Dispose()
+    {
+        Mqtt?.Dispose();
+        Http?.Dispose();
     }
 }

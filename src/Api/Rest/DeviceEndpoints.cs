@@ -138,13 +138,15 @@ internal static class DeviceEndpoints
                 return ApiError.NotFound("Device of the credentials wasn't found");
             }
 
-            var type = RestBody.String(body, "credentialsType") ?? "ACCESS_TOKEN";
-            if (type != "ACCESS_TOKEN")
+            // ACCESS_TOKEN: credentialsId is the token (none: a new one). X509_CERTIFICATE: credentialsValue is the
+            // device's certificate in PEM; the answer's credentialsId is the reference's SHA3-256 of it.
+            var type = RestBody.String(body, "credentialsType") ?? EntityRegistry.AccessToken;
+            var result = type switch
             {
-                return ApiError.BadRequest($"credentialsType '{type}' is not supported; use ACCESS_TOKEN");
-            }
-
-            var result = await engine.Registry.UpdateAccessTokenAsync(deviceId, RestBody.String(body, "credentialsId"));
+                EntityRegistry.AccessToken => await engine.Registry.UpdateAccessTokenAsync(deviceId, RestBody.String(body, "credentialsId")),
+                EntityRegistry.X509Certificate => await engine.Registry.UpdateX509CertificateAsync(deviceId, RestBody.String(body, "credentialsValue")),
+                _ => RegistryResult<DeviceCredentials>.Fail(RegistryStatus.Invalid, $"credentialsType '{type}' is not supported; use ACCESS_TOKEN or X509_CERTIFICATE"),
+            };
             return result.IsOk ? Results.Json(EntityJson.Credentials(result.Value!)) : TenantEndpoints.RegistryError(result.Status, result.Error);
         }).Roles(Authority.TenantAdmin);
 

@@ -70,7 +70,7 @@ public static class EntityJson
         ["deviceId"] = Id("DEVICE", credentials.DeviceId),
         ["credentialsType"] = credentials.CredentialsType,
         ["credentialsId"] = credentials.CredentialsId,
-        ["credentialsValue"] = null,
+        ["credentialsValue"] = credentials.CredentialsValue,
     };
 
     public static JsonObject Tenant(Tenant tenant) => new()

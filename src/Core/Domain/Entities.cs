@@ -35,7 +35,11 @@ public sealed record Device(
     bool IsGateway,
     Guid? FirmwareId = null);
 
-public sealed record DeviceCredentials(Guid DeviceId, string CredentialsType, string CredentialsId);
+/// <summary>
+/// A device's credentials: an access token (<see cref="CredentialsId"/> is the token), or an X.509 certificate
+/// (<see cref="CredentialsId"/> identifies it, <see cref="CredentialsValue"/> is its DER in base64, as the reference stores it).
+/// </summary>
+public sealed record DeviceCredentials(Guid DeviceId, string CredentialsType, string CredentialsId, string? CredentialsValue = null);
 
 public sealed record Edge(Guid Id, Guid TenantId, Guid CustomerId, string Name, string Type, string RoutingKey, string Secret, long CreatedTime);
 

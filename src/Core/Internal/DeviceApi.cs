@@ -23,6 +23,8 @@ internal sealed class DeviceApi(
 
     public Device? Authenticate(string token) => registry.FindDeviceByToken(token);
 
+    public Device? AuthenticateCertificate(ReadOnlySpan<byte> certificateDer) => registry.FindDeviceByCertificate(certificateDer);
+
     public ValueTask<UplinkResult> PostTelemetryAsync(Device device, ReadOnlySequence<byte> json)
     {
         if (json.Length > options.MaxPayloadSize)

@@ -22,6 +22,9 @@ internal enum RecordKind : byte
     Telemetry = 12,
     TelemetryDelete = 13,
 
+    /// <summary>A device's X.509 certificate credentials (replace its access token). Refers to a device, so it loads after them.</summary>
+    X509Credentials = 14,
+
     // Entity deletes (20..29).
     TenantDelete = 20,
     CustomerDelete = 21,

@@ -250,6 +250,8 @@ internal static class StateKeys
 
     /// <summary>The device record, which also carries its access token (the token index is rebuilt from it).</summary>
     public static string Device(Guid id) => "D" + id.ToString("N");
+    /// <summary>A device's X.509 certificate credentials (a device has these or an access token).</summary>
+    public static string X509Credentials(Guid deviceId) => "X" + deviceId.ToString("N");
     public static string Edge(Guid id) => "E" + id.ToString("N");
     public static string OtaPackage(Guid id) => "O" + id.ToString("N");
 

@@ -254,13 +254,17 @@ internal sealed partial class MqttConnection : IDeviceSession
         }
 
         _keepAliveSeconds = connect.KeepAliveSeconds;
-        if (connect.UserName is not { Length: > 0 } token)
+        if (!TryAuthenticateByCertificate(out var device))
         {
-            Refuse(MqttConnectReturnCode.BadUserNameOrPassword);
-            return;
+            if (connect.UserName is not { Length: > 0 } token)
+            {
+                Refuse(MqttConnectReturnCode.BadUserNameOrPassword);
+                return;
+            }
+
+            device = _api.Authenticate(token);
         }
 
-        var device = _api.Authenticate(token);
         if (device is null)
         {
             Refuse(MqttConnectReturnCode.NotAuthorized);
