@@ -63,6 +63,12 @@ public sealed class PerfHost : IAsyncDisposable
         builder.Services.AddSingleton(engine.Keys);
         builder.Services.AddRestApi(builder.Configuration, settings.DataDir);
 
+        // Limits shared by every door (issue 13): per-address connection rate and credential blocking, message rates.
+        var limits = LimitSettings.From(builder.Configuration);
+        builder.Services.AddSingleton(limits);
+        builder.Services.AddSingleton(sp => new ConnectionGuard(limits.Guard, sp.GetRequiredService<ILogger<ConnectionGuard>>()));
+        builder.Services.AddSingleton(new DeviceRateLimits(limits.TenantMessagesRateLimit, limits.DeviceMessagesRateLimit, limits.GatewayMessagesRateLimit));
+
         // The doors: each is an AddXxx() here and a UseXxx() on its endpoint below.
         if (settings.MqttEnabled)
         {
@@ -96,8 +102,10 @@ public sealed class PerfHost : IAsyncDisposable
         var listeners = new ListenOptions?[4];
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
+            var guard = kestrel.ApplicationServices.GetRequiredService<ConnectionGuard>();
             kestrel.Listen(settings.BindAddress, settings.HttpPort, http =>
             {
+                http.UseConnectionGate(guard, guard.CreateQuota("http", limits.HttpMaxConnections));
                 // HTTP/2 without TLS needs prior knowledge, which browsers and curl do not use by default;
                 // HTTP/2 is negotiated (ALPN) once TLS is configured.
                 http.Protocols = HttpProtocols.Http1;
@@ -105,12 +113,12 @@ public sealed class PerfHost : IAsyncDisposable
             });
             if (settings.MqttEnabled)
             {
-                kestrel.Listen(settings.BindAddress, settings.MqttPort, mqtt => listeners[1] = mqtt.UseMqtt());
+                kestrel.Listen(settings.BindAddress, settings.MqttPort, mqtt => listeners[1] = mqtt.UseConnectionGate(guard, guard.CreateQuota("mqtt", limits.MqttMaxConnections)).UseMqtt());
             }
 
             if (settings.TcpIntegrationEnabled)
             {
-                kestrel.Listen(settings.BindAddress, settings.TcpIntegrationPort, tcp => listeners[2] = tcp.UseTcpIntegration());
+                kestrel.Listen(settings.BindAddress, settings.TcpIntegrationPort, tcp => listeners[2] = tcp.UseConnectionGate(guard, guard.CreateQuota("tcp", limits.TcpMaxConnections)).UseTcpIntegration());
             }
 
             if (settings.EdgesEnabled)
@@ -121,6 +129,7 @@ public sealed class PerfHost : IAsyncDisposable
                 kestrel.Listen(settings.BindAddress, settings.EdgesRpcPort, edge =>
                 {
                     edge.Protocols = HttpProtocols.Http2;
+                    edge.UseConnectionGate(guard, guard.CreateQuota("edges", limits.EdgesMaxConnections));
                     listeners[3] = edge;
                 });
             }

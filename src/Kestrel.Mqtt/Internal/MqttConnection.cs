@@ -22,7 +22,8 @@ internal sealed partial class MqttConnection : IDeviceSession
     private readonly IDeviceApi _api;
     private readonly ISessionTable _sessions;
     private readonly MqttOptions _options;
-    private readonly MqttRateLimits _limits;
+    private readonly DeviceRateLimits _limits;
+    private readonly ConnectionGuard? _guard;
     private readonly ILogger _logger;
     private readonly PipeWriter _output;
     private readonly Lock _writeLock = new();
@@ -57,9 +58,10 @@ internal sealed partial class MqttConnection : IDeviceSession
     /// <summary>Set when an uplink was refused (rate limit): packets after it in the buffer are not dispatched.</summary>
     private bool _stopReading;
 
-    public MqttConnection(ConnectionContext connection, IDeviceApi api, ISessionTable sessions, MqttOptions options, MqttRateLimits limits, ILogger logger)
+    public MqttConnection(ConnectionContext connection, IDeviceApi api, ISessionTable sessions, MqttOptions options, DeviceRateLimits limits, ILogger logger, ConnectionGuard? guard = null)
     {
         _limits = limits;
+        _guard = guard;
         _connection = connection;
         _api = api;
         _sessions = sessions;
@@ -74,6 +76,8 @@ internal sealed partial class MqttConnection : IDeviceSession
     public string ConnectionId { get; }
     public bool WantsAttributeUpdates => (_subscriptions & (TopicSubscription.AttributeUpdates | TopicSubscription.AttributeUpdatesV2)) != 0;
     public bool WantsRpc => (_subscriptions & (TopicSubscription.RpcRequests | TopicSubscription.RpcRequestsV2)) != 0;
+
+    private const string Door = "mqtt";
 
     /// <summary>Largest remaining length accepted: the payload limit plus room for a topic and packet id.</summary>
     private int MaxPacketSize => _options.MaxPayloadSize + 1024;
@@ -214,8 +218,17 @@ internal sealed partial class MqttConnection : IDeviceSession
         }
 
         _keepAliveSeconds = connect.KeepAliveSeconds;
+        var remote = (_connection.RemoteEndPoint as System.Net.IPEndPoint)?.Address;
+        if (_guard is not null && _guard.IsBlocked(Door, remote))
+        {
+            // Blocked for wrong credentials: refused without looking at these.
+            Refuse(MqttConnectReturnCode.NotAuthorized);
+            return;
+        }
+
         if (connect.UserName is not { Length: > 0 } token)
         {
+            _guard?.AuthFailed(Door, remote, "empty user name");
             Refuse(MqttConnectReturnCode.BadUserNameOrPassword);
             return;
         }
@@ -223,6 +236,7 @@ internal sealed partial class MqttConnection : IDeviceSession
         var device = _api.Authenticate(token);
         if (device is null)
         {
+            _guard?.AuthFailed(Door, remote, "unknown access token");
             Refuse(MqttConnectReturnCode.NotAuthorized);
             return;
         }
@@ -246,6 +260,7 @@ internal sealed partial class MqttConnection : IDeviceSession
     private void Refuse(MqttConnectReturnCode code)
     {
         MqttLog.ConnectRefused(_logger, ConnectionId, code);
+        _guard?.Report(Door, "connections refused at CONNECT", $"{ConnectionId}: CONNACK {code}");
         lock (_writeLock)
         {
             if (!_outputClosed)
@@ -672,7 +687,7 @@ internal sealed partial class MqttConnection : IDeviceSession
     /// <summary>Writes a PUBLISH; QoS 1 copies the frame for re-sending until PUBACK. Caller holds the lock.</summary>
     private bool WritePublishLocked(ReadOnlySpan<byte> topic, ReadOnlySpan<byte> payload, byte qos, int rpcRequestId = 0)
     {
-        if (_outputClosed)
+        if (_outputClosed || OutputOverflowedLocked())
         {
             return false;
         }
@@ -698,6 +713,26 @@ internal sealed partial class MqttConnection : IDeviceSession
         _inflight[id] = new Inflight(frame, size, Environment.TickCount64, rpcRequestId);
         _output.Write(frame.AsSpan(0, size));
         MqttMetrics.PublishSent();
+        return true;
+    }
+
+    /// <summary>
+    /// A client that stops reading (half-open socket, stalled device) leaves our flush pending and every
+    /// further push in the pipe writer: past <see cref="MqttOptions.MaxOutputBufferSize"/> unflushed bytes the
+    /// connection is aborted instead of buffering without bound. Caller holds the write lock.
+    /// </summary>
+    private bool OutputOverflowedLocked()
+    {
+        if (!_output.CanGetUnflushedBytes || _output.UnflushedBytes <= _options.MaxOutputBufferSize)
+        {
+            return false;
+        }
+
+        long buffered = _output.UnflushedBytes;
+        _outputClosed = true;
+        _guard?.Report(Door, "connections closed: output buffer full (client not reading)", $"{ConnectionId} device {_deviceName}: {buffered} bytes unflushed");
+        Abort("output buffer full");
+        _connection.Abort(new ConnectionAbortedException("output buffer full"));
         return true;
     }
 
@@ -771,6 +806,7 @@ internal sealed partial class MqttConnection : IDeviceSession
                     if (now - _startedAt > (long)_options.ConnectTimeout.TotalMilliseconds)
                     {
                         MqttLog.ConnectTimeout(_logger, ConnectionId, _options.ConnectTimeout);
+                        _guard?.Report(Door, "connections closed: no CONNECT in time", ConnectionId);
                         Abort("connect timeout");
                         return;
                     }
@@ -781,6 +817,7 @@ internal sealed partial class MqttConnection : IDeviceSession
                 if (_keepAliveSeconds > 0 && now - Volatile.Read(ref _lastActivity) > _keepAliveSeconds * 1500L)
                 {
                     MqttLog.KeepAliveExpired(_logger, ConnectionId, _deviceName, _keepAliveSeconds);
+                    _guard?.Report(Door, "connections closed: keep-alive expired", $"{ConnectionId} device {_deviceName}");
                     Abort("keep-alive expired");
                     return;
                 }
@@ -825,6 +862,7 @@ internal sealed partial class MqttConnection : IDeviceSession
     private void OnViolation(MqttProtocolError error)
     {
         MqttLog.ProtocolViolation(_logger, ConnectionId, _deviceName, error);
+        _guard?.Report(Door, "connections closed: protocol violation", $"{ConnectionId}: {error}");
         var code = error switch
         {
             MqttProtocolError.UnacceptableProtocolVersion => MqttConnectReturnCode.UnacceptableProtocolVersion,
