@@ -1,4 +1,5 @@
 using System.Net;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Perf.Core;
 
@@ -21,7 +22,8 @@ public static class ConnectionGate
             var remote = (connection.RemoteEndPoint as IPEndPoint)?.Address;
             if (!guard.TryAdmit(quota.Door, remote) || !quota.TryEnter(remote))
             {
-                // Returning without calling the door: Kestrel closes the socket.
+                // Closed before the door reads a byte; returning alone would leave the socket open until the peer closes.
+                connection.Abort(new ConnectionAbortedException("refused by the connection gate"));
                 return;
             }
 
