@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using Microsoft.Extensions.Logging;
+using Xunit.Abstractions;
 
 namespace Perf.EndToEnd;
 
@@ -12,7 +13,7 @@ namespace Perf.EndToEnd;
 /// client is served during and after it, the managed heap stays bounded, and the case is logged as one
 /// Warning per burst with its reason (per connection only at Debug).
 /// </summary>
-public sealed class HostileConnectionTests : IAsyncLifetime
+public sealed class HostileConnectionTests(ITestOutputHelper output) : IAsyncLifetime
 {
     private static readonly TimeSpan Prompt = TimeSpan.FromSeconds(10);
     private readonly HostFixtureWithSettings _host = new(Settings());
@@ -83,7 +84,7 @@ public sealed class HostileConnectionTests : IAsyncLifetime
         Assert.All(await Task.WhenAll(attacks), Assert.True);
         await GoodMqttClientPublishesAsync(); // and after it
 
-        Assert.InRange(Memory.HeapMiB() - heapBefore, -1000, 100);
+        Report("mqtt random bytes", heapBefore);
         // One Debug line per connection with its reason; Warnings: the start of the burst and summaries, not 40.
         Assert.Equal(40, _logs.Count(LogLevel.Debug, "closed: protocol violation", mark));
         await Eventually.TrueAsync(() => _logs.Count(LogLevel.Warning, "more connections closed: protocol violation in the last 2 s", mark) >= 1);
@@ -143,7 +144,7 @@ public sealed class HostileConnectionTests : IAsyncLifetime
             Assert.True(await RawMqtt.ClosedWithinAsync(socket, Prompt));
         }
 
-        Assert.InRange(Memory.HeapMiB() - heapBefore, -1000, 100);
+        Report("tcp 2 GB length field and random bytes", heapBefore);
         Assert.Equal(21, _logs.Count(LogLevel.Debug, "closed: FrameTooLong", mark));
         Assert.Equal(1, _logs.Count(LogLevel.Warning, "tcp: connections closed: framing error (", mark));
 
@@ -210,6 +211,7 @@ public sealed class HostileConnectionTests : IAsyncLifetime
         }
 
         Assert.True(await closed);
+        output.WriteLine($"trickled CONNECT: closed after {watch.Elapsed.TotalSeconds:F1} s, {sent} of {connect.Length} bytes sent");
         // Timeout 2 s, checked every 1 s; a per-read timeout would never fire at one byte per second.
         Assert.InRange(watch.Elapsed.TotalSeconds, 1.5, 12);
         Assert.True(sent < connect.Length, $"the whole CONNECT ({connect.Length} bytes) went through before the close");
@@ -262,7 +264,8 @@ public sealed class HostileConnectionTests : IAsyncLifetime
         }
 
         Assert.Contains(_logs.Lines, l => l.Level == LogLevel.Warning && l.Text.Contains("mqtt: connections closed: output buffer full (client not reading)"));
-        Assert.InRange(Memory.HeapMiB() - heapBefore, -1000, 150);
+        output.WriteLine($"non-reading subscriber: dropped after {posts} pushes of 48 KiB");
+        Report("non-reading subscriber", heapBefore, 150);
         await GoodMqttClientPublishesAsync();
     }
 
@@ -287,8 +290,16 @@ public sealed class HostileConnectionTests : IAsyncLifetime
         var code = await RawCoap.ExchangeAsync(good, server, RawCoap.PostTelemetry(7, _token, """{"afterFlood":1}"""), TimeSpan.FromSeconds(30));
         Assert.Equal(0x41, code); // 2.01 Created
         await Eventually.TrueAsync(async () => (await _rest.LatestTimeseriesAsync(_deviceId, "afterFlood")).ContainsKey("afterFlood"));
-        Assert.InRange(Memory.HeapMiB() - heapBefore, -1000, 150);
+        Report("coap flood of 10,000 datagrams", heapBefore, 150);
         Assert.InRange(_logs.Count(LogLevel.Warning, "datagrams ignored as malformed", mark), 1, 20);
+    }
+
+    /// <summary>Generous bound on the managed heap's growth (host and test share the process), printed for docs/RELIABILITY.md.</summary>
+    private void Report(string attack, double heapBefore, double maxGrowthMiB = 100)
+    {
+        double growth = Memory.HeapMiB() - heapBefore;
+        output.WriteLine($"{attack}: managed heap {heapBefore:F1} MiB before, {growth:+0.0;-0.0} MiB after");
+        Assert.InRange(growth, -1000, maxGrowthMiB);
     }
 
     private async Task GoodMqttClientPublishesAsync()
