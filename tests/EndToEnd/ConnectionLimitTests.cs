@@ -257,3 +257,45 @@ public sealed class ConnectionRateTests : IAsyncLifetime
         Assert.Equal(3, _logs.Count(LogLevel.Warning, "connections refused: over the connection rate per address 5:600 (127.0.0.1)")); // one burst per door
     }
 }
+
+/// <summary>The per-device message rate is one budget across MQTT, the HTTP device API and CoAP (a host of its own: device limit 3 per 10 minutes).</summary>
+public sealed class DeviceRateLimitAcrossDoorsTests : IAsyncLifetime
+{
+    private readonly HostFixtureWithSettings _host = new(new() { ["Mqtt:DeviceMessagesRateLimit"] = "3:600" });
+
+    public Task InitializeAsync() => _host.InitializeAsync();
+
+    public Task DisposeAsync() => _host.DisposeAsync();
+
+    [Fact]
+    public async Task HttpAndCoapUplinks_SpendTheDevicesBudget_AndAnswer429And4_29BeyondIt()
+    {
+        var fixture = _host.Fixture;
+        using var rest = await TenantRest.LoginAsync(fixture);
+        var (_, token, _) = await rest.CreateDeviceAsync("rate-across-doors");
+        using var http = fixture.CreateHttpClient();
+        using var udp = new UdpClient(AddressFamily.InterNetwork);
+        var coap = HostFixture.Loopback(fixture.Endpoints.Coap!);
+
+        Assert.Equal(HttpStatusCode.OK, (await PostAsync(http, token, 1)).StatusCode);
+        Assert.Equal(0x41, await RawCoap.ExchangeAsync(udp, coap, RawCoap.PostTelemetry(1, token, """{"n":2}"""), TimeSpan.FromSeconds(20)));
+        Assert.Equal(HttpStatusCode.OK, (await PostAsync(http, token, 3)).StatusCode);
+
+        var refused = await PostAsync(http, token, 4);
+        Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+        var error = await refused.Content.ReadFromJsonAsync<JsonObject>();
+        Assert.Equal(33, error!["errorCode"]!.GetValue<int>());
+        Assert.Contains("3:600", error["message"]!.GetValue<string>());
+        Assert.Equal(0x9D, await RawCoap.ExchangeAsync(udp, coap, RawCoap.PostTelemetry(2, token, """{"n":5}"""), TimeSpan.FromSeconds(20))); // 4.29
+
+        // Another device has its own budget.
+        var (_, other, _) = await rest.CreateDeviceAsync("rate-other");
+        Assert.Equal(HttpStatusCode.OK, (await PostAsync(http, other, 1)).StatusCode);
+    }
+
+    private static async Task<HttpResponseMessage> PostAsync(HttpClient http, string token, int n)
+    {
+        using var body = new StringContent($$"""{"n":{{n}}}""", Encoding.UTF8, "application/json");
+        return await http.PostAsync($"/api/v1/{token}/telemetry", body);
+    }
+}

@@ -3,6 +3,8 @@ using Perf.Core;
 
 namespace Perf.Kestrel.Mqtt.Internal;
 
+// Refusals, violations, connect timeouts and keep-alive expiries are Debug: a hostile client can cause one
+// per connection. ConnectionGuard turns them into one Warning per burst plus summaries (issue 13).
 internal static partial class MqttLog
 {
     [LoggerMessage(1, LogLevel.Debug, "MQTT {ConnectionId} device {Device} closed: protocol violation {Reason}")]
