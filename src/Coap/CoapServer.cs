@@ -19,11 +19,18 @@ public sealed class CoapServer : BackgroundService
     private readonly CoapOptions _options;
     private readonly IDeviceApi _api;
     private readonly ISessionTable _sessions;
+    private readonly ConnectionGuard? _guard;
+    private readonly DeviceRateLimits _limits;
     private Socket? _socket;
     private CoapRequestHandler? _handler;
 
-    public CoapServer(ILogger<CoapServer> logger, IOptions<CoapOptions> options, IDeviceApi api, ISessionTable sessions)
+    /// <param name="guard">Wrong-credential blocking per source address and aggregated logging of malformed datagrams; none without it.</param>
+    /// <param name="limits">Per-device and per-tenant message rates shared with the other doors; none without it.</param>
+    public CoapServer(ILogger<CoapServer> logger, IOptions<CoapOptions> options, IDeviceApi api, ISessionTable sessions,
+        ConnectionGuard? guard = null, DeviceRateLimits? limits = null)
     {
+        _guard = guard;
+        _limits = limits ?? DeviceRateLimits.None;
         _logger = logger;
         _options = options.Value;
         _api = api;
@@ -41,7 +48,7 @@ public sealed class CoapServer : BackgroundService
         var socket = new Socket(_options.BindAddress.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
         socket.Bind(new IPEndPoint(_options.BindAddress, _options.Port));
         _socket = socket;
-        _handler = new CoapRequestHandler(socket, _api, _sessions, _options, _logger);
+        _handler = new CoapRequestHandler(socket, _api, _sessions, _options, _logger, _guard, _limits);
         CoapLog.Listening(_logger, LocalEndPoint!.ToString());
         return base.StartAsync(cancellationToken);
     }

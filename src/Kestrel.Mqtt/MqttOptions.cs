@@ -30,6 +30,12 @@ public sealed class MqttOptions
     /// <summary>Per-gateway rate limit, format as <see cref="TenantMessagesRateLimit"/>.</summary>
     public string? GatewayMessagesRateLimit { get; set; }
 
+    /// <summary>
+    /// Bytes written to a connection and not yet taken by the socket (the client does not read) beyond which
+    /// the connection is closed instead of buffering more. Default 1 MiB.
+    /// </summary>
+    public long MaxOutputBufferSize { get; set; } = 1L << 20;
+
     /// <summary>Granularity of the connect-timeout, keep-alive and retry checks.</summary>
     internal TimeSpan TimerPeriod { get; set; } = TimeSpan.FromSeconds(1);
 }

@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
+using Perf.Core;
 using Perf.Kestrel.Tcp.Internal;
 
 namespace Perf.Kestrel.Tcp;
@@ -15,12 +16,15 @@ public sealed class TcpIntegrationHandler : ConnectionHandler
 {
     private readonly ITcpUplinkSink _sink;
     private readonly ILogger<TcpIntegrationHandler> _logger;
+    private readonly ConnectionGuard? _guard;
 
-    public TcpIntegrationHandler(TcpIntegration integration, ITcpUplinkSink sink, ILogger<TcpIntegrationHandler> logger)
+    /// <param name="guard">Aggregated logging of framing errors and rejected frames (one Warning per burst); without it they are only Debug lines.</param>
+    public TcpIntegrationHandler(TcpIntegration integration, ITcpUplinkSink sink, ILogger<TcpIntegrationHandler> logger, ConnectionGuard? guard = null)
     {
         Integration = integration;
         _sink = sink;
         _logger = logger;
+        _guard = guard;
     }
 
     public TcpIntegration Integration { get; }
@@ -33,6 +37,6 @@ public sealed class TcpIntegrationHandler : ConnectionHandler
             return Task.CompletedTask;
         }
 
-        return new TcpConnection(connection, Integration, _sink, _logger).RunAsync();
+        return new TcpConnection(connection, Integration, _sink, _logger, _guard).RunAsync();
     }
 }

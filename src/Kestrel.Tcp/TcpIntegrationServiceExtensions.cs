@@ -44,7 +44,8 @@ public static class TcpIntegrationServiceExtensions
         var handler = new TcpIntegrationHandler(
             integration,
             services.GetRequiredService<ITcpUplinkSink>(),
-            services.GetRequiredService<ILogger<TcpIntegrationHandler>>());
+            services.GetRequiredService<ILogger<TcpIntegrationHandler>>(),
+            services.GetService<Perf.Core.ConnectionGuard>());
         listenOptions.Run(handler.OnConnectedAsync);
         return listenOptions;
     }

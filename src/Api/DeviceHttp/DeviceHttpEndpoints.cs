@@ -20,6 +20,8 @@ public static class DeviceHttpEndpoints
     /// <summary>Limit on every other body (the reference's 50 MiB).</summary>
     public const long BodyLimit = 50L * 1024 * 1024;
 
+    private const string Door = "http";
+
     private const int DefaultTimeoutMs = 60_000, MaxTimeoutMs = 300_000;
 
     public static WebApplication MapDeviceHttpApi(this WebApplication app)
@@ -27,14 +29,19 @@ public static class DeviceHttpEndpoints
         var sessions = new HttpDeviceSessions(app.Services.GetRequiredService<ISessionTable>());
         var api = app.MapGroup("/api/v1/{token}");
         api.AddEndpointFilter(Metrics.HttpDeviceMetrics.Filter);
-        api.MapPost("/telemetry", (string token, HttpContext context, IDeviceApi device) =>
-            UplinkAsync(token, context, device, BodyLimit, static (d, dev, body) => d.PostTelemetryAsync(dev, body)));
-        api.MapPost("/attributes", (string token, HttpContext context, IDeviceApi device) =>
-            UplinkAsync(token, context, device, BodyLimit, static (d, dev, body) => d.PostAttributesAsync(dev, body)));
-        api.MapPost("/claim", (string token, HttpContext context, IDeviceApi device) =>
-            UplinkAsync(token, context, device, BodyLimit, static (d, dev, body) => d.ClaimAsync(dev, body)));
-        api.MapPost("/rpc/{id:int}", (string token, int id, HttpContext context, IDeviceApi device) =>
-            UplinkAsync(token, context, device, RpcBodyLimit, (d, dev, body) => d.RpcReplyAsync(dev, id, body)));
+        if (app.Services.GetService<ConnectionGuard>() is { } guard)
+        {
+            api.AddEndpointFilter((context, next) => GuardAsync(guard, context, next));
+        }
+
+        api.MapPost("/telemetry", (string token, HttpContext context, IDeviceApi device, DeviceRateLimits rates) =>
+            UplinkAsync(token, context, device, rates, BodyLimit, static (d, dev, body) => d.PostTelemetryAsync(dev, body)));
+        api.MapPost("/attributes", (string token, HttpContext context, IDeviceApi device, DeviceRateLimits rates) =>
+            UplinkAsync(token, context, device, rates, BodyLimit, static (d, dev, body) => d.PostAttributesAsync(dev, body)));
+        api.MapPost("/claim", (string token, HttpContext context, IDeviceApi device, DeviceRateLimits rates) =>
+            UplinkAsync(token, context, device, rates, BodyLimit, static (d, dev, body) => d.ClaimAsync(dev, body)));
+        api.MapPost("/rpc/{id:int}", (string token, int id, HttpContext context, IDeviceApi device, DeviceRateLimits rates) =>
+            UplinkAsync(token, context, device, rates, RpcBodyLimit, (d, dev, body) => d.RpcReplyAsync(dev, id, body)));
         api.MapPost("/rpc", ClientRpcAsync);
         api.MapGet("/attributes", GetAttributesAsync);
         api.MapGet("/attributes/updates", (string token, int? timeout, HttpContext context, IDeviceApi device) =>
@@ -45,12 +52,42 @@ public static class DeviceHttpEndpoints
         return app;
     }
 
-    private static async Task<IResult> UplinkAsync(string token, HttpContext context, IDeviceApi api, long limit,
+    /// <summary>
+    /// Wrong-credential blocking per source address: a blocked address gets 429 without its token being
+    /// looked at; every 401 (unknown token) counts as a failure of that address.
+    /// </summary>
+    private static async ValueTask<object?> GuardAsync(ConnectionGuard guard, EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        var remote = context.HttpContext.Connection.RemoteIpAddress;
+        if (guard.IsBlocked(Door, remote))
+        {
+            return ApiError.Of(429, "Too many wrong access tokens from this address; try again later", ErrorCode.TooManyRequests);
+        }
+
+        var result = await next(context);
+        if (result is IStatusCodeHttpResult { StatusCode: StatusCodes.Status401Unauthorized })
+        {
+            guard.AuthFailed(Door, remote, "unknown access token");
+        }
+
+        return result;
+    }
+
+    /// <summary>The per-device and per-tenant message rates shared with MQTT and CoAP: one token per uplink request.</summary>
+    private static IResult? RateLimited(DeviceRateLimits rates, Device device) =>
+        rates.TryAcquire(device) is { } exceeded ? ApiError.Of(429, "Rate limit " + exceeded + " exceeded", ErrorCode.TooManyRequests) : null;
+
+    private static async Task<IResult> UplinkAsync(string token, HttpContext context, IDeviceApi api, DeviceRateLimits rates, long limit,
         Func<IDeviceApi, Device, ReadOnlySequence<byte>, ValueTask<UplinkResult>> call)
     {
         if (api.Authenticate(token) is not { } device)
         {
             return BadToken();
+        }
+
+        if (RateLimited(rates, device) is { } refused)
+        {
+            return refused;
         }
 
         var reader = context.Request.BodyReader;
@@ -127,11 +164,16 @@ public static class DeviceHttpEndpoints
 
     private static IResult BadToken() => ApiError.Unauthorized("Invalid device access token");
 
-    private static async Task<IResult> ClientRpcAsync(string token, HttpContext context, IDeviceApi api)
+    private static async Task<IResult> ClientRpcAsync(string token, HttpContext context, IDeviceApi api, DeviceRateLimits rates)
     {
         if (api.Authenticate(token) is not { } device)
         {
             return BadToken();
+        }
+
+        if (RateLimited(rates, device) is { } refused)
+        {
+            return refused;
         }
 
         var reader = context.Request.BodyReader;
@@ -157,11 +199,16 @@ public static class DeviceHttpEndpoints
             : ToResult(result.Result);
     }
 
-    private static async Task<IResult> GetAttributesAsync(string token, string? clientKeys, string? sharedKeys, IDeviceApi api)
+    private static async Task<IResult> GetAttributesAsync(string token, string? clientKeys, string? sharedKeys, IDeviceApi api, DeviceRateLimits rates)
     {
         if (api.Authenticate(token) is not { } device)
         {
             return BadToken();
+        }
+
+        if (RateLimited(rates, device) is { } refused)
+        {
+            return refused;
         }
 
         var reply = await api.RequestAttributesAsync(device, KvJson.Keys(clientKeys), KvJson.Keys(sharedKeys));

@@ -80,6 +80,12 @@ public sealed class PerfHost : IAsyncDisposable
         builder.Services.AddSingleton(engine.Keys);
         builder.Services.AddRestApi(builder.Configuration, settings.DataDir);
 
+        // Limits shared by every door (issue 13): per-address connection rate and credential blocking, message rates.
+        var limits = LimitSettings.From(builder.Configuration);
+        builder.Services.AddSingleton(limits);
+        builder.Services.AddSingleton(sp => new ConnectionGuard(limits.Guard, sp.GetRequiredService<ILogger<ConnectionGuard>>()));
+        builder.Services.AddSingleton(new DeviceRateLimits(limits.TenantMessagesRateLimit, limits.DeviceMessagesRateLimit, limits.GatewayMessagesRateLimit));
+
         // The doors: each is an AddXxx() here and a UseXxx() on its endpoint below.
         if (settings.MqttEnabled || settings.MqttTls.Enabled)
         {
@@ -113,8 +119,10 @@ public sealed class PerfHost : IAsyncDisposable
         var listeners = new ListenOptions?[6];
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
+            var guard = kestrel.ApplicationServices.GetRequiredService<ConnectionGuard>();
             kestrel.Listen(settings.BindAddress, settings.HttpPort, http =>
             {
+                http.UseConnectionGate(guard, guard.CreateQuota("http", limits.HttpMaxConnections));
                 // HTTP/2 without TLS needs prior knowledge, which browsers and curl do not use by default;
                 // HTTP/2 is negotiated (ALPN) once TLS is configured.
                 http.Protocols = HttpProtocols.Http1;
@@ -122,14 +130,14 @@ public sealed class PerfHost : IAsyncDisposable
             });
             if (settings.MqttEnabled)
             {
-                kestrel.Listen(settings.BindAddress, settings.MqttPort, mqtt => listeners[1] = mqtt.UseMqtt());
+                kestrel.Listen(settings.BindAddress, settings.MqttPort, mqtt => listeners[1] = mqtt.UseConnectionGate(guard, guard.CreateQuota("mqtt", limits.MqttMaxConnections)).UseMqtt());
             }
 
             if (settings.MqttTls.Enabled)
             {
                 // The same MQTT handler over the decrypted stream; a client certificate is read at CONNECT.
                 kestrel.Listen(settings.MqttTls.BindAddress, settings.MqttTls.Port, mqtts =>
-                    listeners[4] = mqtts.UseTlsDoor("mqtt-tls", settings.MqttTls, tls.Mqtt!, tls.MqttChain!, clientCertificates: true).UseMqtt());
+                    listeners[4] = mqtts.UseConnectionGate(guard, guard.CreateQuota("mqtt-tls", limits.MqttMaxConnections)).UseTlsDoor("mqtt-tls", settings.MqttTls, tls.Mqtt!, tls.MqttChain!, clientCertificates: true).UseMqtt());
             }
 
             if (settings.HttpTls.Enabled)
@@ -138,6 +146,8 @@ public sealed class PerfHost : IAsyncDisposable
                 {
                     // HTTP/2 is offered through ALPN next to HTTP/1.1 (set before UseHttps, which reads it).
                     https.Protocols = HttpProtocols.Http1AndHttp2;
+                    // The gate runs ahead of the handshake: a refused connection costs no TLS work.
+                    https.UseConnectionGate(guard, guard.CreateQuota("https", limits.HttpMaxConnections));
                     https.UseTlsDoor("https", settings.HttpTls, tls.Http!, tls.HttpChain!, clientCertificates: false);
                     listeners[5] = https;
                 });
@@ -145,7 +155,7 @@ public sealed class PerfHost : IAsyncDisposable
 
             if (settings.TcpIntegrationEnabled)
             {
-                kestrel.Listen(settings.BindAddress, settings.TcpIntegrationPort, tcp => listeners[2] = tcp.UseTcpIntegration());
+                kestrel.Listen(settings.BindAddress, settings.TcpIntegrationPort, tcp => listeners[2] = tcp.UseConnectionGate(guard, guard.CreateQuota("tcp", limits.TcpMaxConnections)).UseTcpIntegration());
             }
 
             if (settings.EdgesEnabled)
@@ -156,6 +166,7 @@ public sealed class PerfHost : IAsyncDisposable
                 kestrel.Listen(settings.BindAddress, settings.EdgesRpcPort, edge =>
                 {
                     edge.Protocols = HttpProtocols.Http2;
+                    edge.UseConnectionGate(guard, guard.CreateQuota("edges", limits.EdgesMaxConnections));
                     listeners[3] = edge;
                 });
             }

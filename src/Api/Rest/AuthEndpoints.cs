@@ -6,8 +6,16 @@ internal static class AuthEndpoints
 {
     public static void MapAuthEndpoints(this IEndpointRouteBuilder app, RouteGroupBuilder secured)
     {
-        app.MapPost("/api/auth/login", async (HttpRequest request, PerfEngine engine, JwtService jwt) =>
+        app.MapPost("/api/auth/login", async (HttpRequest request, PerfEngine engine, JwtService jwt, ConnectionGuard guard) =>
         {
+            // Wrong-password blocking per source address (shared with the device doors): a blocked address
+            // gets 429 before its password is checked.
+            var remote = request.HttpContext.Connection.RemoteIpAddress;
+            if (guard.IsBlocked("rest", remote))
+            {
+                return ApiError.Of(429, "Too many failed logins from this address; try again later", ErrorCode.TooManyRequests);
+            }
+
             var (body, error) = await RestBody.ReadObjectAsync(request);
             if (error is not null)
             {
@@ -24,6 +32,7 @@ internal static class AuthEndpoints
             var user = engine.Registry.VerifyPassword(username, password);
             if (user is null)
             {
+                guard.AuthFailed("rest", remote, "wrong user name or password");
                 return ApiError.Unauthorized("Invalid username or password");
             }
 

@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Options;
+using Perf.Api.Hosting;
 using Perf.Kestrel.Tcp;
 
 namespace Perf.Api.Tcp;
@@ -49,6 +50,11 @@ internal sealed class TcpIntegrationListener : IAsyncDisposable
         kestrelOptions.Listen(address, client.Port, listen =>
         {
             bound = listen;
+            if (services.GetService<Perf.Core.ConnectionGuard>() is { } guard && services.GetService<LimitSettings>() is { } limits)
+            {
+                listen.UseConnectionGate(guard, guard.CreateQuota("tcp", limits.TcpMaxConnections));
+            }
+
             listen.Run(connection => listener._handler.OnConnectedAsync(connection));
         });
         try
@@ -82,7 +88,7 @@ internal sealed class TcpIntegrationListener : IAsyncDisposable
     }
 
     private static TcpIntegrationHandler NewHandler(TcpIntegration integration, IServiceProvider services) =>
-        new(integration, services.GetRequiredService<ITcpUplinkSink>(), services.GetRequiredService<ILogger<TcpIntegrationHandler>>());
+        new(integration, services.GetRequiredService<ITcpUplinkSink>(), services.GetRequiredService<ILogger<TcpIntegrationHandler>>(), services.GetService<Perf.Core.ConnectionGuard>());
 
     /// <summary>Kestrel starts with an HTTP application; this server's only endpoint is a connection handler, so it is never called.</summary>
     private sealed class NoHttpApplication : IHttpApplication<object>

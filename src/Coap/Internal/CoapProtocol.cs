@@ -15,7 +15,7 @@ internal static class CoapCode
     public const byte Empty = 0x00;
     public const byte Get = 0x01, Post = 0x02, Put = 0x03, Delete = 0x04;
     public const byte Created = 0x41, Deleted = 0x42, Valid = 0x43, Changed = 0x44, Content = 0x45, Continue = 0x5F; // 2.31 RFC 7959 §2.9.1
-    public const byte BadRequest = 0x80, Unauthorized = 0x81, BadOption = 0x82, NotFound = 0x84, MethodNotAllowed = 0x85;
+    public const byte BadRequest = 0x80, Unauthorized = 0x81, BadOption = 0x82, Forbidden = 0x83, NotFound = 0x84, MethodNotAllowed = 0x85;
     public const byte RequestEntityIncomplete = 0x88, RequestEntityTooLarge = 0x8D, UnsupportedContentFormat = 0x8F;
     public const byte TooManyRequests = 0x9D; // RFC 8516
     public const byte InternalServerError = 0xA0, ServiceUnavailable = 0xA3, GatewayTimeout = 0xA4;

@@ -42,8 +42,16 @@ internal sealed class CoapRequestHandler
     private long _malformed;
     private int _pooled;
 
-    public CoapRequestHandler(Socket socket, IDeviceApi api, ISessionTable sessions, CoapOptions options, ILogger logger)
+    private const string Door = "coap";
+
+    private readonly ConnectionGuard? _guard;
+    private readonly DeviceRateLimits _limits;
+
+    public CoapRequestHandler(Socket socket, IDeviceApi api, ISessionTable sessions, CoapOptions options, ILogger logger,
+        ConnectionGuard? guard = null, DeviceRateLimits? limits = null)
     {
+        _guard = guard;
+        _limits = limits ?? DeviceRateLimits.None;
         _socket = socket;
         _api = api;
         _sessions = sessions;
@@ -83,6 +91,7 @@ internal sealed class CoapRequestHandler
         {
             Interlocked.Increment(ref _malformed);
             CoapLog.Malformed(_logger, ex.Reason);
+            _guard?.Report(Door, "datagrams ignored as malformed", $"from {AnyEndPoint.Create(remote)}: {ex.Reason}");
             // §4.2: a CON with a format error is rejected with RST; anything else is silently ignored.
             if (CoapMessageReader.TryReadHeader(datagram, out var type, out var id) && type == CoapMessageType.Confirmable)
             {
@@ -190,9 +199,18 @@ internal sealed class CoapRequestHandler
             return;
         }
 
+        // Blocked for wrong credentials: 4.03 without looking at the token. The address is only built
+        // (allocated) while some address is blocked, or on a wrong token.
+        if (_guard is { AnyBlocked: true } && _guard.IsBlocked(Door, ((IPEndPoint)AnyEndPoint.Create(exchange.Remote)).Address))
+        {
+            Complete(exchange, new CoapReply(CoapCode.Forbidden));
+            return;
+        }
+
         var device = _api.Authenticate(request.AccessToken);
         if (device is null)
         {
+            _guard?.AuthFailed(Door, ((IPEndPoint)AnyEndPoint.Create(exchange.Remote)).Address, "unknown access token");
             Complete(exchange, new CoapReply(CoapCode.Unauthorized));
             return;
         }
@@ -247,6 +265,13 @@ internal sealed class CoapRequestHandler
 
         try
         {
+            // The same per-device and per-tenant budgets as MQTT and HTTP: one token per uplink.
+            if (_limits.TryAcquire(device) is not null)
+            {
+                Complete(exchange, new CoapReply(CoapCode.TooManyRequests));
+                return;
+            }
+
             if (request.Resource == CoapResource.Rpc)
             {
                 _ = ClientRpcAsync(exchange, device, _api.ClientRpcAsync(device, body, CancellationToken.None));

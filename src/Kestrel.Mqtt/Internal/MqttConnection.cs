@@ -30,7 +30,8 @@ internal sealed partial class MqttConnection : IDeviceSession
     private readonly IDeviceApi _api;
     private readonly ISessionTable _sessions;
     private readonly MqttOptions _options;
-    private readonly MqttRateLimits _limits;
+    private readonly DeviceRateLimits _limits;
+    private readonly ConnectionGuard? _guard;
     private readonly ILogger _logger;
     private readonly MqttConnectionTicker _ticker;
     private readonly PipeWriter _output;
@@ -67,10 +68,11 @@ internal sealed partial class MqttConnection : IDeviceSession
     /// <summary>Set when an uplink was refused (rate limit): packets after it in the buffer are not dispatched.</summary>
     private bool _stopReading;
 
-    public MqttConnection(ConnectionContext connection, IDeviceApi api, ISessionTable sessions, MqttOptions options, MqttRateLimits limits, MqttConnectionTicker ticker, ILogger logger)
+    public MqttConnection(ConnectionContext connection, IDeviceApi api, ISessionTable sessions, MqttOptions options, DeviceRateLimits limits, MqttConnectionTicker ticker, ILogger logger, ConnectionGuard? guard = null)
     {
         _limits = limits;
         _ticker = ticker;
+        _guard = guard;
         _connection = connection;
         _api = api;
         _sessions = sessions;
@@ -90,6 +92,8 @@ internal sealed partial class MqttConnection : IDeviceSession
     public string ConnectionId => _connection.RemoteEndPoint is { } ep ? $"{ep}/{_connection.ConnectionId}" : _connection.ConnectionId;
     public bool WantsAttributeUpdates => (_subscriptions & (TopicSubscription.AttributeUpdates | TopicSubscription.AttributeUpdatesV2)) != 0;
     public bool WantsRpc => (_subscriptions & (TopicSubscription.RpcRequests | TopicSubscription.RpcRequestsV2)) != 0;
+
+    private const string Door = "mqtt";
 
     /// <summary>Largest remaining length accepted: the payload limit plus room for a topic and packet id.</summary>
     private int MaxPacketSize => _options.MaxPayloadSize + 1024;
@@ -254,10 +258,19 @@ internal sealed partial class MqttConnection : IDeviceSession
         }
 
         _keepAliveSeconds = connect.KeepAliveSeconds;
+        var remote = (_connection.RemoteEndPoint as System.Net.IPEndPoint)?.Address;
+        if (_guard is not null && _guard.IsBlocked(Door, remote))
+        {
+            // Blocked for wrong credentials: refused without looking at these.
+            Refuse(MqttConnectReturnCode.NotAuthorized);
+            return;
+        }
+
         if (!TryAuthenticateByCertificate(out var device))
         {
             if (connect.UserName is not { Length: > 0 } token)
             {
+                _guard?.AuthFailed(Door, remote, "empty user name");
                 Refuse(MqttConnectReturnCode.BadUserNameOrPassword);
                 return;
             }
@@ -267,6 +280,7 @@ internal sealed partial class MqttConnection : IDeviceSession
 
         if (device is null)
         {
+            _guard?.AuthFailed(Door, remote, _connection.Features.Get<Microsoft.AspNetCore.Http.Features.ITlsConnectionFeature>()?.ClientCertificate is null ? "unknown access token" : "unknown client certificate");
             Refuse(MqttConnectReturnCode.NotAuthorized);
             return;
         }
@@ -290,6 +304,7 @@ internal sealed partial class MqttConnection : IDeviceSession
     private void Refuse(MqttConnectReturnCode code)
     {
         MqttLog.ConnectRefused(_logger, ConnectionId, code);
+        _guard?.Report(Door, "connections refused at CONNECT", $"{ConnectionId}: CONNACK {code}");
         lock (_writeLock)
         {
             if (!_outputClosed)
@@ -702,7 +717,7 @@ internal sealed partial class MqttConnection : IDeviceSession
     /// <summary>Writes a PUBLISH; QoS 1 copies the frame for re-sending until PUBACK. Caller holds the lock.</summary>
     private bool WritePublishLocked(ReadOnlySpan<byte> topic, ReadOnlySpan<byte> payload, byte qos, int rpcRequestId = 0)
     {
-        if (_outputClosed)
+        if (_outputClosed || OutputOverflowedLocked())
         {
             return false;
         }
@@ -729,6 +744,26 @@ internal sealed partial class MqttConnection : IDeviceSession
         inflight[id] = new Inflight(frame, size, Environment.TickCount64, rpcRequestId);
         _output.Write(frame.AsSpan(0, size));
         MqttMetrics.PublishSent();
+        return true;
+    }
+
+    /// <summary>
+    /// A client that stops reading (half-open socket, stalled device) leaves our flush pending and every
+    /// further push in the pipe writer: past <see cref="MqttOptions.MaxOutputBufferSize"/> unflushed bytes the
+    /// connection is aborted instead of buffering without bound. Caller holds the write lock.
+    /// </summary>
+    private bool OutputOverflowedLocked()
+    {
+        if (!_output.CanGetUnflushedBytes || _output.UnflushedBytes <= _options.MaxOutputBufferSize)
+        {
+            return false;
+        }
+
+        long buffered = _output.UnflushedBytes;
+        _outputClosed = true;
+        _guard?.Report(Door, "connections closed: output buffer full (client not reading)", $"{ConnectionId} device {_deviceName}: {buffered} bytes unflushed");
+        Abort("output buffer full");
+        _connection.Abort(new ConnectionAbortedException("output buffer full"));
         return true;
     }
 
@@ -842,6 +877,7 @@ internal sealed partial class MqttConnection : IDeviceSession
         if (_device is null)
         {
             MqttLog.ConnectTimeout(_logger, ConnectionId, _options.ConnectTimeout);
+            _guard?.Report(Door, "connections closed: no CONNECT in time", ConnectionId);
             Abort("connect timeout");
             return;
         }
@@ -849,6 +885,7 @@ internal sealed partial class MqttConnection : IDeviceSession
         if (_keepAliveSeconds > 0 && now - Volatile.Read(ref _lastActivity) > _keepAliveSeconds * 1500L)
         {
             MqttLog.KeepAliveExpired(_logger, ConnectionId, _deviceName, _keepAliveSeconds);
+            _guard?.Report(Door, "connections closed: keep-alive expired", $"{ConnectionId} device {_deviceName}");
             Abort("keep-alive expired");
             return;
         }
@@ -888,6 +925,7 @@ internal sealed partial class MqttConnection : IDeviceSession
     private void OnViolation(MqttProtocolError error)
     {
         MqttLog.ProtocolViolation(_logger, ConnectionId, _deviceName, error);
+        _guard?.Report(Door, "connections closed: protocol violation", $"{ConnectionId}: {error}");
         var code = error switch
         {
             MqttProtocolError.UnacceptableProtocolVersion => MqttConnectReturnCode.UnacceptableProtocolVersion,

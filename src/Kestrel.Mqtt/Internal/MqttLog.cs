@@ -3,21 +3,23 @@ using Perf.Core;
 
 namespace Perf.Kestrel.Mqtt.Internal;
 
+// Refusals, violations, connect timeouts and keep-alive expiries are Debug: a hostile client can cause one
+// per connection. ConnectionGuard turns them into one Warning per burst plus summaries (issue 13).
 internal static partial class MqttLog
 {
-    [LoggerMessage(1, LogLevel.Information, "MQTT {ConnectionId} device {Device} closed: protocol violation {Reason}")]
+    [LoggerMessage(1, LogLevel.Debug, "MQTT {ConnectionId} device {Device} closed: protocol violation {Reason}")]
     public static partial void ProtocolViolation(ILogger logger, string connectionId, string? device, MqttProtocolError reason);
 
-    [LoggerMessage(2, LogLevel.Information, "MQTT {ConnectionId} refused: CONNACK {Code}")]
+    [LoggerMessage(2, LogLevel.Debug, "MQTT {ConnectionId} refused: CONNACK {Code}")]
     public static partial void ConnectRefused(ILogger logger, string connectionId, MqttConnectReturnCode code);
 
     [LoggerMessage(3, LogLevel.Debug, "MQTT {ConnectionId} device {Device} connected (client id {ClientId}, keep-alive {KeepAlive} s)")]
     public static partial void Connected(ILogger logger, string connectionId, string device, string clientId, int keepAlive);
 
-    [LoggerMessage(4, LogLevel.Information, "MQTT {ConnectionId} closed: no CONNECT within {Timeout}")]
+    [LoggerMessage(4, LogLevel.Debug, "MQTT {ConnectionId} closed: no CONNECT within {Timeout}")]
     public static partial void ConnectTimeout(ILogger logger, string connectionId, TimeSpan timeout);
 
-    [LoggerMessage(5, LogLevel.Information, "MQTT {ConnectionId} device {Device} closed: keep-alive {KeepAlive} s exceeded by 1.5x")]
+    [LoggerMessage(5, LogLevel.Debug, "MQTT {ConnectionId} device {Device} closed: keep-alive {KeepAlive} s exceeded by 1.5x")]
     public static partial void KeepAliveExpired(ILogger logger, string connectionId, string? device, int keepAlive);
 
     [LoggerMessage(6, LogLevel.Information, "MQTT {ConnectionId} device {Device} closed: {Route} uplink {Status} {Reason}")]

@@ -6,6 +6,7 @@ using System.Threading.Channels;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.Extensions.Logging;
+using Perf.Core;
 
 namespace Perf.Kestrel.Tcp.Internal;
 
@@ -38,8 +39,13 @@ internal sealed class TcpConnection
     private bool _discardToDelimiter;
     private long _frames;
 
-    public TcpConnection(ConnectionContext connection, TcpIntegration integration, ITcpUplinkSink sink, ILogger logger)
+    private const string Door = "tcp";
+
+    private readonly ConnectionGuard? _guard;
+
+    public TcpConnection(ConnectionContext connection, TcpIntegration integration, ITcpUplinkSink sink, ILogger logger, ConnectionGuard? guard = null)
     {
+        _guard = guard;
         _connection = connection;
         _integration = integration;
         _sink = sink;
@@ -91,6 +97,7 @@ internal sealed class TcpConnection
         catch (TcpFramingException ex)
         {
             TcpLog.FramingClosed(_logger, ConnectionId, ex.Reason, ex.Message);
+            _guard?.Report(Door, "connections closed: framing error", $"{_integration.Name} connection {ConnectionId} from {_connection.RemoteEndPoint}: {ex.Reason}: {ex.Message}");
             _integration.IntegrationEvents.Record(ConverterEventType.Error, $"{ex.Reason}: {ex.Message}; connection closed", ConnectionId);
         }
         catch (OperationCanceledException)
@@ -174,6 +181,7 @@ internal sealed class TcpConnection
             catch (TcpFramingException ex) when (ex.Resync != FramingResync.Close && _integration.Options.DropOversizedFrames)
             {
                 TcpLog.FrameDropped(_logger, ConnectionId, ex.Reason, ex.Message);
+                _guard?.Report(Door, "oversized frames dropped", $"{_integration.Name} connection {ConnectionId}: {ex.Reason}: {ex.Message}");
                 _integration.IntegrationEvents.Record(ConverterEventType.Error, $"{ex.Reason}: {ex.Message}", ConnectionId);
                 _discardBytes = ex.Resync == FramingResync.SkipBytes ? ex.SkipLength : 0;
                 _discardToDelimiter = ex.Resync == FramingResync.SkipToDelimiter;
@@ -251,6 +259,7 @@ internal sealed class TcpConnection
         if (!_integration.Decode(payload, _batch, out var error))
         {
             TcpLog.ConverterFailed(_logger, ConnectionId, error);
+            _guard?.Report(Door, "frames rejected by the uplink converter", $"{_integration.Name} connection {ConnectionId}: {error}");
             return;
         }
 

@@ -11,13 +11,13 @@ internal static partial class TcpLog
     [LoggerMessage(EventId = 2, Level = LogLevel.Debug, Message = "TCP connection {ConnectionId} closed after {Frames} frames")]
     public static partial void Disconnected(ILogger logger, string connectionId, long frames);
 
-    [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "TCP connection {ConnectionId}: {Reason}: {Detail}; the frame is dropped and the connection goes on")]
+    [LoggerMessage(EventId = 3, Level = LogLevel.Debug, Message = "TCP connection {ConnectionId}: {Reason}: {Detail}; the frame is dropped and the connection goes on")]
     public static partial void FrameDropped(ILogger logger, string connectionId, FramingError reason, string detail);
 
-    [LoggerMessage(EventId = 4, Level = LogLevel.Warning, Message = "TCP connection {ConnectionId} closed: {Reason}: {Detail}")]
+    [LoggerMessage(EventId = 4, Level = LogLevel.Debug, Message = "TCP connection {ConnectionId} closed: {Reason}: {Detail}")]
     public static partial void FramingClosed(ILogger logger, string connectionId, FramingError reason, string detail);
 
-    [LoggerMessage(EventId = 5, Level = LogLevel.Warning, Message = "TCP connection {ConnectionId}: uplink converter rejected a frame: {Error}")]
+    [LoggerMessage(EventId = 5, Level = LogLevel.Debug, Message = "TCP connection {ConnectionId}: uplink converter rejected a frame: {Error}")]
     public static partial void ConverterFailed(ILogger logger, string connectionId, string error);
 
     [LoggerMessage(EventId = 6, Level = LogLevel.Warning, Message = "TCP connection {ConnectionId}: uplink of device {DeviceName} rejected: {Status} {Reason}")]
