@@ -1,4 +1,6 @@
 using System.Buffers.Binary;
+using System.Text.Json;
+using System.Text.Json.Nodes;
 using Perf.Api.Edge.Protos;
 using Perf.Api.Edge.Protos.Transport;
 using Perf.Core.Domain;
@@ -10,6 +12,8 @@ namespace Perf.Api.Edge;
 internal static class EdgeProto
 {
     public const string DeviceEntityType = "DEVICE";
+
+    private static readonly JsonDocumentOptions EntityOptions = new() { AllowDuplicateProperties = false };
 
     /// <summary>UUIDs travel as the most and least significant 64 bits of the RFC 4122 (big-endian) form, as Java's UUID has them.</summary>
     public static (long Msb, long Lsb) Split(Guid id)
@@ -49,10 +53,29 @@ internal static class EdgeProto
         };
     }
 
-    public static KvEntry ToKv(KeyValueProto kv, KeyTable keys)
+    /// <summary>One key/value of an edge payload as the core holds it; false with the reason when it cannot be.</summary>
+    public static bool TryToKv(KeyValueProto kv, KeyTable keys, out KvEntry entry, [System.Diagnostics.CodeAnalysis.NotNullWhen(false)] out string? error)
     {
+        // The same guarantees the JSON parser gives for device payloads (found by tests/Fuzz: without them a NaN or a
+        // JsonV that is not JSON was stored, and the MQTT/CoAP/REST renderers that write it threw or sent broken JSON).
+        entry = default;
+        if (kv.Key.Length == 0)
+        {
+            error = "empty key";
+            return false;
+        }
+        if (kv.Type == KeyValueType.DoubleV && !double.IsFinite(kv.DoubleV))
+        {
+            error = $"non-finite double_v for key '{kv.Key}'";
+            return false;
+        }
+        if (kv.Type == KeyValueType.JsonV && !IsJson(kv.JsonV))
+        {
+            error = $"json_v for key '{kv.Key}' is not JSON";
+            return false;
+        }
         var key = keys.Intern(kv.Key);
-        return kv.Type switch
+        entry = kv.Type switch
         {
             KeyValueType.BooleanV => new KvEntry(key, kv.BoolV),
             KeyValueType.LongV => new KvEntry(key, kv.LongV),
@@ -60,6 +83,38 @@ internal static class EdgeProto
             KeyValueType.JsonV => new KvEntry(key, kv.JsonV, isJson: true),
             _ => new KvEntry(key, kv.StringV),
         };
+        error = null;
+        return true;
+    }
+
+    private static bool TryGetString(JsonObject json, string field, out string? value, out string? error)
+    {
+        value = null;
+        error = null;
+        switch (json[field])
+        {
+            case null:
+                return true;
+            case JsonValue v when v.GetValueKind() == JsonValueKind.String:
+                value = v.GetValue<string>();
+                return true;
+            case var other:
+                error = $"device entity '{field}' must be a string, not {other.GetValueKind()}";
+                return false;
+        }
+    }
+
+    private static bool IsJson(string text)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(text);
+            return true;
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
     }
 
     public static KeyValueProto FromKv(in KvEntry kv)
@@ -107,4 +162,92 @@ internal static class EdgeProto
         AttributeScope.Server => "SERVER_SCOPE",
         _ => "SHARED_SCOPE",
     };
+
+    /// <summary>Appends a PostTelemetryMsg's entries; a list without a positive ts is stamped <paramref name="nowMs"/>. False at the first unusable key/value.</summary>
+    public static bool TryAddTelemetry(List<TsKvEntry> entries, PostTelemetryMsg msg, KeyTable keys, long nowMs, [System.Diagnostics.CodeAnalysis.NotNullWhen(false)] out string? error)
+    {
+        var start = entries.Count;
+        foreach (var list in msg.TsKvList)
+        {
+            var ts = list.Ts > 0 ? list.Ts : nowMs;
+            foreach (var kv in list.Kv)
+            {
+                if (!TryToKv(kv, keys, out var entry, out error))
+                {
+                    entries.RemoveRange(start, entries.Count - start);
+                    return false;
+                }
+                entries.Add(new TsKvEntry(ts, entry));
+            }
+        }
+        error = null;
+        return true;
+    }
+
+    /// <summary>The RPC reply as the REST caller sees it: the response JSON, or {"error":...}.</summary>
+    public static string RpcReplyJson(RpcResponseMsg reply)
+    {
+        if (!string.IsNullOrEmpty(reply.Error))
+        {
+            return new JsonObject { ["error"] = reply.Error }.ToJsonString();
+        }
+        return reply.Response;
+    }
+
+    /// <summary>A client-side RPC of a device behind the edge as the device API takes it: {"method":..,"params":..}; params that are not JSON travel as a string.</summary>
+    public static byte[] ClientRpcRequest(RpcRequestMsg request)
+    {
+        JsonNode? parameters;
+        try
+        {
+            parameters = string.IsNullOrWhiteSpace(request.Params) ? new JsonObject() : JsonNode.Parse(request.Params);
+        }
+        catch (JsonException)
+        {
+            parameters = JsonValue.Create(request.Params);
+        }
+        return JsonSerializer.SerializeToUtf8Bytes(new JsonObject { ["method"] = request.Method, ["params"] = parameters });
+    }
+
+    /// <summary>The device fields of a DeviceUpdateMsg's entity JSON; false with a reason the edge is told when they are unusable.</summary>
+    public static bool TryReadDeviceEntity(string entity, out EdgeDeviceEntity device, [System.Diagnostics.CodeAnalysis.NotNullWhen(false)] out string? error)
+    {
+        device = default;
+        JsonObject? json;
+        try
+        {
+            // Duplicate keys are a parse error here: JsonObject's indexer threw ArgumentException for them (found by tests/Fuzz).
+            json = JsonNode.Parse(entity, documentOptions: EntityOptions) as JsonObject;
+        }
+        catch (JsonException e)
+        {
+            error = "device entity is not JSON: " + e.Message;
+            return false;
+        }
+        if (json is null)
+        {
+            error = "device entity has no name";
+            return false;
+        }
+        // Each field is a JSON string or absent/null; GetValue<string> threw InvalidOperationException for any other
+        // kind (found by tests/Fuzz), which reached the edge as a runtime message instead of a reason.
+        if (!TryGetString(json, "name", out var name, out var fieldError) || !TryGetString(json, "type", out var type, out fieldError) ||
+            !TryGetString(json, "label", out var label, out fieldError))
+        {
+            error = fieldError!;
+            return false;
+        }
+        if (string.IsNullOrWhiteSpace(name))
+        {
+            error = "device entity has no name";
+            return false;
+        }
+        var info = json["additionalInfo"] is JsonObject o ? o.ToJsonString() : null;
+        device = new EdgeDeviceEntity(name, type, label, info);
+        error = null;
+        return true;
+    }
 }
+
+/// <summary>What the server takes from an edge's device entity.</summary>
+internal readonly record struct EdgeDeviceEntity(string Name, string? Type, string? Label, string? AdditionalInfo);

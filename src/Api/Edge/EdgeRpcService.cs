@@ -253,7 +253,11 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
                     telemetryByDevice ??= [];
                     telemetryByDevice[deviceId] = entries = [];
                 }
-                AddTelemetry(entries, telemetry, engine.Keys);
+                if (!EdgeProto.TryAddTelemetry(entries, telemetry, engine.Keys, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), out var kvError))
+                {
+                    error ??= $"device {deviceId}: {kvError}";
+                    continue;
+                }
             }
             if (data.PostAttributesMsg is { } posted)
             {
@@ -293,7 +297,7 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
             if (call.ResponseMsg is { } reply)
             {
                 // A reply after the caller gave up is not an error of the edge's message.
-                engine.Rpc.CompleteReply(deviceId, call.RequestId, RpcReplyJson(reply));
+                engine.Rpc.CompleteReply(deviceId, call.RequestId, EdgeProto.RpcReplyJson(reply));
             }
             else if (call.RequestMsg is not null)
             {
@@ -338,7 +342,10 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
             var entries = new KvEntry[msg.Kv.Count];
             for (var i = 0; i < entries.Length; i++)
             {
-                entries[i] = EdgeProto.ToKv(msg.Kv[i], engine.Keys);
+                if (!EdgeProto.TryToKv(msg.Kv[i], engine.Keys, out entries[i], out var kvError))
+                {
+                    return $"device {deviceId}: {kvError}";
+                }
             }
             return await engine.Attributes.SaveAsync(deviceId, scope, entries, data.HasAttributeTs ? data.AttributeTs : null)
                 ? null
@@ -354,36 +361,13 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
         return null;
     }
 
-    private static void AddTelemetry(List<TsKvEntry> entries, Perf.Api.Edge.Protos.Transport.PostTelemetryMsg msg, KeyTable keys)
-    {
-        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        foreach (var list in msg.TsKvList)
-        {
-            var ts = list.Ts > 0 ? list.Ts : now;
-            foreach (var kv in list.Kv)
-            {
-                entries.Add(new TsKvEntry(ts, EdgeProto.ToKv(kv, keys)));
-            }
-        }
-    }
-
     private async Task AnswerClientRpcAsync(EdgeConnection connection, Device device, DeviceRpcCallMsg call)
     {
         var reply = call.Clone();
         reply.RequestMsg = null;
         try
         {
-            JsonNode? parameters;
-            try
-            {
-                parameters = string.IsNullOrWhiteSpace(call.RequestMsg.Params) ? new JsonObject() : JsonNode.Parse(call.RequestMsg.Params);
-            }
-            catch (JsonException)
-            {
-                parameters = JsonValue.Create(call.RequestMsg.Params);
-            }
-            var request = new JsonObject { ["method"] = call.RequestMsg.Method, ["params"] = parameters };
-            var result = await hub.Engine.DeviceApi.ClientRpcAsync(device, new System.Buffers.ReadOnlySequence<byte>(JsonSerializer.SerializeToUtf8Bytes(request)),
+            var result = await hub.Engine.DeviceApi.ClientRpcAsync(device, new System.Buffers.ReadOnlySequence<byte>(EdgeProto.ClientRpcRequest(call.RequestMsg)),
                 connection.Closed);
             reply.ResponseMsg = result.Result.Status == UplinkStatus.Ok
                 ? new RpcResponseMsg { Response = result.ResponseJson ?? "{}" }
@@ -405,16 +389,6 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
         }
     }
 
-    /// <summary>The RPC reply as the REST caller sees it: the response JSON, or {"error":...}.</summary>
-    private static string RpcReplyJson(RpcResponseMsg reply)
-    {
-        if (!string.IsNullOrEmpty(reply.Error))
-        {
-            return new JsonObject { ["error"] = reply.Error }.ToJsonString();
-        }
-        return reply.Response;
-    }
-
     /// <summary>A device created, changed or removed on the edge. Removal on the edge unassigns it (the server's device stays).</summary>
     private async Task<string?> ApplyDeviceUpdateAsync(Perf.Core.Domain.Edge edge, DeviceUpdateMsg update)
     {
@@ -429,23 +403,11 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
         {
             return $"device update type {update.MsgType} is not supported";
         }
-        JsonObject? json;
-        try
+        if (!EdgeProto.TryReadDeviceEntity(update.Entity, out var entity, out var entityError))
         {
-            json = JsonNode.Parse(update.Entity) as JsonObject;
+            return entityError;
         }
-        catch (JsonException e)
-        {
-            return "device entity is not JSON: " + e.Message;
-        }
-        var name = json?["name"]?.GetValue<string>();
-        if (json is null || string.IsNullOrWhiteSpace(name))
-        {
-            return "device entity has no name";
-        }
-        var type = json["type"]?.GetValue<string>();
-        var label = json["label"]?.GetValue<string>();
-        var info = json["additionalInfo"] is JsonObject o ? o.ToJsonString() : null;
+        var (name, type, label, info) = entity;
         var existing = registry.GetDevice(id) is { } byId && byId.TenantId == edge.TenantId ? byId : registry.FindDeviceByName(edge.TenantId, name);
         RegistryResult<Device> result = existing is not null
             ? await registry.UpdateDeviceAsync(existing.Id, name, type, label, info)

@@ -432,6 +432,29 @@ public class TelemetryJsonParserTests
         Assert.Equal(3, output.Count);
     }
 
+    // ---- found by tests/Fuzz ------------------------------------------------------------------
+
+    [Theory]
+    [InlineData("""{"\ud800":1}""")]
+    [InlineData("""{"a":1,"\udc00b":2}""")]
+    [InlineData("""[{"a":1},{"\ud83d":true}]""")]
+    [InlineData("""{"values":{"a":1},"\ud800":2}""")]
+    public void AnEscapedLoneSurrogateInAKey_IsRejected_NotThrown(string json)
+    {
+        // Utf8JsonReader.ValueTextEquals threw InvalidOperationException for such a key while the parser looked for "ts"/"values".
+        JsonParseError error = TelemetryError(json);
+
+        Assert.StartsWith("invalid UTF-8 in key at byte", error.Message);
+    }
+
+    [Fact]
+    public void AnEscapedLoneSurrogateKey_BesideTsAndValues_IsIgnoredLikeAnyOtherExtraKey()
+    {
+        List<TsKvEntry> entries = Telemetry("""{"ts":1,"\ud800x":2,"values":{"a":1}}""");
+
+        Assert.Equal([new TsKvEntry(1, new KvEntry("a", 1L))], entries);
+    }
+
     // ---- helpers -----------------------------------------------------------------------------
 
     /// <summary>Parses as contiguous bytes and as one byte per segment; both must succeed identically.</summary>

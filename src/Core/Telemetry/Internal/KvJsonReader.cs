@@ -226,10 +226,33 @@ internal ref struct KvJsonReader
         _error = default;
     }
 
+    /// <summary>
+    /// <see cref="Utf8JsonReader.ValueTextEquals(ReadOnlySpan{byte})"/> unescapes an escaped key and throws
+    /// <see cref="InvalidOperationException"/> for an escaped lone surrogate (<c>"\ud800"</c>), which the reader's
+    /// syntax check lets through (found by tests/Fuzz). Such a key is neither "ts" nor "values"; reading it as an
+    /// entry key then rejects it in <see cref="TryReadKey"/>.
+    /// </summary>
+    private static bool KeyIs(ref Utf8JsonReader reader, ReadOnlySpan<byte> name)
+    {
+        if (!reader.ValueIsEscaped)
+        {
+            return reader.ValueTextEquals(name);
+        }
+
+        try
+        {
+            return reader.ValueTextEquals(name);
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
+        }
+    }
+
     private static bool FirstKeyIsTsOrValues(Utf8JsonReader peek)
     {
         return peek.Read() && peek.TokenType == JsonTokenType.PropertyName &&
-            (peek.ValueTextEquals("ts"u8) || peek.ValueTextEquals("values"u8));
+            (KeyIs(ref peek, "ts"u8) || KeyIs(ref peek, "values"u8));
     }
 
     /// <summary>Scans the object's own keys (skipping values) for both "ts" and "values".</summary>
@@ -238,8 +261,8 @@ internal ref struct KvJsonReader
         bool ts = false, values = false;
         while (scan.Read() && scan.TokenType == JsonTokenType.PropertyName)
         {
-            ts |= scan.ValueTextEquals("ts"u8);
-            values |= scan.ValueTextEquals("values"u8);
+            ts |= KeyIs(ref scan, "ts"u8);
+            values |= KeyIs(ref scan, "values"u8);
             scan.Read();
             scan.Skip();
         }
@@ -260,8 +283,8 @@ internal ref struct KvJsonReader
 
             if (detectTsForm)
             {
-                sawTs |= _reader.ValueTextEquals("ts"u8);
-                sawValues |= _reader.ValueTextEquals("values"u8);
+                sawTs |= KeyIs(ref _reader, "ts"u8);
+                sawValues |= KeyIs(ref _reader, "values"u8);
                 if (sawTs && sawValues)
                 {
                     return ObjectOutcome.IsTsForm;
@@ -297,7 +320,7 @@ internal ref struct KvJsonReader
                 break;
             }
 
-            if (_reader.ValueTextEquals("ts"u8))
+            if (KeyIs(ref _reader, "ts"u8))
             {
                 // Duplicate keys: the last one wins, as with the reference's JSON object model.
                 sawTs = true;
@@ -305,7 +328,7 @@ internal ref struct KvJsonReader
                 badTsAt = _reader.TokenType == JsonTokenType.Number && TryGetInt64(out ts) ? -1 : _reader.TokenStartIndex;
                 _reader.Skip();
             }
-            else if (_reader.ValueTextEquals("values"u8))
+            else if (KeyIs(ref _reader, "values"u8))
             {
                 sawValues = true;
                 Next();
