@@ -92,6 +92,22 @@ internal static class RawMqtt
         return socket;
     }
 
+    /// <summary>
+    /// Opens a connection the server may refuse at accept. The server's reset can reach the client before
+    /// its connect completes (loopback, loaded machine); that is a refusal too, returned as null.
+    /// </summary>
+    public static async Task<Socket?> OpenOrRefusedAsync(int port)
+    {
+        try
+        {
+            return await OpenAsync(port);
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionReset or SocketError.ConnectionRefused)
+        {
+            return null;
+        }
+    }
+
     /// <summary>Reads until <paramref name="count"/> bytes arrived; the CONNACK return code is byte 3.</summary>
     public static async Task<byte[]> ReadExactlyAsync(Socket socket, int count, TimeSpan timeout)
     {
