@@ -34,4 +34,10 @@ internal static partial class MqttLog
 
     [LoggerMessage(10, LogLevel.Warning, "MQTT {ConnectionId} device {Device} request failed")]
     public static partial void RequestFailed(ILogger logger, Exception exception, string connectionId, string? device);
+
+    [LoggerMessage(11, LogLevel.Information, "Lean socket transport listening on {EndPoint}")]
+    public static partial void LeanTransportBound(ILogger logger, string endPoint);
+
+    [LoggerMessage(12, LogLevel.Warning, "Lean socket transport on {EndPoint}: accept failed ({Error}), still accepting")]
+    public static partial void LeanTransportAcceptFailed(ILogger logger, string endPoint, System.Net.Sockets.SocketError error);
 }
