@@ -136,9 +136,6 @@ internal sealed class LeanSocketListener : IConnectionListener
             try
             {
                 accepted.NoDelay = _options.NoDelay;
-                // Sends and receives are tried without blocking first; only a zero-byte receive (idle) and a
-                // send the socket cannot take at once (behind) go asynchronous.
-                accepted.Blocking = false;
             }
             catch (SocketException)
             {

@@ -9,8 +9,8 @@ namespace Perf.Kestrel.Mqtt.Internal;
 /// <summary>
 /// The receive side of a <see cref="LeanSocketConnection"/>: a <see cref="PipeReader"/> that reads from the
 /// socket only when asked. <see cref="ReadAsync"/> returns at once when unexamined data, the peer's FIN,
-/// an error or a cancellation is there; otherwise it receives without blocking into a pooled buffer and,
-/// when the socket has nothing, posts a zero-byte receive (no buffer) and completes when it fires. The
+/// an error or a cancellation is there; otherwise it receives into a pooled buffer when the socket has bytes waiting and,
+/// when it has none, posts a zero-byte receive (no buffer) and completes when it fires. The
 /// buffer is returned to the pool as soon as everything in it is consumed, so an idle connection holds none.
 /// Unconsumed bytes stay at the front of one contiguous buffer (compacted, or copied into a larger one
 /// when a message outgrows it), so every result is a single segment.
@@ -31,6 +31,7 @@ internal sealed class LeanSocketReader : PipeReader, IValueTaskSource<ReadResult
     private int _examined;
     private bool _fin;
     private bool _receivePending;
+    private bool _readable;
     private bool _readWaiting;
     private bool _cancelNext;
     private bool _completed;
@@ -138,12 +139,7 @@ internal sealed class LeanSocketReader : PipeReader, IValueTaskSource<ReadResult
         {
             if (_buffer is null)
             {
-                // Only the empty sequence (a result with no data) can be advanced here.
-                if (consumed.GetObject() is not null || examined.GetObject() is not null)
-                {
-                    throw new InvalidOperationException("The position does not belong to the last buffer read.");
-                }
-
+                // The last result had no data (an empty sequence): nothing to advance.
                 return;
             }
 
@@ -240,7 +236,16 @@ internal sealed class LeanSocketReader : PipeReader, IValueTaskSource<ReadResult
 
         while (true)
         {
-            switch (Receive())
+            // Receive only when the socket is known to be readable (bytes waiting, or the zero-byte receive
+            // fired: data, FIN or error), so the receive never blocks and never waits holding a buffer.
+            var outcome = ReceiveOutcome.WouldBlock;
+            if (_readable || Available() > 0)
+            {
+                _readable = false;
+                outcome = Receive();
+            }
+
+            switch (outcome)
             {
                 case ReceiveOutcome.Data:
                 case ReceiveOutcome.Fin:
@@ -270,7 +275,7 @@ internal sealed class LeanSocketReader : PipeReader, IValueTaskSource<ReadResult
         }
     }
 
-    /// <summary>One non-blocking receive into the free end of the buffer (renting, compacting or growing it first).</summary>
+    /// <summary>One receive (the socket is readable, so it does not block) into the free end of the buffer (renting, compacting or growing it first).</summary>
     private ReceiveOutcome Receive()
     {
         if (_buffer is null)
@@ -353,7 +358,21 @@ internal sealed class LeanSocketReader : PipeReader, IValueTaskSource<ReadResult
             Fail(args.SocketError);
         }
 
+        _readable = true;
         return false;
+    }
+
+    private int Available()
+    {
+        try
+        {
+            return _connection.Socket.Available;
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            // Let the receive report it.
+            return 1;
+        }
     }
 
     private void OnReceiveCompleted(SocketAsyncEventArgs args)
@@ -368,6 +387,8 @@ internal sealed class LeanSocketReader : PipeReader, IValueTaskSource<ReadResult
             {
                 Fail(args.SocketError);
             }
+
+            _readable = true;
 
             if (!_readWaiting || !TryGetResult(out result, out error))
             {

@@ -7,8 +7,8 @@ namespace Perf.Kestrel.Mqtt.Internal;
 
 /// <summary>
 /// The send side of a <see cref="LeanSocketConnection"/>: a <see cref="PipeWriter"/> whose
-/// <see cref="FlushAsync"/> sends. Written bytes go to a pooled buffer owned by the writer; a flush sends
-/// them without blocking and, when the socket takes them all (the usual case), returns the buffer to the
+/// <see cref="FlushAsync"/> sends. Written bytes go to a pooled buffer owned by the writer; a flush hands
+/// them to the socket (which sends synchronously when the kernel has room) and, when the socket takes them all (the usual case), returns the buffer to the
 /// pool. What the socket does not take goes to one send loop (the only async machinery, started only when
 /// the socket is behind); bytes flushed while it runs are queued behind it. When more than
 /// <c>maxUnsentBytes</c> are unsent, <see cref="FlushAsync"/> waits until the loop has sent down to half of
@@ -253,7 +253,7 @@ internal sealed class LeanSocketWriter : PipeWriter, IValueTaskSource<FlushResul
 
         if (!_sendLoopRunning)
         {
-            int sent = SendNow(_buffer, _length);
+            int sent = SendNow(_buffer, _length, out var pending);
             if (sent < 0)
             {
                 FailLocked();
@@ -275,14 +275,14 @@ internal sealed class LeanSocketWriter : PipeWriter, IValueTaskSource<FlushResul
             _sendLoopRunning = true;
             if (ExecutionContext.IsFlowSuppressed())
             {
-                _sendLoop = SendLoopAsync();
+                _sendLoop = SendLoopAsync(pending);
             }
             else
             {
                 // The loop outlives the flush that started it: it must not carry the caller's async locals.
                 using (ExecutionContext.SuppressFlow())
                 {
-                    _sendLoop = SendLoopAsync();
+                    _sendLoop = SendLoopAsync(pending);
                 }
             }
 
@@ -311,55 +311,55 @@ internal sealed class LeanSocketWriter : PipeWriter, IValueTaskSource<FlushResul
         DropWriterBuffer();
     }
 
-    /// <summary>Non-blocking sends until the socket would block: bytes taken, or -1 when the socket failed.</summary>
-    private int SendNow(byte[] buffer, int length)
+    /// <summary>
+    /// Sends while the socket takes the bytes at once (the socket's send completes synchronously when the
+    /// kernel has room): bytes taken, with <paramref name="pending"/> the send still under way if the socket
+    /// is behind, or -1 when the socket failed.
+    /// </summary>
+    private int SendNow(byte[] buffer, int length, out ValueTask<int> pending)
     {
         int sent = 0;
+        pending = default;
         var socket = _connection.Socket;
         while (sent < length)
         {
-            int n;
-            SocketError status;
+            ValueTask<int> send;
             try
             {
-                n = socket.Send(buffer, sent, length - sent, SocketFlags.None, out status);
+                send = socket.SendAsync(buffer.AsMemory(sent, length - sent), SocketFlags.None);
             }
-            catch (ObjectDisposedException)
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
             {
                 return -1;
             }
 
-            if (status == SocketError.WouldBlock || (status == SocketError.Success && n == 0))
+            if (!send.IsCompleted)
             {
-                break;
+                pending = send;
+                return sent;
             }
 
-            if (status != SocketError.Success)
+            if (!send.IsCompletedSuccessfully)
             {
+                _ = send.AsTask().Exception;
                 return -1;
             }
 
-            sent += n;
+            sent += send.Result;
         }
 
         return sent;
     }
 
-    private async Task SendLoopAsync()
+    private async Task SendLoopAsync(ValueTask<int> pending)
     {
         var socket = _connection.Socket;
         while (true)
         {
-            ReadOnlyMemory<byte> chunk;
-            lock (this)
-            {
-                chunk = _sending.AsMemory(_sendOffset, _sendEnd - _sendOffset);
-            }
-
             int sent;
             try
             {
-                sent = await socket.SendAsync(chunk, SocketFlags.None);
+                sent = await pending;
             }
             catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
             {
@@ -381,6 +381,7 @@ internal sealed class LeanSocketWriter : PipeWriter, IValueTaskSource<FlushResul
             bool resume;
             bool done;
             bool shutdown;
+            ReadOnlyMemory<byte> chunk = default;
             lock (this)
             {
                 _sendOffset += sent;
@@ -401,6 +402,10 @@ internal sealed class LeanSocketWriter : PipeWriter, IValueTaskSource<FlushResul
                 {
                     _sendLoopRunning = false;
                 }
+                else
+                {
+                    chunk = _sending.AsMemory(_sendOffset, _sendEnd - _sendOffset);
+                }
             }
 
             if (resume)
@@ -416,6 +421,15 @@ internal sealed class LeanSocketWriter : PipeWriter, IValueTaskSource<FlushResul
                 }
 
                 return;
+            }
+
+            try
+            {
+                pending = socket.SendAsync(chunk, SocketFlags.None);
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            {
+                pending = ValueTask.FromException<int>(ex);
             }
         }
     }
