@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using System.Net.Http.Json;
 using System.Net.Sockets;
 
@@ -52,5 +53,15 @@ public sealed class DoorsTests(HostFixture fixture)
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
         var read = await stream.ReadAsync(buffer, cts.Token);
         Assert.Equal(0, read); // EOF: the server closed the connection.
+    }
+
+    [Fact]
+    public void MqttDoor_IsServedByTheLeanTransport_ByDefault()
+    {
+        // MQTT_TRANSPORT unset: the MQTT endpoint is bound by the lean transport (and only it: HTTP, gRPC and
+        // the TCP door stay on Kestrel's socket transport, which EveryTcpDoor_AcceptsAConnection exercises).
+        Assert.True(fixture.Host.Settings.MqttLeanTransport);
+        var lean = fixture.Host.Services.GetRequiredService<Perf.Kestrel.Mqtt.LeanSocketTransportFactory>();
+        Assert.Equal(1, lean.BoundCount);
     }
 }

@@ -15,6 +15,9 @@ public sealed class HostSettings
     public int TcpIntegrationPort { get; init; } = 10560;
     public int EdgesRpcPort { get; init; } = 7070;
     public bool MqttEnabled { get; init; } = true;
+
+    /// <summary>MQTT_TRANSPORT: <c>lean</c> (the door's own socket transport, no pipes per connection) or <c>kestrel</c> (Kestrel's socket transport).</summary>
+    public bool MqttLeanTransport { get; init; } = true;
     public bool CoapEnabled { get; init; } = true;
     public bool TcpIntegrationEnabled { get; init; } = true;
     public bool EdgesEnabled { get; init; } = true;
@@ -39,6 +42,7 @@ public sealed class HostSettings
         TcpIntegrationPort = Port(configuration, "TCP_INTEGRATION_PORT", 10560),
         EdgesRpcPort = Port(configuration, "EDGES_RPC_PORT", 7070),
         MqttEnabled = Flag(configuration, "MQTT_ENABLED"),
+        MqttLeanTransport = ParseTransport(configuration["MQTT_TRANSPORT"]),
         CoapEnabled = Flag(configuration, "COAP_ENABLED"),
         TcpIntegrationEnabled = Flag(configuration, "TCP_INTEGRATION_ENABLED"),
         EdgesEnabled = Flag(configuration, "EDGES_ENABLED"),
@@ -54,6 +58,11 @@ public sealed class HostSettings
         : value == "localhost" ? IPAddress.Loopback
         : IPAddress.TryParse(value, out var address) ? address
         : throw new InvalidOperationException($"{name} '{value}' is not an IP address");
+
+    private static bool ParseTransport(string? value) =>
+        string.IsNullOrWhiteSpace(value) || value.Equals("lean", StringComparison.OrdinalIgnoreCase) ? true
+        : value.Equals("kestrel", StringComparison.OrdinalIgnoreCase) ? false
+        : throw new InvalidOperationException($"MQTT_TRANSPORT '{value}' is not 'lean' or 'kestrel'");
 
     internal static int Port(IConfiguration configuration, string name, int fallback)
     {

@@ -115,6 +115,14 @@ public sealed class PerfHost : IAsyncDisposable
         // the default accept backlog of 512; dropped SYNs come back after 1 s and 3 s, which is what
         // CONNACK p99 of 2 to 5 s at 1,000 concurrent connects showed. The kernel caps it at somaxconn.
         builder.WebHost.UseSockets(sockets => sockets.Backlog = 4096);
+        if (settings.MqttEnabled && settings.MqttLeanTransport)
+        {
+            // Issue 12 (memory per idle connection): the MQTT endpoint (a LeanEndPoint) on the lean transport;
+            // registered after UseSockets, so Kestrel asks it first, and it binds only LeanEndPoints.
+            builder.Services.AddSingleton(sp => new LeanSocketTransportFactory(
+                new LeanSocketTransportOptions { Backlog = 4096 }, sp.GetRequiredService<ILoggerFactory>()));
+            builder.Services.AddSingleton<Microsoft.AspNetCore.Connections.IConnectionListenerFactory>(sp => sp.GetRequiredService<LeanSocketTransportFactory>());
+        }
 
         var listeners = new ListenOptions?[6];
         builder.WebHost.ConfigureKestrel(kestrel =>
@@ -130,7 +138,9 @@ public sealed class PerfHost : IAsyncDisposable
             });
             if (settings.MqttEnabled)
             {
-                kestrel.Listen(settings.BindAddress, settings.MqttPort, mqtt => listeners[1] = mqtt.UseConnectionGate(guard, guard.CreateQuota("mqtt", limits.MqttMaxConnections)).UseMqtt());
+                // Issue 12: the plain MQTT port on the lean transport (MQTT_TRANSPORT, default lean).
+                var endPoint = settings.MqttLeanTransport ? new LeanEndPoint(settings.BindAddress, settings.MqttPort) : new IPEndPoint(settings.BindAddress, settings.MqttPort);
+                kestrel.Listen(endPoint, mqtt => listeners[1] = mqtt.UseConnectionGate(guard, guard.CreateQuota("mqtt", limits.MqttMaxConnections)).UseMqtt());
             }
 
             if (settings.MqttTls.Enabled)

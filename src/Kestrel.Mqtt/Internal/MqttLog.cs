@@ -37,6 +37,12 @@ internal static partial class MqttLog
     [LoggerMessage(10, LogLevel.Warning, "MQTT {ConnectionId} device {Device} request failed")]
     public static partial void RequestFailed(ILogger logger, Exception exception, string connectionId, string? device);
 
+    [LoggerMessage(11, LogLevel.Information, "Lean socket transport listening on {EndPoint}")]
+    public static partial void LeanTransportBound(ILogger logger, string endPoint);
+
+    [LoggerMessage(12, LogLevel.Warning, "Lean socket transport on {EndPoint}: accept failed ({Error}), still accepting")]
+    public static partial void LeanTransportAcceptFailed(ILogger logger, string endPoint, System.Net.Sockets.SocketError error);
+
     // 40..49: TLS (ids kept apart from other branches' additions).
     [LoggerMessage(40, LogLevel.Information, "MQTT {ConnectionId} client certificate {Subject} (SHA-1 {Thumbprint}) is not the X.509 credentials of any device")]
     public static partial void UnknownCertificate(ILogger logger, string connectionId, string subject, string thumbprint);

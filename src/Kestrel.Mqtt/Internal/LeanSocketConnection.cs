@@ -1,0 +1,319 @@
+using System.Collections;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
+using Microsoft.AspNetCore.Http.Features;
+
+namespace Perf.Kestrel.Mqtt.Internal;
+
+/// <summary>
+/// One accepted socket as a Kestrel <see cref="ConnectionContext"/>, without pipes: the connection is its
+/// own duplex pipe and feature collection, the reader receives on demand (a zero-byte receive while idle,
+/// a pooled buffer only while unconsumed data exists) and the writer sends on flush (a pooled buffer only
+/// while unsent data exists). An idle connection holds this object, its reader, writer and receive
+/// arguments, and the socket: no buffer, no loop, no cancellation source.
+/// </summary>
+/// <remarks>
+/// Issue 12 (memory per idle connection): Kestrel's socket transport holds about 2.7 KB per connection
+/// (two <see cref="Pipe"/>s, <c>SocketConnection</c>, its receive and send loops and their event args)
+/// before any byte arrives; this transport replaces all of it for the doors that opt in.
+/// </remarks>
+internal sealed class LeanSocketConnection : ConnectionContext, IDuplexPipe, IFeatureCollection,
+    IConnectionIdFeature, IConnectionTransportFeature, IConnectionItemsFeature, IConnectionLifetimeFeature,
+    IConnectionEndPointFeature, IConnectionSocketFeature
+{
+    private static long s_lastId;
+
+    private readonly Socket _socket;
+    private readonly long _id;
+    private readonly LeanSocketReader _reader;
+    private readonly LeanSocketWriter _writer;
+    private IDuplexPipe? _transport;
+    private string? _connectionId;
+    private IDictionary<object, object?>? _items;
+    private EndPoint? _localEndPoint;
+    private EndPoint? _remoteEndPoint;
+    private CancellationTokenSource? _closedSource;
+    private CancellationToken? _closedOverride;
+    private KeyValuePair<Type, object?>[]? _extraFeatures;
+    private int _featureRevision;
+
+    /// <summary>Set once: the reason given to <see cref="Abort(ConnectionAbortedException)"/>, or a close.</summary>
+    private volatile Exception? _abortReason;
+    private int _closedSignaled;
+    private int _disposed;
+
+    public LeanSocketConnection(Socket socket, int maxUnsentBytes)
+    {
+        _socket = socket;
+        _id = Interlocked.Increment(ref s_lastId);
+        _reader = new LeanSocketReader(this);
+        _writer = new LeanSocketWriter(this, maxUnsentBytes);
+    }
+
+    public Socket Socket => _socket;
+
+    internal Exception? AbortReason => _abortReason;
+
+    // ConnectionContext
+
+    public override string ConnectionId
+    {
+        get => _connectionId ??= FormatId(_id);
+        set => _connectionId = value;
+    }
+
+    public override IFeatureCollection Features => this;
+
+    public override IDictionary<object, object?> Items
+    {
+        get => _items ??= new ConnectionItems();
+        set => _items = value;
+    }
+
+    public override IDuplexPipe Transport
+    {
+        get => _transport ?? this;
+        set => _transport = value;
+    }
+
+    public override EndPoint? LocalEndPoint
+    {
+        get => _localEndPoint ??= SafeEndPoint(local: true);
+        set => _localEndPoint = value;
+    }
+
+    public override EndPoint? RemoteEndPoint
+    {
+        get => _remoteEndPoint ??= SafeEndPoint(local: false);
+        set => _remoteEndPoint = value;
+    }
+
+    /// <summary>Created on first use: fires when the peer closes, the socket fails, or the connection is aborted or disposed.</summary>
+    public override CancellationToken ConnectionClosed
+    {
+        get
+        {
+            if (_closedOverride is { } token)
+            {
+                return token;
+            }
+
+            lock (_reader)
+            {
+                if (_closedSource is null)
+                {
+                    _closedSource = new CancellationTokenSource();
+                    if (Volatile.Read(ref _closedSignaled) != 0)
+                    {
+                        _closedSource.Cancel();
+                    }
+                }
+
+                return _closedSource.Token;
+            }
+        }
+        set => _closedOverride = value;
+    }
+
+    // IDuplexPipe (the connection's own transport until middleware replaces Transport)
+
+    PipeReader IDuplexPipe.Input => _reader;
+
+    PipeWriter IDuplexPipe.Output => _writer;
+
+    internal LeanSocketReader Reader => _reader;
+
+    internal LeanSocketWriter Writer => _writer;
+
+    /// <summary>Closes the socket at once: pending and later reads fail with <paramref name="abortReason"/>, flushes report completion.</summary>
+    public override void Abort(ConnectionAbortedException abortReason)
+    {
+        if (Interlocked.CompareExchange(ref _abortReason, abortReason, null) is not null)
+        {
+            return;
+        }
+
+        // Shutdown first so the peer sees the close even if a send is in flight; Dispose completes the
+        // pending zero-byte receive and any pending send with an error, which the reader and writer map to
+        // the abort reason.
+        try
+        {
+            _socket.Shutdown(SocketShutdown.Both);
+        }
+        catch (SocketException)
+        {
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+
+        _socket.Dispose();
+        SignalClosed();
+    }
+
+    public override void Abort() => Abort(new ConnectionAbortedException("The connection was aborted by the application."));
+
+    public override async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            // Bytes committed before the handler returned are sent before the socket closes (as Kestrel's
+            // transport does); a peer that stops reading gets a bounded wait, then the close.
+            _writer.Complete();
+            await _writer.WaitForSendsAsync(TimeSpan.FromSeconds(5));
+            Interlocked.CompareExchange(ref _abortReason, new ConnectionAbortedException("The connection was closed."), null);
+            _socket.Dispose();
+            _reader.Complete();
+            SignalClosed();
+        }
+
+        await base.DisposeAsync();
+    }
+
+    /// <summary>The peer closed, the socket failed, or the connection ended: fires <see cref="ConnectionClosed"/> (off this thread).</summary>
+    internal void SignalClosed()
+    {
+        if (Interlocked.Exchange(ref _closedSignaled, 1) != 0)
+        {
+            return;
+        }
+
+        CancellationTokenSource? source;
+        lock (_reader)
+        {
+            source = _closedSource;
+        }
+
+        if (source is not null)
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(static s => s.Cancel(), source, preferLocal: false);
+        }
+    }
+
+    private EndPoint? SafeEndPoint(bool local)
+    {
+        try
+        {
+            return local ? _socket.LocalEndPoint : _socket.RemoteEndPoint;
+        }
+        catch (ObjectDisposedException)
+        {
+            return null;
+        }
+        catch (SocketException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Kestrel's id shape (13 characters, base32 of a counter), built only when asked for.</summary>
+    private static string FormatId(long id) => string.Create(13, id, static (span, value) =>
+    {
+        const string Chars = "0123456789ABCDEFGHIJKLMNOPQRSTUV";
+        for (int i = 12; i >= 0; i--)
+        {
+            span[i] = Chars[(int)(value & 31)];
+            value >>= 5;
+        }
+    });
+
+    // Features: the connection answers for its own feature interfaces; the rest (Kestrel sets four or five
+    // per connection, TLS a few more) go to a small array created on the first Set.
+
+    bool IFeatureCollection.IsReadOnly => false;
+
+    int IFeatureCollection.Revision => _featureRevision;
+
+    object? IFeatureCollection.this[Type key]
+    {
+        get
+        {
+            if (IsOwnFeature(key))
+            {
+                return this;
+            }
+
+            var extra = _extraFeatures;
+            if (extra is not null)
+            {
+                for (int i = 0; i < extra.Length; i++)
+                {
+                    if (extra[i].Key == key)
+                    {
+                        return extra[i].Value;
+                    }
+                }
+            }
+
+            return null;
+        }
+        set
+        {
+            _featureRevision++;
+            var extra = _extraFeatures;
+            int free = -1;
+            if (extra is not null)
+            {
+                for (int i = 0; i < extra.Length; i++)
+                {
+                    if (extra[i].Key == key)
+                    {
+                        extra[i] = value is null ? default : new(key, value);
+                        return;
+                    }
+
+                    if (free < 0 && extra[i].Key is null)
+                    {
+                        free = i;
+                    }
+                }
+            }
+
+            if (value is null)
+            {
+                return;
+            }
+
+            if (free < 0)
+            {
+                free = extra?.Length ?? 0;
+                Array.Resize(ref _extraFeatures, free + 6);
+            }
+
+            _extraFeatures![free] = new(key, value);
+        }
+    }
+
+    TFeature? IFeatureCollection.Get<TFeature>() where TFeature : default => (TFeature?)((IFeatureCollection)this)[typeof(TFeature)];
+
+    void IFeatureCollection.Set<TFeature>(TFeature? instance) where TFeature : default => ((IFeatureCollection)this)[typeof(TFeature)] = instance;
+
+    IEnumerator<KeyValuePair<Type, object>> IEnumerable<KeyValuePair<Type, object>>.GetEnumerator()
+    {
+        yield return new(typeof(IConnectionIdFeature), this);
+        yield return new(typeof(IConnectionTransportFeature), this);
+        yield return new(typeof(IConnectionItemsFeature), this);
+        yield return new(typeof(IConnectionLifetimeFeature), this);
+        yield return new(typeof(IConnectionEndPointFeature), this);
+        yield return new(typeof(IConnectionSocketFeature), this);
+        if (_extraFeatures is { } extra)
+        {
+            foreach (var pair in extra)
+            {
+                if (pair.Key is not null && pair.Value is not null)
+                {
+                    yield return new(pair.Key, pair.Value);
+                }
+            }
+        }
+    }
+
+    IEnumerator IEnumerable.GetEnumerator() => ((IEnumerable<KeyValuePair<Type, object>>)this).GetEnumerator();
+
+    private static bool IsOwnFeature(Type key) =>
+        key == typeof(IConnectionIdFeature) || key == typeof(IConnectionTransportFeature) || key == typeof(IConnectionItemsFeature)
+        || key == typeof(IConnectionLifetimeFeature) || key == typeof(IConnectionEndPointFeature) || key == typeof(IConnectionSocketFeature);
+}

@@ -1,0 +1,388 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Logging.Abstractions;
+using Perf.Kestrel.Mqtt.Internal;
+
+namespace Perf.Kestrel.Mqtt.Tests;
+
+/// <summary>The lean socket transport's pipe semantics, over real loopback sockets.</summary>
+public sealed class LeanSocketTransportTests : IAsyncLifetime
+{
+    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
+    private IConnectionListener _listener = null!;
+    private Socket _client = null!;
+    private LeanSocketConnection _server = null!;
+
+    private PipeReader Input => _server.Transport.Input;
+    private PipeWriter Output => _server.Transport.Output;
+
+    public async Task InitializeAsync() => await ConnectAsync(64 * 1024);
+
+    public async Task DisposeAsync()
+    {
+        _client.Dispose();
+        await _server.DisposeAsync();
+        await _listener.DisposeAsync();
+    }
+
+    [Fact]
+    public void Factory_BindsOnlyLeanEndPoints()
+    {
+        var factory = new LeanSocketTransportFactory(new LeanSocketTransportOptions(), NullLoggerFactory.Instance);
+        Assert.True(factory.CanBind(new LeanEndPoint(IPAddress.Loopback, 0)));
+        Assert.False(factory.CanBind(new IPEndPoint(IPAddress.Loopback, 0)));
+    }
+
+    [Fact]
+    public async Task PartialConsumption_KeepsTheRestForTheNextRead()
+    {
+        await SendAsync("abcdef");
+        var result = await ReadAtLeastAsync(6);
+        Input.AdvanceTo(result.Buffer.GetPosition(2), result.Buffer.End);
+
+        await SendAsync("gh");
+        result = await ReadAtLeastAsync(6);
+        Assert.Equal("cdefgh", Text(result.Buffer));
+        Input.AdvanceTo(result.Buffer.End);
+    }
+
+    [Fact]
+    public async Task ExaminedWithoutConsumed_WaitsForMoreData()
+    {
+        await SendAsync("ab");
+        var result = await ReadAtLeastAsync(2);
+        Input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+
+        var next = Input.ReadAsync().AsTask();
+        Assert.NotSame(next, await Task.WhenAny(next, Task.Delay(300)));
+
+        await SendAsync("c");
+        result = await next.WaitAsync(Deadline);
+        Assert.Equal("abc", Text(result.Buffer));
+        Input.AdvanceTo(result.Buffer.End);
+    }
+
+    [Fact]
+    public async Task ExaminedLessThanEnd_ReturnsAtOnce()
+    {
+        await SendAsync("abcd");
+        var result = await ReadAtLeastAsync(4);
+        Input.AdvanceTo(result.Buffer.Start, result.Buffer.GetPosition(2));
+
+        var again = Input.ReadAsync();
+        Assert.True(again.IsCompleted);
+        var result2 = await again;
+        Assert.Equal("abcd", Text(result2.Buffer));
+        Input.AdvanceTo(result2.Buffer.End);
+    }
+
+    [Fact]
+    public async Task OneByteSegments_AccumulateUntilTheFrameIsComplete()
+    {
+        var expected = new byte[300];
+        Random.Shared.NextBytes(expected);
+        var sender = Task.Run(async () =>
+        {
+            for (int i = 0; i < expected.Length; i++)
+            {
+                await _client.SendAsync(expected.AsMemory(i, 1));
+            }
+        });
+
+        var result = await ReadAtLeastAsync(expected.Length);
+        Assert.Equal(expected, result.Buffer.ToArray());
+        Input.AdvanceTo(result.Buffer.End);
+        await sender;
+    }
+
+    [Fact]
+    public async Task LargeMessage_SpanningManyBuffers_ArrivesWhole()
+    {
+        var expected = new byte[3 * 1024 * 1024 + 17];
+        Random.Shared.NextBytes(expected);
+        var sender = Task.Run(async () => await _client.SendAsync(expected));
+
+        var result = await ReadAtLeastAsync(expected.Length);
+        Assert.True(result.Buffer.ToArray().AsSpan().SequenceEqual(expected));
+        Input.AdvanceTo(result.Buffer.End);
+        await sender;
+        Assert.False(_server.Reader.HoldsBuffer);
+    }
+
+    [Fact]
+    public async Task PeerFin_CompletesTheReader_AndFiresConnectionClosed()
+    {
+        var closed = new TaskCompletionSource();
+        using var registration = _server.ConnectionClosed.Register(() => closed.TrySetResult());
+        await SendAsync("xy");
+        _client.Shutdown(SocketShutdown.Send);
+
+        var result = await ReadAtLeastAsync(2, untilCompleted: true);
+        Assert.True(result.IsCompleted);
+        Assert.Equal("xy", Text(result.Buffer));
+        Input.AdvanceTo(result.Buffer.End);
+
+        result = await Input.ReadAsync().AsTask().WaitAsync(Deadline);
+        Assert.True(result.IsCompleted);
+        Assert.True(result.Buffer.IsEmpty);
+        await closed.Task.WaitAsync(Deadline);
+    }
+
+    [Fact]
+    public async Task Abort_FailsThePendingRead_AndClosesThePeer()
+    {
+        var pending = Input.ReadAsync().AsTask();
+        _server.Abort(new ConnectionAbortedException("test abort"));
+
+        var ex = await Assert.ThrowsAsync<ConnectionAbortedException>(() => pending.WaitAsync(Deadline));
+        Assert.Equal("test abort", ex.Message);
+        var flush = await WriteAsync(new byte[10]);
+        Assert.True(flush.IsCompleted);
+
+        var buffer = new byte[16];
+        try
+        {
+            Assert.Equal(0, await _client.ReceiveAsync(buffer, SocketFlags.None).WaitAsync(Deadline));
+        }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionReset)
+        {
+        }
+    }
+
+    [Fact]
+    public async Task CancelPendingRead_ReturnsCanceled_ThenReadsGoOn()
+    {
+        var pending = Input.ReadAsync().AsTask();
+        Input.CancelPendingRead();
+        var result = await pending.WaitAsync(Deadline);
+        Assert.True(result.IsCanceled);
+        Input.AdvanceTo(result.Buffer.End);
+
+        await SendAsync("z");
+        result = await ReadAtLeastAsync(1);
+        Assert.Equal("z", Text(result.Buffer));
+        Input.AdvanceTo(result.Buffer.End);
+    }
+
+    [Fact]
+    public async Task ReadCancellationToken_CancelsTheWait()
+    {
+        using var cts = new CancellationTokenSource();
+        var pending = Input.ReadAsync(cts.Token).AsTask();
+        await cts.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => pending.WaitAsync(Deadline));
+    }
+
+    [Fact]
+    public async Task Idle_HoldsNoBuffer()
+    {
+        await SendAsync("hello");
+        var result = await ReadAtLeastAsync(5);
+        Input.AdvanceTo(result.Buffer.End);
+        Assert.True((await WriteAsync("world"u8.ToArray())).IsCompleted is false);
+        Assert.Equal("world", await ReceiveTextAsync(5));
+
+        var pending = Input.ReadAsync();
+        Assert.False(pending.IsCompleted);
+        Assert.False(_server.Reader.HoldsBuffer);
+        Assert.False(_server.Writer.HoldsBuffer);
+        Input.CancelPendingRead();
+        await pending;
+    }
+
+    [Fact]
+    public async Task Backpressure_FlushWaitsForANonReadingPeer_ThenEverythingArrivesInOrder()
+    {
+        const int chunk = 16 * 1024;
+        long written = 0;
+        ValueTask<FlushResult> flush;
+        var deadline = DateTime.UtcNow + Deadline;
+        while (true)
+        {
+            var span = Output.GetSpan(chunk)[..chunk];
+            for (int i = 0; i < chunk; i++)
+            {
+                span[i] = (byte)((written + i) % 251);
+            }
+
+            Output.Advance(chunk);
+            written += chunk;
+            flush = Output.FlushAsync();
+            if (!flush.IsCompleted)
+            {
+                break;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, "FlushAsync never applied backpressure");
+        }
+
+        Assert.True(_server.Writer.Unsent > 64 * 1024);
+        var received = new byte[written];
+        var reader = Task.Run(async () =>
+        {
+            int at = 0;
+            while (at < received.Length)
+            {
+                int n = await _client.ReceiveAsync(received.AsMemory(at));
+                Assert.NotEqual(0, n);
+                at += n;
+            }
+        });
+
+        var flushTask = flush.AsTask();
+        try
+        {
+            await flushTask.WaitAsync(Deadline);
+        }
+        catch (TimeoutException)
+        {
+            Assert.Fail($"flush: written {written}, unsent {_server.Writer.Unsent}, client available {_client.Available}, reader {reader.Status} {reader.Exception?.InnerException?.Message}");
+        }
+
+        Assert.False((await flushTask).IsCompleted);
+        try
+        {
+            await reader.WaitAsync(Deadline);
+        }
+        catch (TimeoutException)
+        {
+            Assert.Fail($"written {written}, unsent {_server.Writer.Unsent}, client available {_client.Available}");
+        }
+
+        for (long i = 0; i < written; i++)
+        {
+            if (received[i] != (byte)(i % 251))
+            {
+                Assert.Fail($"byte {i} out of order");
+            }
+        }
+
+        Assert.Equal(0, _server.Writer.Unsent);
+    }
+
+    [Fact]
+    public async Task ConcurrentWriteAndRead_EchoesTwoMegabytes()
+    {
+        var payload = new byte[2 * 1024 * 1024];
+        Random.Shared.NextBytes(payload);
+        var echo = Task.Run(async () =>
+        {
+            while (true)
+            {
+                var result = await Input.ReadAsync();
+                foreach (var segment in result.Buffer)
+                {
+                    await Output.WriteAsync(segment);
+                }
+
+                Input.AdvanceTo(result.Buffer.End);
+                if (result.IsCompleted)
+                {
+                    await Output.CompleteAsync();
+                    return;
+                }
+            }
+        });
+
+        var send = Task.Run(async () =>
+        {
+            for (int at = 0; at < payload.Length; at += 7000)
+            {
+                await _client.SendAsync(payload.AsMemory(at, Math.Min(7000, payload.Length - at)));
+            }
+
+            _client.Shutdown(SocketShutdown.Send);
+        });
+
+        var received = new MemoryStream();
+        var buffer = new byte[65536];
+        while (true)
+        {
+            int n = await _client.ReceiveAsync(buffer, SocketFlags.None).WaitAsync(Deadline);
+            if (n == 0)
+            {
+                break;
+            }
+
+            received.Write(buffer, 0, n);
+        }
+
+        await send;
+        await echo.WaitAsync(Deadline);
+        Assert.True(received.ToArray().AsSpan().SequenceEqual(payload));
+    }
+
+    [Fact]
+    public async Task WriterComplete_SendsWhatWasWritten_ThenFin()
+    {
+        Output.Write("bye"u8);
+        await Output.CompleteAsync();
+        Assert.Equal("bye", await ReceiveTextAsync(3));
+        Assert.Equal(0, await _client.ReceiveAsync(new byte[8], SocketFlags.None).WaitAsync(Deadline));
+    }
+
+    [Fact]
+    public async Task Features_AnswerForTheConnection_AndKeepWhatIsSet()
+    {
+        Assert.Same(_server, _server.Features.Get<Microsoft.AspNetCore.Connections.Features.IConnectionTransportFeature>());
+        Assert.Same(_server.Socket, _server.Features.Get<Microsoft.AspNetCore.Connections.Features.IConnectionSocketFeature>()!.Socket);
+        var marker = new Marker();
+        _server.Features.Set(marker);
+        Assert.Same(marker, _server.Features.Get<Marker>());
+        _server.Features.Set<Marker>(null);
+        Assert.Null(_server.Features.Get<Marker>());
+        Assert.Equal(_client.LocalEndPoint, _server.RemoteEndPoint);
+        Assert.Equal(13, _server.ConnectionId.Length);
+        await Task.CompletedTask;
+    }
+
+    private sealed class Marker;
+
+    private async Task ConnectAsync(int maxUnsent)
+    {
+        var factory = new LeanSocketTransportFactory(new LeanSocketTransportOptions { MaxUnsentBytes = maxUnsent }, NullLoggerFactory.Instance);
+        _listener = await factory.BindAsync(new LeanEndPoint(IPAddress.Loopback, 0));
+        _client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        var accept = _listener.AcceptAsync().AsTask();
+        await _client.ConnectAsync(_listener.EndPoint);
+        _server = (LeanSocketConnection)(await accept.WaitAsync(Deadline))!;
+    }
+
+    private async Task SendAsync(string text) => await _client.SendAsync(System.Text.Encoding.ASCII.GetBytes(text));
+
+    private async Task<FlushResult> WriteAsync(byte[] data) => await Output.WriteAsync(data);
+
+    /// <summary>Reads, examining without consuming, until at least <paramref name="count"/> bytes (and, if asked, the FIN) are there.</summary>
+    private async Task<ReadResult> ReadAtLeastAsync(int count, bool untilCompleted = false)
+    {
+        while (true)
+        {
+            var result = await Input.ReadAsync().AsTask().WaitAsync(Deadline);
+            if ((result.Buffer.Length >= count && (!untilCompleted || result.IsCompleted)) || result.IsCompleted)
+            {
+                return result;
+            }
+
+            Input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+        }
+    }
+
+    private async Task<string> ReceiveTextAsync(int count)
+    {
+        var buffer = new byte[count];
+        int at = 0;
+        while (at < count)
+        {
+            int n = await _client.ReceiveAsync(buffer.AsMemory(at)).AsTask().WaitAsync(Deadline);
+            Assert.NotEqual(0, n);
+            at += n;
+        }
+
+        return System.Text.Encoding.ASCII.GetString(buffer);
+    }
+
+    private static string Text(ReadOnlySequence<byte> buffer) => System.Text.Encoding.ASCII.GetString(buffer.ToArray());
+}
