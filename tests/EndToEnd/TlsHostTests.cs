@@ -130,10 +130,13 @@ public sealed class TlsHostTests
             var lines = HandshakeLines(host);
             Assert.True(lines.Count == 4, string.Join('\n', lines));
             Assert.All(lines, l => Assert.Contains("Door mqtt-tls TLS handshake with 127.0.0.1:", l, StringComparison.Ordinal));
-            Assert.Single(lines, l => l.Contains("UnknownCA", StringComparison.OrdinalIgnoreCase) || l.Contains("unknown ca", StringComparison.OrdinalIgnoreCase));
-            Assert.Single(lines, l => l.Contains("expired on", StringComparison.Ordinal) && l.Contains("CN=expired", StringComparison.Ordinal));
-            Assert.Single(lines, l => l.Contains($"127.0.0.1:{plainPort} failed", StringComparison.Ordinal));
-            Assert.Single(lines, l => l.Contains($"127.0.0.1:{silentPort} failed: no complete handshake within the timeout", StringComparison.Ordinal));
+            var all = string.Join('\n', lines);
+            // The client's "unknown ca" alert is usually read; on a loaded machine its reset can overtake it.
+            Assert.True(lines.Count(l => l.Contains("UnknownCA", StringComparison.OrdinalIgnoreCase) || l.Contains("unknown ca", StringComparison.OrdinalIgnoreCase)
+                || l.Contains("reset by peer", StringComparison.OrdinalIgnoreCase)) == 1, all);
+            Assert.True(lines.Count(l => l.Contains("expired on", StringComparison.Ordinal) && l.Contains("CN=expired", StringComparison.Ordinal)) == 1, all);
+            Assert.True(lines.Count(l => l.Contains($"127.0.0.1:{plainPort} failed", StringComparison.Ordinal)) == 1, all);
+            Assert.True(lines.Count(l => l.Contains($"127.0.0.1:{silentPort} failed: no complete handshake within the timeout", StringComparison.Ordinal)) == 1, all);
             Assert.DoesNotContain(token, host.Output, StringComparison.Ordinal);
         }
         finally
