@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Issue 12, rows 1, 2, 5, 6 and 7 in one session on this machine: our server (Release, durable QoS 1),
+# Debian mosquitto (persistence off) and load/'s bare-server (the Kestrel ceiling), measured alternately with
+# the same client settings. Row 3 (memory per idle connection) is load/idle-memory.sh (a fresh server per
+# target); row 4 (allocation per message) is /health/runtime around a run (docs/PERFORMANCE.md).
+#   rows 1-2: mqtt-publish QoS 1, WINDOW in flight, PAYLOAD-byte JSON, DURATION, for each count in CONNS.
+#   row 5:    ours at half of its row-1 rate (100 connections): PUBACK p99 / p99.9.
+#   row 6:    mqtt-connect CONNECTS connections at full speed against each server: connects/s, CONNACK p99.
+#   row 7:    rpc (REST two-way -> MQTT device -> REST) at max, then paced at RPC_RATE.
+# Usage: bash load/issue12.sh [out-dir]   (env: CONNS="100 1000 10000" DURATION=20s WINDOW=32 PAYLOAD=64
+#        ROUNDS=1 CONNECTS=9000 RPC_RATE=5000; any other environment reaches our server unchanged)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-load/results/issue12-$(date -u +%Y%m%dT%H%M%SZ)}
+CONNS=${CONNS:-"100 1000 10000"} DURATION=${DURATION:-20s} WINDOW=${WINDOW:-32} PAYLOAD=${PAYLOAD:-64}
+ROUNDS=${ROUNDS:-1} CONNECTS=${CONNECTS:-9000} RPC_RATE=${RPC_RATE:-5000}
+HTTP_PORT=${HTTP_PORT:-28880} MQTT_PORT=${MQTT_PORT:-28883} MOSQ_PORT=${MOSQ_PORT:-28884} BARE_PORT=${BARE_PORT:-28885}
+mkdir -p "$OUT"
+command -v mosquitto >/dev/null || { echo "mosquitto missing: apt-get install -y mosquitto" >&2; exit 2; }
+dotnet build -c Release load -v q -nologo >/dev/null
+dotnet build -c Release src/Api -v q -nologo >/dev/null
+LOAD=(dotnet load/bin/Release/net10.0/Perf.Load.dll)
+API="http://127.0.0.1:$HTTP_PORT"
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+wait_port() { for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not open" >&2; exit 1; }
+for port in "$HTTP_PORT" "$MQTT_PORT" "$MOSQ_PORT" "$BARE_PORT"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "port $port is already in use" >&2; exit 1; fi
+done
+
+DATA=$(mktemp -d)
+DATA_DIR=$DATA BIND_ADDRESS=127.0.0.1 HTTP_BIND_PORT=$HTTP_PORT MQTT_BIND_PORT=$MQTT_PORT COAP_ENABLED=false \
+  TCP_INTEGRATION_ENABLED=false EDGES_ENABLED=false dotnet src/Api/bin/Release/net10.0/Perf.Api.dll >"$OUT/ours.log" 2>&1 & OURS=$!; PIDS+=("$OURS")
+printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_connections -1\nlog_dest stderr\nlog_type error\n' "$MOSQ_PORT" > "$OUT/mosquitto.conf"
+mosquitto -c "$OUT/mosquitto.conf" >"$OUT/mosquitto.log" 2>&1 & MOSQ=$!; PIDS+=("$MOSQ")
+"${LOAD[@]}" bare-server --port "$BARE_PORT" >"$OUT/bare-server.log" 2>&1 & BARE=$!; PIDS+=("$BARE")
+wait_port "$HTTP_PORT"; wait_port "$MQTT_PORT"; wait_port "$MOSQ_PORT"; wait_port "$BARE_PORT"
+
+# Devices load-0..load-(N-1) with tokens load-token-i on our server (the others accept any user name).
+max=$CONNECTS; for c in $CONNS; do [ "$c" -gt "$max" ] && max=$c; done
+echo "== provisioning $max devices" >&2
+"${LOAD[@]}" mqtt-connect --port "$MQTT_PORT" --connections 1 --duration 1s --settle 0s --provision "$max" --api "$API" >"$OUT/provision.txt" 2>&1
+
+target_port() { case $1 in ours) echo "$MQTT_PORT" ;; mosquitto) echo "$MOSQ_PORT" ;; bare) echo "$BARE_PORT" ;; esac; }
+target_pid() { case $1 in ours) echo "$OURS" ;; mosquitto) echo "$MOSQ" ;; bare) echo "$BARE" ;; esac; }
+
+# Warm-up of our server (JIT, pools, FASTER log pages), not reported.
+"${LOAD[@]}" mqtt-publish --port "$MQTT_PORT" --connections 100 --qos 1 --window "$WINDOW" --payload "$PAYLOAD" --duration 5s >/dev/null 2>&1 || true
+
+for c in $CONNS; do
+  for r in $(seq "$ROUNDS"); do
+    for t in ours mosquitto bare; do
+      echo "== rows 1-2: $c connections, round $r, $t ($(cut -d' ' -f1-3 /proc/loadavg))" >&2
+      "${LOAD[@]}" mqtt-publish --port "$(target_port $t)" --connections "$c" --qos 1 --window "$WINDOW" --payload "$PAYLOAD" \
+        --duration "$DURATION" --connect-concurrency 1000 --server-pid "$(target_pid $t)" --json "$OUT/publish-$c-$t-$r.json" >"$OUT/publish-$c-$t-$r.txt" 2>/dev/null || true
+    done
+  done
+done
+
+# Top-level "rate" is indented 2 spaces (the "rate" parameter sits deeper); other keys are unique.
+field() { if [ "$2" = rate ]; then grep -m1 -E '^  "rate":' "$1"; else grep -m1 -F "\"$2\":" "$1"; fi | sed -E 's/.*: "?([^",]*)"?,?$/\1/'; }
+
+first=${CONNS%% *}
+half=$(printf '%.0f' "$(echo "$(field "$OUT/publish-$first-ours-1.json" rate) / 2" | bc -l)")
+echo "== row 5: ours at half its rate, $half msgs/s" >&2
+"${LOAD[@]}" mqtt-publish --port "$MQTT_PORT" --connections "$first" --qos 1 --window "$WINDOW" --payload "$PAYLOAD" \
+  --duration "$DURATION" --rate "$half" --server-pid "$OURS" --json "$OUT/latency-ours.json" >"$OUT/latency-ours.txt" 2>/dev/null || true
+
+for t in ours mosquitto bare; do
+  echo "== row 6: $CONNECTS connects against $t" >&2
+  "${LOAD[@]}" mqtt-connect --port "$(target_port $t)" --connections "$CONNECTS" --connect-rate 0 --concurrency 1000 --duration 2s \
+    --server-pid "$(target_pid $t)" --json "$OUT/connect-$t.json" >"$OUT/connect-$t.txt" 2>/dev/null || true
+done
+
+echo "== row 7: rpc at max, then at $RPC_RATE/s" >&2
+"${LOAD[@]}" rpc --port "$MQTT_PORT" --api "$API" --devices 10 --concurrency 64 --duration "$DURATION" --json "$OUT/rpc-max.json" >"$OUT/rpc-max.txt" 2>/dev/null || true
+"${LOAD[@]}" rpc --port "$MQTT_PORT" --api "$API" --devices 10 --concurrency 256 --rate "$RPC_RATE" --duration "$DURATION" --json "$OUT/rpc-rate.json" >"$OUT/rpc-rate.txt" 2>/dev/null || true
+
+{
+  echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); results in $OUT"
+  echo
+  echo "| connections | target | round | acked msgs/s | p50 ms | p99 ms | p99.9 ms | server CPU s | msgs per server CPU s |"
+  echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+  for c in $CONNS; do for r in $(seq "$ROUNDS"); do for t in ours mosquitto bare; do
+    f="$OUT/publish-$c-$t-$r.json"; [ -s "$f" ] || { echo "| $c | $t | $r | failed (see $OUT/publish-$c-$t-$r.txt) | | | | | |"; continue; }
+    printf '| %s | %s | %s | %.0f | %s | %s | %s | %s | %s |\n' "$c" "$t" "$r" "$(field "$f" rate)" "$(field "$f" p50)" "$(field "$f" p99)" \
+      "$(field "$f" p99.9)" "$(field "$f" 'server CPU seconds')" "$(field "$f" 'acked msgs per server CPU second')"
+  done; done; done
+  echo
+  for c in $CONNS; do
+    o=$(field "$OUT/publish-$c-ours-1.json" rate 2>/dev/null || echo 0); m=$(field "$OUT/publish-$c-mosquitto-1.json" rate 2>/dev/null || echo 0)
+    b=$(field "$OUT/publish-$c-bare-1.json" rate 2>/dev/null || echo 0)
+    printf 'connections %s: ours/mosquitto %.2fx, ours/bare %.3fx\n' "$c" "$(echo "$o / ($m + 0.000001)" | bc -l)" "$(echo "$o / ($b + 0.000001)" | bc -l)"
+  done
+  echo
+  f="$OUT/latency-ours.json"; [ -s "$f" ] && printf 'row 5: ours at %s msgs/s target: %.0f acked msgs/s, p50 %s ms, p99 %s ms, p99.9 %s ms\n' "$half" "$(field "$f" rate)" "$(field "$f" p50)" "$(field "$f" p99)" "$(field "$f" p99.9)"
+  for t in ours mosquitto bare; do
+    f="$OUT/connect-$t.json"; [ -s "$f" ] && printf 'row 6: %s: %.0f connects/s, CONNACK p99 %s ms\n' "$t" "$(field "$f" rate)" "$(field "$f" p99)"
+  done
+  for k in max rate; do
+    f="$OUT/rpc-$k.json"; [ -s "$f" ] && printf 'row 7 (%s): %.0f round trips/s, p50 %s ms, p99 %s ms\n' "$k" "$(field "$f" rate)" "$(field "$f" p50)" "$(field "$f" p99)"
+  done
+} | tee "$OUT/summary.md"
