@@ -69,7 +69,34 @@ public sealed class EntityRegistry
     /// <summary>Raised on the apply thread after a device's credentials were set.</summary>
     public event Action<DeviceCredentials>? CredentialsSaved;
 
+    /// <summary>True when a device's changes are mirrored on apply into records of their own (an edge it is assigned to).</summary>
+    internal Func<Guid, bool>? IsMirrored { get; set; }
+
     private long Now => _time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    /// <summary>
+    /// A device or credentials change is applied on the commit loop, where <see cref="DeviceSaved"/> and
+    /// <see cref="CredentialsSaved"/> handlers append derived records (an edge's downlink, committed by the next
+    /// group commit). For a mirrored device the caller's acknowledgement also waits for those: a barrier queued
+    /// after the apply completes once everything the apply appended is durable, so a kill -9 right after the
+    /// REST 200 cannot lose the edge's copy. One commit interval more, only for devices assigned to an edge.
+    /// </summary>
+    private Task<T> AfterMirrors<T>(Guid deviceId, Task<T> applied)
+    {
+        if (IsMirrored is not { } mirrored || !mirrored(deviceId))
+        {
+            return applied;
+        }
+
+        return WaitAsync(applied);
+
+        async Task<T> WaitAsync(Task<T> task)
+        {
+            var result = await task;
+            await _log.Barrier(static () => true);
+            return result;
+        }
+    }
 
     // ---------------------------------------------------------------- tenants, customers, users
 
@@ -285,7 +312,7 @@ public sealed class EntityRegistry
         var w = new RecordWriter(RecordKind.Credentials);
         w.WriteGuid(deviceId);
         w.WriteString(token);
-        return _log.Append(ref w, () => ApplyCredentials(deviceId, token));
+        return AfterMirrors(deviceId, _log.Append(ref w, () => ApplyCredentials(deviceId, token)));
     }
 
     /// <summary>
@@ -310,7 +337,7 @@ public sealed class EntityRegistry
         var w = new RecordWriter(RecordKind.X509Credentials);
         w.WriteGuid(deviceId);
         w.WriteString(value);
-        return _log.Append(ref w, () => ApplyX509Credentials(deviceId, value));
+        return AfterMirrors(deviceId, _log.Append(ref w, () => ApplyX509Credentials(deviceId, value)));
     }
 
     public Task<RegistryResult<Device>> DeleteDeviceAsync(Guid deviceId)
@@ -451,7 +478,7 @@ public sealed class EntityRegistry
         }
         var w = new RecordWriter(RecordKind.Device);
         WriteDevice(ref w, device, token);
-        return _log.Append(ref w, () => ApplyDevice(device, token));
+        return AfterMirrors(device.Id, _log.Append(ref w, () => ApplyDevice(device, token)));
     }
 
     // ---------------------------------------------------------------- edges

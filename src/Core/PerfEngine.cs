@@ -58,6 +58,7 @@ public sealed class PerfEngine : IAsyncDisposable
         _rpcLog = new PersistentRpcLog(log, Registry, time);
         Rpc = new RpcService(sessions, _rpcLog, options, time, _logger);
         Edges = new EdgeQueues(log, Registry, time);
+        Registry.IsMirrored = id => Edges.EdgesOf(id).Count > 0;
         DeviceApi = new DeviceApi(options, _keys, Registry, Attributes, Telemetry, Rpc, time);
         Registry.DeviceRemoved += id =>
         {
