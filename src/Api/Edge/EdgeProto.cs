@@ -96,7 +96,17 @@ internal static class EdgeProto
             case null:
                 return true;
             case JsonValue v when v.GetValueKind() == JsonValueKind.String:
-                value = v.GetValue<string>();
+                try
+                {
+                    value = v.GetValue<string>();
+                }
+                catch (InvalidOperationException)
+                {
+                    // An escaped lone surrogate ("\ud800") parses but cannot become a string (found by tests/Fuzz).
+                    error = $"device entity '{field}' is not valid UTF-16 text";
+                    return false;
+                }
+
                 return true;
             case var other:
                 error = $"device entity '{field}' must be a string, not {other.GetValueKind()}";
@@ -206,7 +216,15 @@ internal static class EdgeProto
         {
             parameters = JsonValue.Create(request.Params);
         }
-        return JsonSerializer.SerializeToUtf8Bytes(new JsonObject { ["method"] = request.Method, ["params"] = parameters });
+        try
+        {
+            return JsonSerializer.SerializeToUtf8Bytes(new JsonObject { ["method"] = request.Method, ["params"] = parameters });
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
+        {
+            // Params that parse but cannot be written back (an escaped lone surrogate, found by tests/Fuzz) travel as a string.
+            return JsonSerializer.SerializeToUtf8Bytes(new JsonObject { ["method"] = request.Method, ["params"] = JsonValue.Create(request.Params) });
+        }
     }
 
     /// <summary>The device fields of a DeviceUpdateMsg's entity JSON; false with a reason the edge is told when they are unusable.</summary>
@@ -242,7 +260,18 @@ internal static class EdgeProto
             error = "device entity has no name";
             return false;
         }
-        var info = json["additionalInfo"] is JsonObject o ? o.ToJsonString() : null;
+        string? info;
+        try
+        {
+            info = json["additionalInfo"] is JsonObject o ? o.ToJsonString() : null;
+        }
+        catch (Exception e) when (e is InvalidOperationException or JsonException)
+        {
+            // An escaped lone surrogate inside additionalInfo parses but cannot be written back (found by tests/Fuzz).
+            error = "device entity 'additionalInfo' is not valid UTF-16 text";
+            return false;
+        }
+
         device = new EdgeDeviceEntity(name, type, label, info);
         error = null;
         return true;

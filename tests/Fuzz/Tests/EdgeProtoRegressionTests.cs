@@ -72,6 +72,7 @@ public class EdgeProtoRegressionTests
     [InlineData("{\"name\":\"d\",\"type\":[\"x\"]}", "device entity 'type' must be a string, not Array")]
     [InlineData("{\"name\":\"d\",\"label\":{}}", "device entity 'label' must be a string, not Object")]
     [InlineData("{\"name\":7}", "device entity 'name' must be a string, not Number")]
+    [InlineData("{\"name\":\"d\",\"label\":\"\\ud800\"}", "device entity 'label' is not valid UTF-16 text")]
     public void ADeviceEntityFieldOfAnotherKind_IsANamedError_NotAnException(string entity, string expected)
     {
         Assert.False(EdgeProto.TryReadDeviceEntity(entity, out _, out var error));
