@@ -136,6 +136,14 @@ internal sealed class LeanSocketListener : IConnectionListener
             try
             {
                 accepted.NoDelay = _options.NoDelay;
+
+                // The reader receives synchronously only when the socket is known to be readable and treats
+                // WouldBlock as "wait with a zero-byte receive". In blocking mode .NET (Unix) emulates a
+                // blocking Socket.Receive with its async queue: a receive issued from the zero-byte receive's
+                // completion could wait for the next readiness edge, i.e. for the peer's next bytes, holding
+                // a pool thread and the reader's lock (RPC round trips of 0.5-1.7 s). Non-blocking mode makes
+                // that receive a plain recv that never waits; the async sends are unaffected.
+                accepted.Blocking = false;
             }
             catch (SocketException)
             {

@@ -315,6 +315,206 @@ public sealed class LeanSocketTransportTests : IAsyncLifetime
         Assert.True(received.ToArray().AsSpan().SequenceEqual(payload));
     }
 
+    /// <summary>
+    /// The reader's synchronous receive (issued when the zero-byte receive fired or bytes are waiting) must never
+    /// wait: on a socket with nothing to read it answers WouldBlock at once. In blocking mode it waited for the
+    /// peer's next bytes, which under load stalled RPC round trips for up to 1.7 s.
+    /// </summary>
+    [Fact]
+    public async Task SocketReceive_WithNothingToRead_ReturnsWouldBlockAtOnce()
+    {
+        // A zero-byte receive first, as the reader posts when idle, so the socket's async machinery is in use.
+        var idle = Input.ReadAsync().AsTask();
+        await SendAsync("x");
+        var first = await idle.WaitAsync(Deadline);
+        Input.AdvanceTo(first.Buffer.End);
+
+        var receive = Task.Factory.StartNew(
+            () =>
+            {
+                int n = _server.Socket.Receive(new byte[16], 0, 16, SocketFlags.None, out var status);
+                return (n, status);
+            },
+            CancellationToken.None,
+            TaskCreationOptions.LongRunning,
+            TaskScheduler.Default);
+        var done = await Task.WhenAny(receive, Task.Delay(TimeSpan.FromSeconds(5)));
+        if (done != receive)
+        {
+            await SendAsync("y"); // release the blocked receive so the test ends
+            Assert.Fail("Socket.Receive on the lean connection waited for the peer's bytes (blocking mode)");
+        }
+
+        Assert.Equal((0, SocketError.WouldBlock), await receive);
+    }
+
+    /// <summary>
+    /// Request/response as the MQTT door does an RPC: the read loop hands each request to another thread,
+    /// which writes and flushes the answer while the read loop is already waiting for the next request.
+    /// Every exchange must be answered promptly: a lost wake-up shows as an answer (or a request) that
+    /// only moves when the peer sends something else, here never, so the exchange misses its deadline.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task PingPong_EveryExchangeIsAnsweredPromptly(bool answerFromAnotherThread)
+    {
+        const int Exchanges = 2000;
+        var perExchange = TimeSpan.FromSeconds(1);
+        var writeLock = new object();
+        var serve = Task.Run(async () =>
+        {
+            while (true)
+            {
+                var result = await Input.ReadAsync();
+                int requests = (int)result.Buffer.Length;
+                Input.AdvanceTo(result.Buffer.End);
+                if (result.IsCompleted)
+                {
+                    return;
+                }
+
+                for (int i = 0; i < requests; i++)
+                {
+                    if (answerFromAnotherThread)
+                    {
+                        ThreadPool.UnsafeQueueUserWorkItem(_ => Answer(), null);
+                    }
+                    else
+                    {
+                        Answer();
+                    }
+                }
+            }
+        });
+
+        void Answer()
+        {
+            ValueTask<FlushResult> flush;
+            lock (writeLock)
+            {
+                Output.Write("!"u8);
+                flush = Output.FlushAsync();
+            }
+
+            Assert.True(flush.IsCompletedSuccessfully);
+        }
+
+        var request = new byte[] { (byte)'?' };
+        var answer = new byte[1];
+        for (int i = 0; i < Exchanges; i++)
+        {
+            await _client.SendAsync(request, SocketFlags.None);
+            var receive = _client.ReceiveAsync(answer, SocketFlags.None);
+            if (await Task.WhenAny(receive, Task.Delay(perExchange)) != receive)
+            {
+                Assert.Fail($"exchange {i} of {Exchanges}: no answer within {perExchange.TotalMilliseconds} ms (a lost wake-up)");
+            }
+
+            Assert.Equal(1, await receive);
+        }
+
+        _client.Shutdown(SocketShutdown.Send);
+        await serve.WaitAsync(Deadline);
+    }
+
+    /// <summary>
+    /// The RPC load pattern: several connections at once, each answering from another thread while its read
+    /// waits. A read that goes through a blocking receive (the zero-byte receive fired, then a blocking-mode
+    /// <c>Socket.Receive</c> that waits for the next readiness event) holds a pool thread and the answer
+    /// until the peer sends again: here it never does, so the exchange misses its (generous) deadline.
+    /// </summary>
+    [Fact]
+    public async Task PingPong_ManyConnectionsAtOnce_NoExchangeStalls()
+    {
+        const int Connections = 8;
+        const int Exchanges = 400;
+        var perExchange = TimeSpan.FromSeconds(1);
+        var factory = new LeanSocketTransportFactory(new LeanSocketTransportOptions(), NullLoggerFactory.Instance);
+        await using var listener = await factory.BindAsync(new LeanEndPoint(IPAddress.Loopback, 0));
+        var clients = new List<Task>();
+        var servers = new List<LeanSocketConnection>();
+        try
+        {
+            for (int c = 0; c < Connections; c++)
+            {
+                var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+                var accept = listener.AcceptAsync().AsTask();
+                await client.ConnectAsync(listener.EndPoint);
+                var server = (LeanSocketConnection)(await accept.WaitAsync(Deadline))!;
+                servers.Add(server);
+                _ = ServeAsync(server);
+                clients.Add(Task.Run(async () =>
+                {
+                    using (client)
+                    {
+                        var request = new byte[] { (byte)'?' };
+                        var answer = new byte[1];
+                        for (int i = 0; i < Exchanges; i++)
+                        {
+                            await client.SendAsync(request, SocketFlags.None);
+                            var receive = client.ReceiveAsync(answer, SocketFlags.None);
+                            if (await Task.WhenAny(receive, Task.Delay(perExchange)) != receive)
+                            {
+                                Assert.Fail($"exchange {i} of {Exchanges}: no answer within {perExchange.TotalMilliseconds} ms (a stalled read or send)");
+                            }
+
+                            Assert.Equal(1, await receive);
+                        }
+                    }
+                }));
+            }
+
+            await Task.WhenAll(clients).WaitAsync(TimeSpan.FromMinutes(2));
+        }
+        finally
+        {
+            foreach (var server in servers)
+            {
+                await server.DisposeAsync();
+            }
+        }
+
+        static async Task ServeAsync(LeanSocketConnection server)
+        {
+            var input = server.Transport.Input;
+            var output = server.Transport.Output;
+            var writeLock = new object();
+            try
+            {
+                while (true)
+                {
+                    var result = await input.ReadAsync();
+                    int requests = (int)result.Buffer.Length;
+                    input.AdvanceTo(result.Buffer.End);
+                    if (result.IsCompleted)
+                    {
+                        return;
+                    }
+
+                    for (int i = 0; i < requests; i++)
+                    {
+                        ThreadPool.UnsafeQueueUserWorkItem(_ =>
+                        {
+                            ValueTask<FlushResult> flush;
+                            lock (writeLock)
+                            {
+                                output.Write("!"u8);
+                                flush = output.FlushAsync();
+                            }
+
+                            Assert.True(flush.IsCompletedSuccessfully);
+                        }, null);
+                    }
+                }
+            }
+            catch (Exception ex) when (ex is ConnectionAbortedException or InvalidOperationException or IOException)
+            {
+                // Disposed by the test.
+            }
+        }
+    }
+
     [Fact]
     public async Task WriterComplete_SendsWhatWasWritten_ThenFin()
     {

@@ -278,6 +278,14 @@ internal sealed class LeanSocketReader : PipeReader, IValueTaskSource<ReadResult
     /// <summary>One receive (the socket is readable, so it does not block) into the free end of the buffer (renting, compacting or growing it first).</summary>
     private ReceiveOutcome Receive()
     {
+        if (_connection.AbortReason is not null)
+        {
+            // Aborted (Abort shuts the socket down first, which a pending zero-byte receive reports as readable
+            // and a receive as end of stream): the read fails with the abort reason, not a FIN.
+            Fail(SocketError.OperationAborted);
+            return ReceiveOutcome.Failed;
+        }
+
         if (_buffer is null)
         {
             _buffer = ArrayPool<byte>.Shared.Rent(MinimumBufferSize);
