@@ -56,10 +56,12 @@ public sealed class DoorsTests(HostFixture fixture)
     }
 
     [Fact]
-    public void MqttDoor_IsServedByKestrelsTransport_ByDefault()
+    public void MqttDoor_IsServedByTheLeanTransport_ByDefault()
     {
-        // MQTT_TRANSPORT unset: Kestrel's socket transport (the lean one is opt-in, MQTT_TRANSPORT=lean).
-        Assert.False(fixture.Host.Settings.MqttLeanTransport);
-        Assert.Null(fixture.Host.Services.GetService<Perf.Kestrel.Mqtt.LeanSocketTransportFactory>());
+        // MQTT_TRANSPORT unset: the MQTT endpoint is bound by the lean transport (and only it: HTTP, gRPC and
+        // the TCP door stay on Kestrel's socket transport, which EveryTcpDoor_AcceptsAConnection exercises).
+        Assert.True(fixture.Host.Settings.MqttLeanTransport);
+        var lean = fixture.Host.Services.GetRequiredService<Perf.Kestrel.Mqtt.LeanSocketTransportFactory>();
+        Assert.Equal(1, lean.BoundCount);
     }
 }

@@ -17,7 +17,7 @@ public sealed class HostSettings
     public bool MqttEnabled { get; init; } = true;
 
     /// <summary>MQTT_TRANSPORT: <c>lean</c> (the door's own socket transport, no pipes per connection) or <c>kestrel</c> (Kestrel's socket transport).</summary>
-    public bool MqttLeanTransport { get; init; }
+    public bool MqttLeanTransport { get; init; } = true;
     public bool CoapEnabled { get; init; } = true;
     public bool TcpIntegrationEnabled { get; init; } = true;
     public bool EdgesEnabled { get; init; } = true;
@@ -60,8 +60,8 @@ public sealed class HostSettings
         : throw new InvalidOperationException($"{name} '{value}' is not an IP address");
 
     private static bool ParseTransport(string? value) =>
-        string.IsNullOrWhiteSpace(value) || value.Equals("kestrel", StringComparison.OrdinalIgnoreCase) ? false
-        : value.Equals("lean", StringComparison.OrdinalIgnoreCase) ? true
+        string.IsNullOrWhiteSpace(value) || value.Equals("lean", StringComparison.OrdinalIgnoreCase) ? true
+        : value.Equals("kestrel", StringComparison.OrdinalIgnoreCase) ? false
         : throw new InvalidOperationException($"MQTT_TRANSPORT '{value}' is not 'lean' or 'kestrel'");
 
     internal static int Port(IConfiguration configuration, string name, int fallback)
