@@ -86,18 +86,7 @@ public sealed class AttributeService
     /// </summary>
     private Task<T> AfterDerivedRecords<T>(Guid deviceId, AttributeScope scope, Task<T> applied)
     {
-        if (scope != AttributeScope.Shared || !_hub.HasSubscribers(deviceId))
-        {
-            return applied;
-        }
-        return WaitAsync(applied);
-
-        async Task<T> WaitAsync(Task<T> task)
-        {
-            var result = await task;
-            await _log.Barrier(static () => true);
-            return result;
-        }
+        return scope != AttributeScope.Shared || !_hub.HasSubscribers(deviceId) ? applied : _log.ThenDerivedDurable(applied);
     }
 
     /// <summary>Deletes attributes; returns how many existed.</summary>

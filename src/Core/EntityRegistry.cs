@@ -83,19 +83,7 @@ public sealed class EntityRegistry
     /// </summary>
     private Task<T> AfterMirrors<T>(Guid deviceId, Task<T> applied)
     {
-        if (IsMirrored is not { } mirrored || !mirrored(deviceId))
-        {
-            return applied;
-        }
-
-        return WaitAsync(applied);
-
-        async Task<T> WaitAsync(Task<T> task)
-        {
-            var result = await task;
-            await _log.Barrier(static () => true);
-            return result;
-        }
+        return IsMirrored is { } mirrored && mirrored(deviceId) ? _log.ThenDerivedDurable(applied) : applied;
     }
 
     // ---------------------------------------------------------------- tenants, customers, users

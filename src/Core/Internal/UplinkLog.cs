@@ -158,6 +158,18 @@ internal sealed class UplinkLog
         }
     }
 
+    /// <summary>
+    /// <paramref name="applied"/>'s result once the records its apply appended (derived records, e.g. an edge's
+    /// downlink written by a subscriber on the commit loop) are durable too: a barrier queued after the apply
+    /// completes with the commit that holds them. One commit interval more than <paramref name="applied"/>.
+    /// </summary>
+    public async Task<T> ThenDerivedDurable<T>(Task<T> applied)
+    {
+        var result = await applied;
+        await Barrier(static () => true);
+        return result;
+    }
+
     /// <summary>Runs <paramref name="action"/> on the loop after everything queued before it was committed and applied.</summary>
     public Task<T> Barrier<T>(Func<T> action)
     {
