@@ -126,6 +126,9 @@ public sealed class ConnectionGuard : IDisposable
     /// "protocol violation", <paramref name="detail"/> the specific reason and peer). The first of a burst
     /// is a Warning, the rest are counted into one summary per interval.
     /// </summary>
+    /// <summary>True while a burst of <paramref name="kind"/> at <paramref name="door"/> is being summarised (tests wait on its end).</summary>
+    internal bool IsBurstOpen(string door, string kind) => _bursts.IsOpen(door, kind);
+
     public void Report(string door, string kind, string detail)
     {
         GuardMetrics.Hostile(door, kind);

@@ -34,6 +34,10 @@ internal sealed class BurstLog : IDisposable
         }
     }
 
+    /// <summary>True while a burst of <paramref name="kind"/> at <paramref name="door"/> is open (its summary timer armed).</summary>
+    public bool IsOpen(string door, string kind) =>
+        _bursts.TryGetValue((door, kind), out var burst) && Volatile.Read(ref burst.Armed) == 1;
+
     private void Tick(Burst burst)
     {
         long count = Interlocked.Exchange(ref burst.Count, 0);
