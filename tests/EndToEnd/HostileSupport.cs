@@ -221,8 +221,31 @@ internal static class RawCoap
                 {
                     var answer = await client.ReceiveAsync(cts.Token);
                     var b = answer.Buffer;
-                    if (b.Length >= 4 && ((b[2] << 8) | b[3]) == id)
+                    if (b.Length < 4)
                     {
+                        continue;
+                    }
+
+                    if (((b[2] << 8) | b[3]) == id && b[1] != 0)
+                    {
+                        return b[1]; // piggybacked response
+                    }
+
+                    if (((b[2] << 8) | b[3]) == id)
+                    {
+                        // Empty ACK: a busy server answers separately later (§5.2.2), with a new message id and our token.
+                        cts.CancelAfter(timeout);
+                        continue;
+                    }
+
+                    if (b[1] != 0 && SameToken(request, b))
+                    {
+                        if ((b[0] >> 4 & 0x3) == 0)
+                        {
+                            // A confirmable separate response: acknowledge it (empty ACK with its message id).
+                            await client.SendAsync(new byte[] { 0x60, 0x00, b[2], b[3] }, server);
+                        }
+
                         return b[1];
                     }
                 }
@@ -234,6 +257,13 @@ internal static class RawCoap
         }
 
         throw new TimeoutException("no CoAP answer");
+    }
+
+    private static bool SameToken(byte[] request, byte[] answer)
+    {
+        int length = request[0] & 0x0F;
+        return (answer[0] & 0x0F) == length && answer.Length >= 4 + length
+            && request.AsSpan(4, length).SequenceEqual(answer.AsSpan(4, length));
     }
 }
 
