@@ -33,6 +33,13 @@ public sealed class CoreOptions
     /// <summary>Write-through log I/O (see the class remarks). Default true.</summary>
     public bool FsyncOnCommit { get; set; } = true;
 
+    /// <summary>
+    /// A new uplink log is written with fast commits (the commit record goes into the log with the records
+    /// it covers, per-entry checksums); a log written before them keeps its format. False creates a new log
+    /// in that older format: the seam that lets tests build one.
+    /// </summary>
+    internal bool FastCommitForNewLog { get; set; } = true;
+
     /// <summary>Days of telemetry history kept; 0 keeps it forever.</summary>
     public int TelemetryRetentionDays { get; set; }
 

@@ -1,4 +1,5 @@
 using Perf.Core.Domain;
+using Perf.Core.Internal;
 using Perf.Core.Telemetry;
 
 namespace Perf.Core.Tests;
@@ -277,5 +278,70 @@ public class DurabilityTests
             Assert.False(engine.Attributes.TryGet(id, AttributeScope.Server, "b", out _));
             Assert.True(engine.Attributes.TryGet(id, AttributeScope.Server, "c", out _));
         }
+    }
+}
+
+public class UplinkLogFormatTests
+{
+    [Fact]
+    public async Task NewLog_IsWrittenWithFastCommits_AndItsRecordsSurviveACrash()
+    {
+        using var dir = new TempDir();
+        var engine = await Engines.OpenAsync(dir.Path);
+        var (_, device, token) = await Engines.CreateDeviceAsync(engine);
+        Assert.True((await engine.DeviceApi.PostTelemetryAsync(device, Engines.Json("{\"ts\":5,\"values\":{\"v\":1}}"))).IsOk);
+        await engine.AbandonAsync();
+
+        Assert.True(File.Exists(Path.Combine(dir.Path, "log", UplinkLog.FastCommitMarker)));
+        await using var reopened = await Engines.OpenAsync(dir.Path);
+        Assert.Equal(device.Id, reopened.DeviceApi.Authenticate(token)?.Id);
+        Assert.Single(reopened.Telemetry.Query(device.Id, "v", 0, 10, 0, 0, Aggregation.None, false));
+    }
+
+    [Fact]
+    public async Task LogWrittenBeforeFastCommits_KeepsItsFormat_AcrossCrashesAndReopens()
+    {
+        using var dir = new TempDir();
+        var engine = await Engines.OpenAsync(dir.Path, o => o.FastCommitForNewLog = false);
+        var (tenant, device, token) = await Engines.CreateDeviceAsync(engine);
+        Assert.True((await engine.DeviceApi.PostTelemetryAsync(device, Engines.Json("{\"ts\":5,\"values\":{\"v\":1}}"))).IsOk);
+        await engine.AbandonAsync();
+        Assert.False(File.Exists(Path.Combine(dir.Path, "log", UplinkLog.FastCommitMarker)));
+
+        // Default options now: the existing log has no marker, so it is read (and extended) as it was written.
+        engine = await Engines.OpenAsync(dir.Path);
+        Assert.Equal(device.Id, engine.DeviceApi.Authenticate(token)?.Id);
+        Assert.True((await engine.DeviceApi.PostTelemetryAsync(device, Engines.Json("{\"ts\":6,\"values\":{\"v\":2}}"))).IsOk);
+        Assert.True((await engine.Registry.CreateDeviceAsync(tenant, "dev-2", accessToken: "tok-2")).IsOk);
+        await engine.AbandonAsync();
+        Assert.False(File.Exists(Path.Combine(dir.Path, "log", UplinkLog.FastCommitMarker)));
+
+        await using var reopened = await Engines.OpenAsync(dir.Path);
+        Assert.NotNull(reopened.DeviceApi.Authenticate("tok-2"u8));
+        var history = reopened.Telemetry.Query(device.Id, "v", 0, 10, 0, 0, Aggregation.None, false);
+        Assert.Equal([5L, 6L], history.Select(h => h.Ts));
+    }
+
+    [Fact]
+    public async Task OverlappingCommits_ApplyInLogOrder_LastWriteWinsLiveAndAfterCrash()
+    {
+        using var dir = new TempDir();
+        // Interval 0: a commit is issued as soon as anything is queued, so commits overlap (up to
+        // UplinkLog.MaxCommitsInFlight) while 2,000 writes to one attribute arrive without waiting.
+        var engine = await Engines.OpenAsync(dir.Path, o => o.CommitIntervalMs = 0);
+        var (_, device, _) = await Engines.CreateDeviceAsync(engine);
+        var writes = new List<Task<bool>>();
+        for (var i = 0; i < 2_000; i++)
+        {
+            writes.Add(engine.Attributes.SaveAsync(device.Id, AttributeScope.Server, [new KvEntry("n", (long)i)]));
+        }
+        Assert.All(await Task.WhenAll(writes), Assert.True);
+        Assert.True(engine.Attributes.TryGet(device.Id, AttributeScope.Server, "n", out var live));
+        Assert.Equal(1_999, live.Entry.LongValue);
+        await engine.AbandonAsync();
+
+        await using var reopened = await Engines.OpenAsync(dir.Path);
+        Assert.True(reopened.Attributes.TryGet(device.Id, AttributeScope.Server, "n", out var recovered));
+        Assert.Equal(1_999, recovered.Entry.LongValue);
     }
 }

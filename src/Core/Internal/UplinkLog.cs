@@ -45,12 +45,13 @@ internal sealed class PendingRecord<T>(Func<T> apply) : PendingRecord
 }
 
 /// <summary>
-/// The durable uplink log: a FASTER <see cref="FasterLog"/> fed by a single group-commit loop.
-/// Writers hand a finished record to a channel; the loop drains everything queued, enqueues it in
-/// channel order, issues one commit, and only then applies each record to memory (in log order, on
-/// the loop thread, so live state is exactly what a replay of the same records produces) and
-/// completes the writers' tasks. Single-threaded apply is what makes uniqueness checks (device names,
-/// tokens) deterministic on replay.
+/// The durable uplink log: a FASTER <see cref="FasterLog"/> fed by a group-commit loop in two halves.
+/// Writers hand a finished record to a channel; the issuing half drains everything queued, enqueues it
+/// in channel order and issues one commit for it (up to <see cref="MaxCommitsInFlight"/> overlap); the
+/// applying half waits for each batch's commit in issue order, and only then applies each record to
+/// memory (in log order, on one thread, so live state is exactly what a replay of the same records
+/// produces) and completes the writers' tasks. Single-threaded apply is what makes uniqueness checks
+/// (device names, tokens) deterministic on replay.
 /// </summary>
 internal sealed class UplinkLog
 {
@@ -61,8 +62,14 @@ internal sealed class UplinkLog
     private readonly CancellationTokenSource _crash = new();
     private readonly TimeSpan _interval;
     private readonly ILogger _logger;
+    private readonly Channel<CommitBatch> _committing = Channel.CreateBounded<CommitBatch>(
+        new BoundedChannelOptions(MaxCommitsInFlight) { SingleReader = true, SingleWriter = true });
+    private readonly Stack<CommitBatch> _idleBatches = new();
     private Func<long, ValueTask>? _afterBatch;
     private Task? _loop;
+
+    /// <summary>Group commits issued and not yet applied at most (beyond it the issuing loop waits).</summary>
+    internal const int MaxCommitsInFlight = 4;
 
     private UplinkLog(FasterLog log, IDevice device, int commitIntervalMs, ILogger logger)
     {
@@ -75,6 +82,7 @@ internal sealed class UplinkLog
     public static async Task<UplinkLog> OpenAsync(string directory, CoreOptions options, ILogger logger, CancellationToken ct)
     {
         Directory.CreateDirectory(directory);
+        var fastCommit = UseFastCommit(directory, options.FastCommitForNewLog);
         var device = Devices.CreateLogDevice(
             Path.Combine(directory, "uplink.log"),
             preallocateFile: false,
@@ -90,10 +98,44 @@ internal sealed class UplinkLog
             SegmentSizeBits = 30,
             TryRecoverLatest = true,
             AutoRefreshSafeTailAddress = false,
+            // Fast commits write the commit record into the log itself, in the same flush as the records it
+            // covers, instead of creating a commit metadata file per commit; that needs per-entry checksums,
+            // which recovery uses to find the last complete commit record.
+            FastCommitMode = fastCommit,
+            LogChecksum = fastCommit ? LogChecksumType.PerEntry : LogChecksumType.None,
         };
         var log = await FasterLog.CreateAsync(settings, ct);
-        return new UplinkLog(log, device, options.CommitIntervalMs, logger);
+        return new UplinkLog(log, device, options.CommitIntervalMs, logger) { FastCommit = fastCommit };
     }
+
+    /// <summary>Present in a log directory written with fast commits (and per-entry checksums).</summary>
+    internal const string FastCommitMarker = "fast-commit";
+
+    /// <summary>
+    /// Fast commits for a new log; a log written before them (no per-entry checksums, so no marker) keeps
+    /// its format. The marker is durable before the first record is written.
+    /// </summary>
+    private static bool UseFastCommit(string directory, bool forNewLog)
+    {
+        var marker = Path.Combine(directory, FastCommitMarker);
+        if (File.Exists(marker))
+        {
+            return true;
+        }
+        if (!forNewLog || Directory.EnumerateFiles(directory, "uplink.log*").Any())
+        {
+            return false;
+        }
+        using (var stream = new FileStream(marker, FileMode.CreateNew, FileAccess.Write))
+        {
+            stream.Write("FasterLog FastCommitMode, LogChecksum PerEntry\n"u8);
+            stream.Flush(flushToDisk: true);
+        }
+        return true;
+    }
+
+    /// <summary>True when this log commits in fast-commit mode (see <see cref="FastCommitMarker"/>).</summary>
+    public bool FastCommit { get; private init; }
 
     public long BeginAddress => _log.BeginAddress;
 
@@ -126,7 +168,7 @@ internal sealed class UplinkLog
     public void Start(Func<long, ValueTask> afterBatch)
     {
         _afterBatch = afterBatch;
-        _loop = Task.Run(RunAsync);
+        _loop = Task.WhenAll(Task.Run(RunAsync), Task.Run(ApplyAsync));
     }
 
     /// <summary>Queues a record; the task completes with <paramref name="apply"/>'s result after the commit that holds it.</summary>
@@ -181,30 +223,38 @@ internal sealed class UplinkLog
         return pending.Completion.Task;
     }
 
+    /// <summary>
+    /// The issuing half of the loop: drains the queue into a batch, enqueues its records, issues the batch's
+    /// commit without waiting for it and hands the batch to <see cref="ApplyAsync"/>. Up to
+    /// <see cref="MaxCommitsInFlight"/> commits overlap, so a record that arrives while one commit is on
+    /// disk waits for the next commit interval, not for that commit to finish first.
+    /// </summary>
     private async Task RunAsync()
     {
         var reader = _queue.Reader;
-        var batch = new List<PendingRecord>(256);
+        var writer = _committing.Writer;
         var lastCommit = Stopwatch.GetTimestamp() - (long)(_interval.TotalSeconds * Stopwatch.Frequency);
         var crash = _crash.Token;
+        CommitBatch? batch = null;
         try
         {
             while (await reader.WaitToReadAsync(crash))
             {
-                // Group commit: at most one commit per interval; whatever arrives meanwhile joins it.
+                // Group commit: at most one commit issued per interval; whatever arrives meanwhile joins it.
                 var wait = _interval - Stopwatch.GetElapsedTime(lastCommit);
                 if (wait > TimeSpan.Zero)
                 {
                     await Task.Delay(wait, crash);
                 }
 
+                batch = RentBatch();
                 while (reader.TryRead(out var pending))
                 {
-                    batch.Add(pending);
+                    batch.Records.Add(pending);
                 }
 
                 var any = false;
-                foreach (var pending in batch)
+                foreach (var pending in batch.Records)
                 {
                     if (pending.Buffer is { } buffer)
                     {
@@ -216,42 +266,74 @@ internal sealed class UplinkLog
                 }
 
                 lastCommit = Stopwatch.GetTimestamp();
-                if (any)
+                batch.Tail = _log.TailAddress;
+                batch.Issued = lastCommit;
+                batch.Commit = any ? CommitAsync(crash) : Task.CompletedTask;
+                await writer.WriteAsync(batch, crash);
+                batch = null;
+            }
+        }
+        catch (OperationCanceledException) when (crash.IsCancellationRequested)
+        {
+            batch?.FailAll(new OperationCanceledException("Engine abandoned."));
+        }
+        finally
+        {
+            writer.TryComplete();
+        }
+    }
+
+    private async Task CommitAsync(CancellationToken crash) => await _log.CommitAsync(crash);
+
+    /// <summary>
+    /// The applying half: takes batches in the order their commits were issued (log order), waits for each
+    /// batch's commit, then applies its records on this single thread and completes their writers, so
+    /// memory is exactly what a replay of the log produces and nothing is acknowledged before it is durable.
+    /// </summary>
+    private async Task ApplyAsync()
+    {
+        var reader = _committing.Reader;
+        var crash = _crash.Token;
+        CommitBatch? batch = null;
+        try
+        {
+            while (await reader.WaitToReadAsync(crash))
+            {
+                while (reader.TryRead(out batch))
                 {
                     try
                     {
-                        var started = Stopwatch.GetTimestamp();
-                        await _log.CommitAsync(crash);
-                        CoreMetrics.Committed(Stopwatch.GetElapsedTime(started), batch.Count);
+                        await batch.Commit!;
+                        CoreMetrics.Committed(Stopwatch.GetElapsedTime(batch.Issued), batch.Records.Count);
                     }
                     catch (Exception e) when (e is not OperationCanceledException)
                     {
                         CoreLog.CommitFailed(_logger, e);
-                        foreach (var pending in batch)
-                        {
-                            pending.Fail(e);
-                        }
-                        batch.Clear();
+                        batch.FailAll(e);
+                        ReturnBatch(batch);
+                        batch = null;
                         continue;
                     }
-                }
 
-                crash.ThrowIfCancellationRequested();
-                foreach (var pending in batch)
-                {
-                    pending.Complete();
-                }
-                batch.Clear();
-
-                if (_afterBatch is { } after)
-                {
-                    try
+                    crash.ThrowIfCancellationRequested();
+                    foreach (var pending in batch.Records)
                     {
-                        await after(_log.TailAddress);
+                        pending.Complete();
                     }
-                    catch (Exception e)
+                    var tail = batch.Tail;
+                    ReturnBatch(batch);
+                    batch = null;
+
+                    if (_afterBatch is { } after)
                     {
-                        CoreLog.MaintenanceFailed(_logger, e);
+                        try
+                        {
+                            await after(tail);
+                        }
+                        catch (Exception e)
+                        {
+                            CoreLog.MaintenanceFailed(_logger, e);
+                        }
                     }
                 }
             }
@@ -259,10 +341,51 @@ internal sealed class UplinkLog
         catch (OperationCanceledException) when (crash.IsCancellationRequested)
         {
             var dropped = new OperationCanceledException("Engine abandoned.");
-            foreach (var pending in batch)
+            batch?.FailAll(dropped);
+            while (reader.TryRead(out var left))
             {
-                pending.Fail(dropped);
+                left.FailAll(dropped);
             }
+        }
+    }
+
+    private CommitBatch RentBatch()
+    {
+        lock (_idleBatches)
+        {
+            if (_idleBatches.Count > 0)
+            {
+                return _idleBatches.Pop();
+            }
+        }
+        return new CommitBatch();
+    }
+
+    private void ReturnBatch(CommitBatch batch)
+    {
+        batch.Records.Clear();
+        batch.Commit = null;
+        lock (_idleBatches)
+        {
+            _idleBatches.Push(batch);
+        }
+    }
+
+    /// <summary>One group commit: its records in log order, the log tail after them and the commit covering them.</summary>
+    private sealed class CommitBatch
+    {
+        public readonly List<PendingRecord> Records = new(256);
+        public Task? Commit;
+        public long Tail;
+        public long Issued;
+
+        public void FailAll(Exception error)
+        {
+            foreach (var pending in Records)
+            {
+                pending.Fail(error);
+            }
+            Records.Clear();
         }
     }
 
