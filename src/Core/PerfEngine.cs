@@ -38,6 +38,7 @@ public sealed class PerfEngine : IAsyncDisposable
     private long _checkpointAddress;
     private long _lastRetentionPass;
     private TaskCompletionSource? _checkpointRequest;
+    private Task _checkpointPersisting = Task.CompletedTask;
     private int _disposed;
 
     private PerfEngine(CoreOptions options, UplinkLog log, StateStore state, ILoggerFactory loggerFactory, TimeProvider time)
@@ -197,27 +198,51 @@ public sealed class PerfEngine : IAsyncDisposable
         }
     }
 
-    /// <summary>Runs on the commit loop after each applied batch: state equals the log up to <paramref name="tail"/>.</summary>
+    /// <summary>
+    /// Runs on the commit loop after each applied batch: state equals the log up to <paramref name="tail"/>.
+    /// An automatic checkpoint copies the state into the FasterKV store here and persists it in the
+    /// background (compaction, the FASTER checkpoint, then the log truncation), so acknowledgements keep
+    /// flowing meanwhile; the next one starts only after it. A requested checkpoint is awaited whole.
+    /// </summary>
     private async ValueTask AfterBatchAsync(long tail)
     {
         var request = Interlocked.Exchange(ref _checkpointRequest, null);
-        if (request is not null || tail - _checkpointAddress >= _options.CheckpointLogBytes)
+        if (request is not null)
         {
             try
             {
+                await _checkpointPersisting;
                 await CheckpointCoreAsync(tail);
-                request?.TrySetResult();
+                request.TrySetResult();
             }
             catch (Exception e)
             {
-                request?.TrySetException(e);
+                request.TrySetException(e);
                 throw;
             }
+        }
+        else if (_checkpointPersisting.IsCompleted && tail - Volatile.Read(ref _checkpointAddress) >= _options.CheckpointLogBytes)
+        {
+            var (records, started) = SnapshotIntoState(tail);
+            _checkpointPersisting = Task.Run(() => PersistInBackgroundAsync(tail, records, started));
         }
         if (_options.TelemetryRetentionDays > 0 &&
             Stopwatch.GetElapsedTime(_lastRetentionPass) >= RetentionPassInterval)
         {
             RetentionPass();
+        }
+    }
+
+    private async Task PersistInBackgroundAsync(long tail, long records, long started)
+    {
+        try
+        {
+            await PersistCheckpointAsync(tail, records, started);
+        }
+        catch (Exception e)
+        {
+            // The log is not truncated, so nothing is lost: the next checkpoint covers this one's records too.
+            CoreLog.MaintenanceFailed(_logger, e);
         }
     }
 
@@ -235,7 +260,14 @@ public sealed class PerfEngine : IAsyncDisposable
     /// <paramref name="tail"/>. Order matters for crash safety: the FasterKV checkpoint (state plus
     /// <paramref name="tail"/>) must be durable before the log before <paramref name="tail"/> is dropped.
     /// </summary>
-    private async Task CheckpointCoreAsync(long tail)
+    private Task CheckpointCoreAsync(long tail)
+    {
+        var (records, started) = SnapshotIntoState(tail);
+        return PersistCheckpointAsync(tail, records, started);
+    }
+
+    /// <summary>On the commit loop: every component writes its state into the store, consistent with <paramref name="tail"/>.</summary>
+    private (long Records, long Started) SnapshotIntoState(long tail)
     {
         var started = Stopwatch.GetTimestamp();
         _state.BeginCheckpoint();
@@ -244,8 +276,14 @@ public sealed class PerfEngine : IAsyncDisposable
         Telemetry.WriteState(_state);
         _rpcLog.WriteState(_state);
         Edges.WriteState(_state);
-        var records = await _state.CommitAsync(tail);
-        _checkpointAddress = tail;
+        return (_state.Seal(tail), started);
+    }
+
+    /// <summary>Makes the sealed snapshot durable, then drops the log before <paramref name="tail"/>. Off the commit loop for automatic checkpoints.</summary>
+    private async Task PersistCheckpointAsync(long tail, long records, long started)
+    {
+        await _state.PersistAsync();
+        Volatile.Write(ref _checkpointAddress, tail);
         if (File.Exists(_legacySnapshotPath))
         {
             File.Delete(_legacySnapshotPath);
@@ -266,6 +304,7 @@ public sealed class PerfEngine : IAsyncDisposable
         Interlocked.Exchange(ref _checkpointRequest, null)?.TrySetResult();
         try
         {
+            await _checkpointPersisting;
             if (_log.TailAddress > _checkpointAddress)
             {
                 await CheckpointCoreAsync(_log.TailAddress);
@@ -288,6 +327,7 @@ public sealed class PerfEngine : IAsyncDisposable
         IsReady = false;
         Rpc.Stop();
         await _log.AbandonAsync();
+        await _checkpointPersisting;
         _state.Dispose();
     }
 }

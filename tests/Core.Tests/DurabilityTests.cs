@@ -114,6 +114,33 @@ public class DurabilityTests
     }
 
     [Fact]
+    public async Task BackgroundCheckpoints_WhileWritesContinue_ThenCrash_LoseNothingAcknowledged()
+    {
+        using var dir = new TempDir();
+        // A 16 KiB threshold: automatic checkpoints keep starting (and persisting off the commit loop) while
+        // concurrent writers go on; the crash comes with one possibly still persisting.
+        var engine = await Engines.OpenAsync(dir.Path, o => o.CheckpointLogBytes = 16 * 1024);
+        var (_, device, _) = await Engines.CreateDeviceAsync(engine);
+        var acknowledged = new System.Collections.Concurrent.ConcurrentBag<long>();
+        await Parallel.ForAsync(0, 8, async (writer, _) =>
+        {
+            for (var i = 0; i < 250; i++)
+            {
+                var ts = 1_000_000 + (writer * 1_000) + i;
+                var result = await engine.DeviceApi.PostTelemetryAsync(device, Engines.Json($"{{\"ts\":{ts},\"values\":{{\"v\":{i},\"s\":\"w{writer}-{i}\"}}}}"));
+                Assert.True(result.IsOk, result.Reason);
+                acknowledged.Add(ts);
+            }
+        });
+        await engine.AbandonAsync();
+
+        await using var reopened = await Engines.OpenAsync(dir.Path);
+        var history = reopened.Telemetry.Query(device.Id, "s", 0, long.MaxValue, 0, 0, Aggregation.None, false);
+        Assert.Equal(acknowledged.Order(), history.Select(h => h.Ts));
+        Assert.Equal(2_000, reopened.Telemetry.Query(device.Id, "v", 0, long.MaxValue, 0, 0, Aggregation.None, false).Count);
+    }
+
+    [Fact]
     public async Task DeletedDevice_StaysDeleted_AfterCrash()
     {
         using var dir = new TempDir();

@@ -157,10 +157,10 @@ internal sealed class StateStore : IDisposable
     }
 
     /// <summary>
-    /// Finishes the checkpoint started by <see cref="BeginCheckpoint"/>: deletes vanished keys, records
-    /// <paramref name="logAddress"/>, compacts and takes a durable FASTER checkpoint. Returns the record count.
+    /// Ends the writing of the checkpoint started by <see cref="BeginCheckpoint"/>: deletes vanished keys and
+    /// records <paramref name="logAddress"/>. Returns the record count; <see cref="PersistAsync"/> makes it durable.
     /// </summary>
-    public async Task<long> CommitAsync(long logAddress)
+    public long Seal(long logAddress)
     {
         var writing = _writing ?? throw new InvalidOperationException("No checkpoint in progress.");
         _writing = null;
@@ -174,7 +174,16 @@ internal sealed class StateStore : IDisposable
         Span<byte> address = stackalloc byte[8];
         BinaryPrimitives.WriteInt64LittleEndian(address, logAddress);
         Upsert(AddressKey, address);
+        _keys = writing;
+        return writing.Count;
+    }
 
+    /// <summary>
+    /// Compacts and takes a durable FASTER checkpoint of the sealed state. May run on another thread than
+    /// the writing, but never at the same time as it: the next <see cref="BeginCheckpoint"/> waits for it.
+    /// </summary>
+    public async Task PersistAsync()
+    {
         // Every live key was just rewritten (or deleted) at or after _dumpStart, so the log before it holds
         // only superseded versions; compaction copies forward whatever is still live there (records updated
         // in place) and moves the begin address. The old segments are removed from disk by the checkpoint.
@@ -187,8 +196,6 @@ internal sealed class StateStore : IDisposable
         {
             throw new InvalidOperationException("FASTER refused to start a checkpoint.");
         }
-        _keys = writing;
-        return writing.Count;
     }
 
     private ReadOnlySpan<byte> EncodeKey(string key)
