@@ -94,7 +94,7 @@ public sealed class CoapServerTests
         await h.SendAsync(CoapServerHarness.Request(CoapMessageType.Confirmable, CoapCode.Post, id, Token, "api/v1/good/telemetry", payload: "{}"u8.ToArray()));
 
         var emptyAck = await h.ReceiveAsync();
-        Assert.InRange(started.ElapsedMilliseconds, 450, 2000);
+        Assert.InRange(started.ElapsedMilliseconds, 450, 10_000); // not before the 500 ms rule; the upper bound only catches a lost timer
         Assert.Equal(CoapMessageType.Acknowledgement, emptyAck.Type);
         Assert.Equal(CoapCode.Empty, emptyAck.Code);
         Assert.Equal(id, emptyAck.MessageId);
