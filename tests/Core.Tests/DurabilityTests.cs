@@ -372,3 +372,41 @@ public class UplinkLogFormatTests
         Assert.Equal(1_999, recovered.Entry.LongValue);
     }
 }
+
+public class SparseCommitMetadataTests
+{
+    private sealed class Recording : FASTER.core.ILogCommitManager
+    {
+        public readonly List<(long Begin, long Until, long Num)> Commits = [];
+
+        public void Commit(long beginAddress, long untilAddress, byte[] commitMetadata, long commitNum, bool forceWriteMetadata) =>
+            Commits.Add((beginAddress, untilAddress, commitNum));
+
+        public byte[] GetCommitMetadata(long commitNum) => [];
+        public IEnumerable<long> ListCommits() => Commits.Select(c => c.Num);
+        public void RemoveCommit(long commitNum) { }
+        public void RemoveAllCommits() => Commits.Clear();
+        public void OnRecovery(long commitNum) { }
+        public void Dispose() { }
+    }
+
+    [Fact]
+    public void WritesEveryNthCommit_AndEveryCommitThatMovesTheBeginAddress_AndForcedOnes()
+    {
+        var inner = new Recording();
+        var sparse = new SparseCommitMetadata(inner, every: 10);
+        for (var n = 1; n <= 25; n++)
+        {
+            sparse.Commit(64, n * 100, [], n, forceWriteMetadata: false);
+        }
+        // The first (no begin written yet), then every 10th after it.
+        Assert.Equal([1L, 11L, 21L], inner.Commits.Select(c => c.Num));
+
+        sparse.Commit(5_000, 2_600, [], 26, forceWriteMetadata: false); // truncated: begin moved
+        sparse.Commit(5_000, 2_700, [], 27, forceWriteMetadata: false);
+        sparse.Commit(5_000, 2_800, [], 28, forceWriteMetadata: true);
+        Assert.Equal([1L, 11L, 21L, 26L, 28L], inner.Commits.Select(c => c.Num));
+        Assert.Equal(5, sparse.Written);
+        Assert.Equal(23, sparse.Skipped);
+    }
+}

@@ -103,10 +103,20 @@ internal sealed class UplinkLog
             // which recovery uses to find the last complete commit record.
             FastCommitMode = fastCommit,
             LogChecksum = fastCommit ? LogChecksumType.PerEntry : LogChecksumType.None,
+            // What FASTER would create for LogCommitDir, with sparse metadata writes in fast-commit mode.
+            LogCommitManager = fastCommit
+                ? new SparseCommitMetadata(NewCommitManager(directory), FastCommitMetadataEvery)
+                : null,
         };
         var log = await FasterLog.CreateAsync(settings, ct);
         return new UplinkLog(log, device, options.CommitIntervalMs, logger) { FastCommit = fastCommit };
     }
+
+    /// <summary>In fast-commit mode the commit metadata file is written once per this many commits (and at every truncation).</summary>
+    internal const int FastCommitMetadataEvery = 1000;
+
+    private static DeviceLogCommitCheckpointManager NewCommitManager(string directory) =>
+        new(new LocalStorageNamedDeviceFactory(), new DefaultCheckpointNamingScheme(directory), removeOutdated: true);
 
     /// <summary>Present in a log directory written with fast commits (and per-entry checksums).</summary>
     internal const string FastCommitMarker = "fast-commit";

@@ -1,0 +1,49 @@
+using FASTER.core;
+
+namespace Perf.Core.Internal;
+
+/// <summary>
+/// Commit metadata for a fast-commit log, written sparsely. In FASTER's fast-commit mode every commit
+/// record is in the log itself, and recovery reads the newest metadata file only to know where to start
+/// scanning forward for the last commit record; so writing that file at every commit (a file created,
+/// written and flushed, an older one deleted: most of a commit's latency here) buys nothing. This writes
+/// it every <paramref name="every"/> commits, and always when the log's begin address moved (a
+/// truncation): FASTER deletes old segments right after, and the metadata recovery starts from must not
+/// point into a deleted one. The same rule as Garnet's FastCommitThrottleFreq, plus the begin-address guard.
+/// </summary>
+internal sealed class SparseCommitMetadata(ILogCommitManager inner, int every) : ILogCommitManager
+{
+    private long _writtenBegin = -1;
+    private int _skipped;
+
+    /// <summary>Metadata writes made and skipped, for tests and diagnostics.</summary>
+    public long Written { get; private set; }
+
+    public long Skipped { get; private set; }
+
+    public void Commit(long beginAddress, long untilAddress, byte[] commitMetadata, long commitNum, bool forceWriteMetadata)
+    {
+        // FASTER calls this from its serial commit worker: no concurrent calls.
+        if (!forceWriteMetadata && beginAddress == _writtenBegin && ++_skipped < every)
+        {
+            Skipped++;
+            return;
+        }
+        inner.Commit(beginAddress, untilAddress, commitMetadata, commitNum, forceWriteMetadata: true);
+        _writtenBegin = beginAddress;
+        _skipped = 0;
+        Written++;
+    }
+
+    public byte[] GetCommitMetadata(long commitNum) => inner.GetCommitMetadata(commitNum);
+
+    public IEnumerable<long> ListCommits() => inner.ListCommits();
+
+    public void RemoveCommit(long commitNum) => inner.RemoveCommit(commitNum);
+
+    public void RemoveAllCommits() => inner.RemoveAllCommits();
+
+    public void OnRecovery(long commitNum) => inner.OnRecovery(commitNum);
+
+    public void Dispose() => inner.Dispose();
+}
