@@ -344,7 +344,9 @@ public sealed class TelemetryService
 
     /// <summary>
     /// Emits each series' latest value (key "L" + device + key) and its history in chunks of
-    /// <see cref="SnapshotChunk"/> points (key "H" + device + chunk number + key).
+    /// <see cref="SnapshotChunk"/> points (key "H" + device + chunk number + key). Chunks wholly before the
+    /// series' first change since the previous snapshot are the same points as then, so they are retained,
+    /// not rewritten: a checkpoint's work on the commit loop follows what changed, not all history.
     /// </summary>
     internal void WriteState(StateStore state)
     {
@@ -352,13 +354,17 @@ public sealed class TelemetryService
         {
             foreach (var (key, series) in device)
             {
-                var history = series.Range(long.MinValue, long.MaxValue);
-                for (var offset = 0; offset < history.Length; offset += SnapshotChunk)
+                var changed = series.TakeSnapshotChanges(SnapshotChunk, out var firstChunk);
+                for (var chunk = 0; chunk < firstChunk; chunk++)
                 {
-                    var chunk = new ArraySegment<TsKvEntry>(history, offset, Math.Min(SnapshotChunk, history.Length - offset));
-                    var w = new RecordWriter(RecordKind.Telemetry, 32 + chunk.Count * 24);
-                    WriteEntries(ref w, deviceId, TelemetryTarget.History, chunk);
-                    state.Write(StateKeys.History(deviceId, key, offset / SnapshotChunk), ref w);
+                    state.Retain(StateKeys.History(deviceId, key, chunk));
+                }
+                for (var offset = 0; offset < changed.Length; offset += SnapshotChunk)
+                {
+                    var points = new ArraySegment<TsKvEntry>(changed, offset, Math.Min(SnapshotChunk, changed.Length - offset));
+                    var w = new RecordWriter(RecordKind.Telemetry, 32 + points.Count * 24);
+                    WriteEntries(ref w, deviceId, TelemetryTarget.History, points);
+                    state.Write(StateKeys.History(deviceId, key, firstChunk + (offset / SnapshotChunk)), ref w);
                 }
                 if (series.TryGetLatest(out var latest))
                 {
@@ -382,12 +388,18 @@ public sealed class TelemetryService
         private TsKvEntry _latest;
         private bool _hasLatest;
 
+        // The smallest ts whose point was added, replaced or deleted since the last snapshot (everything at
+        // first: the stored chunks of a recovered series are rewritten once). Points before it, and so the
+        // snapshot chunks wholly before its index, are unchanged.
+        private long _changedFromTs = long.MinValue;
+
         public void Add(TsKvEntry entry, TelemetryTarget target)
         {
             lock (_lock)
             {
                 if ((target & TelemetryTarget.History) != 0)
                 {
+                    _changedFromTs = Math.Min(_changedFromTs, entry.Ts);
                     var count = _history.Count;
                     if (count == 0 || _history[count - 1].Ts < entry.Ts)
                     {
@@ -439,6 +451,35 @@ public sealed class TelemetryService
             }
         }
 
+        /// <summary>
+        /// For a snapshot in chunks of <paramref name="chunkSize"/> points: the points from the first chunk that
+        /// holds a change since the previous call (<paramref name="firstChunk"/>) to the end.
+        /// Chunks before <paramref name="firstChunk"/> hold the same points as at the previous call.
+        /// </summary>
+        public TsKvEntry[] TakeSnapshotChanges(int chunkSize, out int firstChunk)
+        {
+            lock (_lock)
+            {
+                var total = _history.Count;
+                if (_changedFromTs == long.MaxValue)
+                {
+                    firstChunk = (total + chunkSize - 1) / chunkSize;
+                    return [];
+                }
+                var firstChanged = _changedFromTs == long.MinValue ? 0 : FindFirstAtOrAfter(_changedFromTs);
+                _changedFromTs = long.MaxValue;
+                firstChunk = Math.Min(firstChanged, total) / chunkSize;
+                var from = firstChunk * chunkSize;
+                if (from >= total)
+                {
+                    return [];
+                }
+                var result = new TsKvEntry[total - from];
+                _history.CopyTo(from, result, 0, result.Length);
+                return result;
+            }
+        }
+
         /// <summary>Returns true when the series is now empty.</summary>
         public bool Delete(bool latest, bool history, long startTs, long endTs)
         {
@@ -446,6 +487,7 @@ public sealed class TelemetryService
             {
                 if (history)
                 {
+                    _changedFromTs = Math.Min(_changedFromTs, startTs);
                     var from = FindFirstAtOrAfter(startTs);
                     var to = endTs == long.MaxValue ? _history.Count : FindFirstAtOrAfter(endTs);
                     if (to > from)
@@ -470,6 +512,7 @@ public sealed class TelemetryService
                 if (to > 0)
                 {
                     _history.RemoveRange(0, to);
+                    _changedFromTs = long.MinValue;
                 }
             }
         }

@@ -410,3 +410,53 @@ public class SparseCommitMetadataTests
         Assert.Equal(23, sparse.Skipped);
     }
 }
+
+public class IncrementalHistorySnapshotTests
+{
+    private static async Task PostAsync(PerfEngine engine, Device device, long ts, string value) =>
+        Assert.True((await engine.DeviceApi.PostTelemetryAsync(device, Engines.Json($"{{\"ts\":{ts},\"values\":{{\"s\":\"{value}\"}}}}"))).IsOk);
+
+    private static IReadOnlyList<TsKvEntry> History(PerfEngine engine, Guid id) =>
+        engine.Telemetry.Query(id, "s", long.MinValue + 1, long.MaxValue, 0, 0, Aggregation.None, false);
+
+    [Fact]
+    public async Task ChunksRetainedAcrossCheckpoints_MatchLiveHistory_AfterInsertsDeletesTrimAndCrash()
+    {
+        using var dir = new TempDir();
+        var engine = await Engines.OpenAsync(dir.Path);
+        var (_, device, _) = await Engines.CreateDeviceAsync(engine);
+        var id = device.Id;
+
+        // Three full snapshot chunks (4,096 points each) and a partial one, then a checkpoint.
+        var points = Enumerable.Range(0, 13_000).Select(i => new TsKvEntry((i * 10) + 1000, new KvEntry("s", $"v{i}"))).ToArray();
+        Assert.True(await engine.Telemetry.SaveAsync(id, points));
+        await engine.CheckpointAsync();
+
+        // Appends only (chunks 0-2 retained), then a checkpoint with no change at all, then a crash.
+        await PostAsync(engine, device, 500_000, "tail-1");
+        await engine.CheckpointAsync();
+        await engine.CheckpointAsync();
+        await engine.AbandonAsync();
+        engine = await Engines.OpenAsync(dir.Path);
+        var afterAppends = History(engine, id);
+        Assert.Equal(13_001, afterAppends.Count);
+        Assert.Equal("tail-1", afterAppends[^1].Entry.Text);
+
+        // An insert into chunk 1 shifts chunks 1.. (chunk 0 retained); a replace in chunk 2; a checkpoint.
+        await PostAsync(engine, device, 1000 + (5_000 * 10) + 5, "inserted");
+        await PostAsync(engine, device, 1000 + (9_000 * 10), "replaced");
+        await engine.CheckpointAsync();
+        // A range delete in chunk 0 and a retention-style trim shift everything; then a checkpoint and a crash.
+        await engine.Telemetry.DeleteAsync(id, ["s"], deleteLatest: false, deleteHistory: true, 1000 + 100, 1000 + 200);
+        await engine.CheckpointAsync();
+        var live = History(engine, id);
+        await engine.AbandonAsync();
+
+        await using var reopened = await Engines.OpenAsync(dir.Path);
+        var recovered = History(reopened, id);
+        Assert.Equal(live.Select(p => (p.Ts, p.Entry.Text)), recovered.Select(p => (p.Ts, p.Entry.Text)));
+        Assert.Equal(13_001 + 1 - 10, recovered.Count);
+        Assert.Contains(recovered, p => p.Entry.Text == "inserted");
+        Assert.Contains(recovered, p => p.Entry.Text == "replaced");
+    }
+}

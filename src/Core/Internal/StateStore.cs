@@ -157,6 +157,20 @@ internal sealed class StateStore : IDisposable
     }
 
     /// <summary>
+    /// Keeps <paramref name="key"/>'s value from the previous checkpoint as it is (its owner knows it did not
+    /// change): counted as written, not rewritten. Compaction carries it forward in the background.
+    /// </summary>
+    public void Retain(string key)
+    {
+        var writing = _writing ?? throw new InvalidOperationException("No checkpoint in progress.");
+        if (!writing.Add(key))
+        {
+            throw new InvalidOperationException($"State key written twice in one checkpoint: {key}");
+        }
+        _keys.Add(key);
+    }
+
+    /// <summary>
     /// Ends the writing of the checkpoint started by <see cref="BeginCheckpoint"/>: deletes vanished keys and
     /// records <paramref name="logAddress"/>. Returns the record count; <see cref="PersistAsync"/> makes it durable.
     /// </summary>
@@ -184,9 +198,9 @@ internal sealed class StateStore : IDisposable
     /// </summary>
     public async Task PersistAsync()
     {
-        // Every live key was just rewritten (or deleted) at or after _dumpStart, so the log before it holds
-        // only superseded versions; compaction copies forward whatever is still live there (records updated
-        // in place) and moves the begin address. The old segments are removed from disk by the checkpoint.
+        // Every live key was rewritten (or deleted) at or after _dumpStart, or retained unchanged: the log before
+        // it holds superseded versions and the retained ones; compaction copies forward whatever is still live
+        // there and moves the begin address. The old segments are removed from disk by the checkpoint.
         if (_dumpStart > _store.Log.BeginAddress)
         {
             _store.Log.Compact<SpanByte, SpanByteAndMemory, Empty, SpanByteFunctions<Empty>>(_functions, _dumpStart, CompactionType.Lookup);
