@@ -26,18 +26,22 @@ internal static class CoreMetrics
     private static readonly Counter<long> CommittedRecords = Meter.CreateCounter<long>(
         "commit.records", description: "Records made durable by group commits");
 
-    private static readonly Counter<long> Uplinks = Meter.CreateCounter<long>(
-        "uplinks", description: "Telemetry and attribute uplinks by kind and outcome (ok or the rejection reason)");
+    private static readonly KeyValuePair<string, object?>[][] TelemetryTags = StatusTags("telemetry");
+    private static readonly KeyValuePair<string, object?>[][] AttributeTags = StatusTags("attributes");
 
-    private static readonly Counter<long> RpcOutcomes = Meter.CreateCounter<long>(
-        "rpc", description: "Lightweight server-side RPC outcomes by status");
+    // Slots: the telemetry statuses, then the attribute statuses (one observed counter, per-uplink cost an interlocked add).
+    private static readonly ObservedCounter Uplinks = new(
+        Meter, "uplinks", [.. TelemetryTags, .. AttributeTags], description: "Telemetry and attribute uplinks by kind and outcome (ok or the rejection reason)");
+
+
 
     private static readonly Counter<long> PersistentRpcTransitions = Meter.CreateCounter<long>(
         "rpc.persistent", description: "Persistent RPC state transitions by new status");
 
-    private static readonly KeyValuePair<string, object?>[][] TelemetryTags = StatusTags("telemetry");
-    private static readonly KeyValuePair<string, object?>[][] AttributeTags = StatusTags("attributes");
     private static readonly KeyValuePair<string, object?>[][] RpcTags = EnumTags<RpcStatus>("status");
+
+    private static readonly ObservedCounter RpcOutcomes = new(
+        Meter, "rpc", RpcTags, description: "Lightweight server-side RPC outcomes by status");
     private static readonly KeyValuePair<string, object?>[][] PersistentTags = EnumTags<PersistentRpcStatus>("status");
 
     public static void SessionOpened(string transport) =>
@@ -62,23 +66,26 @@ internal static class CoreMetrics
 
     public static UplinkResult Telemetry(UplinkResult result)
     {
-        Uplinks.Add(1, Pick(TelemetryTags, (int)result.Status));
+        Uplinks.Add(StatusSlot(result.Status), 1);
         return result;
     }
 
     public static UplinkResult Attributes(UplinkResult result)
     {
-        Uplinks.Add(1, Pick(AttributeTags, (int)result.Status));
+        Uplinks.Add(TelemetryTags.Length + StatusSlot(result.Status), 1);
         return result;
     }
 
     public static RpcOutcome Rpc(RpcOutcome outcome)
     {
-        RpcOutcomes.Add(1, Pick(RpcTags, (int)outcome.Status));
+        RpcOutcomes.Add((int)outcome.Status, 1);
         return outcome;
     }
 
     public static void PersistentRpc(PersistentRpcStatus status) => PersistentRpcTransitions.Add(1, Pick(PersistentTags, (int)status));
+
+    private static int StatusSlot(UplinkStatus status) =>
+        (uint)status < (uint)TelemetryTags.Length ? (int)status : TelemetryTags.Length - 1;
 
     private static KeyValuePair<string, object?>[] Pick(KeyValuePair<string, object?>[][] tags, int index) =>
         (uint)index < (uint)tags.Length ? tags[index] : tags[^1];

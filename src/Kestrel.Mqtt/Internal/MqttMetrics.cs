@@ -5,7 +5,7 @@ namespace Perf.Kestrel.Mqtt.Internal;
 
 /// <summary>
 /// Counters of the MQTT door (meter <c>Perf.Mqtt</c>; read with <c>dotnet-counters monitor --counters Perf.Mqtt</c>,
-/// exported at <c>/metrics</c> by the host). Per-packet calls use pre-built tag arrays so they do not allocate.
+/// exported at <c>/metrics</c> by the host). Per-packet calls are an interlocked add (<see cref="ObservedCounter"/>): no allocation, no listener call.
 /// </summary>
 internal static class MqttMetrics
 {
@@ -22,28 +22,27 @@ internal static class MqttMetrics
     private static readonly ObservableUpDownCounter<long> Open = Meter.CreateObservableUpDownCounter(
         "connections", () => Volatile.Read(ref _open), description: "Open MQTT connections");
 
-    private static readonly Counter<long> Accepted = Meter.CreateCounter<long>(
-        "connections.accepted", description: "MQTT connections accepted by the listener");
+    private static readonly ObservedCounter Accepted = new(
+        Meter, "connections.accepted", description: "MQTT connections accepted by the listener");
 
-    private static readonly Counter<long> PacketsIn = Meter.CreateCounter<long>(
-        "messages.in", description: "MQTT packets received, by packet type");
-
-    private static readonly Counter<long> PacketsOut = Meter.CreateCounter<long>(
-        "messages.out", description: "MQTT PUBLISH and PUBACK packets sent, by packet type");
-
-    private static readonly Counter<long> BytesIn = Meter.CreateCounter<long>(
-        "bytes.in", unit: "By", description: "Bytes of MQTT packets received");
-
-    private static readonly Counter<long> BytesOut = Meter.CreateCounter<long>(
-        "bytes.out", unit: "By", description: "Bytes flushed to MQTT connections");
-
-    private static readonly Counter<long> Acks = Meter.CreateCounter<long>(
-        "acks", description: "PUBACKs written for QoS 1 uplinks (after the commit that holds them)");
-
-    // Indexed by MqttPacketType (1..14); built once so Add does not allocate per packet.
+    // Indexed by MqttPacketType (1..14); slot 0 is "other".
     private static readonly KeyValuePair<string, object?>[][] TypeTags = BuildTypeTags();
-    private static readonly KeyValuePair<string, object?>[] PublishTag = TypeTags[(int)MqttPacketType.Publish];
-    private static readonly KeyValuePair<string, object?>[] PubAckTag = TypeTags[(int)MqttPacketType.PubAck];
+
+    // Per-packet counters: observed running totals (ObservedCounter), so a packet costs an interlocked add.
+    private static readonly ObservedCounter PacketsIn = new(
+        Meter, "messages.in", TypeTags, description: "MQTT packets received, by packet type");
+
+    private static readonly ObservedCounter PacketsOut = new(
+        Meter, "messages.out", TypeTags, description: "MQTT PUBLISH and PUBACK packets sent, by packet type");
+
+    private static readonly ObservedCounter BytesIn = new(
+        Meter, "bytes.in", unit: "By", description: "Bytes of MQTT packets received");
+
+    private static readonly ObservedCounter BytesOut = new(
+        Meter, "bytes.out", unit: "By", description: "Bytes flushed to MQTT connections");
+
+    private static readonly ObservedCounter Acks = new(
+        Meter, "acks", description: "PUBACKs written for QoS 1 uplinks (after the commit that holds them)");
 
     public static void UplinkRefused(UplinkStatus status, TopicRoute route, bool sessionKept)
     {
@@ -64,15 +63,15 @@ internal static class MqttMetrics
     public static void PacketReceived(MqttPacketType type, long bytes)
     {
         var index = (int)type;
-        PacketsIn.Add(1, (uint)index < (uint)TypeTags.Length ? TypeTags[index] : TypeTags[0]);
+        PacketsIn.Add((uint)index < (uint)TypeTags.Length ? index : 0, 1);
         BytesIn.Add(bytes);
     }
 
-    public static void PublishSent() => PacketsOut.Add(1, PublishTag);
+    public static void PublishSent() => PacketsOut.Add((int)MqttPacketType.Publish, 1);
 
     public static void PubAckSent()
     {
-        PacketsOut.Add(1, PubAckTag);
+        PacketsOut.Add((int)MqttPacketType.PubAck, 1);
         Acks.Add(1);
     }
 
