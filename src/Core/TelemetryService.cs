@@ -276,7 +276,7 @@ public sealed class TelemetryService
         for (var i = 0; i < entries.Count; i++)
         {
             var e = entries[i];
-            var series = device.GetOrAdd(e.Entry.Key, static _ => new Series());
+            var series = device.GetOrAdd(e.Entry.Key, static key => new Series(key));
             series.Add(e, target);
         }
         return true;
@@ -297,7 +297,16 @@ public sealed class TelemetryService
         }
     }
 
-    internal void RemoveDevice(Guid deviceId) => _devices.TryRemove(deviceId, out _);
+    internal void RemoveDevice(Guid deviceId)
+    {
+        if (_devices.TryRemove(deviceId, out var device))
+        {
+            foreach (var series in device.Values)
+            {
+                series.Release();
+            }
+        }
+    }
 
     /// <summary>Drops history older than <paramref name="cutoffTs"/> (latest values are kept).</summary>
     internal void TrimBefore(long cutoffTs)
@@ -371,14 +380,15 @@ public sealed class TelemetryService
     }
 
     /// <summary>
-    /// One (device, key) series: a ts-sorted list (one point per ts, a later write at the same ts
-    /// replaces it, as the reference's primary key does) and the latest value. Written only by the
-    /// apply thread; a short lock keeps concurrent readers consistent.
+    /// One (device, key) series: the history (one point per ts, a later write at the same ts replaces it, as
+    /// the reference's primary key does) in native memory (<see cref="TelemetryHistory"/>) and the latest
+    /// value. Written only by the apply thread; a short lock keeps concurrent readers consistent and keeps a
+    /// block from being freed under a reader.
     /// </summary>
-    private sealed class Series
+    private sealed class Series(string key)
     {
         private readonly Lock _lock = new();
-        private readonly List<TsKvEntry> _history = [];
+        private readonly TelemetryHistory _history = new();
         private TsKvEntry _latest;
         private bool _hasLatest;
 
@@ -388,23 +398,7 @@ public sealed class TelemetryService
             {
                 if ((target & TelemetryTarget.History) != 0)
                 {
-                    var count = _history.Count;
-                    if (count == 0 || _history[count - 1].Ts < entry.Ts)
-                    {
-                        _history.Add(entry);
-                    }
-                    else
-                    {
-                        var index = FindFirstAtOrAfter(entry.Ts);
-                        if (index < count && _history[index].Ts == entry.Ts)
-                        {
-                            _history[index] = entry;
-                        }
-                        else
-                        {
-                            _history.Insert(index, entry);
-                        }
-                    }
+                    _history.Put(entry.Ts, entry.Entry);
                 }
                 if ((target & TelemetryTarget.Latest) != 0 && (!_hasLatest || entry.Ts >= _latest.Ts))
                 {
@@ -427,15 +421,7 @@ public sealed class TelemetryService
         {
             lock (_lock)
             {
-                var from = FindFirstAtOrAfter(startTs);
-                var to = endTs == long.MaxValue ? _history.Count : FindFirstAtOrAfter(endTs);
-                if (to <= from)
-                {
-                    return [];
-                }
-                var result = new TsKvEntry[to - from];
-                _history.CopyTo(from, result, 0, result.Length);
-                return result;
+                return _history.Range(startTs, endTs, key);
             }
         }
 
@@ -446,12 +432,7 @@ public sealed class TelemetryService
             {
                 if (history)
                 {
-                    var from = FindFirstAtOrAfter(startTs);
-                    var to = endTs == long.MaxValue ? _history.Count : FindFirstAtOrAfter(endTs);
-                    if (to > from)
-                    {
-                        _history.RemoveRange(from, to - from);
-                    }
+                    _history.Delete(startTs, endTs);
                 }
                 if (latest)
                 {
@@ -466,30 +447,19 @@ public sealed class TelemetryService
         {
             lock (_lock)
             {
-                var to = FindFirstAtOrAfter(cutoffTs);
-                if (to > 0)
-                {
-                    _history.RemoveRange(0, to);
-                }
+                _history.TrimBefore(cutoffTs);
             }
         }
 
-        private int FindFirstAtOrAfter(long ts)
+        /// <summary>Frees the history's native memory now (the device is gone); readers holding the series see it empty.</summary>
+        public void Release()
         {
-            int lo = 0, hi = _history.Count;
-            while (lo < hi)
+            lock (_lock)
             {
-                var mid = (lo + hi) >>> 1;
-                if (_history[mid].Ts < ts)
-                {
-                    lo = mid + 1;
-                }
-                else
-                {
-                    hi = mid;
-                }
+                _history.Dispose();
+                _hasLatest = false;
+                _latest = default;
             }
-            return lo;
         }
     }
 
