@@ -361,20 +361,7 @@ public sealed class TelemetryService
         {
             foreach (var (key, series) in device)
             {
-                var history = series.Range(long.MinValue, long.MaxValue);
-                for (var offset = 0; offset < history.Length; offset += SnapshotChunk)
-                {
-                    var chunk = new ArraySegment<TsKvEntry>(history, offset, Math.Min(SnapshotChunk, history.Length - offset));
-                    var w = new RecordWriter(RecordKind.Telemetry, 32 + chunk.Count * 24);
-                    WriteEntries(ref w, deviceId, TelemetryTarget.History, chunk);
-                    state.Write(StateKeys.History(deviceId, key, offset / SnapshotChunk), ref w);
-                }
-                if (series.TryGetLatest(out var latest))
-                {
-                    var w = new RecordWriter(RecordKind.Telemetry);
-                    WriteEntries(ref w, deviceId, TelemetryTarget.Latest, [latest]);
-                    state.Write(StateKeys.Latest(deviceId, key), ref w);
-                }
+                series.WriteState(state, deviceId, key);
             }
         }
     }
@@ -448,6 +435,36 @@ public sealed class TelemetryService
             lock (_lock)
             {
                 _history.TrimBefore(cutoffTs);
+            }
+        }
+
+        /// <summary>
+        /// The history in chunks of <see cref="SnapshotChunk"/> points, copied from native memory into the
+        /// records (no managed copy of the points), then the latest value. Runs on the commit loop, the only
+        /// writer, so the history cannot change meanwhile; the lock keeps readers consistent.
+        /// </summary>
+        public void WriteState(StateStore state, Guid deviceId, string stateKey)
+        {
+            lock (_lock)
+            {
+                var position = default(TelemetryHistory.SnapshotPosition);
+                var total = _history.Count;
+                for (var offset = 0; offset < total; offset += SnapshotChunk)
+                {
+                    var count = Math.Min(SnapshotChunk, total - offset);
+                    var w = new RecordWriter(RecordKind.Telemetry, 32 + count * 24);
+                    w.WriteGuid(deviceId);
+                    w.WriteByte((byte)TelemetryTarget.History);
+                    w.WriteVarUInt((uint)count);
+                    _history.WriteEntries(ref w, key, ref position, count);
+                    state.Write(StateKeys.History(deviceId, stateKey, offset / SnapshotChunk), ref w);
+                }
+                if (_hasLatest)
+                {
+                    var w = new RecordWriter(RecordKind.Telemetry);
+                    WriteEntries(ref w, deviceId, TelemetryTarget.Latest, [_latest]);
+                    state.Write(StateKeys.Latest(deviceId, stateKey), ref w);
+                }
             }
         }
 

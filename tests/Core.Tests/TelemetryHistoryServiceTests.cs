@@ -92,4 +92,35 @@ public class TelemetryHistoryServiceTests
         await using var reopened = await Engines.OpenAsync(dir.Path);
         Assert.Equal(expected, reopened.Telemetry.Query(id, "v", 0, long.MaxValue, 0, 0, Aggregation.None, false));
     }
+
+    [Fact]
+    public async Task AHistoryOfSeveralSnapshotChunks_ReadsBackTheSame_AfterCheckpointAndReopen()
+    {
+        using var dir = new TempDir();
+        Guid id;
+        TsKvEntry[] expected;
+        {
+            await using var engine = await Engines.OpenAsync(dir.Path);
+            var (_, device, _) = await Engines.CreateDeviceAsync(engine);
+            id = device.Id;
+            // 10,000 points: three snapshot chunks of 4,096; every type, written in two interleaved passes.
+            for (var pass = 0; pass < 2; pass++)
+            {
+                var entries = Enumerable.Range(0, 5_000).Select(i => i * 2 + pass).Select(ts => new TsKvEntry(ts, (ts % 4) switch
+                {
+                    0 => new KvEntry("m", (long)ts),
+                    1 => new KvEntry("m", ts + 0.25),
+                    2 => new KvEntry("m", "s" + ts),
+                    _ => new KvEntry("m", ts % 8 == 3),
+                })).ToList();
+                Assert.True(await engine.Telemetry.SaveAsync(id, entries));
+            }
+            expected = [.. engine.Telemetry.Query(id, "m", 0, long.MaxValue, 0, 0, Aggregation.None, false)];
+            Assert.Equal(10_000, expected.Length);
+        } // dispose writes the checkpoint (WriteState) and drops the log before it
+
+        await using var reopened = await Engines.OpenAsync(dir.Path);
+        Assert.Equal(expected, reopened.Telemetry.Query(id, "m", 0, long.MaxValue, 0, 0, Aggregation.None, false));
+        Assert.Equal(expected[^1], reopened.Telemetry.GetLatest(id, ["m"])[0]);
+    }
 }

@@ -124,6 +124,52 @@ internal sealed class TelemetryHistory : IDisposable
     }
 
     /// <summary>
+    /// Writes up to <paramref name="max"/> points from <paramref name="position"/> on as log-record entries
+    /// (ts, key, <see cref="RecordWriter.WriteKv"/>'s type and value; a stored value is already in that
+    /// encoding, so it is copied, not decoded), and advances the position. Returns how many were written.
+    /// The history must not change between calls that share a position.
+    /// </summary>
+    public int WriteEntries(ref RecordWriter writer, string key, ref SnapshotPosition position, int max)
+    {
+        var written = 0;
+        while (written < max && position.Block < _blocks.Count)
+        {
+            var block = _blocks[position.Block];
+            var data = block.Data;
+            if (position.Offset == 0)
+            {
+                position.Ts = block.FirstTs;
+            }
+            while (written < max && position.Offset < data.Length)
+            {
+                var delta = ReadVarInt(data[position.Offset..], out var read);
+                position.Offset += read;
+                position.Ts = unchecked(position.Ts + (long)delta);
+                var length = PayloadLength(data[position.Offset..]);
+                writer.WriteInt64(position.Ts);
+                writer.WriteString(key);
+                writer.WriteRaw(data.Slice(position.Offset, length));
+                position.Offset += length;
+                written++;
+            }
+            if (position.Offset >= data.Length)
+            {
+                position.Block++;
+                position.Offset = 0;
+            }
+        }
+        return written;
+    }
+
+    /// <summary>Where <see cref="WriteEntries"/> resumes.</summary>
+    public struct SnapshotPosition
+    {
+        internal int Block;
+        internal int Offset;
+        internal long Ts;
+    }
+
+    /// <summary>
     /// Removes the points in [<paramref name="startTs"/>, <paramref name="endTs"/>) (an end of
     /// <see cref="long.MaxValue"/> includes it, as in <see cref="Range"/>).
     /// </summary>

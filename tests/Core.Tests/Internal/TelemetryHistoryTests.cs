@@ -234,6 +234,38 @@ public class TelemetryHistoryTests
     }
 
     [Fact]
+    public void WriteEntries_GivesTheSameBytesAsWritingTheRangeEntryByEntry_InChunks()
+    {
+        var random = new Random(7);
+        using var history = new TelemetryHistory();
+        for (var i = 0; i < 12_000; i++)
+        {
+            history.Put(random.Next(0, 30_000), RandomValue(random));
+        }
+        var points = history.Range(long.MinValue, long.MaxValue, Key);
+
+        var expected = new RecordWriter(RecordKind.Telemetry);
+        foreach (var point in points)
+        {
+            expected.WriteInt64(point.Ts);
+            expected.WriteKv(point.Entry);
+        }
+        var actual = new RecordWriter(RecordKind.Telemetry);
+        var position = default(TelemetryHistory.SnapshotPosition);
+        var written = 0;
+        int n;
+        while ((n = history.WriteEntries(ref actual, Key, ref position, 4_096)) > 0)
+        {
+            written += n;
+        }
+
+        Assert.Equal(points.Length, written);
+        var expectedBytes = expected.Detach(out var expectedLength);
+        var actualBytes = actual.Detach(out var actualLength);
+        Assert.True(expectedBytes.AsSpan(0, expectedLength).SequenceEqual(actualBytes.AsSpan(0, actualLength)));
+    }
+
+    [Fact]
     public void ManySeries_EachKeepsItsOwnPoints()
     {
         var histories = Enumerable.Range(0, 200).Select(_ => new TelemetryHistory()).ToArray();
