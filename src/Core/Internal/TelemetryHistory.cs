@@ -161,6 +161,57 @@ internal sealed class TelemetryHistory : IDisposable
         return written;
     }
 
+    /// <summary>The number of points older than <paramref name="ts"/> (the index of the first point at or after it).</summary>
+    public int CountBefore(long ts)
+    {
+        var index = FindFirstBlockEndingAtOrAfter(ts);
+        var count = 0;
+        for (var i = 0; i < index; i++)
+        {
+            count += _blocks[i].Count;
+        }
+        if (index < _blocks.Count)
+        {
+            var cursor = new PointCursor(_blocks[index]);
+            while (cursor.Next() && cursor.Ts < ts)
+            {
+                count++;
+            }
+        }
+        return count;
+    }
+
+    /// <summary>
+    /// The <see cref="WriteEntries"/> position of the point at <paramref name="index"/> (0-based, in ts order), so a
+    /// snapshot can start at a chunk boundary; at or past <see cref="Count"/>, the end.
+    /// </summary>
+    public SnapshotPosition PositionAt(int index)
+    {
+        var position = default(SnapshotPosition);
+        for (position.Block = 0; position.Block < _blocks.Count; position.Block++)
+        {
+            var block = _blocks[position.Block];
+            if (index >= block.Count)
+            {
+                index -= block.Count;
+                continue;
+            }
+            if (index == 0)
+            {
+                return position; // Offset 0: WriteEntries starts from the block's first ts.
+            }
+            var cursor = new PointCursor(block);
+            for (var i = 0; i < index && cursor.Next(); i++)
+            {
+                position.Ts = cursor.Ts;
+            }
+            cursor.Next();
+            position.Offset = cursor.Offset;
+            return position;
+        }
+        return position;
+    }
+
     /// <summary>Where <see cref="WriteEntries"/> resumes.</summary>
     public struct SnapshotPosition
     {

@@ -266,6 +266,41 @@ public class TelemetryHistoryTests
     }
 
     [Fact]
+    public void PositionAtAndCountBefore_LetASnapshotStartAtAnyPoint()
+    {
+        var random = new Random(3);
+        using var history = new TelemetryHistory();
+        for (var i = 0; i < 9_000; i++)
+        {
+            history.Put(random.Next(0, 20_000), RandomValue(random));
+        }
+        var points = history.Range(long.MinValue, long.MaxValue, Key);
+
+        foreach (var index in new[] { 0, 1, 4_095, 4_096, points.Length / 2, points.Length - 1, points.Length, points.Length + 10 })
+        {
+            var expected = new RecordWriter(RecordKind.Telemetry);
+            foreach (var point in points.Skip(index))
+            {
+                expected.WriteInt64(point.Ts);
+                expected.WriteKv(point.Entry);
+            }
+            var actual = new RecordWriter(RecordKind.Telemetry);
+            var position = history.PositionAt(index);
+            var written = history.WriteEntries(ref actual, Key, ref position, int.MaxValue);
+
+            Assert.Equal(Math.Max(0, points.Length - index), written);
+            var expectedBytes = expected.Detach(out var expectedLength);
+            var actualBytes = actual.Detach(out var actualLength);
+            Assert.True(expectedBytes.AsSpan(0, expectedLength).SequenceEqual(actualBytes.AsSpan(0, actualLength)), $"index {index}");
+        }
+
+        foreach (var ts in new long[] { long.MinValue, 0, 1, 7_777, 19_999, 20_000, long.MaxValue })
+        {
+            Assert.Equal(points.Count(p => p.Ts < ts), history.CountBefore(ts));
+        }
+    }
+
+    [Fact]
     public void ManySeries_EachKeepsItsOwnPoints()
     {
         var histories = Enumerable.Range(0, 200).Select(_ => new TelemetryHistory()).ToArray();
