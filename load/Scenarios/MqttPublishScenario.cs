@@ -19,6 +19,8 @@ public static class MqttPublishScenario
                          [--server-pid PID: server CPU seconds and acked msgs per server CPU second]
                          [--unique: payload {"ts":T,"values":{"seq":S}} with a distinct ts and seq per message,
                           T = --base-ts (default now - 1 h) + message number, so the server keeps every message]
+                         [--payload-kind text|numeric: text (default) pads {"temperature":..,"humidity":..,"pad":"xx.."};
+                          numeric has only numbers {"temperature":..,"humidity":..,"pressure":..} padded with spaces]
         """;
 
     public static async Task<int> RunAsync(Options o, CancellationToken cancellation)
@@ -34,6 +36,11 @@ public static class MqttPublishScenario
         var connectConcurrency = o.Int("connect-concurrency", 200, 1, 100_000);
         int? serverPid = o.Has("server-pid") ? o.Int("server-pid", 0, 1) : null;
         var unique = o.Flag("unique");
+        var payloadKind = o.String("payload-kind", "text");
+        if (payloadKind is not ("text" or "numeric"))
+        {
+            throw new OptionsException($"--payload-kind must be text or numeric, not '{payloadKind}'.");
+        }
         var baseTs = o.Has("base-ts") ? long.Parse(o.String("base-ts", "0"), System.Globalization.CultureInfo.InvariantCulture) : DateTimeOffset.UtcNow.AddHours(-1).ToUnixTimeMilliseconds();
         var tokens = await Tokens.FromOptionsAsync(o, cancellation);
         o.ThrowIfUnused();
@@ -41,7 +48,7 @@ public static class MqttPublishScenario
         var endPoint = Targets.Resolve(common.Host, common.Port);
         var tsOffset = 0;
         var seqOffset = 0;
-        var payload = unique ? MqttWire.UniquePayload(out tsOffset, out seqOffset) : MqttWire.JsonPayload(payloadSize);
+        var payload = unique ? MqttWire.UniquePayload(out tsOffset, out seqOffset) : (payloadKind == "numeric" ? MqttWire.NumericJsonPayload(payloadSize) : MqttWire.JsonPayload(payloadSize));
         var publish = MqttWire.Publish(topic, payload, qos, out var idOffset);
         var payloadStart = publish.Length - payload.Length;
         var stamp = unique ? new UniqueStamp(payloadStart + tsOffset, payloadStart + seqOffset, baseTs, connections) : null;
@@ -51,6 +58,7 @@ public static class MqttPublishScenario
         result.Parameter("connections", connections);
         result.Parameter("qos", qos);
         result.Parameter("payload", payloadSize);
+        result.Parameter("payload-kind", unique ? "unique" : payloadKind);
         result.Parameter("window", window);
         result.Parameter("rate", rate == 0 ? "max" : rate);
         result.Parameter("duration", common.Duration.TotalSeconds + "s");

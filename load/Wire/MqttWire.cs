@@ -221,6 +221,16 @@ public static class MqttWire
         return Encoding.ASCII.GetBytes(text);
     }
 
+    /// <summary>
+    /// The three-number telemetry object, padded with spaces before the closing brace to <paramref name="size"/>
+    /// bytes (no string value, so the server stores only numbers).
+    /// </summary>
+    public static byte[] NumericJsonPayload(int size)
+    {
+        const string Body = "{\"temperature\":21.5,\"humidity\":40,\"pressure\":101325";
+        return Encoding.ASCII.GetBytes(Body + new string(' ', Math.Max(0, size - Body.Length - 1)) + "}");
+    }
+
     private static int WriteString(Span<byte> span, ReadOnlySpan<byte> value)
     {
         BinaryPrimitives.WriteUInt16BigEndian(span, checked((ushort)value.Length));

@@ -276,7 +276,7 @@ public sealed class TelemetryService
         for (var i = 0; i < entries.Count; i++)
         {
             var e = entries[i];
-            var series = device.GetOrAdd(e.Entry.Key, static _ => new Series());
+            var series = device.GetOrAdd(e.Entry.Key, static key => new Series(key));
             series.Add(e, target);
         }
         return true;
@@ -297,7 +297,16 @@ public sealed class TelemetryService
         }
     }
 
-    internal void RemoveDevice(Guid deviceId) => _devices.TryRemove(deviceId, out _);
+    internal void RemoveDevice(Guid deviceId)
+    {
+        if (_devices.TryRemove(deviceId, out var device))
+        {
+            foreach (var series in device.Values)
+            {
+                series.Release();
+            }
+        }
+    }
 
     /// <summary>Drops history older than <paramref name="cutoffTs"/> (latest values are kept).</summary>
     internal void TrimBefore(long cutoffTs)
@@ -344,9 +353,7 @@ public sealed class TelemetryService
 
     /// <summary>
     /// Emits each series' latest value (key "L" + device + key) and its history in chunks of
-    /// <see cref="SnapshotChunk"/> points (key "H" + device + chunk number + key). Chunks wholly before the
-    /// series' first change since the previous snapshot are the same points as then, so they are retained,
-    /// not rewritten: a checkpoint's work on the commit loop follows what changed, not all history.
+    /// <see cref="SnapshotChunk"/> points (key "H" + device + chunk number + key).
     /// </summary>
     internal void WriteState(StateStore state)
     {
@@ -354,43 +361,27 @@ public sealed class TelemetryService
         {
             foreach (var (key, series) in device)
             {
-                var changed = series.TakeSnapshotChanges(SnapshotChunk, out var firstChunk);
-                for (var chunk = 0; chunk < firstChunk; chunk++)
-                {
-                    state.Retain(StateKeys.History(deviceId, key, chunk));
-                }
-                for (var offset = 0; offset < changed.Length; offset += SnapshotChunk)
-                {
-                    var points = new ArraySegment<TsKvEntry>(changed, offset, Math.Min(SnapshotChunk, changed.Length - offset));
-                    var w = new RecordWriter(RecordKind.Telemetry, 32 + points.Count * 24);
-                    WriteEntries(ref w, deviceId, TelemetryTarget.History, points);
-                    state.Write(StateKeys.History(deviceId, key, firstChunk + (offset / SnapshotChunk)), ref w);
-                }
-                if (series.TryGetLatest(out var latest))
-                {
-                    var w = new RecordWriter(RecordKind.Telemetry);
-                    WriteEntries(ref w, deviceId, TelemetryTarget.Latest, [latest]);
-                    state.Write(StateKeys.Latest(deviceId, key), ref w);
-                }
+                series.WriteState(state, deviceId, key);
             }
         }
     }
 
     /// <summary>
-    /// One (device, key) series: a ts-sorted list (one point per ts, a later write at the same ts
-    /// replaces it, as the reference's primary key does) and the latest value. Written only by the
-    /// apply thread; a short lock keeps concurrent readers consistent.
+    /// One (device, key) series: the history (one point per ts, a later write at the same ts replaces it, as
+    /// the reference's primary key does) in native memory (<see cref="TelemetryHistory"/>) and the latest
+    /// value. Written only by the apply thread; a short lock keeps concurrent readers consistent and keeps a
+    /// block from being freed under a reader.
     /// </summary>
-    private sealed class Series
+    private sealed class Series(string key)
     {
         private readonly Lock _lock = new();
-        private readonly List<TsKvEntry> _history = [];
+        private readonly TelemetryHistory _history = new();
         private TsKvEntry _latest;
         private bool _hasLatest;
 
         // The smallest ts whose point was added, replaced or deleted since the last snapshot (everything at
         // first: the stored chunks of a recovered series are rewritten once). Points before it, and so the
-        // snapshot chunks wholly before its index, are unchanged.
+        // snapshot chunks wholly before its index, are unchanged and are retained rather than rewritten.
         private long _changedFromTs = long.MinValue;
 
         public void Add(TsKvEntry entry, TelemetryTarget target)
@@ -400,23 +391,7 @@ public sealed class TelemetryService
                 if ((target & TelemetryTarget.History) != 0)
                 {
                     _changedFromTs = Math.Min(_changedFromTs, entry.Ts);
-                    var count = _history.Count;
-                    if (count == 0 || _history[count - 1].Ts < entry.Ts)
-                    {
-                        _history.Add(entry);
-                    }
-                    else
-                    {
-                        var index = FindFirstAtOrAfter(entry.Ts);
-                        if (index < count && _history[index].Ts == entry.Ts)
-                        {
-                            _history[index] = entry;
-                        }
-                        else
-                        {
-                            _history.Insert(index, entry);
-                        }
-                    }
+                    _history.Put(entry.Ts, entry.Entry);
                 }
                 if ((target & TelemetryTarget.Latest) != 0 && (!_hasLatest || entry.Ts >= _latest.Ts))
                 {
@@ -439,44 +414,7 @@ public sealed class TelemetryService
         {
             lock (_lock)
             {
-                var from = FindFirstAtOrAfter(startTs);
-                var to = endTs == long.MaxValue ? _history.Count : FindFirstAtOrAfter(endTs);
-                if (to <= from)
-                {
-                    return [];
-                }
-                var result = new TsKvEntry[to - from];
-                _history.CopyTo(from, result, 0, result.Length);
-                return result;
-            }
-        }
-
-        /// <summary>
-        /// For a snapshot in chunks of <paramref name="chunkSize"/> points: the points from the first chunk that
-        /// holds a change since the previous call (<paramref name="firstChunk"/>) to the end.
-        /// Chunks before <paramref name="firstChunk"/> hold the same points as at the previous call.
-        /// </summary>
-        public TsKvEntry[] TakeSnapshotChanges(int chunkSize, out int firstChunk)
-        {
-            lock (_lock)
-            {
-                var total = _history.Count;
-                if (_changedFromTs == long.MaxValue)
-                {
-                    firstChunk = (total + chunkSize - 1) / chunkSize;
-                    return [];
-                }
-                var firstChanged = _changedFromTs == long.MinValue ? 0 : FindFirstAtOrAfter(_changedFromTs);
-                _changedFromTs = long.MaxValue;
-                firstChunk = Math.Min(firstChanged, total) / chunkSize;
-                var from = firstChunk * chunkSize;
-                if (from >= total)
-                {
-                    return [];
-                }
-                var result = new TsKvEntry[total - from];
-                _history.CopyTo(from, result, 0, result.Length);
-                return result;
+                return _history.Range(startTs, endTs, key);
             }
         }
 
@@ -488,12 +426,7 @@ public sealed class TelemetryService
                 if (history)
                 {
                     _changedFromTs = Math.Min(_changedFromTs, startTs);
-                    var from = FindFirstAtOrAfter(startTs);
-                    var to = endTs == long.MaxValue ? _history.Count : FindFirstAtOrAfter(endTs);
-                    if (to > from)
-                    {
-                        _history.RemoveRange(from, to - from);
-                    }
+                    _history.Delete(startTs, endTs);
                 }
                 if (latest)
                 {
@@ -508,31 +441,68 @@ public sealed class TelemetryService
         {
             lock (_lock)
             {
-                var to = FindFirstAtOrAfter(cutoffTs);
-                if (to > 0)
+                var before = _history.Count;
+                _history.TrimBefore(cutoffTs);
+                if (_history.Count != before)
                 {
-                    _history.RemoveRange(0, to);
                     _changedFromTs = long.MinValue;
                 }
             }
         }
 
-        private int FindFirstAtOrAfter(long ts)
+        /// <summary>
+        /// The history in chunks of <see cref="SnapshotChunk"/> points, copied from native memory into the
+        /// records (no managed copy of the points), then the latest value. Chunks wholly before the first
+        /// change since the previous snapshot hold the same points as then: they are retained, not rewritten,
+        /// so a checkpoint's work on the commit loop follows what changed, not all history. Runs on the commit
+        /// loop, the only writer, so the history cannot change meanwhile; the lock keeps readers consistent.
+        /// </summary>
+        public void WriteState(StateStore state, Guid deviceId, string stateKey)
         {
-            int lo = 0, hi = _history.Count;
-            while (lo < hi)
+            lock (_lock)
             {
-                var mid = (lo + hi) >>> 1;
-                if (_history[mid].Ts < ts)
+                var total = _history.Count;
+                var firstChunk = _changedFromTs switch
                 {
-                    lo = mid + 1;
+                    long.MaxValue => (total + SnapshotChunk - 1) / SnapshotChunk,
+                    long.MinValue => 0,
+                    var ts => Math.Min(_history.CountBefore(ts), total) / SnapshotChunk,
+                };
+                _changedFromTs = long.MaxValue;
+                for (var chunk = 0; chunk < firstChunk; chunk++)
+                {
+                    state.Retain(StateKeys.History(deviceId, stateKey, chunk));
                 }
-                else
+                var start = firstChunk * SnapshotChunk;
+                var position = start < total ? _history.PositionAt(start) : default;
+                for (var offset = start; offset < total; offset += SnapshotChunk)
                 {
-                    hi = mid;
+                    var count = Math.Min(SnapshotChunk, total - offset);
+                    var w = new RecordWriter(RecordKind.Telemetry, 32 + count * 24);
+                    w.WriteGuid(deviceId);
+                    w.WriteByte((byte)TelemetryTarget.History);
+                    w.WriteVarUInt((uint)count);
+                    _history.WriteEntries(ref w, key, ref position, count);
+                    state.Write(StateKeys.History(deviceId, stateKey, offset / SnapshotChunk), ref w);
+                }
+                if (_hasLatest)
+                {
+                    var w = new RecordWriter(RecordKind.Telemetry);
+                    WriteEntries(ref w, deviceId, TelemetryTarget.Latest, [_latest]);
+                    state.Write(StateKeys.Latest(deviceId, stateKey), ref w);
                 }
             }
-            return lo;
+        }
+
+        /// <summary>Frees the history's native memory now (the device is gone); readers holding the series see it empty.</summary>
+        public void Release()
+        {
+            lock (_lock)
+            {
+                _history.Dispose();
+                _hasLatest = false;
+                _latest = default;
+            }
         }
     }
 

@@ -7,6 +7,20 @@ namespace Perf.Load.Tests;
 
 public sealed class WireTests
 {
+    [Theory]
+    [InlineData(64)]
+    [InlineData(200)]
+    public void NumericJsonPayload_is_an_object_of_numbers_only_of_the_requested_size(int size)
+    {
+        var payload = MqttWire.NumericJsonPayload(size);
+
+        Assert.Equal(size, payload.Length);
+        using var json = JsonDocument.Parse(payload);
+        var properties = json.RootElement.EnumerateObject().ToList();
+        Assert.Equal(["temperature", "humidity", "pressure"], properties.Select(p => p.Name));
+        Assert.All(properties, p => Assert.Equal(JsonValueKind.Number, p.Value.ValueKind));
+    }
+
     [Fact]
     public void Subscribe_is_encoded_as_mqtt_3_1_1()
     {

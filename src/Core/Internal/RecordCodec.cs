@@ -146,6 +146,9 @@ internal struct RecordWriter
         value.CopyTo(Reserve(value.Length));
     }
 
+    /// <summary>Bytes already in record encoding (a stored telemetry value: type byte and value, as <see cref="WriteKv"/> writes them after the key).</summary>
+    public void WriteRaw(ReadOnlySpan<byte> encoded) => encoded.CopyTo(Reserve(encoded.Length));
+
     public void WriteKv(in KvEntry kv)
     {
         WriteString(kv.Key);

@@ -45,7 +45,13 @@ public sealed class KeyTable
     /// Allocates only the first time a key is seen.
     /// </summary>
     /// <exception cref="ArgumentException">The bytes are not valid UTF-8 (only checked for a new key).</exception>
-    public string Intern(ReadOnlySpan<byte> utf8Key)
+    public string Intern(ReadOnlySpan<byte> utf8Key) => InternEntry(utf8Key).Value;
+
+    /// <summary>
+    /// <see cref="Intern(ReadOnlySpan{byte})"/>, returning the key's table entry, which also carries the key's
+    /// last parsed string value (<see cref="Entry.LastValue"/>) so a parser can reuse a repeated value.
+    /// </summary>
+    internal Entry InternEntry(ReadOnlySpan<byte> utf8Key)
     {
         int hash = Hash(utf8Key);
         return Find(utf8Key, hash) ?? Add(utf8Key, hash, knownValue: null);
@@ -65,7 +71,7 @@ public sealed class KeyTable
         {
             ReadOnlySpan<byte> utf8 = buffer[..StrictUtf8.GetBytes(key, buffer)];
             int hash = Hash(utf8);
-            return Find(utf8, hash) ?? Add(utf8, hash, key);
+            return (Find(utf8, hash) ?? Add(utf8, hash, key)).Value;
         }
         finally
         {
@@ -83,21 +89,21 @@ public sealed class KeyTable
         return hasher.ToHashCode();
     }
 
-    private string? Find(ReadOnlySpan<byte> utf8, int hash)
+    private Entry? Find(ReadOnlySpan<byte> utf8, int hash)
     {
         Node?[] buckets = Volatile.Read(ref _buckets);
         for (Node? node = Volatile.Read(ref buckets[hash & (buckets.Length - 1)]); node is not null; node = node.Next)
         {
-            if (node.Hash == hash && utf8.SequenceEqual(node.Utf8))
+            if (node.Hash == hash && utf8.SequenceEqual(node.Entry.Utf8))
             {
-                return node.Value;
+                return node.Entry;
             }
         }
 
         return null;
     }
 
-    private string Add(ReadOnlySpan<byte> utf8, int hash, string? knownValue)
+    private Entry Add(ReadOnlySpan<byte> utf8, int hash, string? knownValue)
     {
         // Decode outside the lock; invalid UTF-8 throws before anything is published.
         string value = knownValue ?? StrictUtf8.GetString(utf8);
@@ -111,7 +117,8 @@ public sealed class KeyTable
 
             Node?[] buckets = _buckets;
             ref Node? head = ref buckets[hash & (buckets.Length - 1)];
-            Volatile.Write(ref head, new Node(utf8.ToArray(), value, hash, head));
+            var entry = new Entry(utf8.ToArray(), value);
+            Volatile.Write(ref head, new Node(entry, hash, head));
             int count = _count + 1;
             Volatile.Write(ref _count, count);
             if (count > buckets.Length)
@@ -119,7 +126,7 @@ public sealed class KeyTable
                 Grow(buckets);
             }
 
-            return value;
+            return entry;
         }
     }
 
@@ -132,17 +139,36 @@ public sealed class KeyTable
             for (Node? node = chain; node is not null; node = node.Next)
             {
                 ref Node? head = ref buckets[node.Hash & (buckets.Length - 1)];
-                head = new Node(node.Utf8, node.Value, node.Hash, head);
+                head = new Node(node.Entry, node.Hash, head);
             }
         }
 
         Volatile.Write(ref _buckets, buckets);
     }
 
-    private sealed class Node(byte[] utf8, string value, int hash, Node? next)
+    /// <summary>
+    /// One interned key: its UTF-8 bytes, its string, and the last short string value parsed for it. The
+    /// entry outlives table growth (new nodes point at the same entry), so the value slot is not lost.
+    /// </summary>
+    internal sealed class Entry(byte[] utf8, string value)
     {
         public readonly byte[] Utf8 = utf8;
         public readonly string Value = value;
+
+        /// <summary>
+        /// The last string value parsed for this key (at most <see cref="MaxReusedValueLength"/> characters),
+        /// or null. Read and replaced as a whole reference (atomic on every platform), so concurrent parsers
+        /// at worst miss a reuse; a reader never sees a torn or foreign value.
+        /// </summary>
+        public string? LastValue;
+    }
+
+    /// <summary>String values up to this many characters are remembered per key for reuse (device status, firmware versions).</summary>
+    internal const int MaxReusedValueLength = 64;
+
+    private sealed class Node(Entry entry, int hash, Node? next)
+    {
+        public readonly Entry Entry = entry;
         public readonly int Hash = hash;
         public readonly Node? Next = next;
     }

@@ -22,7 +22,9 @@ namespace Perf.Core.Telemetry;
 /// an empty key, nesting deeper than 64, numbers beyond the double range, invalid UTF-8.</para>
 /// <para>Entries are appended to the caller's list, which the caller clears and reuses; after a failure
 /// it may hold a partial result to discard. Numbers, booleans and keys already in the
-/// <see cref="KeyTable"/> are parsed without allocating; each string or JSON value allocates its string.</para>
+/// <see cref="KeyTable"/> are parsed without allocating; so is a string value of at most 64 bytes equal to
+/// the last one parsed for its key (the key's remembered instance is returned: devices repeat status words and
+/// versions). Other string values and every JSON value allocate their string.</para>
 /// </remarks>
 public static class TelemetryJsonParser
 {

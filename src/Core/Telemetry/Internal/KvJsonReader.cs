@@ -409,10 +409,12 @@ internal ref struct KvJsonReader
     {
         entry = default;
         present = false;
-        if (!TryReadKey(out string? key))
+        if (!TryReadKey(out KeyTable.Entry? keyEntry))
         {
             return false;
         }
+
+        string key = keyEntry.Value;
 
         Next();
         switch (_reader.TokenType)
@@ -441,7 +443,7 @@ internal ref struct KvJsonReader
 
                 break;
             case JsonTokenType.String:
-                if (!TryGetString(key, out string? text))
+                if (!TryGetString(keyEntry, out string? text))
                 {
                     return false;
                 }
@@ -506,7 +508,7 @@ internal ref struct KvJsonReader
         return number;
     }
 
-    private bool TryReadKey([NotNullWhen(true)] out string? key)
+    private bool TryReadKey([NotNullWhen(true)] out KeyTable.Entry? key)
     {
         long at = _reader.TokenStartIndex;
         try
@@ -520,7 +522,7 @@ internal ref struct KvJsonReader
                     return Fail($"empty key at byte {at}", at);
                 }
 
-                key = _keys.Intern(raw);
+                key = _keys.InternEntry(raw);
                 return true;
             }
 
@@ -539,7 +541,7 @@ internal ref struct KvJsonReader
                     return Fail($"empty key at byte {at}", at);
                 }
 
-                key = _keys.Intern(scratch[..length]);
+                key = _keys.InternEntry(scratch[..length]);
                 return true;
             }
             finally
@@ -558,17 +560,41 @@ internal ref struct KvJsonReader
         }
     }
 
-    private bool TryGetString(string key, [NotNullWhen(true)] out string? text)
+    /// <summary>
+    /// A string value. A short one (at most <see cref="KeyTable.MaxReusedValueLength"/> bytes as sent, so at most
+    /// that many characters) is unescaped and decoded on the stack and compared with the key's last value:
+    /// when equal, that instance is returned and nothing is allocated (devices repeat "ON", firmware
+    /// versions, status words); otherwise the new string becomes the key's last value.
+    /// </summary>
+    private bool TryGetString(KeyTable.Entry key, [NotNullWhen(true)] out string? text)
     {
         try
         {
-            text = _reader.GetString()!;
+            long rawLength = _reader.HasValueSequence ? _reader.ValueSequence.Length : _reader.ValueSpan.Length;
+            if (rawLength > KeyTable.MaxReusedValueLength)
+            {
+                text = _reader.GetString()!;
+                return true;
+            }
+
+            // The unescaped, UTF-16 form is never longer than the escaped UTF-8 bytes, so the buffer fits.
+            Span<char> chars = stackalloc char[KeyTable.MaxReusedValueLength];
+            ReadOnlySpan<char> value = chars[.._reader.CopyString(chars)];
+            string? last = Volatile.Read(ref key.LastValue);
+            if (last is not null && value.SequenceEqual(last))
+            {
+                text = last;
+                return true;
+            }
+
+            text = value.Length == 0 ? string.Empty : new string(value);
+            Volatile.Write(ref key.LastValue, text);
             return true;
         }
         catch (InvalidOperationException)
         {
             text = null;
-            return Fail($"invalid UTF-8 in the value of '{key}' at byte {_reader.TokenStartIndex}", _reader.TokenStartIndex);
+            return Fail($"invalid UTF-8 in the value of '{key.Value}' at byte {_reader.TokenStartIndex}", _reader.TokenStartIndex);
         }
     }
 
