@@ -76,7 +76,7 @@ done
 
 echo "== row 7: rpc at max, then at $RPC_RATE/s" >&2
 "${LOAD[@]}" rpc --port "$MQTT_PORT" --api "$API" --devices 10 --concurrency 64 --duration "$DURATION" --json "$OUT/rpc-max.json" >"$OUT/rpc-max.txt" 2>/dev/null || true
-"${LOAD[@]}" rpc --port "$MQTT_PORT" --api "$API" --devices 10 --concurrency 256 --rate "$RPC_RATE" --duration "$DURATION" --json "$OUT/rpc-rate.json" >"$OUT/rpc-rate.txt" 2>/dev/null || true
+"${LOAD[@]}" rpc --port "$MQTT_PORT" --api "$API" --devices 32 --concurrency 256 --rate "$RPC_RATE" --duration "$DURATION" --json "$OUT/rpc-rate.json" >"$OUT/rpc-rate.txt" 2>/dev/null || true
 
 {
   echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); results in $OUT"

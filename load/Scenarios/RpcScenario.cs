@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Net.Http.Headers;
 using System.Net.Sockets;
 using System.Text;
+using System.Text.Unicode;
 using Perf.Load.Wire;
 
 namespace Perf.Load.Scenarios;
@@ -23,14 +24,26 @@ public static class RpcScenario
                          devices load-0..load-N-1 are created (or reused) over REST with tokens --token-prefix+i
         """;
 
+    /// <summary>The server's default MaxPendingRpcPerDevice: a device with more calls pending gets 409 (v1) / 504 (v2).</summary>
+    public const int ServerPendingLimit = 10;
+
+    /// <summary>Default <c>--devices</c>: at least 10, and at most 8 calls in flight per device (below the server's limit of 10).</summary>
+    public static int DefaultDevices(int concurrency) => Math.Max(10, (concurrency + 7) / 8);
+
+    /// <summary>The device worker <paramref name="worker"/> calls: workers are spread evenly and each stays on one device.</summary>
+    public static int DeviceOf(int worker, int devices) => worker % devices;
+
+    /// <summary>Most calls in flight on one device when <paramref name="concurrency"/> workers are spread by <see cref="DeviceOf"/>.</summary>
+    public static int CallsPerDevice(int concurrency, int devices) => (concurrency + devices - 1) / devices;
+
     private const string RequestFilter = "v1/devices/me/rpc/request/+";
-    private const string ResponsePrefix = "v1/devices/me/rpc/response/";
+    private static ReadOnlySpan<byte> ResponsePrefix => "v1/devices/me/rpc/response/"u8;
 
     public static async Task<int> RunAsync(Options o, CancellationToken cancellation)
     {
         var common = CommonOptions.Read(o, 1883);
-        var deviceCount = o.Int("devices", 10, 1, 100_000);
         var concurrency = o.Int("concurrency", 16, 1, 100_000);
+        var deviceCount = o.Int("devices", DefaultDevices(concurrency), 1, 100_000);
         var rate = o.Double("rate", 0, 0);
         var version = o.String("rpc-version", "v1");
         var rpcTimeout = o.Int("rpc-timeout", 10_000, 1, 600_000);
@@ -39,6 +52,12 @@ public static class RpcScenario
         var password = o.String("password", "tenant");
         var prefix = o.String("token-prefix", "load-token-");
         o.ThrowIfUnused();
+        if (CallsPerDevice(concurrency, deviceCount) > ServerPendingLimit)
+        {
+            Console.Error.WriteLine($"warning: {concurrency} calls in flight over {deviceCount} devices is up to {CallsPerDevice(concurrency, deviceCount)} pending per device; " +
+                $"the server answers 409 beyond {ServerPendingLimit} (use --devices {DefaultDevices(concurrency)} or more).");
+        }
+
         var path = version switch
         {
             "v1" => "api/plugins/rpc/twoway/",
@@ -88,16 +107,23 @@ public static class RpcScenario
             return common.Finish(result) | 1;
         }
 
+        // One HTTP/1.1 keep-alive connection per worker (HttpClient does not pipeline), no proxy, no redirects.
+        // Calls go through the handler directly (HttpMessageInvoker): HttpClient's per-call timeout source is not needed,
+        // since the server bounds every call by the RPC timeout in its body.
         using var handler = new SocketsHttpHandler
         {
             MaxConnectionsPerServer = concurrency,
             PooledConnectionLifetime = Timeout.InfiniteTimeSpan,
+            PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
             UseProxy = false,
             AllowAutoRedirect = false,
+            UseCookies = false,
         };
-        using var http = new HttpClient(handler) { BaseAddress = apiUri, Timeout = TimeSpan.FromMilliseconds(rpcTimeout + 5_000) };
-        http.DefaultRequestHeaders.Add("X-Authorization", "Bearer " + await Tokens.LoginAsync(http, user, password, cancellation));
+        using var http = new HttpClient(handler, disposeHandler: false) { BaseAddress = apiUri, Timeout = TimeSpan.FromMilliseconds(rpcTimeout + 5_000) };
+        var bearer = "Bearer " + await Tokens.LoginAsync(http, user, password, cancellation);
+        using var invoker = new HttpMessageInvoker(handler, disposeHandler: false);
         var mediaType = new MediaTypeHeaderValue("application/json");
+        var deviceUris = connected.Select(c => new Uri(apiUri, path + c.Id)).ToArray();
 
         var workers = Enumerable.Range(0, concurrency).Select(_ => new WorkerCounters()).ToArray();
         var latency = new LatencyRecorder();
@@ -112,25 +138,33 @@ public static class RpcScenario
         {
             var counters = workers[w];
             var pacer = new Pacer(rate / concurrency, clock);
+            // Worker w always calls the same device, so a device never has more than ceil(concurrency / devices)
+            // calls pending (the server refuses more than MaxPendingRpcPerDevice with 409).
+            var device = DeviceOf(w, deviceUris.Length);
+            var uri = deviceUris[device];
+            var body = new byte[256];
+            var expected = new byte[32];
+            var answer = new byte[1024];
             long call = 0;
             while (!stop.IsCancellationRequested)
             {
-                var device = connected[(int)((w + (call * concurrency)) % connected.Length)];
                 var seq = (call * concurrency) + w;
                 call++;
                 try
                 {
                     await pacer.WaitTurnAsync(1, stop.Token);
-                    var body = string.Create(CultureInfo.InvariantCulture, $"{{\"method\":\"echo\",\"params\":{{\"seq\":{seq}}},\"timeout\":{rpcTimeout}}}");
-                    using var content = new ByteArrayContent(Encoding.UTF8.GetBytes(body));
-                    content.Headers.ContentType = mediaType;
+                    Utf8.TryWrite(body, CultureInfo.InvariantCulture, $"{{\"method\":\"echo\",\"params\":{{\"seq\":{seq}}},\"timeout\":{rpcTimeout}}}", out var bodyLength);
+                    Utf8.TryWrite(expected, CultureInfo.InvariantCulture, $"\"seq\":{seq}}}", out var expectedLength);
+                    using var request = new HttpRequestMessage(HttpMethod.Post, uri) { Content = new ReadOnlyMemoryContent(body.AsMemory(0, bodyLength)) };
+                    request.Content.Headers.ContentType = mediaType;
+                    request.Headers.TryAddWithoutValidation("X-Authorization", bearer);
                     var started = Stopwatch.GetTimestamp();
                     counters.Sent++;
                     // No token on the call: a started round trip runs to its answer (bounded by the RPC timeout).
-                    using var response = await http.PostAsync(path + device.Id, content, CancellationToken.None);
-                    var text = await response.Content.ReadAsStringAsync(CancellationToken.None);
+                    using var response = await invoker.SendAsync(request, CancellationToken.None);
+                    var length = await ReadAnswerAsync(response, answer);
                     var elapsedTicks = Stopwatch.GetTimestamp() - started;
-                    if (response.IsSuccessStatusCode && text.Contains(string.Create(CultureInfo.InvariantCulture, $"\"seq\":{seq}"), StringComparison.Ordinal))
+                    if (response.IsSuccessStatusCode && answer.AsSpan(0, Math.Min(length, answer.Length)).IndexOf(expected.AsSpan(0, expectedLength)) >= 0)
                     {
                         latency.RecordTicks(w, elapsedTicks);
                         counters.Acked++;
@@ -139,7 +173,7 @@ public static class RpcScenario
                     {
                         statuses.AddOrUpdate((int)response.StatusCode, 1, (_, n) => n + 1);
                         Interlocked.Increment(ref counters.Errors);
-                        Interlocked.CompareExchange(ref firstError, $"HTTP {(int)response.StatusCode}: {text}", null);
+                        Interlocked.CompareExchange(ref firstError, $"HTTP {(int)response.StatusCode}: {Encoding.UTF8.GetString(answer, 0, Math.Min(length, answer.Length))}", null);
                     }
                 }
                 catch (OperationCanceledException) when (stop.IsCancellationRequested)
@@ -187,6 +221,25 @@ public static class RpcScenario
         return common.Finish(result);
     }
 
+    /// <summary>Reads the answer body into <paramref name="buffer"/>; returns its full length (bytes past the buffer are read and dropped).</summary>
+    private static async ValueTask<int> ReadAnswerAsync(HttpResponseMessage response, byte[] buffer)
+    {
+        await using var stream = await response.Content.ReadAsStreamAsync(CancellationToken.None);
+        var total = 0;
+        while (true)
+        {
+            var n = total < buffer.Length
+                ? await stream.ReadAsync(buffer.AsMemory(total), CancellationToken.None)
+                : await stream.ReadAsync(new byte[4096], CancellationToken.None);
+            if (n == 0)
+            {
+                return total;
+            }
+
+            total += n;
+        }
+    }
+
     /// <summary>One simulated device: answers every RPC request with the request's own payload.</summary>
     private sealed class DeviceAnswerer(Socket socket)
     {
@@ -227,6 +280,13 @@ public static class RpcScenario
                         offset += header + remaining;
                     }
 
+                    // Every answer to this read's requests in one send (one syscall, one TCP segment when small).
+                    if (_outLength > 0)
+                    {
+                        await socket.SendAsync(_out.AsMemory(0, _outLength), SocketFlags.None);
+                        _outLength = 0;
+                    }
+
                     filled -= offset;
                     if (filled > 0)
                     {
@@ -249,6 +309,20 @@ public static class RpcScenario
                 _subscribed.TrySetException(new IOException("Connection closed by the server."));
                 Console.Error.WriteLine("rpc device connection lost");
             }
+        }
+
+        /// <summary>Answers queued by <see cref="Handle"/> for the current read, sent together after it.</summary>
+        private byte[] _out = new byte[64 * 1024];
+        private int _outLength;
+
+        private Span<byte> Reserve(int size)
+        {
+            if (_out.Length - _outLength < size)
+            {
+                Array.Resize(ref _out, Math.Max(_out.Length * 2, _outLength + size));
+            }
+
+            return _out.AsSpan(_outLength, size);
         }
 
         private void Handle(ReadOnlySpan<byte> packet, byte type, int header)
@@ -274,14 +348,13 @@ public static class RpcScenario
 
             if (packetId != 0)
             {
-                Span<byte> ack = stackalloc byte[MqttWire.PubAckLength];
-                MqttWire.WritePubAck(ack, packetId);
-                socket.Send(ack);
+                MqttWire.WritePubAck(Reserve(MqttWire.PubAckLength), packetId);
+                _outLength += MqttWire.PubAckLength;
             }
 
-            var slash = topic.LastIndexOf((byte)'/');
-            var requestId = Encoding.ASCII.GetString(topic[(slash + 1)..]);
-            socket.Send(MqttWire.Publish(ResponsePrefix + requestId, payload, 0, out _));
+            var requestId = topic[(topic.LastIndexOf((byte)'/') + 1)..];
+            var size = MqttWire.PublishQos0Size(ResponsePrefix.Length + requestId.Length, payload.Length);
+            _outLength += MqttWire.WritePublishQos0(Reserve(size), ResponsePrefix, requestId, payload);
             Interlocked.Increment(ref _answered);
         }
 

@@ -78,6 +78,33 @@ public static class MqttWire
     public const byte PublishType = 3;
     public const byte SubAckType = 9;
 
+    /// <summary>Size of a QoS 0 PUBLISH whose topic is <paramref name="topicLength"/> bytes (see <see cref="WritePublishQos0"/>).</summary>
+    public static int PublishQos0Size(int topicLength, int payloadLength)
+    {
+        var remaining = 2 + topicLength + payloadLength;
+        return 1 + VarIntLength(remaining) + remaining;
+    }
+
+    /// <summary>
+    /// Writes a QoS 0 PUBLISH to <paramref name="topicPrefix"/> + <paramref name="topicSuffix"/> into
+    /// <paramref name="destination"/> (at least <see cref="PublishQos0Size"/> bytes) without allocating; returns the bytes written.
+    /// </summary>
+    public static int WritePublishQos0(Span<byte> destination, ReadOnlySpan<byte> topicPrefix, ReadOnlySpan<byte> topicSuffix, ReadOnlySpan<byte> payload)
+    {
+        var topicLength = topicPrefix.Length + topicSuffix.Length;
+        var remaining = 2 + topicLength + payload.Length;
+        destination[0] = 0x30;
+        var o = 1 + WriteVarInt(destination[1..], remaining);
+        BinaryPrimitives.WriteUInt16BigEndian(destination[o..], (ushort)topicLength);
+        o += 2;
+        topicPrefix.CopyTo(destination[o..]);
+        o += topicPrefix.Length;
+        topicSuffix.CopyTo(destination[o..]);
+        o += topicSuffix.Length;
+        payload.CopyTo(destination[o..]);
+        return o + payload.Length;
+    }
+
     /// <summary>SUBSCRIBE to one topic filter (MQTT 3.1.1 §3.8).</summary>
     public static byte[] Subscribe(ushort packetId, string filter, int qos)
     {

@@ -39,6 +39,53 @@ public sealed class JwtServiceTests
     }
 
     [Fact]
+    public void CheckedAccessToken_IsStillExpired_AfterItsLifetime()
+    {
+        var clock = new ManualClock(DateTimeOffset.UtcNow);
+        var jwt = new JwtService(RandomNumberGenerator.GetBytes(64), TimeSpan.FromSeconds(100), TimeSpan.FromDays(7), clock);
+        var (token, _) = jwt.Issue(Tenant);
+        Assert.Equal(TokenCheck.Valid, jwt.Validate(token, refresh: false, out _));
+        Assert.Equal(TokenCheck.Valid, jwt.Validate(token, refresh: false, out var again));
+        Assert.Equal(Tenant.Id, again!.UserId);
+        clock.Now += TimeSpan.FromSeconds(101);
+        Assert.Equal(TokenCheck.Expired, jwt.Validate(token, refresh: false, out var expired));
+        Assert.Null(expired);
+        Assert.Equal(TokenCheck.Expired, jwt.Validate(token, refresh: false, out _));
+    }
+
+    [Fact]
+    public void CheckedAccessToken_WithOneCharacterChanged_IsInvalid()
+    {
+        var jwt = new JwtService(RandomNumberGenerator.GetBytes(64), TimeSpan.FromHours(1), TimeSpan.FromDays(1));
+        var (token, _) = jwt.Issue(Tenant);
+        Assert.Equal(TokenCheck.Valid, jwt.Validate(token, refresh: false, out _));
+        var last = token[^2] == 'A' ? 'B' : 'A';
+        var tampered = token[..^2] + last + token[^1];
+        Assert.Equal(TokenCheck.Invalid, jwt.Validate(tampered, refresh: false, out _));
+        Assert.Equal(TokenCheck.Invalid, jwt.Validate(token, refresh: true, out _));
+    }
+
+    [Fact]
+    public void MoreTokensThanRemembered_AllStillValidate()
+    {
+        var jwt = new JwtService(RandomNumberGenerator.GetBytes(64), TimeSpan.FromHours(1), TimeSpan.FromDays(1));
+        var tokens = new List<string>();
+        for (var i = 0; i < JwtService.MaxCheckedTokens + 10; i++)
+        {
+            var user = Tenant with { Id = Guid.NewGuid() };
+            tokens.Add(jwt.Issue(user).Token);
+        }
+
+        foreach (var token in tokens)
+        {
+            Assert.Equal(TokenCheck.Valid, jwt.Validate(token, refresh: false, out _));
+        }
+
+        Assert.Equal(TokenCheck.Valid, jwt.Validate(tokens[0], refresh: false, out var first));
+        Assert.NotNull(first);
+    }
+
+    [Fact]
     public void TokenSignedWithAnotherKey_IsInvalid()
     {
         var a = new JwtService(RandomNumberGenerator.GetBytes(64), TimeSpan.FromHours(1), TimeSpan.FromDays(1));

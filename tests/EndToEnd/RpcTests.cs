@@ -86,6 +86,48 @@ public sealed class RpcTests(HostFixture fixture)
         PersistentRpcWaiter.StatusAsync(fixture, rpcId, status, 15);
 
     [Fact]
+    public async Task BodyOver64KiB_Answers413_DeclaredOrChunked()
+    {
+        using var rest = await Rest.LoginAsync(fixture);
+        var (id, _) = await rest.CreateDeviceAsync(Unique("rpc"));
+        // Valid JSON, 70 KiB: over the RPC limit (64 KiB), under the REST default (1 MiB).
+        var json = Encoding.UTF8.GetBytes("{\"method\":\"m\",\"params\":\"" + new string('a', 70 * 1024) + "\",\"timeout\":5000}");
+        foreach (var path in new[] { $"/api/plugins/rpc/twoway/{id}", $"/api/rpc/twoway/{id}" })
+        {
+            var declared = new ByteArrayContent(json);
+            declared.Headers.ContentType = new("application/json");
+            using var first = await rest.Http.PostAsync(path, declared);
+            Assert.Equal(HttpStatusCode.RequestEntityTooLarge, first.StatusCode);
+
+            // No Content-Length: the body is cut at the RPC limit while it is read (before, the 1 MiB REST
+            // default replaced it and the call waited for the offline device: 408/504 after the timeout).
+            using var chunked = await rest.Http.PostAsync(path, new ChunkedJson(json));
+            Assert.Equal(HttpStatusCode.RequestEntityTooLarge, chunked.StatusCode);
+            Assert.Contains("65536", await chunked.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+    }
+
+    /// <summary>A JSON body sent with Transfer-Encoding: chunked (its length is not known up front).</summary>
+    private sealed class ChunkedJson : HttpContent
+    {
+        private readonly byte[] _bytes;
+
+        public ChunkedJson(byte[] bytes)
+        {
+            _bytes = bytes;
+            Headers.ContentType = new("application/json");
+        }
+
+        protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) => stream.WriteAsync(_bytes).AsTask();
+
+        protected override bool TryComputeLength(out long length)
+        {
+            length = 0;
+            return false;
+        }
+    }
+
+    [Fact]
     public async Task TwoWay_V1AndV2_ReturnTheDeviceReplyAsIs()
     {
         using var rest = await Rest.LoginAsync(fixture);

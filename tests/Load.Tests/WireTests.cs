@@ -29,6 +29,38 @@ public sealed class WireTests
     }
 
     [Theory]
+    [InlineData(10)]
+    [InlineData(300)] // two-byte remaining length
+    public void A_qos0_publish_written_in_place_matches_the_allocating_encoder(int payloadSize)
+    {
+        var payload = new byte[payloadSize];
+        payload.AsSpan().Fill((byte)'p');
+        var expected = MqttWire.Publish("v1/devices/me/rpc/response/123", payload, 0, out _);
+        var buffer = new byte[MqttWire.PublishQos0Size("v1/devices/me/rpc/response/123".Length, payload.Length) + 5];
+        var written = MqttWire.WritePublishQos0(buffer, "v1/devices/me/rpc/response/"u8, "123"u8, payload);
+        Assert.Equal(expected.Length, written);
+        Assert.Equal(expected, buffer.AsSpan(0, written).ToArray());
+    }
+
+    [Theory]
+    [InlineData(64, 10)]
+    [InlineData(256, 32)]
+    [InlineData(7, 10)]
+    public void Rpc_workers_spread_evenly_and_stay_under_the_servers_pending_limit_by_default(int concurrency, int devices)
+    {
+        Assert.Equal(devices, Scenarios.RpcScenario.DefaultDevices(concurrency));
+        var perDevice = new int[devices];
+        for (var w = 0; w < concurrency; w++)
+        {
+            perDevice[Scenarios.RpcScenario.DeviceOf(w, devices)]++;
+        }
+
+        Assert.True(perDevice.Max() <= Scenarios.RpcScenario.ServerPendingLimit);
+        Assert.Equal(Scenarios.RpcScenario.CallsPerDevice(concurrency, devices), perDevice.Max());
+        Assert.True(perDevice.Max() - perDevice.Min() <= 1);
+    }
+
+    [Theory]
     [InlineData(0)]
     [InlineData(1)]
     public void A_publish_parses_back_into_topic_id_and_payload(int qos)

@@ -1,4 +1,5 @@
 using System.Buffers.Text;
+using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -36,8 +37,15 @@ public sealed class JwtService
     private const string RefreshScope = "REFRESH_TOKEN";
     private static readonly byte[] HeaderSegment = Encoding.ASCII.GetBytes(Base64Url.EncodeToString("{\"alg\":\"HS512\",\"typ\":\"JWT\"}"u8));
     private static readonly JsonDocumentOptions StrictJson = new() { AllowDuplicateProperties = false, MaxDepth = 4 };
+    /// <summary>Most access tokens remembered as checked (<see cref="Validate"/>); past it the memory starts over.</summary>
+    internal const int MaxCheckedTokens = 4096;
     private readonly byte[] _key;
     private readonly TimeProvider _time;
+    // Access tokens whose header and signature were checked, by their exact text: a later call with the same
+    // token re-checks only the time claims (the signature cannot change without changing the text).
+    private readonly ConcurrentDictionary<string, CheckedToken> _checked = new(StringComparer.Ordinal);
+
+    private sealed record CheckedToken(AuthUser User, long NotBefore, long IssuedAt, long Expires);
 
     public JwtService(byte[] key, TimeSpan accessLifetime, TimeSpan refreshLifetime, TimeProvider? time = null)
     {
@@ -95,6 +103,22 @@ public sealed class JwtService
         if (string.IsNullOrEmpty(token) || token.Length > MaxTokenChars)
         {
             return TokenCheck.Invalid;
+        }
+
+        if (!refresh && _checked.TryGetValue(token, out var known))
+        {
+            var at = _time.GetUtcNow().ToUnixTimeSeconds();
+            if (known.NotBefore <= at + ClockSkewSeconds && known.IssuedAt <= at + ClockSkewSeconds)
+            {
+                if (known.Expires <= at)
+                {
+                    _checked.TryRemove(token, out _);
+                    return TokenCheck.Expired;
+                }
+
+                user = known.User;
+                return TokenCheck.Valid;
+            }
         }
 
         var firstDot = token.IndexOf('.');
@@ -159,17 +183,20 @@ public sealed class JwtService
             }
 
             var now = _time.GetUtcNow().ToUnixTimeSeconds();
-            if (root.TryGetProperty("nbf", out var nbf) && nbf.GetInt64() > now + ClockSkewSeconds)
+            var notBefore = root.TryGetProperty("nbf", out var nbf) ? nbf.GetInt64() : long.MinValue;
+            if (notBefore > now + ClockSkewSeconds)
             {
                 return TokenCheck.Invalid;
             }
 
-            if (root.GetProperty("iat").GetInt64() > now + ClockSkewSeconds)
+            var issuedAt = root.GetProperty("iat").GetInt64();
+            if (issuedAt > now + ClockSkewSeconds)
             {
                 return TokenCheck.Invalid;
             }
 
-            if (root.GetProperty("exp").GetInt64() <= now)
+            var expires = root.GetProperty("exp").GetInt64();
+            if (expires <= now)
             {
                 return TokenCheck.Expired;
             }
@@ -181,6 +208,16 @@ public sealed class JwtService
                 authority,
                 Guid.Parse(root.GetProperty("tenantId").GetString()!),
                 Guid.Parse(root.GetProperty("customerId").GetString()!));
+            if (!refresh)
+            {
+                if (_checked.Count >= MaxCheckedTokens)
+                {
+                    _checked.Clear();
+                }
+
+                _checked[token] = new CheckedToken(user, notBefore, issuedAt, expires);
+            }
+
             return TokenCheck.Valid;
         }
         catch (Exception ex) when (ex is JsonException or KeyNotFoundException or FormatException or InvalidOperationException or IndexOutOfRangeException or ArgumentNullException)

@@ -10,17 +10,17 @@ public static class RestBody
     /// <summary>The largest JSON body a REST endpoint reads (1 MiB); larger bodies answer 413.</summary>
     public const int MaxJsonBodyBytes = 1 << 20;
 
-    /// <summary>Reads the whole body (at most <see cref="MaxJsonBodyBytes"/>); 400 when empty, 413 when larger.</summary>
-    public static async Task<(byte[] Bytes, IResult? Error)> ReadBytesAsync(HttpRequest request)
+    /// <summary>Reads the whole body (at most <paramref name="maxBytes"/>, declared or chunked); 400 when empty, 413 when larger.</summary>
+    public static async Task<(byte[] Bytes, IResult? Error)> ReadBytesAsync(HttpRequest request, int maxBytes = MaxJsonBodyBytes)
     {
-        if (request.ContentLength > MaxJsonBodyBytes)
+        if (request.ContentLength > maxBytes)
         {
-            return ([], TooLarge());
+            return ([], TooLarge(maxBytes));
         }
 
         if (request.HttpContext.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
         {
-            limit.MaxRequestBodySize = MaxJsonBodyBytes;
+            limit.MaxRequestBodySize = maxBytes;
         }
 
         try
@@ -33,13 +33,13 @@ public static class RestBody
         }
         catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
         {
-            return ([], TooLarge());
+            return ([], TooLarge(maxBytes));
         }
     }
 
-    public static async Task<(JsonNode? Node, IResult? Error)> ReadAsync(HttpRequest request)
+    public static async Task<(JsonNode? Node, IResult? Error)> ReadAsync(HttpRequest request, int maxBytes = MaxJsonBodyBytes)
     {
-        var (bytes, error) = await ReadBytesAsync(request);
+        var (bytes, error) = await ReadBytesAsync(request, maxBytes);
         if (error is not null)
         {
             return (null, error);
@@ -56,11 +56,11 @@ public static class RestBody
         }
     }
 
-    private static IResult TooLarge() => ApiError.TooLarge($"Request body exceeds {MaxJsonBodyBytes} bytes");
+    private static IResult TooLarge(int maxBytes) => ApiError.TooLarge($"Request body exceeds {maxBytes} bytes");
 
-    public static async Task<(JsonObject? Object, IResult? Error)> ReadObjectAsync(HttpRequest request)
+    public static async Task<(JsonObject? Object, IResult? Error)> ReadObjectAsync(HttpRequest request, int maxBytes = MaxJsonBodyBytes)
     {
-        var (node, error) = await ReadAsync(request);
+        var (node, error) = await ReadAsync(request, maxBytes);
         if (error is not null)
         {
             return (null, error);

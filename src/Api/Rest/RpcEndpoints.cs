@@ -1,6 +1,5 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using Microsoft.AspNetCore.Http.Features;
 using Perf.Core;
 using Perf.Core.Domain;
 
@@ -139,12 +138,8 @@ internal static class RpcEndpoints
             return ApiError.TooLarge($"RPC request body exceeds {MaxBodyBytes} bytes");
         }
 
-        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
-        {
-            limit.MaxRequestBodySize = MaxBodyBytes;
-        }
-
-        var (body, error) = await RestBody.ReadObjectAsync(context.Request);
+        // RestBody sets the server's limit to MaxBodyBytes before reading, so a chunked body is cut there too.
+        var (body, error) = await RestBody.ReadObjectAsync(context.Request, MaxBodyBytes);
         if (error is not null)
         {
             return error;
