@@ -88,18 +88,23 @@ public sealed class MqttConnector : IDisposable
 
             return socket;
         }
-        catch (ObjectDisposedException)
+        catch (Exception e)
         {
-            throw new IOException("Handshake aborted (timed out or interrupted).");
-        }
-        catch
-        {
+            bool aborted;
             lock (this)
             {
+                // The watchdog took the socket (nulled _current) when it closed it: the pending operation failed for that.
+                aborted = !ReferenceEquals(_current, socket);
                 _current = null;
             }
 
             socket.Dispose();
+            if (aborted || e is ObjectDisposedException)
+            {
+                // A handshake the watchdog closed fails with whatever the pending operation saw; name the cause.
+                throw new IOException("Handshake aborted (timed out or interrupted).", e);
+            }
+
             throw;
         }
     }
