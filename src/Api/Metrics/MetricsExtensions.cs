@@ -49,6 +49,16 @@ public static class MetricsExtensions
             }
 
             _adapterConfigured = true;
+
+            // The event counter adapter subscribes to its event sources (Kestrel, System.Net.Sockets, ...) at Informational
+            // by default, which turns on their per-connection events: Kestrel's ConnectionStart formats the connection id
+            // and both endpoints as strings, the sockets' AcceptStart the peer address, and every event is dispatched to the
+            // listener only to be ignored (it reads the counters alone). Counters are written at LogAlways, which any level
+            // receives, so subscribing at Critical keeps every exported counter and drops the per-connection events
+            // (issue 12, connect rate: about 1 KB and several events less per connection).
+            Prometheus.Metrics.ConfigureEventCounterAdapter(options =>
+                options.EventSourceSettingsProvider = _ => new EventCounterAdapterEventSourceSettings { MinimumLevel = System.Diagnostics.Tracing.EventLevel.Critical });
+
             Prometheus.Metrics.ConfigureMeterAdapter(options =>
             {
                 options.InstrumentFilterPredicate = instrument =>

@@ -1,0 +1,263 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using Perf.Load.Wire;
+
+namespace Perf.Load.Tests;
+
+/// <summary>
+/// The connect storm's lane (<see cref="MqttConnector"/>) against a loopback MQTT stub: each CONNECT is read
+/// whole and answered as the mode says. Real sockets, no mocks of the lane.
+/// </summary>
+public sealed class MqttConnectorTests
+{
+    private enum Mode
+    {
+        Accept,
+        RefuseNotAuthorized,
+        Silent,
+        CloseAfterConnect,
+    }
+
+    [Fact]
+    public async Task One_lane_completes_back_to_back_handshakes_and_the_stub_saw_every_connect()
+    {
+        await using var stub = new Stub(Mode.Accept);
+        using var connector = new MqttConnector(stub.EndPoint);
+        var sockets = new List<Socket>();
+        try
+        {
+            for (var i = 0; i < 20; i++)
+            {
+                sockets.Add(await connector.ConnectAsync(MqttWire.Connect($"lane-{i}", $"token-{i}", null, 0)));
+            }
+
+            Assert.All(sockets, s => Assert.True(s.Connected));
+            Assert.Equal(Enumerable.Range(0, 20).Select(i => $"lane-{i}"), stub.ClientIds);
+        }
+        finally
+        {
+            sockets.ForEach(s => s.Dispose());
+        }
+    }
+
+    [Fact]
+    public async Task A_refused_connack_fails_the_handshake_with_its_return_code()
+    {
+        await using var stub = new Stub(Mode.RefuseNotAuthorized);
+        using var connector = new MqttConnector(stub.EndPoint);
+        var error = await Assert.ThrowsAsync<IOException>(() => connector.ConnectAsync(MqttWire.Connect("c", "bad", null, 0)).AsTask());
+        Assert.Contains("return code 5", error.Message, StringComparison.Ordinal);
+
+        // The lane is reusable after a failure.
+        await Assert.ThrowsAsync<IOException>(() => connector.ConnectAsync(MqttWire.Connect("c2", "bad", null, 0)).AsTask());
+    }
+
+    [Fact]
+    public async Task A_server_that_closes_before_connack_fails_the_handshake()
+    {
+        await using var stub = new Stub(Mode.CloseAfterConnect);
+        using var connector = new MqttConnector(stub.EndPoint);
+        var error = await Assert.ThrowsAnyAsync<Exception>(() => connector.ConnectAsync(MqttWire.Connect("c", "t", null, 0)).AsTask());
+        Assert.True(error is IOException or SocketException, error.ToString());
+    }
+
+    [Fact]
+    public async Task The_watchdog_aborts_a_handshake_the_server_never_answers()
+    {
+        await using var stub = new Stub(Mode.Silent);
+        using var connector = new MqttConnector(stub.EndPoint);
+        var handshake = connector.ConnectAsync(MqttWire.Connect("c", "t", null, 0)).AsTask();
+        await stub.WaitForConnectsAsync(1);
+        Assert.False(handshake.IsCompleted);
+
+        // Started before "now": the watchdog closes it, the pending receive fails at once.
+        connector.AbortIfStarted(Stopwatch.GetTimestamp());
+        var error = await Assert.ThrowsAsync<IOException>(() => handshake.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("aborted", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task The_watchdog_leaves_a_handshake_started_after_its_deadline_alone()
+    {
+        await using var stub = new Stub(Mode.Silent);
+        using var connector = new MqttConnector(stub.EndPoint);
+        var deadline = Stopwatch.GetTimestamp();
+        var handshake = connector.ConnectAsync(MqttWire.Connect("c", "t", null, 0)).AsTask();
+        await stub.WaitForConnectsAsync(1);
+        connector.AbortIfStarted(deadline);
+        Assert.False(handshake.IsCompleted);
+        connector.AbortIfStarted(long.MaxValue);
+        await Assert.ThrowsAsync<IOException>(() => handshake.WaitAsync(TimeSpan.FromSeconds(30)));
+    }
+
+    [Fact]
+    public async Task Mqtt_connect_scenario_connects_every_connection_through_its_lanes()
+    {
+        await using var stub = new Stub(Mode.Accept);
+        var port = ((IPEndPoint)stub.EndPoint).Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var json = Path.Combine(Path.GetTempPath(), $"mqtt-connect-{Guid.NewGuid():N}.json");
+        try
+        {
+            var exit = await LoadCli.RunAsync(
+                ["mqtt-connect", "--port", port, "--connections", "60", "--concurrency", "8", "--connect-rate", "0", "--duration", "200ms", "--settle", "0s", "--json", json],
+                CancellationToken.None);
+            Assert.Equal(0, exit);
+            Assert.Equal(60, stub.ClientIds.Count);
+            Assert.Equal(60, stub.ClientIds.Distinct().Count());
+            using var report = System.Text.Json.JsonDocument.Parse(await File.ReadAllTextAsync(json));
+            var extra = report.RootElement.GetProperty("extra");
+            Assert.Equal("60", extra.GetProperty("connected").GetString());
+            Assert.Equal("0", extra.GetProperty("failed").GetString());
+            Assert.True(extra.TryGetProperty("client CPU us per connect", out _));
+        }
+        finally
+        {
+            File.Delete(json);
+        }
+    }
+
+    /// <summary>Loopback MQTT stub: reads each CONNECT whole (fixed header, remaining length, client id) and answers per <see cref="Mode"/>.</summary>
+    private sealed class Stub : IAsyncDisposable
+    {
+        private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+        private readonly Mode _mode;
+        private readonly CancellationTokenSource _stop = new();
+        private readonly List<Socket> _held = [];
+        private readonly List<string> _clientIds = [];
+        private readonly Task _loop;
+
+        public Stub(Mode mode)
+        {
+            _mode = mode;
+            _listener.Start(1024);
+            EndPoint = _listener.LocalEndpoint;
+            _loop = Task.Run(AcceptLoopAsync);
+        }
+
+        public EndPoint EndPoint { get; }
+
+        public IReadOnlyList<string> ClientIds
+        {
+            get
+            {
+                lock (_clientIds)
+                {
+                    return [.. _clientIds];
+                }
+            }
+        }
+
+        public async Task WaitForConnectsAsync(int count)
+        {
+            var deadline = Stopwatch.StartNew();
+            while (ClientIds.Count < count)
+            {
+                Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(30), "the stub never saw the CONNECT");
+                await Task.Delay(10);
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _stop.CancelAsync();
+            _listener.Stop();
+            try
+            {
+                await _loop;
+            }
+            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+            {
+            }
+
+            lock (_held)
+            {
+                _held.ForEach(s => s.Dispose());
+            }
+
+            _stop.Dispose();
+        }
+
+        private async Task AcceptLoopAsync()
+        {
+            while (!_stop.IsCancellationRequested)
+            {
+                var socket = await _listener.AcceptSocketAsync(_stop.Token);
+                lock (_held)
+                {
+                    _held.Add(socket);
+                }
+
+                _ = Task.Run(() => ServeAsync(socket));
+            }
+        }
+
+        private async Task ServeAsync(Socket socket)
+        {
+            try
+            {
+                var packet = await ReadPacketAsync(socket);
+                // Variable header of 3.1.1 CONNECT: protocol name (2 + 4), level, flags, keep-alive = 10 bytes; then the client id.
+                var idLength = (packet[10] << 8) | packet[11];
+                lock (_clientIds)
+                {
+                    _clientIds.Add(System.Text.Encoding.UTF8.GetString(packet, 12, idLength));
+                }
+
+                switch (_mode)
+                {
+                    case Mode.Accept:
+                        await socket.SendAsync(new byte[] { 0x20, 2, 0, 0 }, SocketFlags.None);
+                        break;
+                    case Mode.RefuseNotAuthorized:
+                        await socket.SendAsync(new byte[] { 0x20, 2, 0, 5 }, SocketFlags.None);
+                        socket.Shutdown(SocketShutdown.Both);
+                        break;
+                    case Mode.CloseAfterConnect:
+                        socket.Shutdown(SocketShutdown.Both);
+                        socket.Close();
+                        break;
+                    case Mode.Silent:
+                        break;
+                }
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException)
+            {
+            }
+        }
+
+        /// <summary>The remaining-length body of one packet (fixed header skipped).</summary>
+        private static async Task<byte[]> ReadPacketAsync(Socket socket)
+        {
+            var one = new byte[1];
+            await ReadExactlyAsync(socket, one);
+            int remaining = 0, shift = 0;
+            do
+            {
+                await ReadExactlyAsync(socket, one);
+                remaining |= (one[0] & 0x7F) << shift;
+                shift += 7;
+            }
+            while ((one[0] & 0x80) != 0);
+
+            var body = new byte[remaining];
+            await ReadExactlyAsync(socket, body);
+            return body;
+        }
+
+        private static async Task ReadExactlyAsync(Socket socket, byte[] buffer)
+        {
+            var read = 0;
+            while (read < buffer.Length)
+            {
+                var n = await socket.ReceiveAsync(buffer.AsMemory(read), SocketFlags.None);
+                if (n == 0)
+                {
+                    throw new IOException("closed");
+                }
+
+                read += n;
+            }
+        }
+    }
+}
