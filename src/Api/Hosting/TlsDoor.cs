@@ -103,16 +103,29 @@ internal sealed class FailureLogThrottle
     public const int LinesPerSecond = 10;
 
     private readonly Lock _lock = new();
+    private readonly Func<long> _clockMs;
     private long _windowStart;
     private int _inWindow;
     private int _suppressed;
+
+    public FailureLogThrottle()
+        : this(static () => Environment.TickCount64)
+    {
+    }
+
+    /// <summary>With a millisecond clock of the caller's (tests step it by hand).</summary>
+    internal FailureLogThrottle(Func<long> clockMs)
+    {
+        _clockMs = clockMs;
+        _windowStart = long.MinValue / 2;
+    }
 
     /// <summary>True when this failure may be logged; <paramref name="suppressed"/> is how many were not since the last logged one.</summary>
     public bool TryEnter(out int suppressed)
     {
         lock (_lock)
         {
-            var now = Environment.TickCount64;
+            var now = _clockMs();
             if (now - _windowStart >= 1000)
             {
                 _windowStart = now;
