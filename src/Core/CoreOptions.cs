@@ -16,7 +16,7 @@ namespace Perf.Core;
 /// <c>kv/</c> the FasterKV state store of record (<c>kv/hlog.log*</c> hybrid log, <c>kv/checkpoints/</c>
 /// FASTER checkpoints): tenants, customers, users, devices with their access tokens (the token index),
 /// edges, OTA package metadata, attributes (CLIENT, SHARED, SERVER, each with lastUpdateTs), latest
-/// telemetry, telemetry history in chunks of 4096 points per device and key, persistent RPCs and RPC
+/// telemetry, telemetry history in chunks of 512 points per device and key, persistent RPCs and RPC
 /// request-id sequences, and the uplink log address the checkpointed state is consistent with;
 /// <c>ota/</c> OTA package bytes. A <c>snapshot.bin</c> left by an older version is loaded once when the
 /// store has no checkpoint yet and deleted by the first checkpoint. The process serves reads from memory,

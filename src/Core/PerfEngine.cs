@@ -223,8 +223,8 @@ public sealed class PerfEngine : IAsyncDisposable
         }
         else if (_checkpointPersisting.IsCompleted && tail - Volatile.Read(ref _checkpointAddress) >= _options.CheckpointLogBytes)
         {
-            var (records, started) = SnapshotIntoState(tail);
-            _checkpointPersisting = Task.Run(() => PersistInBackgroundAsync(tail, records, started));
+            var (records, started, snapshotMs) = SnapshotIntoState(tail);
+            _checkpointPersisting = Task.Run(() => PersistInBackgroundAsync(tail, records, started, snapshotMs));
         }
         if (_options.TelemetryRetentionDays > 0 &&
             Stopwatch.GetElapsedTime(_lastRetentionPass) >= RetentionPassInterval)
@@ -233,11 +233,11 @@ public sealed class PerfEngine : IAsyncDisposable
         }
     }
 
-    private async Task PersistInBackgroundAsync(long tail, long records, long started)
+    private async Task PersistInBackgroundAsync(long tail, long records, long started, long snapshotMs)
     {
         try
         {
-            await PersistCheckpointAsync(tail, records, started);
+            await PersistCheckpointAsync(tail, records, started, snapshotMs);
         }
         catch (Exception e)
         {
@@ -262,12 +262,12 @@ public sealed class PerfEngine : IAsyncDisposable
     /// </summary>
     private Task CheckpointCoreAsync(long tail)
     {
-        var (records, started) = SnapshotIntoState(tail);
-        return PersistCheckpointAsync(tail, records, started);
+        var (records, started, snapshotMs) = SnapshotIntoState(tail);
+        return PersistCheckpointAsync(tail, records, started, snapshotMs);
     }
 
     /// <summary>On the commit loop: every component writes its state into the store, consistent with <paramref name="tail"/>.</summary>
-    private (long Records, long Started) SnapshotIntoState(long tail)
+    private (long Records, long Started, long SnapshotMs) SnapshotIntoState(long tail)
     {
         var started = Stopwatch.GetTimestamp();
         _state.BeginCheckpoint();
@@ -276,11 +276,12 @@ public sealed class PerfEngine : IAsyncDisposable
         Telemetry.WriteState(_state);
         _rpcLog.WriteState(_state);
         Edges.WriteState(_state);
-        return (_state.Seal(tail), started);
+        var records = _state.Seal(tail);
+        return (records, started, (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds);
     }
 
     /// <summary>Makes the sealed snapshot durable, then drops the log before <paramref name="tail"/>. Off the commit loop for automatic checkpoints.</summary>
-    private async Task PersistCheckpointAsync(long tail, long records, long started)
+    private async Task PersistCheckpointAsync(long tail, long records, long started, long snapshotMs)
     {
         await _state.PersistAsync();
         Volatile.Write(ref _checkpointAddress, tail);
@@ -289,7 +290,7 @@ public sealed class PerfEngine : IAsyncDisposable
             File.Delete(_legacySnapshotPath);
         }
         _log.TruncateUntil(tail);
-        CoreLog.Checkpointed(_logger, tail, records, (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        CoreLog.Checkpointed(_logger, tail, records, (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds, snapshotMs);
     }
 
     public async ValueTask DisposeAsync()

@@ -22,7 +22,10 @@ public enum Aggregation : byte
 /// </summary>
 public sealed class TelemetryService
 {
-    private const int SnapshotChunk = 4096;
+    // Small enough that the partial last chunk every appended series rewrites at a checkpoint stays cheap (a
+    // checkpoint retains the full chunks before the first change); a recovered store in 4,096-point chunks is
+    // rewritten in this size at the first checkpoint and its old keys are deleted.
+    internal const int SnapshotChunk = 512;
 
     private readonly UplinkLog _log;
     private readonly EntityRegistry _registry;

@@ -427,7 +427,7 @@ public class IncrementalHistorySnapshotTests
         var (_, device, _) = await Engines.CreateDeviceAsync(engine);
         var id = device.Id;
 
-        // Three full snapshot chunks (4,096 points each) and a partial one, then a checkpoint.
+        // Many full snapshot chunks (TelemetryService.SnapshotChunk points each) and a partial one, then a checkpoint.
         var points = Enumerable.Range(0, 13_000).Select(i => new TsKvEntry((i * 10) + 1000, new KvEntry("s", $"v{i}"))).ToArray();
         Assert.True(await engine.Telemetry.SaveAsync(id, points));
         await engine.CheckpointAsync();

@@ -13,8 +13,8 @@ internal static partial class CoreLog
     [LoggerMessage(3, LogLevel.Information, "Core opened from {DataDir}: state store consistent with log address {CheckpointAddress}, {StateRecords} records loaded, replayed {Replayed} log records in {ElapsedMs} ms")]
     public static partial void Opened(ILogger logger, string dataDir, long checkpointAddress, long stateRecords, long replayed, long elapsedMs);
 
-    [LoggerMessage(4, LogLevel.Information, "Checkpoint into the FasterKV state store at log address {Address}: {Records} records in {ElapsedMs} ms")]
-    public static partial void Checkpointed(ILogger logger, long address, long records, long elapsedMs);
+    [LoggerMessage(4, LogLevel.Information, "Checkpoint into the FasterKV state store at log address {Address}: {Records} records in {ElapsedMs} ms, of which {SnapshotMs} ms on the commit loop")]
+    public static partial void Checkpointed(ILogger logger, long address, long records, long elapsedMs, long snapshotMs);
 
     [LoggerMessage(5, LogLevel.Warning, "Session push to {ConnectionId} failed")]
     public static partial void PushFailed(ILogger logger, string connectionId, Exception exception);
