@@ -1,4 +1,5 @@
 using System.Diagnostics.Metrics;
+using Perf.Core;
 
 namespace Perf.Api.Edge;
 
@@ -12,24 +13,22 @@ internal static class EdgeMetrics
 
     private static readonly Meter Meter = new(MeterName);
 
-    private static readonly KeyValuePair<string, object?> Accepted = new("outcome", "ok");
-    private static readonly KeyValuePair<string, object?> Refused = new("outcome", "refused");
+    // Slot 0: accepted, 1: refused.
+    private static readonly ObservedCounter UplinksIn = new(
+        Meter, "messages.in", [[new("outcome", "ok")], [new("outcome", "refused")]], description: "Edge UplinkMsg received, by outcome");
 
-    private static readonly Counter<long> UplinksIn = Meter.CreateCounter<long>(
-        "messages.in", description: "Edge UplinkMsg received, by outcome");
+    private static readonly ObservedCounter BytesIn = new(
+        Meter, "bytes.in", unit: "By", description: "Serialized size of the UplinkMsg received");
 
-    private static readonly Counter<long> BytesIn = Meter.CreateCounter<long>(
-        "bytes.in", unit: "By", description: "Serialized size of the UplinkMsg received");
+    private static readonly ObservedCounter DownlinksOut = new(
+        Meter, "messages.out", description: "DownlinkMsg written to edges (retries included)");
 
-    private static readonly Counter<long> DownlinksOut = Meter.CreateCounter<long>(
-        "messages.out", description: "DownlinkMsg written to edges (retries included)");
-
-    private static readonly Counter<long> BytesOut = Meter.CreateCounter<long>(
-        "bytes.out", unit: "By", description: "Serialized size of the DownlinkMsg written");
+    private static readonly ObservedCounter BytesOut = new(
+        Meter, "bytes.out", unit: "By", description: "Serialized size of the DownlinkMsg written");
 
     public static void Uplink(int bytes, bool ok)
     {
-        UplinksIn.Add(1, ok ? Accepted : Refused);
+        UplinksIn.Add(ok ? 0 : 1, 1);
         BytesIn.Add(bytes);
     }
 

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
+using Perf.Core;
 
 namespace Perf.Api.Metrics;
 
@@ -16,8 +17,8 @@ internal static class HttpDeviceMetrics
     private static readonly Counter<long> MessagesIn = Meter.CreateCounter<long>(
         "messages.in", description: "HTTP device API requests, by kind (telemetry, attributes, rpc, ...)");
 
-    private static readonly Counter<long> BytesIn = Meter.CreateCounter<long>(
-        "bytes.in", unit: "By", description: "Request body bytes received by the HTTP device API");
+    private static readonly ObservedCounter BytesIn = new(
+        Meter, "bytes.in", unit: "By", description: "Request body bytes received by the HTTP device API");
 
     private static readonly ConcurrentDictionary<string, KeyValuePair<string, object?>[]> Tags = new(StringComparer.Ordinal);
 

@@ -1,4 +1,5 @@
 using System.Diagnostics.Metrics;
+using Perf.Core;
 
 namespace Perf.Kestrel.Tcp.Internal;
 
@@ -17,17 +18,17 @@ internal static class TcpMetrics
     private static readonly ObservableUpDownCounter<long> Open = Meter.CreateObservableUpDownCounter(
         "connections", () => Volatile.Read(ref _open), description: "Open TCP integration connections");
 
-    private static readonly Counter<long> FramesIn = Meter.CreateCounter<long>(
-        "messages.in", description: "Frames received by TCP integrations");
+    private static readonly ObservedCounter FramesIn = new(
+        Meter, "messages.in", description: "Frames received by TCP integrations");
 
-    private static readonly Counter<long> BytesIn = Meter.CreateCounter<long>(
-        "bytes.in", unit: "By", description: "Bytes of frames received by TCP integrations");
+    private static readonly ObservedCounter BytesIn = new(
+        Meter, "bytes.in", unit: "By", description: "Bytes of frames received by TCP integrations");
 
-    private static readonly Counter<long> FramesOut = Meter.CreateCounter<long>(
-        "messages.out", description: "Downlink frames written by TCP integrations");
+    private static readonly ObservedCounter FramesOut = new(
+        Meter, "messages.out", description: "Downlink frames written by TCP integrations");
 
-    private static readonly Counter<long> BytesOut = Meter.CreateCounter<long>(
-        "bytes.out", unit: "By", description: "Bytes of downlink frames written by TCP integrations");
+    private static readonly ObservedCounter BytesOut = new(
+        Meter, "bytes.out", unit: "By", description: "Bytes of downlink frames written by TCP integrations");
 
     private static readonly Counter<long> ConverterErrors = Meter.CreateCounter<long>(
         "converter.errors", description: "Converter and framing errors recorded in integration event logs");
