@@ -50,3 +50,31 @@ public sealed class ObservedCounter
         }
     }
 }
+
+/// <summary>
+/// A door's traffic: <c>messages.in</c>, <c>bytes.in</c>, <c>messages.out</c> and <c>bytes.out</c> on the door's
+/// meter, each an <see cref="ObservedCounter"/> (one interlocked add per message and per byte count).
+/// <c>messages.in</c> may be split by tag sets (<see cref="Received(long, int)"/>'s slot).
+/// </summary>
+public sealed class TrafficCounters(
+    Meter meter, string messagesIn, string bytesIn, string messagesOut, string bytesOut,
+    KeyValuePair<string, object?>[][]? messagesInTags = null)
+{
+    private readonly ObservedCounter _messagesIn = new(meter, "messages.in", messagesInTags ?? [[]], description: messagesIn);
+    private readonly ObservedCounter _bytesIn = new(meter, "bytes.in", unit: "By", description: bytesIn);
+    private readonly ObservedCounter _messagesOut = new(meter, "messages.out", description: messagesOut);
+    private readonly ObservedCounter _bytesOut = new(meter, "bytes.out", unit: "By", description: bytesOut);
+
+    /// <summary>One message of <paramref name="bytes"/> in, counted in <c>messages.in</c> slot <paramref name="slot"/>.</summary>
+    public void Received(long bytes, int slot = 0)
+    {
+        _messagesIn.Add(slot, 1);
+        _bytesIn.Add(bytes);
+    }
+
+    public void Sent(long bytes)
+    {
+        _messagesOut.Add(1);
+        _bytesOut.Add(bytes);
+    }
+}

@@ -13,28 +13,16 @@ internal static class EdgeMetrics
 
     private static readonly Meter Meter = new(MeterName);
 
-    // Slot 0: accepted, 1: refused.
-    private static readonly ObservedCounter UplinksIn = new(
-        Meter, "messages.in", [[new("outcome", "ok")], [new("outcome", "refused")]], description: "Edge UplinkMsg received, by outcome");
+    // messages.in slot 0: accepted, 1: refused.
+    private static readonly TrafficCounters Traffic = new(
+        Meter,
+        messagesIn: "Edge UplinkMsg received, by outcome",
+        bytesIn: "Serialized size of the UplinkMsg received",
+        messagesOut: "DownlinkMsg written to edges (retries included)",
+        bytesOut: "Serialized size of the DownlinkMsg written",
+        messagesInTags: [[new("outcome", "ok")], [new("outcome", "refused")]]);
 
-    private static readonly ObservedCounter BytesIn = new(
-        Meter, "bytes.in", unit: "By", description: "Serialized size of the UplinkMsg received");
+    public static void Uplink(int bytes, bool ok) => Traffic.Received(bytes, ok ? 0 : 1);
 
-    private static readonly ObservedCounter DownlinksOut = new(
-        Meter, "messages.out", description: "DownlinkMsg written to edges (retries included)");
-
-    private static readonly ObservedCounter BytesOut = new(
-        Meter, "bytes.out", unit: "By", description: "Serialized size of the DownlinkMsg written");
-
-    public static void Uplink(int bytes, bool ok)
-    {
-        UplinksIn.Add(ok ? 0 : 1, 1);
-        BytesIn.Add(bytes);
-    }
-
-    public static void Downlink(int bytes)
-    {
-        DownlinksOut.Add(1);
-        BytesOut.Add(bytes);
-    }
+    public static void Downlink(int bytes) => Traffic.Sent(bytes);
 }

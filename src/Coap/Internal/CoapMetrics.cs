@@ -13,27 +13,14 @@ internal static class CoapMetrics
 
     private static readonly Meter Meter = new(MeterName);
 
-    private static readonly ObservedCounter DatagramsIn = new(
-        Meter, "messages.in", description: "CoAP datagrams received");
+    private static readonly TrafficCounters Traffic = new(
+        Meter,
+        messagesIn: "CoAP datagrams received",
+        bytesIn: "Bytes of CoAP datagrams received",
+        messagesOut: "CoAP datagrams sent (responses, ACKs, notifications, retransmissions)",
+        bytesOut: "Bytes of CoAP datagrams sent");
 
-    private static readonly ObservedCounter BytesIn = new(
-        Meter, "bytes.in", unit: "By", description: "Bytes of CoAP datagrams received");
+    public static void Received(int bytes) => Traffic.Received(bytes);
 
-    private static readonly ObservedCounter DatagramsOut = new(
-        Meter, "messages.out", description: "CoAP datagrams sent (responses, ACKs, notifications, retransmissions)");
-
-    private static readonly ObservedCounter BytesOut = new(
-        Meter, "bytes.out", unit: "By", description: "Bytes of CoAP datagrams sent");
-
-    public static void Received(int bytes)
-    {
-        DatagramsIn.Add(1);
-        BytesIn.Add(bytes);
-    }
-
-    public static void Sent(int bytes)
-    {
-        DatagramsOut.Add(1);
-        BytesOut.Add(bytes);
-    }
+    public static void Sent(int bytes) => Traffic.Sent(bytes);
 }

@@ -57,6 +57,7 @@ internal sealed class UplinkLog
 {
     private readonly FasterLog _log;
     private readonly IDevice _device;
+    private readonly ILogCommitManager? _commitManager;
     private readonly Channel<PendingRecord> _queue =
         Channel.CreateUnbounded<PendingRecord>(new UnboundedChannelOptions { SingleReader = true });
     private readonly CancellationTokenSource _crash = new();
@@ -71,10 +72,11 @@ internal sealed class UplinkLog
     /// <summary>Group commits issued and not yet applied at most (beyond it the issuing loop waits).</summary>
     internal const int MaxCommitsInFlight = 4;
 
-    private UplinkLog(FasterLog log, IDevice device, int commitIntervalMs, ILogger logger)
+    private UplinkLog(FasterLog log, IDevice device, ILogCommitManager? commitManager, int commitIntervalMs, ILogger logger)
     {
         _log = log;
         _device = device;
+        _commitManager = commitManager;
         _interval = TimeSpan.FromMilliseconds(Math.Max(0, commitIntervalMs));
         _logger = logger;
     }
@@ -83,6 +85,7 @@ internal sealed class UplinkLog
     {
         Directory.CreateDirectory(directory);
         var fastCommit = UseFastCommit(directory, options.FastCommitForNewLog);
+        var commitManager = fastCommit ? new SparseCommitMetadata(NewCommitManager(directory), FastCommitMetadataEvery) : null;
         var device = Devices.CreateLogDevice(
             Path.Combine(directory, "uplink.log"),
             preallocateFile: false,
@@ -103,13 +106,12 @@ internal sealed class UplinkLog
             // which recovery uses to find the last complete commit record.
             FastCommitMode = fastCommit,
             LogChecksum = fastCommit ? LogChecksumType.PerEntry : LogChecksumType.None,
-            // What FASTER would create for LogCommitDir, with sparse metadata writes in fast-commit mode.
-            LogCommitManager = fastCommit
-                ? new SparseCommitMetadata(NewCommitManager(directory), FastCommitMetadataEvery)
-                : null,
+            // What FASTER would create for LogCommitDir, with sparse metadata writes in fast-commit mode. FASTER
+            // disposes only a commit manager it created itself, so this one is disposed in CloseAsync.
+            LogCommitManager = commitManager,
         };
         var log = await FasterLog.CreateAsync(settings, ct);
-        return new UplinkLog(log, device, options.CommitIntervalMs, logger) { FastCommit = fastCommit };
+        return new UplinkLog(log, device, commitManager, options.CommitIntervalMs, logger);
     }
 
     /// <summary>In fast-commit mode the commit metadata file is written once per this many commits (and at every truncation).</summary>
@@ -144,12 +146,9 @@ internal sealed class UplinkLog
         return true;
     }
 
-    /// <summary>True when this log commits in fast-commit mode (see <see cref="FastCommitMarker"/>).</summary>
-    public bool FastCommit { get; private init; }
-
     public long BeginAddress => _log.BeginAddress;
 
-    /// <summary>Committed tail (the loop commits everything it enqueued before it applies).</summary>
+    /// <summary>Tail of the log: committed once the loop has stopped (while it runs, it may include commits in flight).</summary>
     public long TailAddress => _log.TailAddress;
 
     /// <summary>Reads every committed record from <paramref name="from"/> to the committed tail.</summary>
@@ -278,7 +277,7 @@ internal sealed class UplinkLog
                 lastCommit = Stopwatch.GetTimestamp();
                 batch.Tail = _log.TailAddress;
                 batch.Issued = lastCommit;
-                batch.Commit = any ? CommitAsync(crash) : Task.CompletedTask;
+                batch.Commit = any ? _log.CommitAsync(crash).AsTask() : Task.CompletedTask;
                 await writer.WriteAsync(batch, crash);
                 batch = null;
             }
@@ -292,8 +291,6 @@ internal sealed class UplinkLog
             writer.TryComplete();
         }
     }
-
-    private async Task CommitAsync(CancellationToken crash) => await _log.CommitAsync(crash);
 
     /// <summary>
     /// The applying half: takes batches in the order their commits were issued (log order), waits for each
@@ -426,6 +423,7 @@ internal sealed class UplinkLog
         {
             _log.Dispose();
             _device.Dispose();
+            _commitManager?.Dispose();
         }
     }
 

@@ -18,17 +18,12 @@ internal static class TcpMetrics
     private static readonly ObservableUpDownCounter<long> Open = Meter.CreateObservableUpDownCounter(
         "connections", () => Volatile.Read(ref _open), description: "Open TCP integration connections");
 
-    private static readonly ObservedCounter FramesIn = new(
-        Meter, "messages.in", description: "Frames received by TCP integrations");
-
-    private static readonly ObservedCounter BytesIn = new(
-        Meter, "bytes.in", unit: "By", description: "Bytes of frames received by TCP integrations");
-
-    private static readonly ObservedCounter FramesOut = new(
-        Meter, "messages.out", description: "Downlink frames written by TCP integrations");
-
-    private static readonly ObservedCounter BytesOut = new(
-        Meter, "bytes.out", unit: "By", description: "Bytes of downlink frames written by TCP integrations");
+    private static readonly TrafficCounters Traffic = new(
+        Meter,
+        messagesIn: "Frames received by TCP integrations",
+        bytesIn: "Bytes of frames received by TCP integrations",
+        messagesOut: "Downlink frames written by TCP integrations",
+        bytesOut: "Bytes of downlink frames written by TCP integrations");
 
     private static readonly Counter<long> ConverterErrors = Meter.CreateCounter<long>(
         "converter.errors", description: "Converter and framing errors recorded in integration event logs");
@@ -37,17 +32,9 @@ internal static class TcpMetrics
 
     public static void ConnectionClosed() => Interlocked.Decrement(ref _open);
 
-    public static void FrameReceived(long bytes)
-    {
-        FramesIn.Add(1);
-        BytesIn.Add(bytes);
-    }
+    public static void FrameReceived(long bytes) => Traffic.Received(bytes);
 
-    public static void FrameSent(long bytes)
-    {
-        FramesOut.Add(1);
-        BytesOut.Add(bytes);
-    }
+    public static void FrameSent(long bytes) => Traffic.Sent(bytes);
 
     public static void ConverterError() => ConverterErrors.Add(1);
 }
