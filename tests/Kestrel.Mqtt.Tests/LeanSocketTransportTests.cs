@@ -360,7 +360,8 @@ public sealed class LeanSocketTransportTests : IAsyncLifetime
     public async Task PingPong_EveryExchangeIsAnsweredPromptly(bool answerFromAnotherThread)
     {
         const int Exchanges = 2000;
-        var perExchange = TimeSpan.FromSeconds(1);
+        // A lost wake-up stalls forever; 5 s leaves room for a loaded 2-core machine (1 s failed on exchange 0 at load average 8).
+        var perExchange = TimeSpan.FromSeconds(5);
         var writeLock = new object();
         var serve = Task.Run(async () =>
         {
@@ -429,7 +430,8 @@ public sealed class LeanSocketTransportTests : IAsyncLifetime
     {
         const int Connections = 8;
         const int Exchanges = 400;
-        var perExchange = TimeSpan.FromSeconds(1);
+        // A lost wake-up stalls forever; 5 s leaves room for a loaded 2-core machine (1 s failed on exchange 0 at load average 8).
+        var perExchange = TimeSpan.FromSeconds(5);
         var factory = new LeanSocketTransportFactory(new LeanSocketTransportOptions(), NullLoggerFactory.Instance);
         await using var listener = await factory.BindAsync(new LeanEndPoint(IPAddress.Loopback, 0));
         var clients = new List<Task>();

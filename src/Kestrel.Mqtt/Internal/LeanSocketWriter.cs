@@ -7,18 +7,24 @@ namespace Perf.Kestrel.Mqtt.Internal;
 
 /// <summary>
 /// The send side of a <see cref="LeanSocketConnection"/>: a <see cref="PipeWriter"/> whose
-/// <see cref="FlushAsync"/> sends. Written bytes go to a pooled buffer owned by the writer; a flush hands
-/// them to the socket (which sends synchronously when the kernel has room) and, when the socket takes them all (the usual case), returns the buffer to the
-/// pool. What the socket does not take goes to one send loop (the only async machinery, started only when
-/// the socket is behind); bytes flushed while it runs are queued behind it. When more than
-/// <c>maxUnsentBytes</c> are unsent, <see cref="FlushAsync"/> waits until the loop has sent down to half of
-/// that (backpressure, as a <see cref="Pipe"/>'s pause and resume thresholds).
+/// <see cref="FlushAsync"/> sends. Written bytes go to a pooled buffer owned by the writer; a flush commits
+/// them to the send queue (a buffer swap, no copy when the queue is empty) and then sends the queue
+/// (which the socket takes synchronously when the kernel has room), returning each buffer to the pool
+/// once sent. One thread at a time sends (the <em>sender</em>); bytes committed while another sender or
+/// the send loop is at work are queued behind it and that sender takes them before it stops. What the
+/// socket does not take goes to one send loop (the only async machinery, started only when the socket is
+/// behind). When more than <c>maxUnsentBytes</c> are unsent, <see cref="FlushAsync"/> waits until the
+/// loop has sent down to half of that (backpressure, as a <see cref="Pipe"/>'s pause and resume thresholds).
 /// </summary>
 /// <remarks>
-/// Single writer, as for any <see cref="PipeWriter"/>: <see cref="GetMemory"/>, <see cref="Advance"/> and
-/// <see cref="FlushAsync"/> are not called concurrently, but writing while an earlier flush is still
-/// pending is allowed (the MQTT door does that). The writer's buffer is only touched by the writer; the
-/// loop only touches the sending and queued buffers, under the lock.
+/// <para>Single writer, as for any <see cref="PipeWriter"/>: <see cref="GetMemory"/>, <see cref="Advance"/>,
+/// <see cref="FlushAsync"/> and <see cref="CommitAsync"/> are not called concurrently, but writing while an
+/// earlier flush is still pending is allowed (the MQTT door does that). The writer's buffer is only
+/// touched by the writer; the queue and the sending buffer only under the lock, by the sender.</para>
+/// <para>Swap-buffer flush (issue 12 target 7): a writer shared by several threads under the caller's own
+/// lock (the MQTT door's write lock: REST threads pushing RPC requests, the read loop's PUBACKs) calls
+/// <see cref="CommitAsync"/> under that lock, which only moves the bytes to the queue, and
+/// <see cref="SendCommitted"/> after leaving it, so no thread waits on the caller's lock for a socket send.</para>
 /// </remarks>
 internal sealed class LeanSocketWriter : PipeWriter, IValueTaskSource<FlushResult>
 {
@@ -37,7 +43,10 @@ internal sealed class LeanSocketWriter : PipeWriter, IValueTaskSource<FlushResul
     private byte[]? _queued;
     private int _queuedLength;
     private Task? _sendLoop;
+    /// <summary>A sender owns the socket's send side: an inline <see cref="SendCommitted"/> or the send loop.</summary>
+    private bool _sendActive;
     private bool _sendLoopRunning;
+    private bool _shutdown;
     private bool _flushWaiting;
     private bool _cancelNextFlush;
     private bool _completed;
@@ -98,18 +107,234 @@ internal sealed class LeanSocketWriter : PipeWriter, IValueTaskSource<FlushResul
     {
         lock (this)
         {
+            if (TryCommitLocked(out var early))
+            {
+                return early;
+            }
+        }
+
+        SendCommitted();
+        return WaitForRoom(cancellationToken);
+    }
+
+    /// <summary>
+    /// <see cref="FlushAsync"/> without the send: commits what was written to the send queue (for a caller
+    /// holding its own lock) and completes when the unsent bytes are within the limit. The bytes leave with
+    /// the next <see cref="SendCommitted"/>, which the caller must make after leaving its lock (a pending
+    /// result is only released by sending).
+    /// </summary>
+    internal ValueTask<FlushResult> CommitAsync(CancellationToken cancellationToken = default)
+    {
+        lock (this)
+        {
+            if (TryCommitLocked(out var early))
+            {
+                return early;
+            }
+        }
+
+        return WaitForRoom(cancellationToken);
+    }
+
+    /// <summary>
+    /// Sends the committed bytes from this thread while the socket takes them at once; what it does not take
+    /// goes to the send loop. Returns at once when another thread or the loop is sending (it takes these
+    /// bytes before it stops). Bytes committed meanwhile by other threads are sent in the same call.
+    /// </summary>
+    internal void SendCommitted()
+    {
+        byte[] sending;
+        int length;
+        lock (this)
+        {
+            if (!TakeQueueLocked())
+            {
+                return;
+            }
+
+            sending = _sending!;
+            length = _sendEnd;
+        }
+
+        while (true)
+        {
+            int sent = SendNow(sending, length, out var pending);
+            bool release;
+            bool shutdown = false;
+            lock (this)
+            {
+                if (sent < 0)
+                {
+                    FailLocked();
+                    release = TakeFlushWaiter();
+                }
+                else if (sent < length)
+                {
+                    // The socket is behind: the loop owns the rest (and what is queued behind it).
+                    _sendOffset = sent;
+                    _sendLoopRunning = true;
+                    StartSendLoopLocked(pending);
+                    return;
+                }
+                else
+                {
+                    ArrayPool<byte>.Shared.Return(sending);
+                    _sending = null;
+                    _sendActive = false;
+                    release = _flushWaiting && UnsentLocked <= _maxUnsentBytes / 2 && TakeFlushWaiter();
+                    if (TakeQueueLocked())
+                    {
+                        sending = _sending!;
+                        length = _sendEnd;
+                    }
+                    else
+                    {
+                        sending = null!;
+                        shutdown = TakeShutdownLocked();
+                    }
+                }
+            }
+
+            if (release)
+            {
+                _flush.SetResult(new FlushResult(isCanceled: false, isCompleted: sent < 0));
+            }
+
+            if (sent < 0)
+            {
+                return;
+            }
+
+            if (sending is null)
+            {
+                if (shutdown)
+                {
+                    ShutdownSend();
+                }
+
+                return;
+            }
+        }
+    }
+
+    public override void CancelPendingFlush()
+    {
+        lock (this)
+        {
+            if (!_flushWaiting)
+            {
+                _cancelNextFlush = true;
+                return;
+            }
+
+            _flushWaiting = false;
+        }
+
+        _flush.SetResult(new FlushResult(isCanceled: true, isCompleted: false));
+    }
+
+    /// <summary>Commits what was written; the socket gets it (sent at once, or by the sender at work), then the send side is shut down (FIN).</summary>
+    public override void Complete(Exception? exception = null)
+    {
+        lock (this)
+        {
             if (_completed)
             {
-                throw new InvalidOperationException("Writing is not allowed after the writer was completed.");
+                return;
             }
 
-            if (_cancelNextFlush)
-            {
-                _cancelNextFlush = false;
-                return new ValueTask<FlushResult>(new FlushResult(isCanceled: true, isCompleted: false));
-            }
-
+            _completed = true;
             CommitLocked();
+            DropWriterBuffer();
+        }
+
+        SendCommitted();
+        bool shutdown;
+        lock (this)
+        {
+            // When a sender is still at work (another thread, or the loop), it shuts down once it has sent everything.
+            shutdown = TakeShutdownLocked();
+        }
+
+        if (shutdown)
+        {
+            ShutdownSend();
+        }
+    }
+
+    /// <summary>Waits (bounded) for the sender at work (the send loop, or another thread's inline send) to hand everything to the socket.</summary>
+    internal async Task WaitForSendsAsync(TimeSpan timeout)
+    {
+        long deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
+        while (true)
+        {
+            Task? loop;
+            lock (this)
+            {
+                if (!_sendActive)
+                {
+                    return;
+                }
+
+                loop = _sendLoopRunning ? _sendLoop : null;
+            }
+
+            long left = deadline - Environment.TickCount64;
+            if (left <= 0)
+            {
+                return;
+            }
+
+            if (loop is null)
+            {
+                // Another thread's inline send: a non-blocking syscall that ends at once or hands over to the loop.
+                await Task.Yield();
+                continue;
+            }
+
+            try
+            {
+                await loop.WaitAsync(TimeSpan.FromMilliseconds(left));
+            }
+            catch (TimeoutException)
+            {
+                return;
+            }
+        }
+    }
+
+    FlushResult IValueTaskSource<FlushResult>.GetResult(short token) => _flush.GetResult(token);
+
+    ValueTaskSourceStatus IValueTaskSource<FlushResult>.GetStatus(short token) => _flush.GetStatus(token);
+
+    void IValueTaskSource<FlushResult>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+        _flush.OnCompleted(continuation, state, token, flags);
+
+    /// <summary>The flush's checks and the commit, under the lock; true with the answer when it is decided here.</summary>
+    private bool TryCommitLocked(out ValueTask<FlushResult> early)
+    {
+        if (_completed)
+        {
+            throw new InvalidOperationException("Writing is not allowed after the writer was completed.");
+        }
+
+        if (_cancelNextFlush)
+        {
+            _cancelNextFlush = false;
+            early = new ValueTask<FlushResult>(new FlushResult(isCanceled: true, isCompleted: false));
+            return true;
+        }
+
+        CommitLocked();
+        early = default;
+        return false;
+    }
+
+    /// <summary>After a commit (and a send): done when the unsent bytes are within the limit, else waits for the loop to send them down to half.</summary>
+    private ValueTask<FlushResult> WaitForRoom(CancellationToken cancellationToken)
+    {
+        lock (this)
+        {
             if (_failed)
             {
                 // The socket is gone (error, abort): as when a pipe's reader has completed.
@@ -143,72 +368,49 @@ internal sealed class LeanSocketWriter : PipeWriter, IValueTaskSource<FlushResul
         }
     }
 
-    public override void CancelPendingFlush()
+    /// <summary>Under the lock: when nobody sends and bytes are queued, makes the caller the sender of the queue (now <see cref="_sending"/>).</summary>
+    private bool TakeQueueLocked()
     {
-        lock (this)
+        if (_sendActive || _failed || _queued is null)
         {
-            if (!_flushWaiting)
-            {
-                _cancelNextFlush = true;
-                return;
-            }
-
-            _flushWaiting = false;
+            return false;
         }
 
-        _flush.SetResult(new FlushResult(isCanceled: true, isCompleted: false));
+        _sendActive = true;
+        _sending = _queued;
+        _sendOffset = 0;
+        _sendEnd = _queuedLength;
+        _queued = null;
+        _queuedLength = 0;
+        return true;
     }
 
-    /// <summary>Commits what was written; the socket gets it (sent at once, or by the loop), then the send side is shut down (FIN).</summary>
-    public override void Complete(Exception? exception = null)
+    /// <summary>Under the lock: whether the caller shuts the send side down now (completed, everything sent, once).</summary>
+    private bool TakeShutdownLocked()
     {
-        bool shutdown;
-        lock (this)
+        if (!_completed || _sendActive || _failed || _queued is not null || _shutdown)
         {
-            if (_completed)
-            {
-                return;
-            }
-
-            _completed = true;
-            CommitLocked();
-            DropWriterBuffer();
-            shutdown = !_sendLoopRunning && !_failed;
+            return false;
         }
 
-        if (shutdown)
-        {
-            ShutdownSend();
-        }
+        _shutdown = true;
+        return true;
     }
 
-    /// <summary>Waits (bounded) for the send loop to hand everything to the socket.</summary>
-    internal async Task WaitForSendsAsync(TimeSpan timeout)
+    private void StartSendLoopLocked(ValueTask<int> pending)
     {
-        Task? loop;
-        lock (this)
+        if (ExecutionContext.IsFlowSuppressed())
         {
-            loop = _sendLoopRunning ? _sendLoop : null;
+            _sendLoop = SendLoopAsync(pending);
+            return;
         }
 
-        if (loop is not null)
+        // The loop outlives the flush that started it: it must not carry the caller's async locals.
+        using (ExecutionContext.SuppressFlow())
         {
-            try
-            {
-                await loop.WaitAsync(timeout);
-            }
-            catch (TimeoutException)
-            {
-            }
+            _sendLoop = SendLoopAsync(pending);
         }
     }
-
-    FlushResult IValueTaskSource<FlushResult>.GetResult(short token) => _flush.GetResult(token);
-
-    ValueTaskSourceStatus IValueTaskSource<FlushResult>.GetStatus(short token) => _flush.GetStatus(token);
-
-    void IValueTaskSource<FlushResult>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
-        _flush.OnCompleted(continuation, state, token, flags);
 
     private byte[] Reserve(int sizeHint)
     {
@@ -235,8 +437,8 @@ internal sealed class LeanSocketWriter : PipeWriter, IValueTaskSource<FlushResul
     }
 
     /// <summary>
-    /// Hands the written bytes to the socket. Under the lock. Idle socket: a non-blocking send, and
-    /// whatever it does not take starts the loop. Loop running: the bytes are queued behind it.
+    /// Moves the written bytes to the send queue, under the lock: the writer's buffer becomes the queue when
+    /// the queue is empty (a swap), else the bytes are appended to it. Nothing is sent here.
     /// </summary>
     private void CommitLocked()
     {
@@ -248,44 +450,6 @@ internal sealed class LeanSocketWriter : PipeWriter, IValueTaskSource<FlushResul
         if (_failed)
         {
             _length = 0;
-            return;
-        }
-
-        if (!_sendLoopRunning)
-        {
-            int sent = SendNow(_buffer, _length, out var pending);
-            if (sent < 0)
-            {
-                FailLocked();
-                _length = 0;
-                return;
-            }
-
-            if (sent == _length)
-            {
-                DropWriterBuffer();
-                return;
-            }
-
-            _sending = _buffer;
-            _sendOffset = sent;
-            _sendEnd = _length;
-            _buffer = null;
-            _length = 0;
-            _sendLoopRunning = true;
-            if (ExecutionContext.IsFlowSuppressed())
-            {
-                _sendLoop = SendLoopAsync(pending);
-            }
-            else
-            {
-                // The loop outlives the flush that started it: it must not carry the caller's async locals.
-                using (ExecutionContext.SuppressFlow())
-                {
-                    _sendLoop = SendLoopAsync(pending);
-                }
-            }
-
             return;
         }
 
@@ -397,10 +561,12 @@ internal sealed class LeanSocketWriter : PipeWriter, IValueTaskSource<FlushResul
 
                 resume = _flushWaiting && UnsentLocked <= _maxUnsentBytes / 2 && TakeFlushWaiter();
                 done = _sending is null;
-                shutdown = done && _completed;
+                shutdown = false;
                 if (done)
                 {
                     _sendLoopRunning = false;
+                    _sendActive = false;
+                    shutdown = TakeShutdownLocked();
                 }
                 else
                 {
@@ -464,6 +630,7 @@ internal sealed class LeanSocketWriter : PipeWriter, IValueTaskSource<FlushResul
     {
         _failed = true;
         _sendLoopRunning = false;
+        _sendActive = false;
         if (_sending is not null)
         {
             ArrayPool<byte>.Shared.Return(_sending);

@@ -35,6 +35,8 @@ internal sealed partial class MqttConnection : IDeviceSession
     private readonly ILogger _logger;
     private readonly MqttConnectionTicker _ticker;
     private readonly PipeWriter _output;
+    /// <summary>The lean transport's writer (null over TLS or Kestrel's socket transport): flushes commit under the write lock and send outside it.</summary>
+    private readonly LeanSocketWriter? _leanOutput;
     private readonly Lock _writeLock = new();
     private List<PendingUplink>? _pending;
     /// <summary>Cancelled at shutdown; created by the first client-side RPC (the only request that outlives its read).</summary>
@@ -79,6 +81,7 @@ internal sealed partial class MqttConnection : IDeviceSession
         _options = options;
         _logger = logger;
         _output = connection.Transport.Output;
+        _leanOutput = _output as LeanSocketWriter;
     }
 
     // Links of the ticker's list (owned by MqttConnectionTicker, under its lock).
@@ -780,6 +783,8 @@ internal sealed partial class MqttConnection : IDeviceSession
     /// <summary>
     /// Flushes what was written, from any thread. The caller that finds no flush under way becomes the
     /// flusher and flushes until every request made meanwhile is served; the others just count theirs.
+    /// On the lean transport the flusher holds the write lock only to commit (a buffer swap) and sends
+    /// after releasing it.
     /// A flush that does not complete at once (the socket is behind: output above the pipe's pause
     /// threshold) is awaited off this thread, and the flusher role goes with it.
     /// </summary>
@@ -806,8 +811,12 @@ internal sealed partial class MqttConnection : IDeviceSession
                 }
 
                 MqttMetrics.Flushed(_output.CanGetUnflushedBytes ? _output.UnflushedBytes : 0);
-                flush = _output.FlushAsync();
+                flush = _leanOutput is { } lean ? lean.CommitAsync() : _output.FlushAsync();
             }
+
+            // The socket send happens here, outside the write lock: threads pushing to this device (REST
+            // RPC calls, the read loop's PUBACKs) only wait for the commit, never for a syscall.
+            _leanOutput?.SendCommitted();
 
             if (!flush.IsCompletedSuccessfully)
             {
@@ -1009,10 +1018,10 @@ internal sealed partial class MqttConnection : IDeviceSession
 
         await _output.CompleteAsync();
         await _connection.Transport.Input.CompleteAsync();
-        if (_jsonWriter is not null)
-        {
-            await _jsonWriter.DisposeAsync();
-        }
+        // The JSON writer is not disposed: it holds no unmanaged resource (its output is our ArrayBufferWriter),
+        // and a push from another thread that passed its _closing check just before the close still resets and
+        // uses it under the write lock (WritePublishLocked then drops the frame). Disposing it here made that
+        // push throw ObjectDisposedException (found by LeanSocketWriterTests' output-cap test).
     }
 
     /// <summary>A topic as one span: the pipe segment itself, or a per-connection scratch copy when it spans segments.</summary>
