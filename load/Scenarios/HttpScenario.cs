@@ -54,7 +54,7 @@ public static class HttpScenario
         {
             var counters = workers[i];
             var path = $"api/v1/{Uri.EscapeDataString(tokens.For(i))}/telemetry";
-            var pacer = new Pacer(rate / connections, clock);
+            var pacer = new Pacer(rate / connections, clock, Pacer.PhaseOf(i, connections));
             while (!stop.IsCancellationRequested)
             {
                 try

@@ -137,7 +137,7 @@ public static class RpcScenario
         var tasks = Enumerable.Range(0, concurrency).Select(w => Task.Run(async () =>
         {
             var counters = workers[w];
-            var pacer = new Pacer(rate / concurrency, clock);
+            var pacer = new Pacer(rate / concurrency, clock, Pacer.PhaseOf(w, concurrency));
             // Worker w always calls the same device, so a device never has more than ceil(concurrency / devices)
             // calls pending (the server refuses more than MaxPendingRpcPerDevice with 409).
             var device = DeviceOf(w, deviceUris.Length);

@@ -99,7 +99,7 @@ public static class TcpScenario
         {
             var counters = workers[i];
             var buffer = BatchFor(i);
-            var pacer = new Pacer(rate / sockets.Count, clock);
+            var pacer = new Pacer(rate / sockets.Count, clock, Pacer.PhaseOf(i, sockets.Count));
             try
             {
                 while (!stop.IsCancellationRequested)
