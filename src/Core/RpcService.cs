@@ -510,7 +510,12 @@ public sealed class RpcService : IRpcService
     private sealed class PendingCall(RpcRequest request)
     {
         public readonly RpcRequest Request = request;
-        public readonly TaskCompletionSource<RpcOutcome> Completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        // Continuations run inline on the thread that completes the call (the device's read loop delivering the
+        // reply, or the delivering thread for one-way): the waiting REST call then writes its answer from there
+        // instead of after a thread-pool hop. Issue 12 target 7: on this 2-core VM a hop is a context switch, and
+        // context switches were a quarter of the server's samples at the RPC max rate. Nothing holds a lock
+        // while completing a call (CompleteLightweight, TryDeliver), so the inline continuation cannot deadlock.
+        public readonly TaskCompletionSource<RpcOutcome> Completion = new();
         public int Delivered;
     }
 }
