@@ -22,8 +22,9 @@ namespace Perf.Core.Internal;
 /// takes a FASTER fold-over checkpoint. Only after that checkpoint completed does the caller truncate
 /// the uplink log. A crash at any earlier point recovers the previous FASTER checkpoint, whose address
 /// still lies inside the untruncated uplink log, so nothing is lost or applied twice.</para>
-/// <para>Written only by the commit loop (and at open/close); never read on the hot path: readers use
-/// the in-memory maps the store is loaded into at open.</para>
+/// <para>Written by one thread at a time: the commit loop (and open/close), or an automatic checkpoint's
+/// background part, which the loop does not start the next checkpoint before; never read on the hot path:
+/// readers use the in-memory maps the store is loaded into at open.</para>
 /// </remarks>
 internal sealed class StateStore : IDisposable
 {
