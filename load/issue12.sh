@@ -74,6 +74,17 @@ for t in ours mosquitto bare; do
     --server-pid "$(target_pid $t)" --json "$OUT/connect-$t.json" >"$OUT/connect-$t.txt" 2>/dev/null || true
 done
 
+# Row 6 again with load/native/mqtt-connect.c (same job in C, about half the client CPU per connect of the
+# .NET generator; the issue's peer figures were taken with a C client), when gcc is there.
+NATIVE=load/bin/mqtt-connect-native
+if command -v gcc >/dev/null && gcc -O2 -o "$NATIVE" load/native/mqtt-connect.c; then
+  for t in ours mosquitto bare; do
+    echo "== row 6 (native client): $CONNECTS connects against $t" >&2
+    sleep 2 # the previous run's closes are handled first
+    "$NATIVE" 127.0.0.1 "$(target_port $t)" "$CONNECTS" 1000 load-token- >"$OUT/connect-native-$t.txt" 2>&1 || true
+  done
+fi
+
 echo "== row 7: rpc at max, then at $RPC_RATE/s" >&2
 "${LOAD[@]}" rpc --port "$MQTT_PORT" --api "$API" --devices 10 --concurrency 64 --duration "$DURATION" --json "$OUT/rpc-max.json" >"$OUT/rpc-max.txt" 2>/dev/null || true
 "${LOAD[@]}" rpc --port "$MQTT_PORT" --api "$API" --devices 32 --concurrency 256 --rate "$RPC_RATE" --duration "$DURATION" --json "$OUT/rpc-rate.json" >"$OUT/rpc-rate.txt" 2>/dev/null || true
@@ -98,6 +109,10 @@ echo "== row 7: rpc at max, then at $RPC_RATE/s" >&2
   f="$OUT/latency-ours.json"; [ -s "$f" ] && printf 'row 5: ours at %s msgs/s target: %.0f acked msgs/s, p50 %s ms, p99 %s ms, p99.9 %s ms\n' "$half" "$(field "$f" rate)" "$(field "$f" p50)" "$(field "$f" p99)" "$(field "$f" p99.9)"
   for t in ours mosquitto bare; do
     f="$OUT/connect-$t.json"; [ -s "$f" ] && printf 'row 6: %s: %.0f connects/s, CONNACK p99 %s ms\n' "$t" "$(field "$f" rate)" "$(field "$f" p99)"
+  done
+  for t in ours mosquitto bare; do
+    f="$OUT/connect-native-$t.txt"; [ -s "$f" ] && printf 'row 6 (native client): %s: %s connects/s, %s, client CPU %s us/connect\n' "$t" \
+      "$(sed -n 's/^connects\/s: //p' "$f")" "$(sed -n 's/^CONNACK ms: //p' "$f")" "$(sed -n 's/^client CPU us per connect: //p' "$f")"
   done
   for k in max rate; do
     f="$OUT/rpc-$k.json"; [ -s "$f" ] && printf 'row 7 (%s): %.0f round trips/s, p50 %s ms, p99 %s ms\n' "$k" "$(field "$f" rate)" "$(field "$f" p50)" "$(field "$f" p99)"
