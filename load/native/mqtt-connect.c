@@ -20,37 +20,14 @@
 #include <time.h>
 #include <unistd.h>
 
-typedef struct { int fd; int index; int state; double started; } conn_t; // state 0 connecting, 1 awaiting CONNACK
+#include "mqtt-wire.h"
 
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
+typedef struct { int fd; int index; int state; double started; } conn_t; // state 0 connecting, 1 awaiting CONNACK
 
 static int compare(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
-}
-
-// CONNECT, MQTT 3.1.1, clean session, keep-alive 60 s, client id "c<i>", user name <prefix><i>.
-static int encode_connect(unsigned char *out, const char *prefix, int index)
-{
-    char id[32], user[256];
-    int idlen = snprintf(id, sizeof id, "c%d", index);
-    int userlen = snprintf(user, sizeof user, "%s%d", prefix, index);
-    int remaining = 10 + 2 + idlen + 2 + userlen;
-    int n = 0;
-    out[n++] = 0x10;
-    out[n++] = (unsigned char)remaining; // < 128 for any sane prefix
-    const unsigned char header[] = { 0, 4, 'M', 'Q', 'T', 'T', 4, 0x82, 0, 60 };
-    memcpy(out + n, header, sizeof header);
-    n += sizeof header;
-    out[n++] = 0; out[n++] = (unsigned char)idlen; memcpy(out + n, id, idlen); n += idlen;
-    out[n++] = 0; out[n++] = (unsigned char)userlen; memcpy(out + n, user, userlen); n += userlen;
-    return n;
 }
 
 int main(int argc, char **argv)
@@ -129,7 +106,7 @@ int main(int argc, char **argv)
                 socklen_t len = sizeof error;
                 getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &error, &len);
                 unsigned char packet[160];
-                int size = encode_connect(packet, prefix, c->index);
+                int size = encode_connect(packet, "c", prefix, c->index);
                 if (error != 0 || send(c->fd, packet, (size_t)size, MSG_NOSIGNAL) != size)
                 {
                     epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);

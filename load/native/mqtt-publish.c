@@ -22,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mqtt-wire.h"
+
 #define BUCKET_US 10
 #define BUCKETS 1000000 // 10 s in 10 µs buckets; slower acks land in the last one
 #define MAX_WINDOW 512
@@ -39,13 +41,6 @@ typedef struct
 } conn_t;
 
 static uint32_t histogram[BUCKETS];
-
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
 
 static double percentile(uint64_t total, double p)
 {
@@ -89,18 +84,8 @@ static int connect_one(const struct sockaddr_in *addr, const char *prefix, int i
     {
         return -1;
     }
-    char id[32], user[256];
-    int idlen = snprintf(id, sizeof id, "p%d", index);
-    int userlen = snprintf(user, sizeof user, "%s%d", prefix, index);
-    unsigned char packet[300];
-    int n = 0;
-    packet[n++] = 0x10;
-    packet[n++] = (unsigned char)(10 + 2 + idlen + 2 + userlen);
-    const unsigned char header[] = { 0, 4, 'M', 'Q', 'T', 'T', 4, 0x82, 0, 60 };
-    memcpy(packet + n, header, sizeof header);
-    n += sizeof header;
-    packet[n++] = 0; packet[n++] = (unsigned char)idlen; memcpy(packet + n, id, idlen); n += idlen;
-    packet[n++] = 0; packet[n++] = (unsigned char)userlen; memcpy(packet + n, user, userlen); n += userlen;
+    unsigned char packet[160];
+    int n = encode_connect(packet, "p", prefix, index);
     unsigned char ack[4];
     if (write_all(fd, packet, n) != 0 || recv(fd, ack, 4, MSG_WAITALL) != 4 || ack[0] != 0x20 || ack[3] != 0)
     {
