@@ -81,6 +81,9 @@ internal sealed class StateStore : IDisposable
     /// <summary>Compactions run since open (tests and diagnostics).</summary>
     internal int Compactions { get; private set; }
 
+    /// <summary>Reads at load that had to wait for the disk (tests).</summary>
+    internal long DiskReads { get; private set; }
+
     /// <summary>Log bytes from the begin address to the tail: live records plus superseded versions not yet compacted away.</summary>
     internal long LogBytes => _store.Log.TailAddress - _store.Log.BeginAddress;
 
@@ -216,6 +219,7 @@ internal sealed class StateStore : IDisposable
         }
         if (status.IsPending)
         {
+            DiskReads++;
             _session.CompletePendingWithOutputs(out var completed, wait: true);
             using (completed)
             {
