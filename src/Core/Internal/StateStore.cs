@@ -21,8 +21,9 @@ namespace Perf.Core.Internal;
 /// checkpoint that is absent now, compacts the part of the hybrid log that the rewrites superseded when the log
 /// has grown enough for that to be worth it (amortized, see <see cref="PersistAsync"/>) and takes a FASTER
 /// fold-over checkpoint. The log may therefore hold several versions of a key; <see cref="Load"/> reads by
-/// key. Only after that checkpoint completed does the caller truncate the uplink log. A crash at any earlier point recovers the previous FASTER checkpoint, whose address
-/// still lies inside the untruncated uplink log, so nothing is lost or applied twice.</para>
+/// key. Only after that checkpoint completed does the caller truncate the uplink log. A crash at any
+/// earlier point recovers the previous FASTER checkpoint, whose address still lies inside the untruncated
+/// uplink log, so nothing is lost or applied twice.</para>
 /// <para>Written only by the commit loop (and at open/close); never read on the hot path: readers use
 /// the in-memory maps the store is loaded into at open.</para>
 /// </remarks>
@@ -42,7 +43,7 @@ internal sealed class StateStore : IDisposable
     private long _dumpStart;
     private byte[] _scratch = new byte[256];
 
-    /// <summary>Log size (tail minus begin) right after the last compaction, or at open: the live data then.</summary>
+    /// <summary>Log size (tail minus begin) right after the last compaction, or the live records' size as loaded at open: the live data then.</summary>
     private long _liveAfterCompaction;
 
     private StateStore(string directory, long segmentSize)
