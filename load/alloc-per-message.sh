@@ -19,7 +19,10 @@ DATA=$(mktemp -d)
 PERF_DIAGNOSTICS=true DATA_DIR=$DATA BIND_ADDRESS=127.0.0.1 HTTP_BIND_PORT=$HTTP_PORT MQTT_BIND_PORT=$MQTT_PORT \
   COAP_ENABLED=false TCP_INTEGRATION_ENABLED=false EDGES_ENABLED=false \
   dotnet src/Api/bin/Release/net10.0/Perf.Api.dll >"$DATA.log" 2>&1 & PID=$!
-trap 'kill $PID 2>/dev/null || true; rm -rf "$DATA" "$DATA.log"' EXIT
+# SIGTERM, then up to 10 s for the shutdown checkpoint before the data directory goes (removing it under a
+# server still shutting down left servers hanging), then SIGKILL.
+stop() { kill $PID 2>/dev/null || true; for _ in $(seq 100); do kill -0 $PID 2>/dev/null || break; sleep 0.1; done; kill -9 $PID 2>/dev/null || true; rm -rf "$DATA" "$DATA.log"; }
+trap stop EXIT
 for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$MQTT_PORT") 2>/dev/null && break; sleep 0.1; done
 allocated() { curl -s "$API/health/runtime" | grep -o '"allocatedBytes":[0-9]*' | cut -d: -f2; }
 "${LOAD[@]}" mqtt-connect --port "$MQTT_PORT" --connections 1 --duration 1s --settle 0s --provision 100 --api "$API" >/dev/null 2>&1

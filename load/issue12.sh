@@ -74,6 +74,34 @@ for t in ours mosquitto bare; do
     --server-pid "$(target_pid $t)" --json "$OUT/connect-$t.json" >"$OUT/connect-$t.txt" 2>/dev/null || true
 done
 
+# Rows 1 and 5 again with load/native/mqtt-publish.c (pre-encoded, pipelined, one epoll thread: about 0.4 µs
+# of client CPU per message at full speed, so the servers get most of the 2 cores), when gcc is there.
+PUBLISH_NATIVE=load/bin/mqtt-publish-native
+secs=${DURATION%s}
+if command -v gcc >/dev/null && gcc -O2 -o "$PUBLISH_NATIVE" load/native/mqtt-publish.c; then
+  for t in ours mosquitto bare; do
+    echo "== row 1 (native client): $first connections against $t" >&2
+    "$PUBLISH_NATIVE" 127.0.0.1 "$(target_port $t)" "$first" "$WINDOW" "$PAYLOAD" "$secs" 0 load-token- >"$OUT/publish-native-$t.txt" 2>&1 || true
+  done
+  for t in ours bare; do
+    rate=$(sed -n 's/^acked msgs\/s: //p' "$OUT/publish-native-ours.txt"); half_native=$(( ${rate:-0} / 2 ))
+    [ "$half_native" -gt 0 ] || continue
+    echo "== row 5 (native client): $t at $half_native msgs/s" >&2
+    "$PUBLISH_NATIVE" 127.0.0.1 "$(target_port $t)" "$first" "$WINDOW" "$PAYLOAD" "$secs" "$half_native" load-token- >"$OUT/latency-native-$t.txt" 2>&1 || true
+  done
+fi
+
+# Row 6 again with load/native/mqtt-connect.c (same job in C, about half the client CPU per connect of the
+# .NET generator; the issue's peer figures were taken with a C client), when gcc is there.
+NATIVE=load/bin/mqtt-connect-native
+if command -v gcc >/dev/null && gcc -O2 -o "$NATIVE" load/native/mqtt-connect.c; then
+  for t in ours mosquitto bare; do
+    echo "== row 6 (native client): $CONNECTS connects against $t" >&2
+    sleep 2 # the previous run's closes are handled first
+    "$NATIVE" 127.0.0.1 "$(target_port $t)" "$CONNECTS" 1000 load-token- >"$OUT/connect-native-$t.txt" 2>&1 || true
+  done
+fi
+
 echo "== row 7: rpc at max, then at $RPC_RATE/s" >&2
 "${LOAD[@]}" rpc --port "$MQTT_PORT" --api "$API" --devices 10 --concurrency 64 --duration "$DURATION" --json "$OUT/rpc-max.json" >"$OUT/rpc-max.txt" 2>/dev/null || true
 "${LOAD[@]}" rpc --port "$MQTT_PORT" --api "$API" --devices 32 --concurrency 256 --rate "$RPC_RATE" --duration "$DURATION" --json "$OUT/rpc-rate.json" >"$OUT/rpc-rate.txt" 2>/dev/null || true
@@ -98,6 +126,18 @@ echo "== row 7: rpc at max, then at $RPC_RATE/s" >&2
   f="$OUT/latency-ours.json"; [ -s "$f" ] && printf 'row 5: ours at %s msgs/s target: %.0f acked msgs/s, p50 %s ms, p99 %s ms, p99.9 %s ms\n' "$half" "$(field "$f" rate)" "$(field "$f" p50)" "$(field "$f" p99)" "$(field "$f" p99.9)"
   for t in ours mosquitto bare; do
     f="$OUT/connect-$t.json"; [ -s "$f" ] && printf 'row 6: %s: %.0f connects/s, CONNACK p99 %s ms\n' "$t" "$(field "$f" rate)" "$(field "$f" p99)"
+  done
+  for t in ours mosquitto bare; do
+    f="$OUT/publish-native-$t.txt"; [ -s "$f" ] && printf 'row 1 (native client): %s: %s acked msgs/s, PUBACK %s\n' "$t" \
+      "$(sed -n 's/^acked msgs\/s: //p' "$f")" "$(sed -n 's/^PUBACK ms: //p' "$f")"
+  done
+  for t in ours bare; do
+    f="$OUT/latency-native-$t.txt"; [ -s "$f" ] && printf 'row 5 (native client): %s at half our native rate: %s acked msgs/s, PUBACK %s\n' "$t" \
+      "$(sed -n 's/^acked msgs\/s: //p' "$f")" "$(sed -n 's/^PUBACK ms: //p' "$f")"
+  done
+  for t in ours mosquitto bare; do
+    f="$OUT/connect-native-$t.txt"; [ -s "$f" ] && printf 'row 6 (native client): %s: %s connects/s, %s, client CPU %s us/connect\n' "$t" \
+      "$(sed -n 's/^connects\/s: //p' "$f")" "$(sed -n 's/^CONNACK ms: //p' "$f")" "$(sed -n 's/^client CPU us per connect: //p' "$f")"
   done
   for k in max rate; do
     f="$OUT/rpc-$k.json"; [ -s "$f" ] && printf 'row 7 (%s): %.0f round trips/s, p50 %s ms, p99 %s ms\n' "$k" "$(field "$f" rate)" "$(field "$f" p50)" "$(field "$f" p99)"

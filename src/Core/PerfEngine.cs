@@ -88,6 +88,9 @@ public sealed class PerfEngine : IAsyncDisposable
     /// <summary>Interned telemetry/attribute keys shared with the JSON parser.</summary>
     public KeyTable Keys => _keys;
 
+    /// <summary>Test seam: the automatic checkpoint's background part (completed when none is running).</summary>
+    internal Task CheckpointPersisting => _checkpointPersisting;
+
     /// <summary>Test seam: the FasterKV state store.</summary>
     internal StateStore State => _state;
 
@@ -200,9 +203,10 @@ public sealed class PerfEngine : IAsyncDisposable
 
     /// <summary>
     /// Runs on the commit loop after each applied batch: state equals the log up to <paramref name="tail"/>.
-    /// An automatic checkpoint copies the state into the FasterKV store here and persists it in the
-    /// background (compaction, the FASTER checkpoint, then the log truncation), so acknowledgements keep
-    /// flowing meanwhile; the next one starts only after it. A requested checkpoint is awaited whole.
+    /// An automatic checkpoint copies the entities, attributes, RPCs and edge queues into the FasterKV store
+    /// here, and the telemetry, compaction, the FASTER checkpoint and the log truncation in the background
+    /// (<see cref="FinishInBackgroundAsync"/>), so acknowledgements keep flowing meanwhile; the next one
+    /// starts only after it. A requested checkpoint is awaited whole.
     /// </summary>
     private async ValueTask AfterBatchAsync(long tail)
     {
@@ -223,8 +227,10 @@ public sealed class PerfEngine : IAsyncDisposable
         }
         else if (_checkpointPersisting.IsCompleted && tail - Volatile.Read(ref _checkpointAddress) >= _options.CheckpointLogBytes)
         {
-            var (records, started, snapshotMs) = SnapshotIntoState(tail);
-            _checkpointPersisting = Task.Run(() => PersistInBackgroundAsync(tail, records, started, snapshotMs));
+            var started = Stopwatch.GetTimestamp();
+            SnapshotEntitiesIntoState();
+            var onLoopMs = (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+            _checkpointPersisting = Task.Run(() => FinishInBackgroundAsync(tail, started, onLoopMs));
         }
         if (_options.TelemetryRetentionDays > 0 &&
             Stopwatch.GetElapsedTime(_lastRetentionPass) >= RetentionPassInterval)
@@ -233,11 +239,24 @@ public sealed class PerfEngine : IAsyncDisposable
         }
     }
 
-    private async Task PersistInBackgroundAsync(long tail, long records, long started, long snapshotMs)
+    /// <summary>
+    /// The automatic checkpoint's part off the commit loop: telemetry (by far the largest part of the state, and
+    /// growing with history) is written into the store while the loop goes on applying later batches, then the
+    /// snapshot is sealed at <paramref name="tail"/> and persisted. Each series is copied under its own lock, so
+    /// it holds the series as of some moment after <paramref name="tail"/>; recovery replays the log from
+    /// <paramref name="tail"/> over it, and replaying telemetry records over a state that already holds some of
+    /// their effects ends in the same state (a point is put or deleted by ts, the latest value is replaced by
+    /// ts, a device deleted later in the log is deleted again), so the result is the same as if the snapshot
+    /// had been taken at <paramref name="tail"/>. A record of an entity created after <paramref name="tail"/>
+    /// is dropped at load (its device is not known yet) and comes back from the log.
+    /// </summary>
+    private async Task FinishInBackgroundAsync(long tail, long started, long onLoopMs)
     {
         try
         {
-            await PersistCheckpointAsync(tail, records, started, snapshotMs);
+            Telemetry.WriteState(_state);
+            var records = _state.Seal(tail);
+            await PersistCheckpointAsync(tail, records, started, onLoopMs);
         }
         catch (Exception e)
         {
@@ -270,14 +289,20 @@ public sealed class PerfEngine : IAsyncDisposable
     private (long Records, long Started, long SnapshotMs) SnapshotIntoState(long tail)
     {
         var started = Stopwatch.GetTimestamp();
+        SnapshotEntitiesIntoState();
+        Telemetry.WriteState(_state);
+        var records = _state.Seal(tail);
+        return (records, started, (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+    }
+
+    /// <summary>On the commit loop: starts a checkpoint with everything but telemetry, exactly as of the applied log.</summary>
+    private void SnapshotEntitiesIntoState()
+    {
         _state.BeginCheckpoint();
         Registry.WriteState(_state);
         Attributes.WriteState(_state);
-        Telemetry.WriteState(_state);
         _rpcLog.WriteState(_state);
         Edges.WriteState(_state);
-        var records = _state.Seal(tail);
-        return (records, started, (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds);
     }
 
     /// <summary>Makes the sealed snapshot durable, then drops the log before <paramref name="tail"/>. Off the commit loop for automatic checkpoints.</summary>

@@ -365,9 +365,13 @@ public sealed class TelemetryService
             foreach (var (key, series) in device)
             {
                 series.WriteState(state, deviceId, key);
+                SeriesSnapshotted?.Invoke();
             }
         }
     }
+
+    /// <summary>Test seam: called after each series is written by <see cref="WriteState"/>.</summary>
+    internal Action? SeriesSnapshotted { get; set; }
 
     /// <summary>
     /// One (device, key) series: the history (one point per ts, a later write at the same ts replaces it, as
@@ -457,8 +461,9 @@ public sealed class TelemetryService
         /// The history in chunks of <see cref="SnapshotChunk"/> points, copied from native memory into the
         /// records (no managed copy of the points), then the latest value. Chunks wholly before the first
         /// change since the previous snapshot hold the same points as then: they are retained, not rewritten,
-        /// so a checkpoint's work on the commit loop follows what changed, not all history. Runs on the commit
-        /// loop, the only writer, so the history cannot change meanwhile; the lock keeps readers consistent.
+        /// so a checkpoint's work follows what changed, not all history. Runs on the commit loop (a requested
+        /// checkpoint) or beside it (an automatic one, see PerfEngine.FinishInBackgroundAsync): the lock keeps
+        /// the apply thread out meanwhile, so the records hold the series as of one moment.
         /// </summary>
         public void WriteState(StateStore state, Guid deviceId, string stateKey)
         {

@@ -161,6 +161,90 @@ public class MqttConnectionHandlerTests
         Assert.Equal(2, (await host.ReceiveAsync()).PacketId);
     }
 
+    private static TaskCompletionSource<UplinkResult> Held(MqttTestHost host)
+    {
+        var held = new TaskCompletionSource<UplinkResult>(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (host.Api.Calls)
+        {
+            host.Api.HoldEach.Enqueue(held);
+        }
+
+        return held;
+    }
+
+    [Fact]
+    public async Task Reader_KeepsReading_WhileEarlierUplinksCommit_AndPubAcksKeepArrivalOrder()
+    {
+        await using var host = await ConnectedAsync();
+        var first = Held(host);
+        var second = Held(host);
+        await host.PublishAsync("v1/devices/me/telemetry", "{\"a\":1}", 1, 1);
+        await host.Api.WaitForCallsAsync(1);
+
+        // The first uplink is still committing: the connection answers a ping and takes the next uplink.
+        await host.SendAsync(w => w.Write(MqttPacketWriter.PingReq));
+        Assert.Equal(MqttPacketType.PingResp, (await host.ReceiveAsync()).Type);
+        await host.PublishAsync("v1/devices/me/telemetry", "{\"a\":2}", 1, 2);
+        await host.Api.WaitForCallsAsync(2);
+
+        // The second completes first: its PUBACK waits for the first's.
+        second.SetResult(UplinkResult.Success);
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => host.ReceiveAsync(300));
+        first.SetResult(UplinkResult.Success);
+        var ack = await host.ReceiveAsync();
+        Assert.Equal((MqttPacketType.PubAck, 1), (ack.Type, (int)ack.PacketId));
+        Assert.Equal(2, (await host.ReceiveAsync()).PacketId);
+    }
+
+    [Fact]
+    public async Task FullInflightWindow_StopsReading_UntilItsOldestUplinkIsAcked()
+    {
+        await using var host = await ConnectedAsync(configure: o => o.MaxInflight = 2);
+        var first = Held(host);
+        var second = Held(host);
+        for (ushort id = 1; id <= 3; id++)
+        {
+            await host.PublishAsync("v1/devices/me/telemetry", $"{{\"a\":{id}}}", 1, id);
+        }
+
+        await host.SendAsync(w => w.Write(MqttPacketWriter.PingReq));
+        await host.Api.WaitForCallsAsync(2);
+
+        // Two in flight: the third publish and the ping wait unread.
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => host.ReceiveAsync(300));
+        lock (host.Api.Calls)
+        {
+            Assert.Equal(2, host.Api.Calls.Count);
+        }
+
+        first.SetResult(UplinkResult.Success);
+        Assert.Equal(1, (await host.ReceiveAsync()).PacketId);
+        await host.Api.WaitForCallsAsync(3);
+        second.SetResult(UplinkResult.Success);
+        var rest = new[] { await host.ReceiveAsync(), await host.ReceiveAsync(), await host.ReceiveAsync() };
+        Assert.Equal([2, 3], rest.Where(p => p.Type == MqttPacketType.PubAck).Select(p => (int)p.PacketId));
+        Assert.Single(rest, p => p.Type == MqttPacketType.PingResp);
+    }
+
+    [Fact]
+    public async Task PeerThatFinishedSending_GetsItsPubAcks_BeforeTheClose()
+    {
+        await using var host = await ConnectedAsync();
+        var first = Held(host);
+        var second = Held(host);
+        await host.PublishAsync("v1/devices/me/telemetry", "{\"a\":1}", 1, 1);
+        await host.PublishAsync("v1/devices/me/telemetry", "{\"a\":2}", 1, 2);
+        await host.FinishSendingAsync();
+        await host.Api.WaitForCallsAsync(2);
+        Assert.False(await host.ClosedWithinAsync(300));
+
+        first.SetResult(UplinkResult.Success);
+        second.SetResult(UplinkResult.Success);
+        Assert.Equal(1, (await host.ReceiveAsync()).PacketId);
+        Assert.Equal(2, (await host.ReceiveAsync()).PacketId);
+        Assert.True(await host.ClosedWithinAsync(5000));
+    }
+
     [Fact]
     public async Task BadPayload_OnQoS1_ClosesWithoutPubAck()
     {

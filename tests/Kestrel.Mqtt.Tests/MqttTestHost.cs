@@ -18,6 +18,29 @@ internal sealed class FakeDeviceApi : IDeviceApi
 
     public List<(string Call, string Device, string Json)> Calls { get; } = [];
     public TaskCompletionSource<UplinkResult>? Hold { get; set; }
+
+    /// <summary>Outcomes handed out one per uplink, in order, before <see cref="Hold"/> and <see cref="NextStatus"/> apply.</summary>
+    public Queue<TaskCompletionSource<UplinkResult>> HoldEach { get; } = new();
+
+    private readonly SemaphoreSlim _callMade = new(0);
+
+    /// <summary>Completes when the door has made <paramref name="count"/> calls in all (fails after 10 s).</summary>
+    public async Task WaitForCallsAsync(int count)
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        while (true)
+        {
+            lock (Calls)
+            {
+                if (Calls.Count >= count)
+                {
+                    return;
+                }
+            }
+
+            await _callMade.WaitAsync(deadline.Token);
+        }
+    }
     public UplinkStatus NextStatus { get; set; }
 
     public Device? Authenticate(ReadOnlySpan<byte> utf8Token) => Authenticate(Encoding.UTF8.GetString(utf8Token));
@@ -26,9 +49,17 @@ internal sealed class FakeDeviceApi : IDeviceApi
 
     private ValueTask<UplinkResult> Record(string call, Device d, ReadOnlySequence<byte> json)
     {
+        TaskCompletionSource<UplinkResult>? each;
         lock (Calls)
         {
             Calls.Add((call, d.Name, Encoding.UTF8.GetString(json)));
+            HoldEach.TryDequeue(out each);
+        }
+
+        _callMade.Release();
+        if (each is not null)
+        {
+            return new ValueTask<UplinkResult>(each.Task);
         }
 
         if (Hold is { } hold)
@@ -150,6 +181,9 @@ internal sealed class MqttTestHost : IAsyncDisposable
         write(_toServer.Writer);
         await _toServer.Writer.FlushAsync();
     }
+
+    /// <summary>Half-closes: the server sees the end of its input (FIN) and may still write.</summary>
+    public Task FinishSendingAsync() => _toServer.Writer.CompleteAsync().AsTask();
 
     public Task ConnectAsync(string? token = "good", ushort keepAlive = 60) =>
         SendAsync(w => MqttPacketWriter.WriteConnect(w, "client", token, keepAliveSeconds: keepAlive));

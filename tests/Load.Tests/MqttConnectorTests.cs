@@ -17,6 +17,7 @@ public sealed class MqttConnectorTests
         RefuseNotAuthorized,
         Silent,
         CloseAfterConnect,
+        AckPublishes,
     }
 
     [Fact]
@@ -118,6 +119,94 @@ public sealed class MqttConnectorTests
     }
 
     /// <summary>Loopback MQTT stub: reads each CONNECT whole (fixed header, remaining length, client id) and answers per <see cref="Mode"/>.</summary>
+    /// <summary>load/native/mqtt-connect.c, built with gcc into a temporary file, run against <paramref name="stub"/>.</summary>
+    private static Task<(int ExitCode, string Output)> RunNativeAsync(Stub stub, int count, int concurrency) =>
+        RunNativeAsync("mqtt-connect", stub, count.ToString(System.Globalization.CultureInfo.InvariantCulture), concurrency.ToString(System.Globalization.CultureInfo.InvariantCulture), "token-");
+
+    private static async Task<(int ExitCode, string Output)> RunNativeAsync(string tool, Stub stub, params string[] arguments)
+    {
+        var root = AppContext.BaseDirectory;
+        while (!File.Exists(Path.Combine(root, "Perf.sln")))
+        {
+            root = Path.GetDirectoryName(root) ?? throw new InvalidOperationException("Perf.sln not found above the test binaries");
+        }
+
+        var binary = Path.Combine(Path.GetTempPath(), $"{tool}-{Guid.NewGuid():N}");
+        try
+        {
+            var (gccExit, gccOutput) = await RunAsync("gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", binary, Path.Combine(root, "load", "native", tool + ".c"));
+            Assert.True(gccExit == 0, gccOutput);
+            var port = ((IPEndPoint)stub.EndPoint).Port;
+            return await RunAsync(binary, ["127.0.0.1", port.ToString(System.Globalization.CultureInfo.InvariantCulture), .. arguments]);
+        }
+        finally
+        {
+            File.Delete(binary);
+        }
+
+        static async Task<(int, string)> RunAsync(string file, params string[] arguments)
+        {
+            var start = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (var argument in arguments)
+            {
+                start.ArgumentList.Add(argument);
+            }
+
+            using var process = Process.Start(start)!;
+            var stdout = process.StandardOutput.ReadToEndAsync();
+            var stderr = process.StandardError.ReadToEndAsync();
+            using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+            await process.WaitForExitAsync(deadline.Token);
+            return (process.ExitCode, await stdout + await stderr);
+        }
+    }
+
+    [Fact]
+    public async Task The_native_generator_connects_every_device_with_its_token_and_reports_the_rate()
+    {
+        await using var stub = new Stub(Mode.Accept);
+        var (exit, output) = await RunNativeAsync(stub, 200, 16);
+        Assert.True(exit == 0, output);
+        Assert.Contains("connects: 200\n", output, StringComparison.Ordinal);
+        Assert.Contains("failures: 0\n", output, StringComparison.Ordinal);
+        Assert.Matches(@"connects/s: [1-9]\d*", output);
+        Assert.Matches(@"CONNACK ms: p50 [\d.]+ p99 [\d.]+ max [\d.]+", output);
+        Assert.Equal(Enumerable.Range(0, 200).Select(i => $"token-{i}").Order(StringComparer.Ordinal), stub.UserNames.Order(StringComparer.Ordinal));
+        Assert.Equal(Enumerable.Range(0, 200).Select(i => $"c{i}").Order(StringComparer.Ordinal), stub.ClientIds.Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
+    public async Task The_native_publisher_keeps_its_window_full_and_counts_every_puback()
+    {
+        await using var stub = new Stub(Mode.AckPublishes);
+        // 2 connections, window 4, 64-byte payload, 1 s at full speed.
+        var (exit, output) = await RunNativeAsync("mqtt-publish", stub, "2", "4", "64", "1", "0", "token-");
+        Assert.True(exit == 0, output);
+        var sent = long.Parse(System.Text.RegularExpressions.Regex.Match(output, @"sent: (\d+)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        var acked = long.Parse(System.Text.RegularExpressions.Regex.Match(output, @"acked: (\d+)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(acked, 100, sent);
+        Assert.InRange(sent - acked, 0, 2 * 4);
+        Assert.Matches(@"PUBACK ms: p50 [\d.]+ p90 [\d.]+ p99 [\d.]+ p99\.9 [\d.]+ max [\d.]+", output);
+        var publishes = stub.Publishes;
+        Assert.InRange(publishes.Count, acked, sent);
+        Assert.All(publishes, p => Assert.Equal("v1/devices/me/telemetry", p.Topic));
+        var payload = publishes[0].Payload;
+        Assert.Equal(64, payload.Length);
+        using var json = System.Text.Json.JsonDocument.Parse(payload);
+        Assert.Equal(21.5, json.RootElement.GetProperty("temperature").GetDouble());
+        Assert.Equal(["token-0", "token-1"], stub.UserNames.Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
+    public async Task The_native_generator_counts_refused_connects_as_failures_and_exits_1()
+    {
+        await using var stub = new Stub(Mode.RefuseNotAuthorized);
+        var (exit, output) = await RunNativeAsync(stub, 20, 4);
+        Assert.Equal(1, exit);
+        Assert.Contains("connects: 0\n", output, StringComparison.Ordinal);
+        Assert.Contains("failures: 20\n", output, StringComparison.Ordinal);
+    }
+
     private sealed class Stub : IAsyncDisposable
     {
         private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
@@ -125,6 +214,19 @@ public sealed class MqttConnectorTests
         private readonly CancellationTokenSource _stop = new();
         private readonly List<Socket> _held = [];
         private readonly List<string> _clientIds = [];
+        private readonly List<string> _userNames = [];
+        private readonly List<(string Topic, string Payload)> _publishes = [];
+
+        public IReadOnlyList<(string Topic, string Payload)> Publishes
+        {
+            get
+            {
+                lock (_clientIds)
+                {
+                    return [.. _publishes];
+                }
+            }
+        }
         private readonly Task _loop;
 
         public Stub(Mode mode)
@@ -144,6 +246,17 @@ public sealed class MqttConnectorTests
                 lock (_clientIds)
                 {
                     return [.. _clientIds];
+                }
+            }
+        }
+
+        public IReadOnlyList<string> UserNames
+        {
+            get
+            {
+                lock (_clientIds)
+                {
+                    return [.. _userNames];
                 }
             }
         }
@@ -202,6 +315,12 @@ public sealed class MqttConnectorTests
                 lock (_clientIds)
                 {
                     _clientIds.Add(System.Text.Encoding.UTF8.GetString(packet, 12, idLength));
+                    // Flags bit 7: a user name follows the client id (no will in these CONNECTs).
+                    if ((packet[7] & 0x80) != 0)
+                    {
+                        var at = 12 + idLength;
+                        _userNames.Add(System.Text.Encoding.UTF8.GetString(packet, at + 2, (packet[at] << 8) | packet[at + 1]));
+                    }
                 }
 
                 switch (_mode)
@@ -219,6 +338,21 @@ public sealed class MqttConnectorTests
                         break;
                     case Mode.Silent:
                         break;
+                    case Mode.AckPublishes:
+                        await socket.SendAsync(new byte[] { 0x20, 2, 0, 0 }, SocketFlags.None);
+                        while (true)
+                        {
+                            var publish = await ReadPacketAsync(socket);
+                            var topicLength = (publish[0] << 8) | publish[1];
+                            var id = publish.AsSpan(2 + topicLength, 2).ToArray();
+                            lock (_clientIds)
+                            {
+                                _publishes.Add((System.Text.Encoding.UTF8.GetString(publish, 2, topicLength),
+                                    System.Text.Encoding.UTF8.GetString(publish, 4 + topicLength, publish.Length - 4 - topicLength)));
+                            }
+
+                            await socket.SendAsync(new byte[] { 0x40, 2, id[0], id[1] }, SocketFlags.None);
+                        }
                 }
             }
             catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException)

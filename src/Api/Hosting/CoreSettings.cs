@@ -19,6 +19,11 @@ internal static class CoreSettings
             options.FsyncOnCommit = fsync;
         }
 
+        if (long.TryParse(configuration["CHECKPOINT_LOG_BYTES"], CultureInfo.InvariantCulture, out var checkpointBytes) && checkpointBytes > 0)
+        {
+            options.CheckpointLogBytes = checkpointBytes;
+        }
+
         if (int.TryParse(configuration["TELEMETRY_RETENTION_DAYS"], CultureInfo.InvariantCulture, out var retention))
         {
             options.TelemetryRetentionDays = retention;

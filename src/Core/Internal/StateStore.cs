@@ -18,12 +18,15 @@ namespace Perf.Core.Internal;
 /// and its address can never disagree.</para>
 /// <para>A checkpoint (<see cref="BeginCheckpoint"/>, <see cref="Write"/> per record,
 /// <see cref="CommitAsync"/>) upserts every current record, deletes every key written by the previous
-/// checkpoint that is absent now, compacts the part of the hybrid log that the rewrite superseded and
-/// takes a FASTER fold-over checkpoint. Only after that checkpoint completed does the caller truncate
-/// the uplink log. A crash at any earlier point recovers the previous FASTER checkpoint, whose address
-/// still lies inside the untruncated uplink log, so nothing is lost or applied twice.</para>
-/// <para>Written only by the commit loop (and at open/close); never read on the hot path: readers use
-/// the in-memory maps the store is loaded into at open.</para>
+/// checkpoint that is absent now, compacts the part of the hybrid log that the rewrites superseded when the log
+/// has grown enough for that to be worth it (amortized, see <see cref="PersistAsync"/>) and takes a FASTER
+/// fold-over checkpoint. The log may therefore hold several versions of a key; <see cref="Load"/> reads by
+/// key. Only after that checkpoint completed does the caller truncate the uplink log. A crash at any
+/// earlier point recovers the previous FASTER checkpoint, whose address still lies inside the untruncated
+/// uplink log, so nothing is lost or applied twice.</para>
+/// <para>Written by one thread at a time: the commit loop (and open/close), or an automatic checkpoint's
+/// background part, which the loop does not start the next checkpoint before; never read on the hot path:
+/// readers use the in-memory maps the store is loaded into at open.</para>
 /// </remarks>
 internal sealed class StateStore : IDisposable
 {
@@ -41,7 +44,10 @@ internal sealed class StateStore : IDisposable
     private long _dumpStart;
     private byte[] _scratch = new byte[256];
 
-    private StateStore(string directory)
+    /// <summary>Log size (tail minus begin) right after the last compaction, or the live records' size as loaded at open: the live data then.</summary>
+    private long _liveAfterCompaction;
+
+    private StateStore(string directory, long segmentSize)
     {
         Directory.CreateDirectory(directory);
         _device = Devices.CreateLogDevice(Path.Combine(directory, "hlog.log"), preallocateFile: false, deleteOnClose: false);
@@ -55,7 +61,7 @@ internal sealed class StateStore : IDisposable
             LogDevice = _device,
             PageSize = 1L << 22,           // 4 MiB pages: the largest single record (one value) must fit a page
             MemorySize = 1L << 25,         // 32 MiB of the hybrid log in memory, the rest on disk
-            SegmentSize = 1L << 26,        // 64 MiB files: superseded segments are deleted after each checkpoint
+            SegmentSize = segmentSize,     // 64 MiB files: segments before the begin address are deleted by the next checkpoint
             CheckpointManager = _checkpoints,
             TryRecoverLatest = false,
         });
@@ -68,13 +74,36 @@ internal sealed class StateStore : IDisposable
     /// <summary>True when a FASTER checkpoint was found and recovered at open.</summary>
     public bool Recovered { get; private set; }
 
+    /// <summary>Compaction is due when the log has grown past this factor of its size after the last one (see <see cref="PersistAsync"/>).</summary>
+    internal double CompactionGrowth { get; set; } = 2;
+
+    /// <summary>...and past this many bytes (one segment): small stores do not compact at every checkpoint.</summary>
+    internal long CompactionMinBytes { get; set; } = DefaultSegmentSize;
+
+    /// <summary>Compactions run since open (tests and diagnostics).</summary>
+    internal int Compactions { get; private set; }
+
+    /// <summary>Reads at load that had to wait for the disk (tests).</summary>
+    internal long DiskReads { get; private set; }
+
+    /// <summary>Log bytes from the begin address to the tail: live records plus superseded versions not yet compacted away.</summary>
+    internal long LogBytes => _store.Log.TailAddress - _store.Log.BeginAddress;
+
+    private const long DefaultSegmentSize = 1L << 26;
+
+    /// <summary>About what a record takes in the log besides its key and value bytes (record info, two length prefixes, alignment).</summary>
+    private const int RecordHeaderBytes = 24;
+
     /// <summary>
     /// Opens the store in <paramref name="directory"/>, recovering its latest checkpoint when there is
     /// one (a damaged checkpoint throws rather than silently starting empty).
     /// </summary>
-    public static StateStore Open(string directory)
+    public static StateStore Open(string directory) => Open(directory, DefaultSegmentSize);
+
+    /// <summary><see cref="Open(string)"/> with another hybrid-log file (segment) size, at least the 4 MiB page size (tests).</summary>
+    internal static StateStore Open(string directory, long segmentSize)
     {
-        var store = new StateStore(directory);
+        var store = new StateStore(directory, segmentSize);
         try
         {
             if (store._checkpoints.GetLogCheckpointTokens().Any())
@@ -92,37 +121,132 @@ internal sealed class StateStore : IDisposable
     }
 
     /// <summary>
-    /// Feeds every stored record to <paramref name="sink"/>: registry records (tenants, customers, users,
+    /// Feeds every live record to <paramref name="sink"/>: registry records (tenants, customers, users,
     /// devices, edges, OTA packages) in a first pass, everything that refers to them in a second.
     /// Returns the uplink log address the store is consistent with (0 when empty).
     /// </summary>
+    /// <remarks>
+    /// The hybrid log holds every version a key had since the last compaction (compaction is amortized, see
+    /// <see cref="PersistAsync"/>), plus tombstones of deleted keys. So the log is only scanned for the keys it
+    /// holds; each key's value is then a point read, which answers with its latest version or not found when
+    /// that is a tombstone: superseded versions and deleted keys never reach <paramref name="sink"/>. Keys are
+    /// read in the order of their latest version in the log, which is the order the last checkpoint wrote them
+    /// in (parents before children).
+    /// </remarks>
     public long Load(RecordSink sink, out long records)
     {
         records = 0;
-        long address = 0;
         _keys.Clear();
+        var keys = ScanKeys();
+        long live = 0;
+        var output = default(SpanByteAndMemory);
+        long address = 0;
+        if (TryRead(AddressKey, ref output, out var stored))
+        {
+            address = BinaryPrimitives.ReadInt64LittleEndian(stored);
+        }
+        Release(ref output);
         for (var pass = 0; pass < 2; pass++)
         {
-            using var iterator = _session.Iterate();
-            while (iterator.GetNext(out _))
+            foreach (var entry in keys)
             {
-                var key = iterator.GetKey().AsReadOnlySpan();
-                var value = iterator.GetValue().AsReadOnlySpan();
-                if (key.SequenceEqual(AddressKey))
-                {
-                    address = BinaryPrimitives.ReadInt64LittleEndian(value);
-                    continue;
-                }
-                if (value.IsEmpty || IsRegistryRecord(value[0]) != (pass == 0))
+                if (entry.Registry != (pass == 0))
                 {
                     continue;
                 }
-                _keys.Add(Encoding.UTF8.GetString(key));
-                sink(value);
-                records++;
+                var key = EncodeKey(entry.Key);
+                if (TryRead(key, ref output, out var value) && !value.IsEmpty)
+                {
+                    live += RecordHeaderBytes + key.Length + value.Length;
+                    _keys.Add(entry.Key);
+                    sink(value);
+                    records++;
+                }
+                Release(ref output);
             }
         }
+        // The baseline of the next compaction: what is live now, not the recovered log with its superseded versions
+        // (else every restart could raise the bound).
+        _liveAfterCompaction = live;
         return address;
+    }
+
+    /// <summary>
+    /// Every distinct key in the log (except the address key) with whether its latest value is a registry record,
+    /// ordered by the address of its latest version.
+    /// </summary>
+    private List<(string Key, long Address, bool Registry)> ScanKeys()
+    {
+        var latest = new Dictionary<string, (long Address, bool Registry)>(StringComparer.Ordinal);
+        var lookup = latest.GetAlternateLookup<ReadOnlySpan<char>>();
+        var chars = new char[256];
+        using (var scan = _store.Log.Scan(_store.Log.BeginAddress, _store.Log.TailAddress))
+        {
+            while (scan.GetNext(out var info))
+            {
+                var key = scan.GetKey().AsReadOnlySpan();
+                if (key.SequenceEqual(AddressKey))
+                {
+                    continue;
+                }
+                if (chars.Length < key.Length)
+                {
+                    chars = new char[Math.Max(key.Length, chars.Length * 2)];
+                }
+                var name = chars.AsSpan(0, Encoding.UTF8.GetChars(key, chars));
+                // A key's kind never changes; a tombstone keeps the kind its earlier versions had.
+                var registry = info.Tombstone
+                    ? lookup.TryGetValue(name, out var previous) && previous.Registry
+                    : scan.GetValue().AsReadOnlySpan() is { IsEmpty: false } value && IsRegistryRecord(value[0]);
+                lookup[name] = (scan.CurrentAddress, registry);
+            }
+        }
+        var keys = new List<(string Key, long Address, bool Registry)>(latest.Count);
+        foreach (var (key, (keyAddress, registry)) in latest)
+        {
+            keys.Add((key, keyAddress, registry));
+        }
+        keys.Sort(static (a, b) => a.Address.CompareTo(b.Address));
+        return keys;
+    }
+
+    /// <summary>Point read of <paramref name="key"/>'s latest value (waiting for the disk when it is not in memory); false when absent or deleted.</summary>
+    private unsafe bool TryRead(ReadOnlySpan<byte> key, ref SpanByteAndMemory output, out ReadOnlySpan<byte> value)
+    {
+        Status status;
+        fixed (byte* k = key)
+        {
+            var keyBytes = SpanByte.FromPointer(k, key.Length);
+            status = _session.Read(ref keyBytes, ref output);
+        }
+        if (status.IsPending)
+        {
+            DiskReads++;
+            _session.CompletePendingWithOutputs(out var completed, wait: true);
+            using (completed)
+            {
+                if (!completed.Next())
+                {
+                    throw new InvalidOperationException("FASTER completed no pending read.");
+                }
+                status = completed.Current.Status;
+                output = completed.Current.Output;
+            }
+        }
+        if (status.IsFaulted)
+        {
+            throw new InvalidOperationException($"FASTER read failed: {status}");
+        }
+        value = !status.Found ? default
+            : output.IsSpanByte ? output.SpanByte.AsReadOnlySpan()
+            : output.Memory.Memory.Span[..output.Length];
+        return status.Found;
+    }
+
+    private static void Release(ref SpanByteAndMemory output)
+    {
+        output.Memory?.Dispose();
+        output = default;
     }
 
     private static bool IsRegistryRecord(byte kind) => (RecordKind)kind is >= RecordKind.Tenant and <= RecordKind.OtaPackage;
@@ -193,23 +317,41 @@ internal sealed class StateStore : IDisposable
     }
 
     /// <summary>
-    /// Compacts and takes a durable FASTER checkpoint of the sealed state. May run on another thread than
-    /// the writing, but never at the same time as it: the next <see cref="BeginCheckpoint"/> waits for it.
+    /// Compacts when due (see <see cref="CompactionDue"/>) and takes a durable FASTER checkpoint of the sealed
+    /// state. May run on another thread than the writing, but never at the same time as it: the next
+    /// <see cref="BeginCheckpoint"/> waits for it.
     /// </summary>
     public async Task PersistAsync()
     {
         // Every live key was rewritten (or deleted) at or after _dumpStart, or retained unchanged: the log before
         // it holds superseded versions and the retained ones; compaction copies forward whatever is still live
         // there and moves the begin address. The old segments are removed from disk by the checkpoint.
-        if (_dumpStart > _store.Log.BeginAddress)
+        if (CompactionDue())
         {
             _store.Log.Compact<SpanByte, SpanByteAndMemory, Empty, SpanByteFunctions<Empty>>(_functions, _dumpStart, CompactionType.Lookup);
+            _liveAfterCompaction = _store.Log.TailAddress - _store.Log.BeginAddress;
+            Compactions++;
         }
         var (success, _) = await _store.TakeHybridLogCheckpointAsync(CheckpointType.FoldOver);
         if (!success)
         {
             throw new InvalidOperationException("FASTER refused to start a checkpoint.");
         }
+    }
+
+    /// <summary>
+    /// Compaction copies every retained (unchanged) record forward into new log pages, so its cost follows the
+    /// stored state, not what changed. It is therefore amortized: due only once the log (begin to tail) has grown
+    /// past <see cref="CompactionGrowth"/> times its size right after the previous compaction (the live data then)
+    /// and past <see cref="CompactionMinBytes"/>. Between compactions the log holds at most that many bytes plus
+    /// one checkpoint's writes, so the disk it takes stays bounded by a multiple of the live state; each byte
+    /// appended is copied at most about once more. <see cref="Load"/> does not depend on it (it reads by key).
+    /// </summary>
+    private bool CompactionDue()
+    {
+        var size = _store.Log.TailAddress - _store.Log.BeginAddress;
+        return _dumpStart > _store.Log.BeginAddress
+            && size > Math.Max(CompactionMinBytes, (long)(CompactionGrowth * _liveAfterCompaction));
     }
 
     private ReadOnlySpan<byte> EncodeKey(string key)

@@ -291,7 +291,7 @@ internal sealed class LeanSocketReader : PipeReader, IValueTaskSource<ReadResult
 
         if (_buffer is null)
         {
-            _buffer = ArrayPool<byte>.Shared.Rent(MinimumBufferSize);
+            _buffer = LeanBufferPool.Shared.Rent(MinimumBufferSize);
             _start = _end = _examined = 0;
         }
         else if (_end == _buffer.Length)
@@ -305,9 +305,9 @@ internal sealed class LeanSocketReader : PipeReader, IValueTaskSource<ReadResult
             }
             else
             {
-                var larger = ArrayPool<byte>.Shared.Rent(_buffer.Length * 2);
+                var larger = LeanBufferPool.Shared.Rent(_buffer.Length * 2);
                 Buffer.BlockCopy(_buffer, 0, larger, 0, _end);
-                ArrayPool<byte>.Shared.Return(_buffer);
+                LeanBufferPool.Shared.Return(_buffer);
                 _buffer = larger;
             }
         }
@@ -440,7 +440,7 @@ internal sealed class LeanSocketReader : PipeReader, IValueTaskSource<ReadResult
     {
         if (_buffer is not null)
         {
-            ArrayPool<byte>.Shared.Return(_buffer);
+            LeanBufferPool.Shared.Return(_buffer);
             _buffer = null;
         }
 

@@ -178,7 +178,7 @@ internal sealed class LeanSocketWriter : PipeWriter, IValueTaskSource<FlushResul
                 }
                 else
                 {
-                    ArrayPool<byte>.Shared.Return(sending);
+                    LeanBufferPool.Shared.Return(sending);
                     _sending = null;
                     _sendActive = false;
                     release = _flushWaiting && UnsentLocked <= _maxUnsentBytes / 2 && TakeFlushWaiter();
@@ -422,14 +422,14 @@ internal sealed class LeanSocketWriter : PipeWriter, IValueTaskSource<FlushResul
         int need = Math.Max(sizeHint, 1);
         if (_buffer is null)
         {
-            _buffer = ArrayPool<byte>.Shared.Rent(Math.Max(need, LeanSocketReader.MinimumBufferSize));
+            _buffer = LeanBufferPool.Shared.Rent(Math.Max(need, LeanSocketReader.MinimumBufferSize));
             _length = 0;
         }
         else if (_buffer.Length - _length < need)
         {
-            var larger = ArrayPool<byte>.Shared.Rent(Math.Max(_buffer.Length * 2, _length + need));
+            var larger = LeanBufferPool.Shared.Rent(Math.Max(_buffer.Length * 2, _length + need));
             Buffer.BlockCopy(_buffer, 0, larger, 0, _length);
-            ArrayPool<byte>.Shared.Return(_buffer);
+            LeanBufferPool.Shared.Return(_buffer);
             _buffer = larger;
         }
 
@@ -464,9 +464,9 @@ internal sealed class LeanSocketWriter : PipeWriter, IValueTaskSource<FlushResul
 
         if (_queued.Length - _queuedLength < _length)
         {
-            var larger = ArrayPool<byte>.Shared.Rent(Math.Max(_queued.Length * 2, _queuedLength + _length));
+            var larger = LeanBufferPool.Shared.Rent(Math.Max(_queued.Length * 2, _queuedLength + _length));
             Buffer.BlockCopy(_queued, 0, larger, 0, _queuedLength);
-            ArrayPool<byte>.Shared.Return(_queued);
+            LeanBufferPool.Shared.Return(_queued);
             _queued = larger;
         }
 
@@ -551,7 +551,7 @@ internal sealed class LeanSocketWriter : PipeWriter, IValueTaskSource<FlushResul
                 _sendOffset += sent;
                 if (_sendOffset >= _sendEnd)
                 {
-                    ArrayPool<byte>.Shared.Return(_sending!);
+                    LeanBufferPool.Shared.Return(_sending!);
                     _sending = _queued;
                     _sendOffset = 0;
                     _sendEnd = _queuedLength;
@@ -633,13 +633,13 @@ internal sealed class LeanSocketWriter : PipeWriter, IValueTaskSource<FlushResul
         _sendActive = false;
         if (_sending is not null)
         {
-            ArrayPool<byte>.Shared.Return(_sending);
+            LeanBufferPool.Shared.Return(_sending);
             _sending = null;
         }
 
         if (_queued is not null)
         {
-            ArrayPool<byte>.Shared.Return(_queued);
+            LeanBufferPool.Shared.Return(_queued);
             _queued = null;
             _queuedLength = 0;
         }
@@ -651,7 +651,7 @@ internal sealed class LeanSocketWriter : PipeWriter, IValueTaskSource<FlushResul
     {
         if (_buffer is not null)
         {
-            ArrayPool<byte>.Shared.Return(_buffer);
+            LeanBufferPool.Shared.Return(_buffer);
             _buffer = null;
         }
 

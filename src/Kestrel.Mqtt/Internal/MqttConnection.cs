@@ -38,7 +38,6 @@ internal sealed partial class MqttConnection : IDeviceSession
     /// <summary>The lean transport's writer (null over TLS or Kestrel's socket transport): flushes commit under the write lock and send outside it.</summary>
     private readonly LeanSocketWriter? _leanOutput;
     private readonly Lock _writeLock = new();
-    private List<PendingUplink>? _pending;
     /// <summary>Cancelled at shutdown; created by the first client-side RPC (the only request that outlives its read).</summary>
     private CancellationTokenSource? _closed;
     private Dictionary<ushort, Inflight>? _inflight;
@@ -120,39 +119,25 @@ internal sealed partial class MqttConnection : IDeviceSession
                 Volatile.Write(ref _lastActivity, Environment.TickCount64);
                 try
                 {
-                    bool more = true;
-                    while (more)
+                    // Every complete packet of this read is dispatched; the PUBACKs follow from PumpAcks as the
+                    // commits complete, while this loop goes back to reading (a device's next messages join the
+                    // next group commit instead of waiting in the socket for this batch's). Only a full
+                    // in-flight window (or a refused uplink) makes the reader wait for acknowledgements.
+                    while (!_closing && !_stopReading && TryParse(ref buffer, out var packet))
                     {
-                        more = false;
-                        while (!_closing && !_stopReading && TryParse(ref buffer, out var packet))
+                        await HandlePacketAsync(packet);
+                        if (PendingAcks >= _options.MaxInflight)
                         {
-                            await HandlePacketAsync(packet);
-                            if (_pending is { } full && full.Count >= _options.MaxInflight)
-                            {
-                                more = true;
-                                break;
-                            }
+                            PumpAcks();
+                            await WaitForAcksAsync(Math.Max(0, _options.MaxInflight - 1));
                         }
+                    }
 
-                        // The outcomes of this batch, in order, each PUBACK after its durable commit. Awaited here
-                        // rather than in a separate async method: this method's one state machine (allocated once
-                        // per connection) carries the wait, so a batch that waits for the group commit allocates
-                        // nothing (a separate method's box showed up as 7% of the bytes allocated per message).
-                        if (_pending is { Count: > 0 } pending)
-                        {
-                            try
-                            {
-                                for (int i = 0; i < pending.Count; i++)
-                                {
-                                    var task = pending[i].Task;
-                                    Acknowledge(pending[i], task.IsCompletedSuccessfully ? task.Result : await task);
-                                }
-                            }
-                            finally
-                            {
-                                pending.Clear();
-                            }
-                        }
+                    PumpAcks();
+                    if (_stopReading)
+                    {
+                        // The refused uplink's outcome closes the connection after the PUBACKs before it.
+                        await WaitForAcksAsync(0);
                     }
                 }
                 finally
@@ -163,13 +148,15 @@ internal sealed partial class MqttConnection : IDeviceSession
                 RequestFlush();
                 if (result.IsCompleted)
                 {
+                    // The peer finished sending: its PUBACKs go out before the close.
+                    await WaitForAcksAsync(0);
                     break;
                 }
             }
         }
         catch (MqttProtocolException ex)
         {
-            await DrainPendingQuietlyAsync();
+            // Uplinks still committing are taken by PumpAcks as they complete, without a PUBACK (closing).
             OnViolation(ex.Error);
         }
         catch (ConnectionResetException)
@@ -475,9 +462,6 @@ internal sealed partial class MqttConnection : IDeviceSession
         return ValueTask.CompletedTask;
     }
 
-    private void Enqueue(ValueTask<UplinkResult> task, ushort packetId, byte qos, TopicRoute route) =>
-        (_pending ??= new List<PendingUplink>(8)).Add(new PendingUplink(task, packetId, qos, route));
-
     /// <summary>Writes the PUBACK of one dispatched uplink whose outcome is known; outcomes are taken in arrival order (§4.6).</summary>
     private void Acknowledge(in PendingUplink p, UplinkResult result)
     {
@@ -521,32 +505,12 @@ internal sealed partial class MqttConnection : IDeviceSession
         }
         else
         {
-            // No PUBACK: the reference drops the connection (rate limit, invalid JSON on QoS 1).
+            // No PUBACK: the reference drops the connection (rate limit, invalid JSON on QoS 1). The reader may
+            // be waiting for data: it is woken to close.
             MqttLog.UplinkRejected(_logger, ConnectionId, _deviceName, p.Route, result.Status, result.Reason);
             _closing = true;
+            _connection.Transport.Input.CancelPendingRead();
         }
-    }
-
-    private async ValueTask DrainPendingQuietlyAsync()
-    {
-        if (_pending is not { } pending)
-        {
-            return;
-        }
-
-        foreach (var p in pending)
-        {
-            try
-            {
-                await p.Task;
-            }
-            catch (Exception)
-            {
-                // The connection is closing; the outcome no longer has anywhere to go.
-            }
-        }
-
-        pending.Clear();
     }
 
     private void StartRequest(Task task) =>
