@@ -332,6 +332,7 @@ public class StateStoreTests
             }
             catch (FileNotFoundException)
             {
+                // FASTER deleted the segment between the listing and this read: it no longer takes space.
             }
         }
         return total;
