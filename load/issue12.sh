@@ -7,6 +7,7 @@
 #   row 5:    ours at half of its row-1 rate (100 connections): PUBACK p99 / p99.9.
 #   row 6:    mqtt-connect CONNECTS connections at full speed against each server: connects/s, CONNACK p99.
 #   row 7:    rpc (REST two-way -> MQTT device -> REST) at max, then paced at RPC_RATE.
+#   With gcc installed, rows 1, 5 and 6 again with load/native's C clients (pre-encoded publisher, connect storm).
 # Usage: bash load/issue12.sh [out-dir]   (env: CONNS="100 1000 10000" DURATION=20s WINDOW=32 PAYLOAD=64
 #        ROUNDS=1 CONNECTS=9000 RPC_RATE=5000; any other environment reaches our server unchanged)
 set -euo pipefail
