@@ -40,6 +40,14 @@ public sealed class CoreOptions
     /// </summary>
     internal bool FastCommitForNewLog { get; set; } = true;
 
+    /// <summary>
+    /// How long disposal waits for the last checkpoint (and one still persisting) before closing without it; the
+    /// uplink log is then kept whole and replayed at the next start. FASTER never completes a checkpoint whose
+    /// files cannot be created (the data directory deleted or unwritable), so without a bound the process would
+    /// not stop. Default 30 s.
+    /// </summary>
+    internal TimeSpan ShutdownCheckpointTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Days of telemetry history kept; 0 keeps it forever.</summary>
     public int TelemetryRetentionDays { get; set; }
 

@@ -328,18 +328,39 @@ public sealed class PerfEngine : IAsyncDisposable
         Rpc.Stop();
         await _log.StopAsync();
         Interlocked.Exchange(ref _checkpointRequest, null)?.TrySetResult();
+        bool checkpointed = false;
         try
         {
-            await _checkpointPersisting;
-            if (_log.TailAddress > _checkpointAddress)
-            {
-                await CheckpointCoreAsync(_log.TailAddress);
-            }
+            await FinalCheckpointAsync().WaitAsync(_options.ShutdownCheckpointTimeout);
+            checkpointed = true;
+        }
+        catch (TimeoutException)
+        {
+            CoreLog.ShutdownCheckpointTimedOut(_logger, (long)_options.ShutdownCheckpointTimeout.TotalMilliseconds, _options.DataDir);
+        }
+        catch (Exception e)
+        {
+            CoreLog.ShutdownCheckpointFailed(_logger, e);
         }
         finally
         {
             await _log.CloseAsync();
-            _state.Dispose();
+            // A FASTER checkpoint that never completes keeps its store busy: disposing the store then would wait
+            // for it. Its files are closed with the process instead.
+            if (checkpointed)
+            {
+                _state.Dispose();
+            }
+        }
+    }
+
+    /// <summary>Waits for a checkpoint still persisting, then checkpoints what the log holds beyond it.</summary>
+    private async Task FinalCheckpointAsync()
+    {
+        await _checkpointPersisting;
+        if (_log.TailAddress > _checkpointAddress)
+        {
+            await CheckpointCoreAsync(_log.TailAddress);
         }
     }
 

@@ -552,3 +552,23 @@ public class BackgroundTelemetrySnapshotTests
         Assert.Contains(live, l => l.Contains("after", StringComparison.Ordinal));
     }
 }
+
+public class ShutdownCheckpointBoundTests
+{
+    [Fact]
+    public async Task Dispose_WhenTheDataDirectoryIsGone_StillCompletes_WithinItsCheckpointBound()
+    {
+        using var dir = new TempDir();
+        var engine = await Engines.OpenAsync(dir.Path, o => o.ShutdownCheckpointTimeout = TimeSpan.FromSeconds(2));
+        var (_, device, _) = await Engines.CreateDeviceAsync(engine);
+        Assert.True((await engine.DeviceApi.PostTelemetryAsync(device, Engines.Json("{\"ts\":1000,\"values\":{\"t\":1}}"))).IsOk);
+
+        // FASTER cannot create the checkpoint's files any more, and never completes that checkpoint.
+        Directory.Delete(dir.Path, recursive: true);
+        var dispose = engine.DisposeAsync().AsTask();
+        var finished = await Task.WhenAny(dispose, Task.Delay(TimeSpan.FromSeconds(60)));
+        Assert.Same(dispose, finished);
+        await dispose;
+        Assert.False(engine.IsReady);
+    }
+}

@@ -24,4 +24,10 @@ internal static partial class CoreLog
 
     [LoggerMessage(7, LogLevel.Warning, "Persistent RPC work for device {DeviceId} failed")]
     public static partial void RpcDispatchFailed(ILogger logger, Guid deviceId, Exception exception);
+
+    [LoggerMessage(8, LogLevel.Error, "The checkpoint at shutdown did not finish within {TimeoutMs} ms (is the data directory {DataDir} still there and writable?); closing without it: the uplink log is kept whole and replayed at the next start")]
+    public static partial void ShutdownCheckpointTimedOut(ILogger logger, long timeoutMs, string dataDir);
+
+    [LoggerMessage(9, LogLevel.Error, "The checkpoint at shutdown failed; closing without it: the uplink log is kept whole and replayed at the next start")]
+    public static partial void ShutdownCheckpointFailed(ILogger logger, Exception exception);
 }
