@@ -26,17 +26,12 @@ internal sealed partial class MqttConnection
     private TaskCompletionSource? _ackWaiter;
     private int _ackWaitAtMost;
 
-    /// <summary>Dispatched uplinks not yet acknowledged (or dropped).</summary>
-    private int PendingAcks
-    {
-        get
-        {
-            lock (_writeLock)
-            {
-                return _ackCount;
-            }
-        }
-    }
+    /// <summary>
+    /// Dispatched uplinks not yet acknowledged (or dropped). Read without the lock, once per packet: only the
+    /// reader adds, so a stale value can only be too high, which at worst makes the reader pump and wait a
+    /// moment early.
+    /// </summary>
+    private int PendingAcks => Volatile.Read(ref _ackCount);
 
     private void Enqueue(ValueTask<UplinkResult> task, ushort packetId, byte qos, TopicRoute route)
     {
