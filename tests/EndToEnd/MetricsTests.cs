@@ -20,6 +20,11 @@ public sealed partial class MetricsTests(HostFixture fixture)
         Assert.Contains("# TYPE perf_host_process_working_set gauge", text, StringComparison.Ordinal);
         Assert.True(Sum(text, "perf_host_process_allocated") > 0, text);
         Assert.True(Sum(text, "perf_host_process_gc_collections") >= 0);
+
+        // Kestrel's meter: open connections (this request's among them) but not its queue levels (README).
+        Assert.True(Sum(text, "microsoft_aspnetcore_server_kestrel_kestrel_active_connections") >= 1, text);
+        Assert.DoesNotContain("kestrel_queued_connections", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("kestrel_queued_requests", text, StringComparison.Ordinal);
     }
 
     [Fact]
