@@ -230,7 +230,7 @@ public sealed class PerfEngine : IAsyncDisposable
             var started = Stopwatch.GetTimestamp();
             SnapshotEntitiesIntoState();
             var onLoopMs = (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-            _checkpointPersisting = Task.Run(() => FinishInBackgroundAsync(tail, started, onLoopMs));
+            _checkpointPersisting = FinishInBackground(tail, started, onLoopMs);
         }
         if (_options.TelemetryRetentionDays > 0 &&
             Stopwatch.GetElapsedTime(_lastRetentionPass) >= RetentionPassInterval)
@@ -238,6 +238,10 @@ public sealed class PerfEngine : IAsyncDisposable
             RetentionPass();
         }
     }
+
+    // Its own method: a lambda in AfterBatchAsync capturing the parameter would allocate its closure on every batch.
+    private Task FinishInBackground(long tail, long started, long onLoopMs) =>
+        Task.Run(() => FinishInBackgroundAsync(tail, started, onLoopMs));
 
     /// <summary>
     /// The automatic checkpoint's part off the commit loop: telemetry (by far the largest part of the state, and
