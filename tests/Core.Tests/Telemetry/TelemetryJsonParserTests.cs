@@ -420,14 +420,21 @@ public class TelemetryJsonParserTests
             Assert.True(TelemetryJsonParser.TryParseTelemetry(json, Now, _keys, output, out _));
         }
 
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 1000; i++)
+        // Steady state is the best of three rounds: a round can see a one-off runtime allocation on this thread
+        // (tiering of the loop, once seen in a full-suite run), a per-parse allocation shows in every round.
+        long allocated = long.MaxValue;
+        for (int round = 0; round < 3 && allocated != 0; round++)
         {
-            output.Clear();
-            TelemetryJsonParser.TryParseTelemetry(json, Now, _keys, output, out _);
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 1000; i++)
+            {
+                output.Clear();
+                TelemetryJsonParser.TryParseTelemetry(json, Now, _keys, output, out _);
+            }
+
+            allocated = Math.Min(allocated, GC.GetAllocatedBytesForCurrentThread() - before);
         }
 
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
         Assert.Equal(0, allocated);
         Assert.Equal(3, output.Count);
     }
