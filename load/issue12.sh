@@ -7,7 +7,8 @@
 #   row 5:    ours at half of its row-1 rate (100 connections): PUBACK p99 / p99.9.
 #   row 6:    mqtt-connect CONNECTS connections at full speed against each server: connects/s, CONNACK p99.
 #   row 7:    rpc (REST two-way -> MQTT device -> REST) at max, then paced at RPC_RATE.
-#   With gcc installed, rows 1, 5 and 6 again with load/native's C clients (pre-encoded publisher, connect storm).
+#   With gcc installed, rows 1, 5, 6 and 7 again with load/native's C clients (pre-encoded publisher, connect storm,
+#   two-way RPC: load/rpc-native.sh against this server).
 # Usage: bash load/issue12.sh [out-dir]   (env: CONNS="100 1000 10000" DURATION=20s WINDOW=32 PAYLOAD=64
 #        ROUNDS=1 CONNECTS=9000 RPC_RATE=5000; any other environment reaches our server unchanged)
 set -euo pipefail
@@ -107,6 +108,13 @@ echo "== row 7: rpc at max, then at $RPC_RATE/s" >&2
 "${LOAD[@]}" rpc --port "$MQTT_PORT" --api "$API" --devices 10 --concurrency 64 --duration "$DURATION" --json "$OUT/rpc-max.json" >"$OUT/rpc-max.txt" 2>/dev/null || true
 "${LOAD[@]}" rpc --port "$MQTT_PORT" --api "$API" --devices 32 --concurrency 256 --rate "$RPC_RATE" --duration "$DURATION" --json "$OUT/rpc-rate.json" >"$OUT/rpc-rate.txt" 2>/dev/null || true
 
+# Row 7 again with load/native/rpc.c (one epoll thread in C: no GC pause or thread-pool hop of the client inside
+# the measured latency, paced calls timed from their due time), same server, devices and settings, when gcc is there.
+if command -v gcc >/dev/null; then
+  echo "== row 7 (native client): rpc at max, then at $RPC_RATE/s" >&2
+  START=0 DOTNET=0 HTTP_PORT=$HTTP_PORT MQTT_PORT=$MQTT_PORT DURATION=$secs RATE=$RPC_RATE bash load/rpc-native.sh "$OUT/rpc-native" >/dev/null 2>&1 || true
+fi
+
 {
   echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); results in $OUT"
   echo
@@ -142,5 +150,9 @@ echo "== row 7: rpc at max, then at $RPC_RATE/s" >&2
   done
   for k in max rate; do
     f="$OUT/rpc-$k.json"; [ -s "$f" ] && printf 'row 7 (%s): %.0f round trips/s, p50 %s ms, p99 %s ms\n' "$k" "$(field "$f" rate)" "$(field "$f" p50)" "$(field "$f" p99)"
+  done
+  for k in max rate; do
+    f="$OUT/rpc-native/native-$k-1.txt"; [ -s "$f" ] && printf 'row 7 (native client, %s): %s; latency ms %s; client CPU %s us/round trip\n' "$k" \
+      "$(sed -n 's/^round trips: //p' "$f")" "$(sed -n 's/^latency ms: //p' "$f")" "$(sed -n 's/^client CPU us per round trip: //p' "$f")"
   done
 } | tee "$OUT/summary.md"

@@ -28,3 +28,52 @@ static inline int encode_connect(unsigned char *out, const char *id_prefix, cons
     out[n++] = 0; out[n++] = (unsigned char)userlen; memcpy(out + n, user, (size_t)userlen); n += userlen;
     return n;
 }
+
+// SUBSCRIBE to one topic filter (packet id 1 unless given) at QoS qos. out needs filter length + 7 bytes; filter < 120 characters.
+static inline int encode_subscribe(unsigned char *out, const char *filter, int packet_id, int qos)
+{
+    int len = (int)strlen(filter);
+    int n = 0;
+    out[n++] = 0x82;
+    out[n++] = (unsigned char)(2 + 2 + len + 1);
+    out[n++] = (unsigned char)(packet_id >> 8); out[n++] = (unsigned char)packet_id;
+    out[n++] = (unsigned char)(len >> 8); out[n++] = (unsigned char)len;
+    memcpy(out + n, filter, (size_t)len); n += len;
+    out[n++] = (unsigned char)qos;
+    return n;
+}
+
+// The remaining length (variable byte integer) of a fixed header: writes 1 to 4 bytes, returns how many.
+static inline int encode_remaining_length(unsigned char *out, int value)
+{
+    int n = 0;
+    do
+    {
+        unsigned char b = (unsigned char)(value & 0x7F);
+        value >>= 7;
+        out[n++] = (unsigned char)(value > 0 ? b | 0x80 : b);
+    } while (value > 0 && n < 4);
+    return n;
+}
+
+// Reads a fixed header from data[0..available): returns its length (2 to 5) and sets *remaining; 0 when more bytes are
+// needed; -1 when the remaining length is malformed (more than 4 bytes).
+static inline int decode_fixed_header(const unsigned char *data, int available, int *remaining)
+{
+    int value = 0, shift = 0;
+    for (int i = 1; i < 5; i++)
+    {
+        if (i >= available)
+        {
+            return 0;
+        }
+        value |= (data[i] & 0x7F) << shift;
+        shift += 7;
+        if ((data[i] & 0x80) == 0)
+        {
+            *remaining = value;
+            return i + 1;
+        }
+    }
+    return -1;
+}
