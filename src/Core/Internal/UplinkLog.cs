@@ -86,7 +86,12 @@ internal sealed class UplinkLog
         Directory.CreateDirectory(directory);
         var fastCommit = UseFastCommit(directory, options.FastCommitForNewLog);
         var commitManager = fastCommit ? new SparseCommitMetadata(NewCommitManager(directory), FastCommitMetadataEvery) : null;
-        var device = new DirectWriteDevice(Path.Combine(directory, "uplink.log"), disableFileBuffering: options.FsyncOnCommit, recoverDevice: true);
+        var device = Devices.CreateLogDevice(
+            Path.Combine(directory, "uplink.log"),
+            preallocateFile: false,
+            deleteOnClose: false,
+            recoverDevice: true,
+            disableFileBuffering: options.FsyncOnCommit);
         var settings = new FasterLogSettings
         {
             LogDevice = device,
