@@ -72,6 +72,9 @@ public sealed class LeanSocketTransportFactory : IConnectionListenerFactory, ICo
                 socket.DualMode = true;
             }
 
+            // Accepted sockets inherit TCP_NODELAY from the listening socket on Linux: one setsockopt per
+            // connect less than setting it on each (issue 12, connect rate).
+            socket.NoDelay = _options.NoDelay;
             socket.Bind(new IPEndPoint(ip.Address, ip.Port));
             socket.Listen(_options.Backlog);
         }
@@ -135,7 +138,10 @@ internal sealed class LeanSocketListener : IConnectionListener
 
             try
             {
-                accepted.NoDelay = _options.NoDelay;
+                if (!OperatingSystem.IsLinux())
+                {
+                    accepted.NoDelay = _options.NoDelay;
+                }
 
                 // The reader receives synchronously only when the socket is known to be readable and treats
                 // WouldBlock as "wait with a zero-byte receive". In blocking mode .NET (Unix) emulates a

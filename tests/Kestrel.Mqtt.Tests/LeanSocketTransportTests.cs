@@ -36,6 +36,20 @@ public sealed class LeanSocketTransportTests : IAsyncLifetime
         Assert.False(factory.CanBind(new IPEndPoint(IPAddress.Loopback, 0)));
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task AcceptedSockets_HaveTheConfiguredNoDelay(bool noDelay)
+    {
+        var factory = new LeanSocketTransportFactory(new LeanSocketTransportOptions { NoDelay = noDelay }, NullLoggerFactory.Instance);
+        await using var listener = await factory.BindAsync(new LeanEndPoint(IPAddress.Loopback, 0));
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        var accept = listener.AcceptAsync().AsTask();
+        await client.ConnectAsync(listener.EndPoint);
+        await using var server = (LeanSocketConnection)(await accept.WaitAsync(Deadline))!;
+        Assert.Equal(noDelay, server.Socket.NoDelay); // read back from the kernel (getsockopt)
+    }
+
     [Fact]
     public async Task PartialConsumption_KeepsTheRestForTheNextRead()
     {
