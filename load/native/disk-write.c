@@ -1,0 +1,82 @@
+// The disk's own latency for the writes the uplink log does (issue 12 target 5): COUNT sequential writes of
+// BLOCK bytes to a new file opened O_DIRECT|O_SYNC (what FASTER's device does with FSYNC_ON_COMMIT, the
+// default), each timed alone; the file is deleted at the end. Run it next to a load (or two `while :; do :; done`
+// loops) to see how the write's tail follows the CPU load on this VM (docs/PERFORMANCE.md).
+//
+// usage: disk-write FILE COUNT BLOCK     (BLOCK a multiple of 4096, e.g. 65536 or 102400)
+// prints: block, count, write latency ms p50/p90/p99/p99.9/max
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+static int compare(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 4)
+    {
+        fprintf(stderr, "usage: %s FILE COUNT BLOCK\n", argv[0]);
+        return 2;
+    }
+    int count = atoi(argv[2]), block = atoi(argv[3]);
+    if (count <= 0 || block <= 0 || block % 4096 != 0)
+    {
+        fprintf(stderr, "COUNT must be positive and BLOCK a positive multiple of 4096\n");
+        return 2;
+    }
+
+    int fd = open(argv[1], O_WRONLY | O_CREAT | O_EXCL | O_DIRECT | O_SYNC, 0644);
+    if (fd < 0)
+    {
+        perror(argv[1]);
+        return 1;
+    }
+    void *buffer;
+    double *latency = malloc(sizeof(double) * (size_t)count);
+    if (posix_memalign(&buffer, 4096, (size_t)block) != 0 || latency == NULL)
+    {
+        fprintf(stderr, "out of memory\n");
+        return 1;
+    }
+    memset(buffer, 0x5A, (size_t)block);
+
+    int failed = 0;
+    for (int i = 0; i < count; i++)
+    {
+        double started = now_ms();
+        if (pwrite(fd, buffer, (size_t)block, (off_t)i * block) != block)
+        {
+            perror("pwrite");
+            failed = 1;
+            count = i;
+            break;
+        }
+        latency[i] = now_ms() - started;
+    }
+    close(fd);
+    unlink(argv[1]);
+    if (count == 0)
+    {
+        return 1;
+    }
+
+    qsort(latency, (size_t)count, sizeof(double), compare);
+    printf("block %d count %d: write ms p50 %.2f p90 %.2f p99 %.2f p99.9 %.2f max %.2f\n", block, count,
+        latency[count / 2], latency[count * 9 / 10], latency[count * 99 / 100], latency[count * 999 / 1000], latency[count - 1]);
+    return failed;
+}
