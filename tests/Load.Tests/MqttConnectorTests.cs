@@ -125,40 +125,9 @@ public sealed class MqttConnectorTests
 
     private static async Task<(int ExitCode, string Output)> RunNativeAsync(string tool, Stub stub, params string[] arguments)
     {
-        var root = AppContext.BaseDirectory;
-        while (!File.Exists(Path.Combine(root, "Perf.sln")))
-        {
-            root = Path.GetDirectoryName(root) ?? throw new InvalidOperationException("Perf.sln not found above the test binaries");
-        }
-
-        var binary = Path.Combine(Path.GetTempPath(), $"{tool}-{Guid.NewGuid():N}");
-        try
-        {
-            var (gccExit, gccOutput) = await RunAsync("gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", binary, Path.Combine(root, "load", "native", tool + ".c"));
-            Assert.True(gccExit == 0, gccOutput);
-            var port = ((IPEndPoint)stub.EndPoint).Port;
-            return await RunAsync(binary, ["127.0.0.1", port.ToString(System.Globalization.CultureInfo.InvariantCulture), .. arguments]);
-        }
-        finally
-        {
-            File.Delete(binary);
-        }
-
-        static async Task<(int, string)> RunAsync(string file, params string[] arguments)
-        {
-            var start = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
-            foreach (var argument in arguments)
-            {
-                start.ArgumentList.Add(argument);
-            }
-
-            using var process = Process.Start(start)!;
-            var stdout = process.StandardOutput.ReadToEndAsync();
-            var stderr = process.StandardError.ReadToEndAsync();
-            using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-            await process.WaitForExitAsync(deadline.Token);
-            return (process.ExitCode, await stdout + await stderr);
-        }
+        var port = ((IPEndPoint)stub.EndPoint).Port;
+        var (exit, output, error) = await NativeTool.BuildAndRunAsync(tool, ["127.0.0.1", port.ToString(System.Globalization.CultureInfo.InvariantCulture), .. arguments]);
+        return (exit, output + error);
     }
 
     [Fact]
@@ -309,7 +278,7 @@ public sealed class MqttConnectorTests
         {
             try
             {
-                var packet = await ReadPacketAsync(socket);
+                var packet = await NativeTool.ReadPacketAsync(socket);
                 // Variable header of 3.1.1 CONNECT: protocol name (2 + 4), level, flags, keep-alive = 10 bytes; then the client id.
                 var idLength = (packet[10] << 8) | packet[11];
                 lock (_clientIds)
@@ -342,7 +311,7 @@ public sealed class MqttConnectorTests
                         await socket.SendAsync(new byte[] { 0x20, 2, 0, 0 }, SocketFlags.None);
                         while (true)
                         {
-                            var publish = await ReadPacketAsync(socket);
+                            var publish = await NativeTool.ReadPacketAsync(socket);
                             var topicLength = (publish[0] << 8) | publish[1];
                             var id = publish.AsSpan(2 + topicLength, 2).ToArray();
                             lock (_clientIds)
@@ -357,40 +326,6 @@ public sealed class MqttConnectorTests
             }
             catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException)
             {
-            }
-        }
-
-        /// <summary>The remaining-length body of one packet (fixed header skipped).</summary>
-        private static async Task<byte[]> ReadPacketAsync(Socket socket)
-        {
-            var one = new byte[1];
-            await ReadExactlyAsync(socket, one);
-            int remaining = 0, shift = 0;
-            do
-            {
-                await ReadExactlyAsync(socket, one);
-                remaining |= (one[0] & 0x7F) << shift;
-                shift += 7;
-            }
-            while ((one[0] & 0x80) != 0);
-
-            var body = new byte[remaining];
-            await ReadExactlyAsync(socket, body);
-            return body;
-        }
-
-        private static async Task ReadExactlyAsync(Socket socket, byte[] buffer)
-        {
-            var read = 0;
-            while (read < buffer.Length)
-            {
-                var n = await socket.ReceiveAsync(buffer.AsMemory(read), SocketFlags.None);
-                if (n == 0)
-                {
-                    throw new IOException("closed");
-                }
-
-                read += n;
             }
         }
     }

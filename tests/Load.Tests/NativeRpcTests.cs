@@ -245,19 +245,19 @@ public sealed class NativeRpcTests : IDisposable
 
         private async Task ServeMqttAsync(Socket socket)
         {
-            var connect = await ReadPacketAsync(socket);
+            var connect = await NativeTool.ReadPacketAsync(socket);
             var idLength = (connect[10] << 8) | connect[11];
             var at = 12 + idLength;
             var userName = Encoding.UTF8.GetString(connect, at + 2, (connect[at] << 8) | connect[at + 1]);
             await socket.SendAsync(new byte[] { 0x20, 2, 0, 0 }, SocketFlags.None);
-            var subscribe = await ReadPacketAsync(socket);
+            var subscribe = await NativeTool.ReadPacketAsync(socket);
             var filter = Encoding.UTF8.GetString(subscribe, 4, (subscribe[2] << 8) | subscribe[3]);
             Assert.Equal("v1/devices/me/rpc/request/+", filter);
             await socket.SendAsync(new byte[] { 0x90, 3, subscribe[0], subscribe[1], 0 }, SocketFlags.None);
             _devices["dev-" + userName["token-".Length..]] = new Device(socket, userName);
             while (true)
             {
-                var publish = await ReadPacketAsync(socket);
+                var publish = await NativeTool.ReadPacketAsync(socket);
                 var topic = Encoding.UTF8.GetString(publish, 2, (publish[0] << 8) | publish[1]);
                 const string prefix = "v1/devices/me/rpc/response/";
                 Assert.StartsWith(prefix, topic, StringComparison.Ordinal);
@@ -400,40 +400,6 @@ public sealed class NativeRpcTests : IDisposable
             packet.AddRange(Encoding.UTF8.GetBytes(topic));
             packet.AddRange(payload);
             return [.. packet];
-        }
-
-        /// <summary>The remaining-length body of one MQTT packet (fixed header skipped).</summary>
-        private static async Task<byte[]> ReadPacketAsync(Socket socket)
-        {
-            var one = new byte[1];
-            await ReadExactlyAsync(socket, one);
-            int remaining = 0, shift = 0;
-            do
-            {
-                await ReadExactlyAsync(socket, one);
-                remaining |= (one[0] & 0x7F) << shift;
-                shift += 7;
-            }
-            while ((one[0] & 0x80) != 0);
-
-            var body = new byte[remaining];
-            await ReadExactlyAsync(socket, body);
-            return body;
-        }
-
-        private static async Task ReadExactlyAsync(Socket socket, byte[] buffer)
-        {
-            var read = 0;
-            while (read < buffer.Length)
-            {
-                var n = await socket.ReceiveAsync(buffer.AsMemory(read), SocketFlags.None);
-                if (n == 0)
-                {
-                    throw new IOException("closed");
-                }
-
-                read += n;
-            }
         }
     }
 }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Net.Sockets;
 
 namespace Perf.Load.Tests;
 
@@ -49,5 +50,39 @@ internal static class NativeTool
         }
 
         return (process.ExitCode, await stdout, await stderr);
+    }
+
+    /// <summary>The remaining-length body of one MQTT packet read by a test stub (fixed header skipped).</summary>
+    public static async Task<byte[]> ReadPacketAsync(Socket socket)
+    {
+        var one = new byte[1];
+        await ReadExactlyAsync(socket, one);
+        int remaining = 0, shift = 0;
+        do
+        {
+            await ReadExactlyAsync(socket, one);
+            remaining |= (one[0] & 0x7F) << shift;
+            shift += 7;
+        }
+        while ((one[0] & 0x80) != 0);
+
+        var body = new byte[remaining];
+        await ReadExactlyAsync(socket, body);
+        return body;
+    }
+
+    public static async Task ReadExactlyAsync(Socket socket, byte[] buffer)
+    {
+        var read = 0;
+        while (read < buffer.Length)
+        {
+            var n = await socket.ReceiveAsync(buffer.AsMemory(read), SocketFlags.None);
+            if (n == 0)
+            {
+                throw new IOException("closed");
+            }
+
+            read += n;
+        }
     }
 }
