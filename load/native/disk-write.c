@@ -13,18 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
-
-static int compare(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+#include "mqtt-wire.h"
 
 int main(int argc, char **argv)
 {
@@ -75,7 +64,7 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    qsort(latency, (size_t)count, sizeof(double), compare);
+    qsort(latency, (size_t)count, sizeof(double), compare_doubles);
     printf("block %d count %d: write ms p50 %.2f p90 %.2f p99 %.2f p99.9 %.2f max %.2f\n", block, count,
         latency[count / 2], latency[count * 9 / 10], latency[count * 99 / 100], latency[count * 999 / 1000], latency[count - 1]);
     return failed;

@@ -24,12 +24,6 @@
 
 typedef struct { int fd; int index; int state; double started; } conn_t; // state 0 connecting, 1 awaiting CONNACK
 
-static int compare(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 int main(int argc, char **argv)
 {
     if (argc != 6)
@@ -142,7 +136,7 @@ int main(int argc, char **argv)
     getrusage(RUSAGE_SELF, &after);
     double cpu_us = (after.ru_utime.tv_sec - before.ru_utime.tv_sec + after.ru_stime.tv_sec - before.ru_stime.tv_sec) * 1e6
         + (after.ru_utime.tv_usec - before.ru_utime.tv_usec + after.ru_stime.tv_usec - before.ru_stime.tv_usec);
-    qsort(latency, (size_t)done, sizeof *latency, compare);
+    qsort(latency, (size_t)done, sizeof *latency, compare_doubles);
     printf("connects: %d\nfailures: %d\nseconds: %.3f\nconnects/s: %.0f\n", done, failed, seconds, done / seconds);
     if (done > 0)
     {

@@ -1,7 +1,12 @@
-// Shared by load/native's generators: the monotonic clock and the CONNECT they send.
+// Shared by load/native's tools: the monotonic clock, sorting and histogram percentiles, a blocking-style
+// send, and the MQTT packets they send.
 #pragma once
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 #include <time.h>
 
 static inline double now_ms(void)
@@ -9,6 +14,50 @@ static inline double now_ms(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+// qsort comparator for doubles (latencies).
+static inline int compare_doubles(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+// The p-th percentile in ms of a histogram of `buckets` buckets of bucket_us µs holding `total` samples (the
+// upper edge of the bucket holding the sample of rank total * p).
+static inline double histogram_percentile(const uint32_t *histogram, int buckets, int bucket_us, uint64_t total, double p)
+{
+    uint64_t rank = (uint64_t)(total * p), seen = 0;
+    for (int i = 0; i < buckets; i++)
+    {
+        seen += histogram[i];
+        if (seen > rank)
+        {
+            return (i + 1) * bucket_us / 1000.0;
+        }
+    }
+    return (double)buckets * bucket_us / 1000.0;
+}
+
+// Sends all of data on a non-blocking socket, retrying while the socket buffer is full for a moment (the
+// callers bound what they have unsent); -1 when the socket failed.
+static inline int write_all(int fd, const unsigned char *data, int length)
+{
+    int done = 0;
+    while (done < length)
+    {
+        ssize_t n = send(fd, data + done, (size_t)(length - done), MSG_NOSIGNAL);
+        if (n < 0)
+        {
+            if (errno == EAGAIN)
+            {
+                continue;
+            }
+            return -1;
+        }
+        done += (int)n;
+    }
+    return 0;
 }
 
 // CONNECT, MQTT 3.1.1, clean session, keep-alive 60 s, client id <id_prefix><i>, user name <prefix><i> (the

@@ -85,35 +85,7 @@ static unsigned char scratch[HTTP_RX]; // a chunked body, de-chunked
 
 static double percentile(uint64_t total, double p)
 {
-    uint64_t rank = (uint64_t)(total * p), seen = 0;
-    for (int i = 0; i < BUCKETS; i++)
-    {
-        seen += histogram[i];
-        if (seen > rank)
-        {
-            return (i + 1) * BUCKET_US / 1000.0;
-        }
-    }
-    return BUCKETS * BUCKET_US / 1000.0;
-}
-
-static int write_all(int fd, const unsigned char *data, int length)
-{
-    int done = 0;
-    while (done < length)
-    {
-        ssize_t n = send(fd, data + done, (size_t)(length - done), MSG_NOSIGNAL);
-        if (n < 0)
-        {
-            if (errno == EAGAIN)
-            {
-                continue; // bounded: one request per worker, a device's answers to one read
-            }
-            return -1;
-        }
-        done += (int)n;
-    }
-    return 0;
+    return histogram_percentile(histogram, BUCKETS, BUCKET_US, total, p);
 }
 
 static int open_socket(const struct sockaddr_in *addr)
