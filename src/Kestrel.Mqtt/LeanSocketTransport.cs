@@ -55,7 +55,11 @@ public sealed class LeanSocketTransportFactory : IConnectionListenerFactory, ICo
     /// <summary>Endpoints bound by this factory so far (the host reports it; tests check it).</summary>
     public int BoundCount => Volatile.Read(ref _bound);
 
-    public bool CanBind(EndPoint endpoint) => endpoint is LeanEndPoint;
+    /// <summary>
+    /// Linux only (the transport waits on epoll itself); elsewhere a <see cref="LeanEndPoint"/> falls through to
+    /// Kestrel's socket transport, which binds any IP endpoint.
+    /// </summary>
+    public bool CanBind(EndPoint endpoint) => endpoint is LeanEndPoint && OperatingSystem.IsLinux();
 
     public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
     {
@@ -138,26 +142,16 @@ internal sealed class LeanSocketListener : IConnectionListener
 
             try
             {
-                if (!OperatingSystem.IsLinux())
-                {
-                    accepted.NoDelay = _options.NoDelay;
-                }
-
-                // The reader receives synchronously only when the socket is known to be readable and treats
-                // WouldBlock as "wait with a zero-byte receive". In blocking mode .NET (Unix) emulates a
-                // blocking Socket.Receive with its async queue: a receive issued from the zero-byte receive's
-                // completion could wait for the next readiness edge, i.e. for the peer's next bytes, holding
-                // a pool thread and the reader's lock (RPC round trips of 0.5-1.7 s). Non-blocking mode makes
-                // that receive a plain recv that never waits; the async sends are unaffected.
-                accepted.Blocking = false;
+                // The socket stays in blocking mode (no fcntl): the connection receives and sends with
+                // MSG_DONTWAIT and learns readiness from its own epoll set (LeanEpoll).
+                return new LeanSocketConnection(accepted, _options.MaxUnsentBytes);
             }
-            catch (SocketException)
+            catch (SocketException ex)
             {
+                // The epoll set refused the socket (out of memory): drop this connection, keep accepting.
+                MqttLog.LeanTransportAcceptFailed(_logger, EndPoint.ToString()!, ex.SocketErrorCode);
                 accepted.Dispose();
-                continue;
             }
-
-            return new LeanSocketConnection(accepted, _options.MaxUnsentBytes);
         }
     }
 

@@ -10,10 +10,10 @@ namespace Perf.Kestrel.Mqtt.Internal;
 
 /// <summary>
 /// One accepted socket as a Kestrel <see cref="ConnectionContext"/>, without pipes: the connection is its
-/// own duplex pipe and feature collection, the reader receives on demand (a zero-byte receive while idle,
+/// own duplex pipe and feature collection, the reader receives on demand (an epoll registration while idle,
 /// a pooled buffer only while unconsumed data exists) and the writer sends on flush (a pooled buffer only
-/// while unsent data exists). An idle connection holds this object, its reader, writer and receive
-/// arguments, and the socket: no buffer, no loop, no cancellation source.
+/// while unsent data exists). An idle connection holds this object, its reader, writer and epoll
+/// registration (a weak handle), and the socket: no buffer, no loop, no cancellation source.
 /// </summary>
 /// <remarks>
 /// Issue 12 (memory per idle connection): Kestrel's socket transport holds about 2.7 KB per connection
@@ -30,6 +30,7 @@ internal sealed class LeanSocketConnection : ConnectionContext, IDuplexPipe, IFe
     private readonly long _id;
     private readonly LeanSocketReader _reader;
     private readonly LeanSocketWriter _writer;
+    private readonly nint _epollToken;
     private IDuplexPipe? _transport;
     private string? _connectionId;
     private IDictionary<object, object?>? _items;
@@ -44,6 +45,7 @@ internal sealed class LeanSocketConnection : ConnectionContext, IDuplexPipe, IFe
     private volatile Exception? _abortReason;
     private int _closedSignaled;
     private int _disposed;
+    private int _socketClosed;
 
     public LeanSocketConnection(Socket socket, int maxUnsentBytes)
     {
@@ -51,6 +53,7 @@ internal sealed class LeanSocketConnection : ConnectionContext, IDuplexPipe, IFe
         _id = Interlocked.Increment(ref s_lastId);
         _reader = new LeanSocketReader(this);
         _writer = new LeanSocketWriter(this, maxUnsentBytes);
+        _epollToken = LeanEpoll.Shared.Register(socket, _reader);
     }
 
     public Socket Socket => _socket;
@@ -136,9 +139,8 @@ internal sealed class LeanSocketConnection : ConnectionContext, IDuplexPipe, IFe
             return;
         }
 
-        // Shutdown first so the peer sees the close even if a send is in flight; Dispose completes the
-        // pending zero-byte receive and any pending send with an error, which the reader and writer map to
-        // the abort reason.
+        // Shutdown first so the peer sees the close even if a send is in flight; closing the socket fails any
+        // pending send, and the reader is woken to fail a waiting read with the abort reason.
         try
         {
             _socket.Shutdown(SocketShutdown.Both);
@@ -150,7 +152,11 @@ internal sealed class LeanSocketConnection : ConnectionContext, IDuplexPipe, IFe
         {
         }
 
-        _socket.Dispose();
+        CloseSocket();
+        if (_reader.OnReadiness(LeanEpoll.EPOLLHUP))
+        {
+            LeanEpoll.Shared.Dispatch(_reader);
+        }
         SignalClosed();
     }
 
@@ -165,12 +171,23 @@ internal sealed class LeanSocketConnection : ConnectionContext, IDuplexPipe, IFe
             _writer.Complete();
             await _writer.WaitForSendsAsync(TimeSpan.FromSeconds(5));
             Interlocked.CompareExchange(ref _abortReason, new ConnectionAbortedException("The connection was closed."), null);
-            _socket.Dispose();
+            CloseSocket();
             _reader.Complete();
             SignalClosed();
         }
 
         await base.DisposeAsync();
+    }
+
+    /// <summary>Leaves the epoll set, then closes the socket (once: abort and dispose both end here).</summary>
+    private void CloseSocket()
+    {
+        if (Interlocked.Exchange(ref _socketClosed, 1) == 0)
+        {
+            LeanEpoll.Shared.Deregister(_socket, _epollToken);
+        }
+
+        _socket.Dispose();
     }
 
     /// <summary>The peer closed, the socket failed, or the connection ended: fires <see cref="ConnectionClosed"/> (off this thread).</summary>

@@ -9,8 +9,9 @@ namespace Perf.Kestrel.Mqtt.Internal;
 /// <summary>
 /// The receive side of a <see cref="LeanSocketConnection"/>: a <see cref="PipeReader"/> that reads from the
 /// socket only when asked. <see cref="ReadAsync"/> returns at once when unexamined data, the peer's FIN,
-/// an error or a cancellation is there; otherwise it receives into a pooled buffer when the socket has bytes waiting and,
-/// when it has none, posts a zero-byte receive (no buffer) and completes when it fires. The
+/// an error or a cancellation is there; otherwise it receives into a pooled buffer when the socket may have
+/// bytes waiting and, when it has none, waits (holding no buffer) for the socket's next readiness edge from
+/// <see cref="LeanEpoll"/>, which a pool thread turns into the receive and the read's completion. The
 /// buffer is returned to the pool as soon as everything in it is consumed, so an idle connection holds none.
 /// Unconsumed bytes stay at the front of one contiguous buffer (compacted, or copied into a larger one
 /// when a message outgrows it), so every result is a single segment.
@@ -20,7 +21,6 @@ internal sealed class LeanSocketReader : PipeReader, IValueTaskSource<ReadResult
     internal const int MinimumBufferSize = 4096;
 
     private readonly LeanSocketConnection _connection;
-    private ReceiveArgs? _receiveArgs;
     private ManualResetValueTaskSourceCore<ReadResult> _source;
     private CancellationTokenRegistration _cancellation;
 
@@ -30,8 +30,18 @@ internal sealed class LeanSocketReader : PipeReader, IValueTaskSource<ReadResult
     private int _end;
     private int _examined;
     private bool _fin;
-    private bool _receivePending;
+
+    // An edge (or a receive that filled the buffer) says bytes, a FIN or an error may be waiting. A receive
+    // that leaves room in the buffer drained the socket, so the next bytes raise a new edge: no receive is
+    // made just to hear EAGAIN.
     private bool _readable;
+
+    // The last edge carried RDHUP/HUP/ERR: the end is queued behind the data, and no edge will announce it
+    // again, so reads go on receiving until they see it.
+    private bool _hangUp;
+
+    // A pool work item is queued to finish the waiting read (one at a time).
+    private bool _dispatched;
     private bool _readWaiting;
     private bool _cancelNext;
     private bool _completed;
@@ -203,7 +213,7 @@ internal sealed class LeanSocketReader : PipeReader, IValueTaskSource<ReadResult
         _source.OnCompleted(continuation, state, token, flags);
 
     /// <summary>
-    /// A result, or false with a zero-byte receive pending. Under the lock. Order: a requested cancellation,
+    /// A result, or false to wait for the socket's next edge. Under the lock. Order: a requested cancellation,
     /// a failure, data past <c>examined</c> (or the FIN), then the socket.
     /// </summary>
     private bool TryGetResult(out ReadResult result, out Exception? error)
@@ -229,53 +239,28 @@ internal sealed class LeanSocketReader : PipeReader, IValueTaskSource<ReadResult
             return true;
         }
 
-        if (_receivePending)
+        // Receive only when the socket may have something (an edge since the last receive that drained it),
+        // so the receive never blocks and no receive is made just to hear EAGAIN (issue 12: system calls per
+        // read cycle and per connect).
+        var outcome = _readable ? Receive() : ReceiveOutcome.WouldBlock;
+        switch (outcome)
         {
-            return false;
-        }
-
-        while (true)
-        {
-            // Receive only when the socket is known to be readable (the zero-byte receive fired or completed at
-            // once: data, FIN or error), so the receive never blocks and never waits holding a buffer. Not known:
-            // the zero-byte receive below asks the kernel (one recv that completes at once when bytes are waiting),
-            // rather than a FIONREAD first, which cost a second system call on every read that found nothing
-            // (two per connection setup: issue 12, connect rate).
-            var outcome = ReceiveOutcome.WouldBlock;
-            if (_readable)
-            {
-                _readable = false;
-                outcome = Receive();
-            }
-
-            switch (outcome)
-            {
-                case ReceiveOutcome.Data:
-                case ReceiveOutcome.Fin:
-                    result = new ReadResult(Data, isCanceled: false, _fin);
-                    return true;
-                case ReceiveOutcome.Failed:
-                    error = _error;
-                    return true;
-            }
-
-            // Nothing to read: give the buffer back if it holds nothing, and wait for readability without one.
-            if (_start == _end)
-            {
-                ReleaseBuffer();
-            }
-
-            if (PostZeroByteReceive())
-            {
-                return false;
-            }
-
-            if (_error is not null)
-            {
+            case ReceiveOutcome.Data:
+            case ReceiveOutcome.Fin:
+                result = new ReadResult(Data, isCanceled: false, _fin);
+                return true;
+            case ReceiveOutcome.Failed:
                 error = _error;
                 return true;
-            }
         }
+
+        // Nothing to read: give the buffer back if it holds nothing, and wait for the next edge without one.
+        if (_start == _end)
+        {
+            ReleaseBuffer();
+        }
+
+        return false;
     }
 
     /// <summary>One receive (the socket is readable, so it does not block) into the free end of the buffer (renting, compacting or growing it first).</summary>
@@ -314,16 +299,8 @@ internal sealed class LeanSocketReader : PipeReader, IValueTaskSource<ReadResult
 
         int received;
         SocketError status;
-        try
-        {
-            received = _connection.Socket.Receive(_buffer, _end, _buffer.Length - _end, SocketFlags.None, out status);
-        }
-        catch (ObjectDisposedException)
-        {
-            Fail(SocketError.OperationAborted);
-            return ReceiveOutcome.Failed;
-        }
-
+        int space = _buffer.Length - _end;
+        received = LeanEpoll.Receive(_connection.Socket, _buffer, _end, space, out status);
         if (status == SocketError.Success)
         {
             if (received == 0)
@@ -334,11 +311,13 @@ internal sealed class LeanSocketReader : PipeReader, IValueTaskSource<ReadResult
             }
 
             _end += received;
+            _readable = received == space || _hangUp;
             return ReceiveOutcome.Data;
         }
 
         if (status == SocketError.WouldBlock)
         {
+            _readable = false;
             return ReceiveOutcome.WouldBlock;
         }
 
@@ -346,48 +325,40 @@ internal sealed class LeanSocketReader : PipeReader, IValueTaskSource<ReadResult
         return ReceiveOutcome.Failed;
     }
 
-    /// <summary>True when the receive is pending (its completion continues the read); false when it completed at once.</summary>
-    private bool PostZeroByteReceive()
+    /// <summary>
+    /// The epoll thread's edge for this socket (<paramref name="events"/>: EPOLLIN, RDHUP, HUP, ERR): marks it
+    /// readable; true when a read is waiting and the caller must queue <see cref="CompleteWaitingRead"/> to the
+    /// pool (once: further edges return false until it has run).
+    /// </summary>
+    internal bool OnReadiness(uint events)
     {
-        var args = _receiveArgs ??= new ReceiveArgs(this);
-        try
+        lock (this)
         {
-            if (_connection.Socket.ReceiveAsync(args))
+            _readable = true;
+            if ((events & (LeanEpoll.EPOLLRDHUP | LeanEpoll.EPOLLHUP | LeanEpoll.EPOLLERR)) != 0)
             {
-                _receivePending = true;
-                return true;
+                _hangUp = true;
             }
-        }
-        catch (ObjectDisposedException)
-        {
-            Fail(SocketError.OperationAborted);
-            return false;
-        }
 
-        if (args.SocketError != SocketError.Success)
-        {
-            Fail(args.SocketError);
-        }
+            if (!_readWaiting || _dispatched)
+            {
+                return false;
+            }
 
-        _readable = true;
-        return false;
+            _dispatched = true;
+            return true;
+        }
     }
 
-    private void OnReceiveCompleted(SocketAsyncEventArgs args)
+    /// <summary>On a pool thread after an edge: receive and complete the waiting read (its continuation runs here).</summary>
+    internal void CompleteWaitingRead()
     {
         ReadResult result;
         Exception? error;
         CancellationTokenRegistration registration;
         lock (this)
         {
-            _receivePending = false;
-            if (args.SocketError != SocketError.Success)
-            {
-                Fail(args.SocketError);
-            }
-
-            _readable = true;
-
+            _dispatched = false;
             if (!_readWaiting || !TryGetResult(out result, out error))
             {
                 return;
@@ -463,20 +434,5 @@ internal sealed class LeanSocketReader : PipeReader, IValueTaskSource<ReadResult
         Fin,
         WouldBlock,
         Failed,
-    }
-
-    /// <summary>The zero-byte receive: completes when the socket is readable (data, FIN or error).</summary>
-    private sealed class ReceiveArgs : SocketAsyncEventArgs
-    {
-        private readonly LeanSocketReader _reader;
-
-        public ReceiveArgs(LeanSocketReader reader)
-            : base(unsafeSuppressExecutionContextFlow: true)
-        {
-            _reader = reader;
-            SetBuffer(Memory<byte>.Empty);
-        }
-
-        protected override void OnCompleted(SocketAsyncEventArgs e) => _reader.OnReceiveCompleted(e);
     }
 }

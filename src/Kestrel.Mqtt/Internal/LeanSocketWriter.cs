@@ -485,36 +485,23 @@ internal sealed class LeanSocketWriter : PipeWriter, IValueTaskSource<FlushResul
         int sent = 0;
         pending = default;
         var socket = _connection.Socket;
-        if (!socket.Blocking)
+        // A plain send(MSG_DONTWAIT) first: Socket.SendAsync(Memory) creates the socket's awaitable event args
+        // (about 0.3 KB, kept for the connection's life) on its first use, which for most connections would be
+        // the CONNACK. Only a socket that is behind (EAGAIN) goes on with SendAsync below.
+        while (sent < length)
         {
-            // A plain non-blocking send(2) first: Socket.SendAsync(Memory) creates the socket's awaitable event
-            // args (about 0.3 KB, kept for the connection's life) on its first use, which for most connections
-            // would be the CONNACK. Only a socket that is behind (EAGAIN) goes on with SendAsync below.
-            while (sent < length)
+            int written = LeanEpoll.Send(socket, buffer, sent, length - sent, out var error);
+            if (error == SocketError.WouldBlock)
             {
-                int written;
-                SocketError error;
-                try
-                {
-                    written = socket.Send(buffer, sent, length - sent, SocketFlags.None, out error);
-                }
-                catch (ObjectDisposedException)
-                {
-                    return -1;
-                }
-
-                if (error == SocketError.WouldBlock)
-                {
-                    break;
-                }
-
-                if (error != SocketError.Success)
-                {
-                    return -1;
-                }
-
-                sent += written;
+                break;
             }
+
+            if (error != SocketError.Success)
+            {
+                return -1;
+            }
+
+            sent += written;
         }
 
         while (sent < length)
