@@ -189,6 +189,9 @@ internal sealed unsafe partial class LeanEpoll : IThreadPoolWorkItem
         }
     }
 
+    // Entered once and never left: compiled optimized at once rather than running the unoptimized tier until
+    // on-stack replacement swaps it.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Run()
     {
         byte* events = (byte*)NativeMemory.Alloc((nuint)(MaxEvents * s_eventSize));
