@@ -363,6 +363,49 @@ public sealed class LeanSocketTransportTests : IAsyncLifetime
     }
 
     /// <summary>
+    /// A connection waiting for bytes is held by nothing but its epoll registration (Kestrel tracks connections
+    /// through weak references): a full collection must not take it. With a weak registration the connection
+    /// was collected, the socket's finalizer closed it, and the read never completed (HTTP keep-alive
+    /// connections waiting for their first request: "application never completed").
+    /// </summary>
+    [Fact]
+    public async Task WaitingConnection_HeldOnlyByItsRegistration_SurvivesACollection()
+    {
+        var factory = new LeanSocketTransportFactory(new LeanSocketTransportOptions(), NullLoggerFactory.Instance);
+        await using var listener = await factory.BindAsync(new LeanEndPoint(IPAddress.Loopback, 0));
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        var received = await StartReadingAsync(listener, client);
+
+        for (int i = 0; i < 3; i++)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+        }
+
+        await client.SendAsync(System.Text.Encoding.ASCII.GetBytes("hello"));
+        Assert.Equal("hello", await received.Task.WaitAsync(Deadline));
+    }
+
+    /// <summary>Connects, accepts and starts a read whose result completes the returned source; nothing the caller keeps refers to the connection.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static async Task<TaskCompletionSource<string>> StartReadingAsync(IConnectionListener listener, Socket client)
+    {
+        var accept = listener.AcceptAsync().AsTask();
+        await client.ConnectAsync(listener.EndPoint);
+        var connection = (await accept.WaitAsync(Deadline))!;
+        var received = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _ = ReadOnceAsync(connection.Transport.Input, received);
+        return received;
+    }
+
+    private static async Task ReadOnceAsync(PipeReader input, TaskCompletionSource<string> received)
+    {
+        var result = await input.ReadAsync();
+        received.SetResult(Text(result.Buffer));
+        input.AdvanceTo(result.Buffer.End);
+    }
+
+    /// <summary>
     /// Edge-triggered readiness: a receive that leaves room in the buffer counts as having drained the socket,
     /// so every later byte must raise a new edge. Bursts of every size from 1 byte to past the buffer's size,
     /// each sent only after the previous one was read whole, must each arrive without any other traffic.

@@ -70,11 +70,18 @@ internal sealed unsafe partial class LeanEpoll : IThreadPoolWorkItem
 
     /// <summary>
     /// Adds <paramref name="socket"/> to the epoll set, edge-triggered for input and hang-up; its events go to
-    /// <paramref name="reader"/>, held weakly. The token is for <see cref="Deregister"/>.
+    /// <paramref name="reader"/>. The token is for <see cref="Deregister"/>.
     /// </summary>
+    /// <remarks>
+    /// The handle is strong on purpose: while a connection waits for bytes, nothing else need hold it (Kestrel
+    /// tracks connections through weak references, and the awaiting handler is reachable only from the reader).
+    /// With a weak handle a connection waiting for its first request was collected, its socket closed by the
+    /// finalizer, and Kestrel logged "application never completed". .NET's own engine roots a pending receive
+    /// the same way.
+    /// </remarks>
     public nint Register(Socket socket, LeanSocketReader reader)
     {
-        nint token = GCHandle.ToIntPtr(GCHandle.Alloc(reader, GCHandleType.Weak));
+        nint token = GCHandle.ToIntPtr(GCHandle.Alloc(reader));
         byte* ev = stackalloc byte[16];
         *(uint*)ev = EPOLLIN | EPOLLRDHUP | EPOLLET;
         Unsafe.WriteUnaligned(ev + s_dataOffset, (ulong)token);
@@ -83,7 +90,7 @@ internal sealed unsafe partial class LeanEpoll : IThreadPoolWorkItem
         {
             int error = Marshal.GetLastPInvokeError();
             GCHandle.FromIntPtr(token).Free();
-            throw new SocketException(error);
+            throw new SocketException((int)ToSocketError(error));
         }
 
         return token;
@@ -148,7 +155,7 @@ internal sealed unsafe partial class LeanEpoll : IThreadPoolWorkItem
                     continue;
                 }
 
-                error = errno == EAGAIN ? SocketError.WouldBlock : new SocketException(errno).SocketErrorCode;
+                error = ToSocketError(errno);
                 return -1;
             }
         }
@@ -231,6 +238,23 @@ internal sealed unsafe partial class LeanEpoll : IThreadPoolWorkItem
             }
         }
     }
+
+    /// <summary>Linux errno to <see cref="SocketError"/> (the codes a stream socket's recv, send and epoll_ctl give).</summary>
+    internal static SocketError ToSocketError(int errno) => errno switch
+    {
+        EAGAIN => SocketError.WouldBlock,
+        9 => SocketError.OperationAborted, // EBADF: closed under us
+        12 or 105 => SocketError.NoBufferSpaceAvailable, // ENOMEM, ENOBUFS
+        32 => SocketError.Shutdown, // EPIPE: the send side is shut down
+        101 => SocketError.NetworkUnreachable,
+        103 => SocketError.ConnectionAborted,
+        104 => SocketError.ConnectionReset,
+        107 => SocketError.NotConnected,
+        108 => SocketError.Shutdown,
+        110 => SocketError.TimedOut,
+        113 => SocketError.HostUnreachable,
+        _ => SocketError.SocketError,
+    };
 
     /// <summary>Queues <paramref name="reader"/>'s completion to the pool (a connection aborting, off the epoll thread).</summary>
     public void Dispatch(LeanSocketReader reader)
