@@ -268,8 +268,8 @@ internal sealed class LeanSocketReader : PipeReader, IValueTaskSource<ReadResult
     {
         if (_connection.AbortReason is not null)
         {
-            // Aborted (Abort shuts the socket down first, which a pending zero-byte receive reports as readable
-            // and a receive as end of stream): the read fails with the abort reason, not a FIN.
+            // Aborted (Abort shuts the socket down and wakes the reader, and a receive on that socket would
+            // report end of stream): the read fails with the abort reason, not a FIN.
             Fail(SocketError.OperationAborted);
             return ReceiveOutcome.Failed;
         }
