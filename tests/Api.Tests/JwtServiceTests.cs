@@ -54,6 +54,22 @@ public sealed class JwtServiceTests
     }
 
     [Fact]
+    public void CheckedAccessToken_ReadFromASliceOfItsHeader_IsRememberedByItsText()
+    {
+        var clock = new ManualClock(DateTimeOffset.UtcNow);
+        var jwt = new JwtService(RandomNumberGenerator.GetBytes(64), TimeSpan.FromSeconds(100), TimeSpan.FromDays(7), clock);
+        var (token, _) = jwt.Issue(Tenant);
+        var header = "Bearer " + token + " ";
+        Assert.Equal(TokenCheck.Valid, jwt.Validate(JwtAuthFilter.ReadBearer(header), refresh: false, out var first));
+        Assert.Equal(TokenCheck.Valid, jwt.Validate(JwtAuthFilter.ReadBearer(header), refresh: false, out var again));
+        Assert.Same(first, again);
+        Assert.Equal(TokenCheck.Invalid, jwt.Validate(JwtAuthFilter.ReadBearer("Bearer " + token[..^1]), refresh: false, out _));
+        clock.Now += TimeSpan.FromSeconds(101);
+        Assert.Equal(TokenCheck.Expired, jwt.Validate(JwtAuthFilter.ReadBearer(header), refresh: false, out var expired));
+        Assert.Null(expired);
+    }
+
+    [Fact]
     public void CheckedAccessToken_WithOneCharacterChanged_IsInvalid()
     {
         var jwt = new JwtService(RandomNumberGenerator.GetBytes(64), TimeSpan.FromHours(1), TimeSpan.FromDays(1));
@@ -129,7 +145,7 @@ public sealed class JwtServiceTests
     [InlineData("Bearer ", null)]
     [InlineData(null, null)]
     public void BearerHeader_IsRead(string? header, string? expected) =>
-        Assert.Equal(expected, JwtAuthFilter.ReadBearer(header));
+        Assert.Equal(expected ?? "", JwtAuthFilter.ReadBearer(header).ToString());
 
     // ------------------------------------------------------------------ forged and malformed tokens
 

@@ -42,8 +42,10 @@ public sealed class JwtService
     private readonly byte[] _key;
     private readonly TimeProvider _time;
     // Access tokens whose header and signature were checked, by their exact text: a later call with the same
-    // token re-checks only the time claims (the signature cannot change without changing the text).
+    // token re-checks only the time claims (the signature cannot change without changing the text). Looked up
+    // by span, so a call with a remembered token allocates no copy of it.
     private readonly ConcurrentDictionary<string, CheckedToken> _checked = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, CheckedToken>.AlternateLookup<ReadOnlySpan<char>> _checkedByText;
 
     private sealed record CheckedToken(AuthUser User, long NotBefore, long IssuedAt, long Expires);
 
@@ -55,6 +57,7 @@ public sealed class JwtService
         }
 
         _key = key;
+        _checkedByText = _checked.GetAlternateLookup<ReadOnlySpan<char>>();
         AccessLifetime = accessLifetime;
         RefreshLifetime = refreshLifetime;
         _time = time ?? TimeProvider.System;
@@ -97,22 +100,22 @@ public sealed class JwtService
     /// (fixed-time compare), then the claims (issuer, kind, not-before, issued-at, expiry).
     /// <see cref="TokenCheck.Expired"/> is only answered for a token we signed, so it tells a forger nothing.
     /// </summary>
-    public TokenCheck Validate(string? token, bool refresh, out AuthUser? user)
+    public TokenCheck Validate(ReadOnlySpan<char> token, bool refresh, out AuthUser? user)
     {
         user = null;
-        if (string.IsNullOrEmpty(token) || token.Length > MaxTokenChars)
+        if (token.IsEmpty || token.Length > MaxTokenChars)
         {
             return TokenCheck.Invalid;
         }
 
-        if (!refresh && _checked.TryGetValue(token, out var known))
+        if (!refresh && _checkedByText.TryGetValue(token, out var known))
         {
             var at = _time.GetUtcNow().ToUnixTimeSeconds();
             if (known.NotBefore <= at + ClockSkewSeconds && known.IssuedAt <= at + ClockSkewSeconds)
             {
                 if (known.Expires <= at)
                 {
-                    _checked.TryRemove(token, out _);
+                    _checkedByText.TryRemove(token, out _, out _);
                     return TokenCheck.Expired;
                 }
 
@@ -122,15 +125,16 @@ public sealed class JwtService
         }
 
         var firstDot = token.IndexOf('.');
-        var secondDot = firstDot < 0 ? -1 : token.IndexOf('.', firstDot + 1);
-        if (firstDot <= 0 || secondDot < 0 || token.IndexOf('.', secondDot + 1) >= 0 || secondDot == firstDot + 1)
+        var afterFirst = firstDot < 0 ? -1 : token[(firstDot + 1)..].IndexOf('.');
+        var secondDot = afterFirst < 0 ? -1 : firstDot + 1 + afterFirst;
+        if (firstDot <= 0 || secondDot < 0 || token[(secondDot + 1)..].Contains('.') || secondDot == firstDot + 1)
         {
             return TokenCheck.Invalid;
         }
 
-        var headerPart = token.AsSpan(0, firstDot);
-        var payloadPart = token.AsSpan(firstDot + 1, secondDot - firstDot - 1);
-        var signaturePart = token.AsSpan(secondDot + 1);
+        var headerPart = token[..firstDot];
+        var payloadPart = token.Slice(firstDot + 1, secondDot - firstDot - 1);
+        var signaturePart = token[(secondDot + 1)..];
         byte[] header;
         byte[] payload;
         byte[] signature;
@@ -153,7 +157,8 @@ public sealed class JwtService
         }
 
         Span<byte> expected = stackalloc byte[HMACSHA512.HashSizeInBytes];
-        var signingInput = Encoding.ASCII.GetBytes(token, 0, secondDot);
+        var signingInput = new byte[secondDot];
+        Encoding.ASCII.GetBytes(token[..secondDot], signingInput);
         HMACSHA512.HashData(_key, signingInput, expected);
         if (!CryptographicOperations.FixedTimeEquals(signature, expected))
         {
@@ -215,7 +220,7 @@ public sealed class JwtService
                     _checked.Clear();
                 }
 
-                _checked[token] = new CheckedToken(user, notBefore, issuedAt, expires);
+                _checked[token.ToString()] = new CheckedToken(user, notBefore, issuedAt, expires);
             }
 
             return TokenCheck.Valid;
