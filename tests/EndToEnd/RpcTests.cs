@@ -25,7 +25,8 @@ internal sealed class MqttRpcDevice : IAsyncDisposable
             const string Prefix = "v1/devices/me/rpc/request/";
             if (topic.StartsWith(Prefix, StringComparison.Ordinal))
             {
-                var body = JsonNode.Parse(e.ApplicationMessage.ConvertPayloadToString())!.AsObject();
+                LastPayload = e.ApplicationMessage.ConvertPayloadToString();
+                var body = JsonNode.Parse(LastPayload)!.AsObject();
                 _requests.Writer.TryWrite((int.Parse(topic[Prefix.Length..], System.Globalization.CultureInfo.InvariantCulture), body));
             }
 
@@ -49,6 +50,9 @@ internal sealed class MqttRpcDevice : IAsyncDisposable
             .Build());
         return device;
     }
+
+    /// <summary>The text of the last request received, as it came off the wire.</summary>
+    public string? LastPayload { get; private set; }
 
     public async Task<(int Id, JsonObject Body)> NextRequestAsync()
     {
@@ -210,6 +214,31 @@ public sealed class RpcTests(HostFixture fixture)
     }
 
     [Fact]
+    public async Task TwoWay_ParamsReachTheDeviceAsCompactJson_AndATimeoutMayBeAStringOfDigits()
+    {
+        using var rest = await Rest.LoginAsync(fixture);
+        var (id, token) = await rest.CreateDeviceAsync(Unique("rpcbody"));
+        await using var device = await MqttRpcDevice.ConnectAsync(fixture, token);
+
+        foreach (var request in new[]
+        {
+            """{ "method" : "set", "params" : { "name" : "caf\u00e9 é \"q\"", "list" : [ 1 , 2.50 , null, true ] }, "timeout" : "6000" }""",
+            """{"method":"set","params":null,"timeout":6000.0,"retries":null,"expirationTime":null}""",
+            """{"method":"set","params":"text","additionalInfo":{"a":1}}""",
+        })
+        {
+            var call = rest.Http.PostAsync($"/api/rpc/twoway/{id}", Json(request));
+            var (requestId, body) = await device.NextRequestAsync();
+            Assert.Equal("set", body["method"]!.GetValue<string>());
+            // Exactly the compact form System.Text.Json writes for the value (what the device got before the body was read without a DOM).
+            var expected = JsonNode.Parse(request)!["params"]?.ToJsonString() ?? "null";
+            Assert.Contains("\"params\":" + expected, device.LastPayload, StringComparison.Ordinal);
+            await device.ReplyAsync(requestId, """{"ok":true}""");
+            Assert.Equal(HttpStatusCode.OK, (await call).StatusCode);
+        }
+    }
+
+    [Fact]
     public async Task InvalidRequests_Answer400_413_And404()
     {
         using var rest = await Rest.LoginAsync(fixture);
@@ -223,6 +252,11 @@ public sealed class RpcTests(HostFixture fixture)
                 """{"method":"m"}""",
                 """{"method":"m","params":{},"timeout":4999}""",
                 """{"method":"m","params":{},"timeout":"soon"}""",
+                """{"method":"m","params":{},"timeout":[5000]}""",
+                """{"method":5,"params":{}}""",
+                """{"method":"m","params":{},"expirationTime":0}""",
+                """{"method":"m","params":{},"retries":-1}""",
+                """null""",
                 """[1,2]""",
                 """{"method":""",
             })

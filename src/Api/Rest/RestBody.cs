@@ -25,6 +25,14 @@ public static class RestBody
 
         try
         {
+            // A declared length (at most maxBytes, checked above) is read straight into an array of that size.
+            if (request.ContentLength is > 0 and var declared)
+            {
+                var bytes = new byte[declared];
+                await request.Body.ReadExactlyAsync(bytes, request.HttpContext.RequestAborted);
+                return (bytes, null);
+            }
+
             using var buffer = new MemoryStream();
             await request.Body.CopyToAsync(buffer, request.HttpContext.RequestAborted);
             return buffer.Length == 0
@@ -54,6 +62,39 @@ public static class RestBody
         {
             return (null, ApiError.BadRequest($"Invalid JSON in request body: {ex.Message}"));
         }
+    }
+
+    /// <summary>
+    /// Reads a JSON object body into a <see cref="JsonDocument"/> (pooled storage, no object per property, for
+    /// hot endpoints that only read a few fields); the same 400 and 413 answers as <see cref="ReadObjectAsync"/>.
+    /// The caller disposes the document.
+    /// </summary>
+    public static async Task<(JsonDocument? Document, IResult? Error)> ReadObjectDocumentAsync(HttpRequest request, int maxBytes = MaxJsonBodyBytes)
+    {
+        var (bytes, error) = await ReadBytesAsync(request, maxBytes);
+        if (error is not null)
+        {
+            return (null, error);
+        }
+
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(bytes);
+        }
+        catch (JsonException ex)
+        {
+            return (null, ApiError.BadRequest($"Invalid JSON in request body: {ex.Message}"));
+        }
+
+        var kind = document.RootElement.ValueKind;
+        if (kind == JsonValueKind.Object)
+        {
+            return (document, null);
+        }
+
+        document.Dispose();
+        return (null, ApiError.BadRequest(kind == JsonValueKind.Null ? "Request body is JSON null" : "Request body must be a JSON object"));
     }
 
     private static IResult TooLarge(int maxBytes) => ApiError.TooLarge($"Request body exceeds {maxBytes} bytes");

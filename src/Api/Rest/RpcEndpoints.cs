@@ -1,3 +1,5 @@
+using System.Buffers;
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Perf.Core;
@@ -139,15 +141,21 @@ internal static class RpcEndpoints
         }
 
         // RestBody sets the server's limit to MaxBodyBytes before reading, so a chunked body is cut there too.
-        var (body, error) = await RestBody.ReadObjectAsync(context.Request, MaxBodyBytes);
+        var (document, error) = await RestBody.ReadObjectDocumentAsync(context.Request, MaxBodyBytes);
         if (error is not null)
         {
             return error;
         }
 
-        if (Parse(body!, v2) is not { } request)
+        RpcRequestBody? request;
+        using (document)
         {
-            return ParseError(body!);
+            var body = document!.RootElement;
+            request = Parse(body, v2);
+            if (request is null)
+            {
+                return ParseError(body);
+            }
         }
 
         var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
@@ -176,9 +184,9 @@ internal static class RpcEndpoints
     private sealed record RpcRequestBody(string Method, string ParamsJson, long TimeoutMs, long? ExpirationTime, bool Persistent, int? Retries, string? AdditionalInfoJson);
 
     /// <summary>The request when valid; null sends the caller to <see cref="ParseError"/> for the reason.</summary>
-    private static RpcRequestBody? Parse(JsonObject body, bool v2)
+    private static RpcRequestBody? Parse(JsonElement body, bool v2)
     {
-        if (RestBody.String(body, "method") is not { Length: > 0 } method || !body.ContainsKey("params"))
+        if (String(body, "method") is not { Length: > 0 } method || !body.TryGetProperty("params", out var parameters))
         {
             return null;
         }
@@ -189,7 +197,7 @@ internal static class RpcEndpoints
         }
 
         long? expirationTime = null;
-        if (body["expirationTime"] is not null)
+        if (Present(body, "expirationTime"))
         {
             if (!TryLong(body, "expirationTime", 0, out var exp) || exp <= 0)
             {
@@ -200,7 +208,7 @@ internal static class RpcEndpoints
         }
 
         int? retries = null;
-        if (body["retries"] is not null)
+        if (Present(body, "retries"))
         {
             if (!TryLong(body, "retries", 0, out var r) || r is < 0 or > int.MaxValue)
             {
@@ -211,20 +219,19 @@ internal static class RpcEndpoints
         }
 
         // Persistent RPC is a v2 feature; v1 ignores the flag as the reference's community edition does.
-        var persistent = v2 && body["persistent"] is JsonValue p && p.TryGetValue<bool>(out var flag) && flag;
-        var paramsJson = body["params"]?.ToJsonString() ?? "null";
-        var info = body["additionalInfo"]?.ToJsonString();
-        return new RpcRequestBody(method, paramsJson, timeout, expirationTime, persistent, retries, info);
+        var persistent = v2 && body.TryGetProperty("persistent", out var p) && p.ValueKind == JsonValueKind.True;
+        var info = body.TryGetProperty("additionalInfo", out var additional) && additional.ValueKind != JsonValueKind.Null ? Minified(additional) : null;
+        return new RpcRequestBody(method, Minified(parameters), timeout, expirationTime, persistent, retries, info);
     }
 
-    private static IResult ParseError(JsonObject body)
+    private static IResult ParseError(JsonElement body)
     {
-        if (RestBody.String(body, "method") is not { Length: > 0 })
+        if (String(body, "method") is not { Length: > 0 })
         {
             return ApiError.BadRequest("'method' is required and must be a non-empty string");
         }
 
-        if (!body.ContainsKey("params"))
+        if (!body.TryGetProperty("params", out _))
         {
             return ApiError.BadRequest("'params' is required (use {} when the method takes none)");
         }
@@ -234,7 +241,7 @@ internal static class RpcEndpoints
             return ApiError.BadRequest($"'timeout' must be a number of milliseconds, at least {MinTimeoutMs}");
         }
 
-        if (body["retries"] is not null && (!TryLong(body, "retries", 0, out var r) || r < 0))
+        if (Present(body, "retries") && (!TryLong(body, "retries", 0, out var r) || r < 0))
         {
             return ApiError.BadRequest("'retries' must be a non-negative integer");
         }
@@ -242,22 +249,34 @@ internal static class RpcEndpoints
         return ApiError.BadRequest("'expirationTime' must be a positive epoch time in milliseconds");
     }
 
-    private static bool TryLong(JsonObject body, string name, long fallback, out long value)
+    private static bool Present(JsonElement body, string name) =>
+        body.TryGetProperty(name, out var value) && value.ValueKind != JsonValueKind.Null;
+
+    private static string? String(JsonElement body, string name) =>
+        body.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
+
+    /// <summary>A member as a number: absent or null gives <paramref name="fallback"/>; a number, or a string holding an integer.</summary>
+    private static bool TryLong(JsonElement body, string name, long fallback, out long value)
     {
         value = fallback;
-        return body[name] switch
+        if (!body.TryGetProperty(name, out var member))
         {
-            null => true,
-            JsonValue v when v.GetValueKind() == JsonValueKind.Number => v.TryGetValue(out value) || TryDouble(v, out value),
-            JsonValue v when v.TryGetValue<string>(out var s) => long.TryParse(s, System.Globalization.CultureInfo.InvariantCulture, out value),
+            return true;
+        }
+
+        return member.ValueKind switch
+        {
+            JsonValueKind.Null => true,
+            JsonValueKind.Number => member.TryGetInt64(out value) || TryDouble(member, out value),
+            JsonValueKind.String => long.TryParse(member.GetString(), System.Globalization.CultureInfo.InvariantCulture, out value),
             _ => false,
         };
     }
 
-    private static bool TryDouble(JsonValue v, out long value)
+    private static bool TryDouble(JsonElement v, out long value)
     {
         value = 0;
-        if (!v.TryGetValue<double>(out var d) || double.IsNaN(d) || d < long.MinValue || d > long.MaxValue)
+        if (!v.TryGetDouble(out var d) || double.IsNaN(d) || d < long.MinValue || d > long.MaxValue)
         {
             return false;
         }
@@ -265,6 +284,21 @@ internal static class RpcEndpoints
         value = (long)d;
         return true;
     }
+
+    /// <summary>A value as compact JSON text, as <see cref="JsonNode.ToJsonString"/> writes it (JSON null as <c>null</c>).</summary>
+    private static string Minified(JsonElement value)
+    {
+        var buffer = t_minified ??= new ArrayBufferWriter<byte>(256);
+        buffer.ResetWrittenCount();
+        var writer = t_minifiedWriter ??= new Utf8JsonWriter(buffer);
+        writer.Reset(buffer);
+        value.WriteTo(writer);
+        writer.Flush();
+        return Encoding.UTF8.GetString(buffer.WrittenSpan);
+    }
+
+    [ThreadStatic] private static ArrayBufferWriter<byte>? t_minified;
+    [ThreadStatic] private static Utf8JsonWriter? t_minifiedWriter;
 
     private static bool TryParseStatus(string text, out PersistentRpcStatus status) =>
         Enum.TryParse(text, ignoreCase: true, out status) && Enum.IsDefined(status) && !int.TryParse(text, out _);
