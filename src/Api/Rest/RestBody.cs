@@ -56,11 +56,11 @@ public static class RestBody
         try
         {
             var node = JsonNode.Parse(bytes);
-            return node is null ? (null, ApiError.BadRequest("Request body is JSON null")) : (node, null);
+            return node is null ? (null, JsonNull()) : (node, null);
         }
         catch (JsonException ex)
         {
-            return (null, ApiError.BadRequest($"Invalid JSON in request body: {ex.Message}"));
+            return (null, InvalidJson(ex));
         }
     }
 
@@ -84,7 +84,7 @@ public static class RestBody
         }
         catch (JsonException ex)
         {
-            return (null, ApiError.BadRequest($"Invalid JSON in request body: {ex.Message}"));
+            return (null, InvalidJson(ex));
         }
 
         var kind = document.RootElement.ValueKind;
@@ -94,10 +94,16 @@ public static class RestBody
         }
 
         document.Dispose();
-        return (null, ApiError.BadRequest(kind == JsonValueKind.Null ? "Request body is JSON null" : "Request body must be a JSON object"));
+        return (null, kind == JsonValueKind.Null ? JsonNull() : NotAnObject());
     }
 
     private static IResult TooLarge(int maxBytes) => ApiError.TooLarge($"Request body exceeds {maxBytes} bytes");
+
+    private static IResult InvalidJson(JsonException ex) => ApiError.BadRequest($"Invalid JSON in request body: {ex.Message}");
+
+    private static IResult JsonNull() => ApiError.BadRequest("Request body is JSON null");
+
+    private static IResult NotAnObject() => ApiError.BadRequest("Request body must be a JSON object");
 
     public static async Task<(JsonObject? Object, IResult? Error)> ReadObjectAsync(HttpRequest request, int maxBytes = MaxJsonBodyBytes)
     {
@@ -107,9 +113,12 @@ public static class RestBody
             return (null, error);
         }
 
-        return node is JsonObject o ? (o, null) : (null, ApiError.BadRequest("Request body must be a JSON object"));
+        return node is JsonObject o ? (o, null) : (null, NotAnObject());
     }
 
     public static string? String(JsonObject o, string name) =>
         o[name] is JsonValue v && v.TryGetValue<string>(out var s) ? s : null;
+
+    public static string? String(JsonElement o, string name) =>
+        o.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
 }

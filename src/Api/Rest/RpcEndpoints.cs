@@ -186,7 +186,7 @@ internal static class RpcEndpoints
     /// <summary>The request when valid; null sends the caller to <see cref="ParseError"/> for the reason.</summary>
     private static RpcRequestBody? Parse(JsonElement body, bool v2)
     {
-        if (String(body, "method") is not { Length: > 0 } method || !body.TryGetProperty("params", out var parameters))
+        if (RestBody.String(body, "method") is not { Length: > 0 } method || !body.TryGetProperty("params", out var parameters))
         {
             return null;
         }
@@ -226,7 +226,7 @@ internal static class RpcEndpoints
 
     private static IResult ParseError(JsonElement body)
     {
-        if (String(body, "method") is not { Length: > 0 })
+        if (RestBody.String(body, "method") is not { Length: > 0 })
         {
             return ApiError.BadRequest("'method' is required and must be a non-empty string");
         }
@@ -251,9 +251,6 @@ internal static class RpcEndpoints
 
     private static bool Present(JsonElement body, string name) =>
         body.TryGetProperty(name, out var value) && value.ValueKind != JsonValueKind.Null;
-
-    private static string? String(JsonElement body, string name) =>
-        body.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
 
     /// <summary>A member as a number: absent or null gives <paramref name="fallback"/>; a number, or a string holding an integer.</summary>
     private static bool TryLong(JsonElement body, string name, long fallback, out long value)
