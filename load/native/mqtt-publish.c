@@ -150,12 +150,13 @@ int main(int argc, char **argv)
         {
             conn_t *c = &conns[i];
             int n = 0, len = 0;
-            while (c->in_flight + n < window && (rate <= 0 || c->next_due <= now) && len + publish_len <= (int)sizeof batch)
+            double stamp = now_ms(); // the write below is this batch's send time (a sweep of 100 writes can take a millisecond)
+            while (c->in_flight + n < window && (rate <= 0 || c->next_due <= stamp) && len + publish_len <= (int)sizeof batch)
             {
                 memcpy(batch + len, publish, (size_t)publish_len);
                 batch[len + id_at] = (unsigned char)(c->next_id >> 8);
                 batch[len + id_at + 1] = (unsigned char)c->next_id;
-                c->sent_at[c->next_id % ID_RING] = now;
+                c->sent_at[c->next_id % ID_RING] = stamp;
                 c->next_id = (uint16_t)(c->next_id == 65535 ? 1 : c->next_id + 1);
                 len += publish_len;
                 n++;

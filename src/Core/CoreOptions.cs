@@ -8,8 +8,9 @@ namespace Perf.Core;
 /// device under <see cref="DataDir"/>/log. A group-commit loop issues one <c>CommitAsync</c> for all
 /// records appended since the previous commit, at most every <see cref="CommitIntervalMs"/>
 /// milliseconds, and an uplink is acknowledged only after the commit that holds its record completed.
-/// With <see cref="FsyncOnCommit"/> (default) the log device is opened with file buffering disabled
-/// (write-through), so a completed commit survives power loss as far as the disk honours write-through;
+/// With <see cref="FsyncOnCommit"/> (default) the log device is opened write-through (FASTER also asks for no
+/// buffering, which .NET ignores on Linux: the file is opened <c>O_SYNC</c>, so each write returns once it is
+/// on the disk), so a completed commit survives power loss as far as the disk honours write-through;
 /// without it the OS page cache is used, which survives a killed process (kill -9) but not a power cut.
 /// <para>What is where under <see cref="DataDir"/>:
 /// <c>log/</c> the uplink log (FasterLog), every acknowledged mutation since the last checkpoint;
