@@ -1,9 +1,10 @@
 // The disk's own latency for the writes the uplink log does (issue 12 target 5): COUNT sequential writes of
-// BLOCK bytes to a new file opened O_SYNC, as FASTER's device opens the log with FSYNC_ON_COMMIT (the default:
-// FileOptions.WriteThrough; .NET on Linux does not turn FASTER's no-buffering flag into O_DIRECT, so the log is
-// written through the page cache and each write returns once it and the file's size are on the disk; the open
-// flags of a running server's uplink.log.0 in /proc/<pid>/fdinfo are 06110000), each timed alone; the file is deleted at the end. Run it next to a load (or two `while :; do :; done`
-// loops) to see how the write's tail follows the CPU load on this VM (docs/PERFORMANCE.md).
+// BLOCK bytes to a new file opened O_SYNC, each timed alone; the file is deleted at the end. That is how FASTER's
+// device opens the log with FSYNC_ON_COMMIT (the default): FileOptions.WriteThrough becomes O_SYNC, and .NET on
+// Linux does not turn FASTER's no-buffering flag into O_DIRECT, so each write goes through the page cache and
+// returns once it and the file's size are on the disk (a running server's uplink.log.0 shows flags 06110000 in
+// /proc/<pid>/fdinfo). Run it next to a load (or two `while :; do :; done` loops) to see how the write's tail
+// follows the CPU load on this VM (docs/PERFORMANCE.md).
 //
 // usage: disk-write FILE COUNT BLOCK     (BLOCK in bytes, e.g. 65536 or 102400)
 // prints: block, count, write latency ms p50/p90/p99/p99.9/max
