@@ -10,6 +10,9 @@ public static class RestBody
     /// <summary>The largest JSON body a REST endpoint reads (1 MiB); larger bodies answer 413.</summary>
     public const int MaxJsonBodyBytes = 1 << 20;
 
+    /// <summary>The largest declared body length read into an array allocated before its bytes arrive (16 KiB).</summary>
+    internal const int MaxPreallocatedBytes = 16 * 1024;
+
     /// <summary>Reads the whole body (at most <paramref name="maxBytes"/>, declared or chunked); 400 when empty, 413 when larger.</summary>
     public static async Task<(byte[] Bytes, IResult? Error)> ReadBytesAsync(HttpRequest request, int maxBytes = MaxJsonBodyBytes)
     {
@@ -25,8 +28,10 @@ public static class RestBody
 
         try
         {
-            // A declared length (at most maxBytes, checked above) is read straight into an array of that size.
-            if (request.ContentLength is > 0 and var declared)
+            // A small declared length is read straight into an array of that size. A larger one goes through the
+            // stream below, which grows with the bytes that actually arrive: a client that declares a megabyte and
+            // sends nothing must not get a megabyte allocated.
+            if (request.ContentLength is > 0 and <= MaxPreallocatedBytes and var declared)
             {
                 var bytes = new byte[declared];
                 await request.Body.ReadExactlyAsync(bytes, request.HttpContext.RequestAborted);
