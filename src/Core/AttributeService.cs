@@ -232,9 +232,25 @@ public sealed class AttributeService
         }
     }
 
-    /// <summary>Emits one record per attribute (key "A" + device + scope + name), each with its lastUpdateTs.</summary>
-    internal void WriteState(StateStore state)
+    /// <summary>The state keys the last whole <see cref="WriteState"/> wrote; null until one did. Commit loop only.</summary>
+    private List<string>? _stateKeys;
+
+    /// <summary>
+    /// Emits one record per attribute (key "A" + device + scope + name), each with its lastUpdateTs; when nothing
+    /// that can change attributes was applied since the last call that wrote them (<paramref name="changed"/>
+    /// false), retains those keys instead.
+    /// </summary>
+    internal void WriteState(StateStore state, bool changed)
     {
+        if (!changed && _stateKeys is { } retained)
+        {
+            foreach (var key in retained)
+            {
+                state.Retain(key);
+            }
+            return;
+        }
+        var keys = new List<string>(_stateKeys?.Count ?? 16);
         foreach (var (deviceId, attributes) in _devices)
         {
             foreach (var scope in (ReadOnlySpan<AttributeScope>)[AttributeScope.Client, AttributeScope.Server, AttributeScope.Shared])
@@ -247,10 +263,13 @@ public sealed class AttributeService
                     w.WriteVarUInt(1);
                     w.WriteInt64(value.LastUpdateTs);
                     w.WriteKv(value.Entry);
-                    state.Write(StateKeys.Attribute(deviceId, scope, value.Entry.Key), ref w);
+                    var key = StateKeys.Attribute(deviceId, scope, value.Entry.Key);
+                    state.Write(key, ref w);
+                    keys.Add(key);
                 }
             }
         }
+        _stateKeys = keys;
     }
 
     private sealed class DeviceAttributes

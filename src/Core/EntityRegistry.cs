@@ -874,32 +874,53 @@ public sealed class EntityRegistry
         }
     }
 
-    /// <summary>Emits records that rebuild the registry (parents before children).</summary>
-    internal void WriteState(StateStore state)
+    /// <summary>The state keys the last whole <see cref="WriteState"/> wrote; null until one did. Commit loop only.</summary>
+    private List<string>? _stateKeys;
+
+    /// <summary>
+    /// Emits records that rebuild the registry (parents before children); when nothing that can change it was
+    /// applied since the last call that wrote it (<paramref name="changed"/> false), retains those keys instead.
+    /// </summary>
+    internal void WriteState(StateStore state, bool changed)
     {
+        if (!changed && _stateKeys is { } retained)
+        {
+            foreach (var key in retained)
+            {
+                state.Retain(key);
+            }
+            return;
+        }
+        var keys = new List<string>(_stateKeys?.Count ?? 16);
+        void Write(string key, ref RecordWriter w)
+        {
+            state.Write(key, ref w);
+            keys.Add(key);
+        }
+
         foreach (var t in _tenants.Values)
         {
             var w = new RecordWriter(RecordKind.Tenant);
             WriteTenant(ref w, t);
-            state.Write(StateKeys.Tenant(t.Id), ref w);
+            Write(StateKeys.Tenant(t.Id), ref w);
         }
         foreach (var c in _customers.Values)
         {
             var w = new RecordWriter(RecordKind.Customer);
             WriteCustomer(ref w, c);
-            state.Write(StateKeys.Customer(c.Id), ref w);
+            Write(StateKeys.Customer(c.Id), ref w);
         }
         foreach (var u in _users.Values)
         {
             var w = new RecordWriter(RecordKind.User);
             WriteUser(ref w, u);
-            state.Write(StateKeys.User(u.Id), ref w);
+            Write(StateKeys.User(u.Id), ref w);
         }
         foreach (var d in _devices.Values)
         {
             var w = new RecordWriter(RecordKind.Device);
             WriteDevice(ref w, d, _tokensByDevice.GetValueOrDefault(d.Id));
-            state.Write(StateKeys.Device(d.Id), ref w);
+            Write(StateKeys.Device(d.Id), ref w);
         }
         foreach (var c in _certificatesByDevice.Values)
         {
@@ -907,20 +928,21 @@ public sealed class EntityRegistry
             var w = new RecordWriter(RecordKind.X509Credentials);
             w.WriteGuid(c.DeviceId);
             w.WriteString(c.CredentialsValue!);
-            state.Write(StateKeys.X509Credentials(c.DeviceId), ref w);
+            Write(StateKeys.X509Credentials(c.DeviceId), ref w);
         }
         foreach (var e in _edges.Values)
         {
             var w = new RecordWriter(RecordKind.Edge);
             WriteEdge(ref w, e);
-            state.Write(StateKeys.Edge(e.Id), ref w);
+            Write(StateKeys.Edge(e.Id), ref w);
         }
         foreach (var p in _ota.Values)
         {
             var w = new RecordWriter(RecordKind.OtaPackage);
             WriteOta(ref w, p);
-            state.Write(StateKeys.OtaPackage(p.Id), ref w);
+            Write(StateKeys.OtaPackage(p.Id), ref w);
         }
+        _stateKeys = keys;
     }
 
     private static void WriteTenant(ref RecordWriter w, Tenant t)

@@ -41,6 +41,22 @@ public sealed class PerfEngine : IAsyncDisposable
     private Task _checkpointPersisting = Task.CompletedTask;
     private int _disposed;
 
+    /// <summary>
+    /// Record kinds applied since the last snapshot that completed (<see cref="UplinkLog.TakeAppliedKinds"/>),
+    /// all of them until the first: what the registry and the attributes must be written whole for.
+    /// </summary>
+    private ulong _kindsSinceSnapshot = ulong.MaxValue;
+
+    /// <summary>Kinds whose apply never changes the registry: the registry's own applies are private to it.</summary>
+    private static readonly ulong RegistryUnchangedBy = KindBits(
+        RecordKind.Telemetry, RecordKind.TelemetryDelete, RecordKind.Attributes, RecordKind.AttributesDelete,
+        RecordKind.Rpc, RecordKind.RpcTransition, RecordKind.RpcRemove, RecordKind.RpcSequence);
+
+    /// <summary>Kinds whose apply never changes attributes (a device's delete does, through the registry).</summary>
+    private static readonly ulong AttributesUnchangedBy = KindBits(
+        RecordKind.Telemetry, RecordKind.TelemetryDelete, RecordKind.Rpc, RecordKind.RpcTransition, RecordKind.RpcRemove,
+        RecordKind.RpcSequence);
+
     private PerfEngine(CoreOptions options, UplinkLog log, StateStore state, ILoggerFactory loggerFactory, TimeProvider time)
     {
         _options = options;
@@ -299,14 +315,33 @@ public sealed class PerfEngine : IAsyncDisposable
         return (records, started, (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds);
     }
 
-    /// <summary>On the commit loop: starts a checkpoint with everything but telemetry, exactly as of the applied log.</summary>
+    /// <summary>
+    /// On the commit loop: starts a checkpoint with everything but telemetry, exactly as of the applied log. The
+    /// registry and the attributes are rewritten only when a record that can change them was applied since the
+    /// last snapshot; otherwise their keys are retained as the last one wrote them (a telemetry-only interval
+    /// costs one set insertion per entity here, not a serialization and an upsert). The applied kinds are kept
+    /// until a snapshot completes, so one that fails midway is followed by a whole rewrite.
+    /// </summary>
     private void SnapshotEntitiesIntoState()
     {
+        var kinds = _kindsSinceSnapshot | _log.TakeAppliedKinds();
+        _kindsSinceSnapshot = kinds;
         _state.BeginCheckpoint();
-        Registry.WriteState(_state);
-        Attributes.WriteState(_state);
+        Registry.WriteState(_state, changed: (kinds & ~RegistryUnchangedBy) != 0);
+        Attributes.WriteState(_state, changed: (kinds & ~AttributesUnchangedBy) != 0);
         _rpcLog.WriteState(_state);
         Edges.WriteState(_state);
+        _kindsSinceSnapshot = 0;
+    }
+
+    private static ulong KindBits(params ReadOnlySpan<RecordKind> kinds)
+    {
+        ulong bits = 0;
+        foreach (var kind in kinds)
+        {
+            bits |= UplinkLog.KindBit((byte)kind);
+        }
+        return bits;
     }
 
     /// <summary>Makes the sealed snapshot durable, then drops the log before <paramref name="tail"/>. Off the commit loop for automatic checkpoints.</summary>

@@ -68,6 +68,63 @@ public class DurabilityTests
     }
 
     [Fact]
+    public async Task TelemetryOnlyCheckpoint_RetainsRegistryAndAttributes_AndEveryEntityChangeIsStillRecovered()
+    {
+        using var dir = new TempDir();
+        var engine = await Engines.OpenAsync(dir.Path);
+        var (tenant, first, _) = await Engines.CreateDeviceAsync(engine);
+        var devices = new List<Guid> { first.Id };
+        for (var i = 0; i < 20; i++)
+        {
+            var created = await engine.Registry.CreateDeviceAsync(tenant, $"fleet-{i}", accessToken: $"fleet-token-{i}");
+            Assert.True(created.IsOk);
+            devices.Add(created.Value!.Id);
+            Assert.True(await engine.Attributes.SaveAsync(created.Value.Id, AttributeScope.Server, [new KvEntry("rev", (long)i)]));
+        }
+        await engine.CheckpointAsync();
+        var whole = engine.State.Rewritten;
+        Assert.True(whole > 40, $"the first checkpoint writes everything: {whole}");
+
+        // Telemetry and an RPC only: nothing that can change an entity or an attribute, so neither is rewritten.
+        foreach (var id in devices)
+        {
+            Assert.True(await engine.Telemetry.SaveAsync(id, [new TsKvEntry(5_000, new KvEntry("t", 1.5))]));
+        }
+        await engine.CheckpointAsync();
+        // 21 devices and 20 attributes (and the tenant and users) retained; telemetry writes its latest values.
+        Assert.True(engine.State.RetainedCount >= 21 + 20, $"retained {engine.State.RetainedCount}");
+        Assert.True(engine.State.Rewritten <= 2 * devices.Count, $"only telemetry (latest and history) is rewritten: {engine.State.Rewritten}");
+
+        // A device created, one deleted and an attribute changed: the next snapshot writes both parts whole again.
+        var late = await engine.Registry.CreateDeviceAsync(tenant, "late", accessToken: "late-token");
+        Assert.True(late.IsOk);
+        Assert.True((await engine.Registry.DeleteDeviceAsync(devices[5])).IsOk);
+        Assert.True(await engine.Attributes.SaveAsync(devices[1], AttributeScope.Server, [new KvEntry("rev", 100L)]));
+        await engine.CheckpointAsync();
+        Assert.True(engine.State.Rewritten >= devices.Count + 19, $"rewritten {engine.State.Rewritten}");
+        Assert.True(engine.State.RetainedCount <= devices.Count, $"only telemetry history is retained: {engine.State.RetainedCount}");
+
+        // Telemetry only again (retained), then a crash: the snapshot plus the log hold every change.
+        Assert.True(await engine.Telemetry.SaveAsync(late.Value!.Id, [new TsKvEntry(6_000, new KvEntry("t", 2.5))]));
+        await engine.CheckpointAsync();
+        Assert.True(engine.State.RetainedCount >= 21 + 19, $"retained {engine.State.RetainedCount}");
+        await engine.AbandonAsync();
+
+        await using var reopened = await Engines.OpenAsync(dir.Path);
+        Assert.Equal(late.Value.Id, reopened.DeviceApi.Authenticate("late-token"u8)?.Id);
+        Assert.Null(reopened.DeviceApi.Authenticate("fleet-token-4"u8));
+        Assert.Null(reopened.Registry.GetDevice(devices[5]));
+        Assert.Equal(devices[20], reopened.DeviceApi.Authenticate("fleet-token-19"u8)?.Id);
+        Assert.True(reopened.Attributes.TryGet(devices[1], AttributeScope.Server, "rev", out var rev));
+        Assert.Equal(100L, rev.Entry.LongValue);
+        Assert.True(reopened.Attributes.TryGet(devices[20], AttributeScope.Server, "rev", out var last));
+        Assert.Equal(19L, last.Entry.LongValue);
+        Assert.False(reopened.Attributes.TryGet(devices[5], AttributeScope.Server, "rev", out _));
+        Assert.Equal(2.5, reopened.Telemetry.GetLatest(late.Value.Id, ["t"]).Single().Entry.DoubleValue);
+        Assert.Equal(1.5, reopened.Telemetry.GetLatest(devices[20], ["t"]).Single().Entry.DoubleValue);
+    }
+
+    [Fact]
     public async Task Checkpoint_ThenMoreWrites_ThenCrash_RecoversSnapshotPlusLogTail()
     {
         using var dir = new TempDir();

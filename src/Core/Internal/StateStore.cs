@@ -251,9 +251,17 @@ internal sealed class StateStore : IDisposable
 
     private static bool IsRegistryRecord(byte kind) => (RecordKind)kind is >= RecordKind.Tenant and <= RecordKind.OtaPackage;
 
-    /// <summary>Starts a checkpoint: every current record must follow through <see cref="Write"/>.</summary>
+    /// <summary>Records the current (or last) checkpoint wrote (tests and diagnostics).</summary>
+    internal long Rewritten { get; private set; }
+
+    /// <summary>Records the current (or last) checkpoint retained unchanged (tests and diagnostics).</summary>
+    internal long RetainedCount { get; private set; }
+
+    /// <summary>Starts a checkpoint: every current record must follow through <see cref="Write"/> or <see cref="Retain"/>.</summary>
     public void BeginCheckpoint()
     {
+        Rewritten = 0;
+        RetainedCount = 0;
         _writing = new HashSet<string>(_keys.Count, StringComparer.Ordinal);
         _dumpStart = _store.Log.TailAddress;
     }
@@ -273,6 +281,7 @@ internal sealed class StateStore : IDisposable
             // one still deletes it when it has vanished by then.
             _keys.Add(key);
             Upsert(EncodeKey(key), buffer.AsSpan(0, length));
+            Rewritten++;
         }
         finally
         {
@@ -292,6 +301,7 @@ internal sealed class StateStore : IDisposable
             throw new InvalidOperationException($"State key written twice in one checkpoint: {key}");
         }
         _keys.Add(key);
+        RetainedCount++;
     }
 
     /// <summary>

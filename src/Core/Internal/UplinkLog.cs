@@ -13,6 +13,9 @@ internal abstract class PendingRecord
     public byte[]? Buffer;
     public int Length;
 
+    /// <summary>The record's kind (its first byte), set when it is queued; 0 for a barrier.</summary>
+    public byte Kind;
+
     /// <summary>Applies the record to in-memory state and completes the waiter. Runs on the commit loop.</summary>
     public abstract void Complete();
 
@@ -68,6 +71,7 @@ internal sealed class UplinkLog
     private readonly Stack<CommitBatch> _idleBatches = new();
     private Func<long, ValueTask>? _afterBatch;
     private Task? _loop;
+    private ulong _appliedKinds;
 
     /// <summary>Group commits issued and not yet applied at most (beyond it the issuing loop waits).</summary>
     internal const int MaxCommitsInFlight = 4;
@@ -173,6 +177,22 @@ internal sealed class UplinkLog
         return count;
     }
 
+    /// <summary>
+    /// The kinds of the records applied since the last call (bit <c>1 &lt;&lt; kind</c>; kinds from 63 up share bit
+    /// 63), and clears them. A barrier adds nothing: it writes no record, so what its action changes would not
+    /// survive a restart, and no action may change durable state. On the applying loop only (in the after-batch
+    /// callback), or once the loop has stopped.
+    /// </summary>
+    public ulong TakeAppliedKinds()
+    {
+        var kinds = _appliedKinds;
+        _appliedKinds = 0;
+        return kinds;
+    }
+
+    /// <summary>The bit of <paramref name="kind"/> in <see cref="TakeAppliedKinds"/>.</summary>
+    public static ulong KindBit(byte kind) => kind == 0 ? 0 : 1UL << Math.Min((int)kind, 63);
+
     /// <summary>Starts the commit loop; <paramref name="afterBatch"/> runs on the loop after each applied batch with the committed tail.</summary>
     public void Start(Func<long, ValueTask> afterBatch)
     {
@@ -185,6 +205,7 @@ internal sealed class UplinkLog
     {
         var pending = new PendingRecord<T>(apply);
         pending.Buffer = record.Detach(out pending.Length);
+        pending.Kind = pending.Buffer[0];
         if (!_queue.Writer.TryWrite(pending))
         {
             ArrayPool<byte>.Shared.Return(pending.Buffer);
@@ -200,6 +221,7 @@ internal sealed class UplinkLog
     public void Append(ref RecordWriter record, PendingRecord pending)
     {
         pending.Buffer = record.Detach(out pending.Length);
+        pending.Kind = pending.Buffer[0];
         if (!_queue.Writer.TryWrite(pending))
         {
             var buffer = pending.Buffer;
@@ -221,7 +243,10 @@ internal sealed class UplinkLog
         return result;
     }
 
-    /// <summary>Runs <paramref name="action"/> on the loop after everything queued before it was committed and applied.</summary>
+    /// <summary>
+    /// Runs <paramref name="action"/> on the loop after everything queued before it was committed and applied. The
+    /// action must not change durable state: nothing of it is in the log (see <see cref="TakeAppliedKinds"/>).
+    /// </summary>
     public Task<T> Barrier<T>(Func<T> action)
     {
         var pending = new PendingRecord<T>(action);
@@ -323,10 +348,13 @@ internal sealed class UplinkLog
                     }
 
                     crash.ThrowIfCancellationRequested();
+                    var kinds = _appliedKinds;
                     foreach (var pending in batch.Records)
                     {
+                        kinds |= KindBit(pending.Kind);
                         pending.Complete();
                     }
+                    _appliedKinds = kinds;
                     var tail = batch.Tail;
                     ReturnBatch(batch);
                     batch = null;
