@@ -2,7 +2,7 @@ namespace Perf.Api.Hosting;
 
 internal static class HealthEndpoints
 {
-    /// <summary><c>/health</c>: the process is alive. <c>/ready</c>: every door bound and storage open. <c>/health/runtime</c>: GC counters.</summary>
+    /// <summary><c>/health</c>: the process is alive. <c>/ready</c>: every door bound and storage open. <c>/health/runtime</c>: GC counters and pause time.</summary>
     public static void MapHealthEndpoints(this WebApplication app)
     {
         app.MapGet("/health", () => Results.Json(new { status = "UP" }));
@@ -19,6 +19,9 @@ internal static class HealthEndpoints
             gen1Collections = GC.CollectionCount(1),
             gen2Collections = GC.CollectionCount(2),
             heapBytes = GC.GetTotalMemory(forceFullCollection: false),
+            // Time the process spent paused by collections since it started: read around a run to tell a GC from
+            // other stalls in its latency.
+            gcPauseMs = (long)GC.GetTotalPauseDuration().TotalMilliseconds,
             serverGc = System.Runtime.GCSettings.IsServerGC,
         }));
 

@@ -50,7 +50,9 @@ internal sealed class StateStore : IDisposable
     private StateStore(string directory, long segmentSize)
     {
         Directory.CreateDirectory(directory);
-        _device = Devices.CreateLogDevice(Path.Combine(directory, "hlog.log"), preallocateFile: false, deleteOnClose: false);
+        // Segments freed by compaction are shrunk step by step before they are deleted (see GentleTruncationDevice).
+        _device = new GentleTruncationDevice(
+            Devices.CreateLogDevice(Path.Combine(directory, "hlog.log"), preallocateFile: false, deleteOnClose: false));
         _checkpoints = new DeviceLogCommitCheckpointManager(
             new LocalStorageNamedDeviceFactory(),
             new DefaultCheckpointNamingScheme(Path.Combine(directory, "checkpoints")),

@@ -90,12 +90,13 @@ internal sealed class UplinkLog
         Directory.CreateDirectory(directory);
         var fastCommit = UseFastCommit(directory, options.FastCommitForNewLog);
         var commitManager = fastCommit ? new SparseCommitMetadata(NewCommitManager(directory), FastCommitMetadataEvery) : null;
-        var device = Devices.CreateLogDevice(
+        // Truncated 1 GiB segments are shrunk step by step before they are deleted (see GentleTruncationDevice).
+        var device = new GentleTruncationDevice(Devices.CreateLogDevice(
             Path.Combine(directory, "uplink.log"),
             preallocateFile: false,
             deleteOnClose: false,
             recoverDevice: true,
-            disableFileBuffering: options.FsyncOnCommit);
+            disableFileBuffering: options.FsyncOnCommit));
         var settings = new FasterLogSettings
         {
             LogDevice = device,

@@ -1,0 +1,215 @@
+using System.Numerics;
+using FASTER.core;
+
+namespace Perf.Core.Internal;
+
+/// <summary>
+/// A FASTER <see cref="IDevice"/> that removes truncated log segments in the background, shrinking each file a
+/// step at a time before deleting it. Everything else goes to the wrapped device unchanged.
+/// </summary>
+/// <remarks>
+/// <para>Why: on ext4 mounted with <c>discard</c> (this machine's root), freeing a file's blocks issues the
+/// discards inside the journal commit. Deleting a 1 GiB segment in one go took 410 ms here, and every write-through
+/// append of the uplink log waits for that commit: a PUBACK stall of 0.4 to 1 s once per segment (docs/PERFORMANCE.md,
+/// "Session of 2026-11-23, 22:35"). Shrinking by <see cref="StepBytes"/> with a pause between steps spreads it
+/// out: the same writer's worst write was 5 to 10 ms instead of 139 ms.</para>
+/// <para>Safety: FASTER truncates a segment only once nothing needs it (the uplink log after the commit that
+/// persists the new begin address; the state store after compaction moved what was live), and nothing reads
+/// below the begin address. A segment that is still on disk when the process stops is only a stale file: the
+/// device finds it at open (<c>recoverDevice</c>) and the next truncation removes it.</para>
+/// <para>Truncations run one at a time, in the order requested; the synchronous forms return at once.</para>
+/// </remarks>
+internal sealed class GentleTruncationDevice : IDevice
+{
+    private readonly IDevice _inner;
+    private readonly CancellationTokenSource _disposing = new();
+    private readonly Lock _gate = new();
+    private Task _truncating = Task.CompletedTask;
+    private int _removedUntil;
+    private readonly List<(int Segment, TaskCompletionSource Done)> _waiters = [];
+
+    public GentleTruncationDevice(IDevice inner)
+    {
+        _inner = inner;
+    }
+
+    /// <summary>Bytes a segment file is shrunk by per step.</summary>
+    internal long StepBytes { get; init; } = 8L << 20;
+
+    /// <summary>Pause between two steps, so that the journal commits other writes in between.</summary>
+    internal TimeSpan StepPause { get; init; } = TimeSpan.FromMilliseconds(10);
+
+    /// <summary>Completes once every segment below <paramref name="segment"/> was removed through this device (tests).</summary>
+    internal Task RemovedUntil(int segment)
+    {
+        lock (_gate)
+        {
+            if (_removedUntil >= segment)
+            {
+                return Task.CompletedTask;
+            }
+            var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _waiters.Add((segment, done));
+            return done.Task;
+        }
+    }
+
+    public uint SectorSize => _inner.SectorSize;
+    public string FileName => _inner.FileName;
+    public long Capacity => _inner.Capacity;
+    public long SegmentSize => _inner.SegmentSize;
+    public int StartSegment => _inner.StartSegment;
+    public int EndSegment => _inner.EndSegment;
+
+    public int ThrottleLimit
+    {
+        get => _inner.ThrottleLimit;
+        set => _inner.ThrottleLimit = value;
+    }
+
+    public void Initialize(long segmentSize, LightEpoch? epoch = null, bool omitSegmentIdFromFilename = false) =>
+        _inner.Initialize(segmentSize, epoch, omitSegmentIdFromFilename);
+
+    public bool TryComplete() => _inner.TryComplete();
+
+    public bool Throttle() => _inner.Throttle();
+
+    public void WriteAsync(IntPtr sourceAddress, int segmentId, ulong destinationAddress, uint numBytesToWrite, DeviceIOCompletionCallback callback, object context) =>
+        _inner.WriteAsync(sourceAddress, segmentId, destinationAddress, numBytesToWrite, callback, context);
+
+    public void ReadAsync(int segmentId, ulong sourceAddress, IntPtr destinationAddress, uint readLength, DeviceIOCompletionCallback callback, object context) =>
+        _inner.ReadAsync(segmentId, sourceAddress, destinationAddress, readLength, callback, context);
+
+    public void WriteAsync(IntPtr sourceAddress, ulong destinationAddress, uint numBytesToWrite, DeviceIOCompletionCallback callback, object context) =>
+        _inner.WriteAsync(sourceAddress, destinationAddress, numBytesToWrite, callback, context);
+
+    public void ReadAsync(ulong sourceAddress, IntPtr destinationAddress, uint readLength, DeviceIOCompletionCallback callback, object context) =>
+        _inner.ReadAsync(sourceAddress, destinationAddress, readLength, callback, context);
+
+    public long GetFileSize(int segment) => _inner.GetFileSize(segment);
+
+    public void Reset() => _inner.Reset();
+
+    public void TruncateUntilAddressAsync(long toAddress, AsyncCallback callback, IAsyncResult result) =>
+        TruncateUntilSegmentAsync(SegmentOf(toAddress), callback, result);
+
+    public void TruncateUntilAddress(long toAddress) => TruncateUntilSegment(SegmentOf(toAddress));
+
+    public void TruncateUntilSegmentAsync(int toSegment, AsyncCallback callback, IAsyncResult result) =>
+        Enqueue(() => ShrinkThen(StartSegment, toSegment, () => _inner.TruncateUntilSegmentAsync(toSegment, callback, result)));
+
+    public void TruncateUntilSegment(int toSegment) =>
+        Enqueue(() => ShrinkThen(StartSegment, toSegment, () => _inner.TruncateUntilSegment(toSegment)));
+
+    public void RemoveSegmentAsync(int segment, AsyncCallback callback, IAsyncResult result) =>
+        Enqueue(() => ShrinkThen(segment, segment + 1, () => _inner.RemoveSegmentAsync(segment, callback, result)));
+
+    public void RemoveSegment(int segment) =>
+        Enqueue(() => ShrinkThen(segment, segment + 1, () => _inner.RemoveSegment(segment)));
+
+    private int SegmentOf(long address) => (int)(address >> BitOperations.Log2((ulong)SegmentSize));
+
+    private void Enqueue(Func<Task> work)
+    {
+        lock (_gate)
+        {
+            // Each truncation starts after the previous one (Unwrap: after its async work, not just its start).
+            _truncating = _truncating.ContinueWith(_ => work(), CancellationToken.None,
+                TaskContinuationOptions.DenyChildAttach, TaskScheduler.Default).Unwrap();
+        }
+    }
+
+    /// <summary>Shrinks the files of segments [<paramref name="from"/>, <paramref name="to"/>) step by step, then lets the device remove them.</summary>
+    private async Task ShrinkThen(int from, int to, Action remove)
+    {
+        var stopping = _disposing.Token;
+        for (var segment = from; segment < to && !stopping.IsCancellationRequested; segment++)
+        {
+            try
+            {
+                await ShrinkAsync($"{FileName}.{segment}", stopping);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Not shrunk: the device deletes it whole below, as it would have without this wrapper.
+            }
+        }
+        if (!stopping.IsCancellationRequested)
+        {
+            remove();
+            // The device deletes only files it has open; one left by an earlier process (stopped mid-truncation) is
+            // deleted here. Deleting a missing file is not an error.
+            for (var segment = from; segment < to; segment++)
+            {
+                File.Delete($"{FileName}.{segment}");
+            }
+            Removed(to);
+        }
+    }
+
+    private void Removed(int until)
+    {
+        lock (_gate)
+        {
+            _removedUntil = Math.Max(_removedUntil, until);
+            _waiters.RemoveAll(w => w.Segment <= _removedUntil && w.Done.TrySetResult());
+        }
+    }
+
+    private async Task ShrinkAsync(string path, CancellationToken stopping)
+    {
+        Microsoft.Win32.SafeHandles.SafeFileHandle handle;
+        try
+        {
+            handle = File.OpenHandle(path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete);
+        }
+        catch (FileNotFoundException)
+        {
+            return;
+        }
+        using (handle)
+        {
+            var length = RandomAccess.GetLength(handle);
+            while (length > 0 && !stopping.IsCancellationRequested)
+            {
+                length = Math.Max(0, length - StepBytes);
+                RandomAccess.SetLength(handle, length);
+                if (length > 0)
+                {
+                    try
+                    {
+                        await Task.Delay(StepPause, stopping);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Stops a truncation in progress at its next step (the rest stays on disk, for the next open's truncation),
+    /// waits for it, then disposes the device.
+    /// </summary>
+    public void Dispose()
+    {
+        _disposing.Cancel();
+        Task truncating;
+        lock (_gate)
+        {
+            truncating = _truncating;
+        }
+        try
+        {
+            truncating.GetAwaiter().GetResult();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A segment that could not be shrunk is left for the next truncation; the device closes regardless.
+        }
+        _inner.Dispose();
+        _disposing.Dispose();
+    }
+}

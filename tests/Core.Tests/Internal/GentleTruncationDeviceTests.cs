@@ -1,0 +1,106 @@
+using FASTER.core;
+using Perf.Core.Internal;
+
+namespace Perf.Core.Tests.Internal;
+
+/// <summary>
+/// <see cref="GentleTruncationDevice"/> under a real FASTER log: truncated segments are shrunk and deleted in the
+/// background, what lies after the begin address stays readable, and disposing stops a truncation in progress.
+/// </summary>
+public class GentleTruncationDeviceTests
+{
+    private const int SegmentBits = 16; // 64 KiB segment files
+
+    private static (FasterLog Log, GentleTruncationDevice Device) Open(string dir, TimeSpan pause)
+    {
+        var device = new GentleTruncationDevice(Devices.CreateLogDevice(Path.Combine(dir, "log"), preallocateFile: false,
+            deleteOnClose: false, recoverDevice: true))
+        {
+            StepBytes = 16 << 10,
+            StepPause = pause,
+        };
+        var log = new FasterLog(new FasterLogSettings
+        {
+            LogDevice = device,
+            LogCommitDir = dir,
+            PageSizeBits = 12,
+            MemorySizeBits = 14,
+            SegmentSizeBits = SegmentBits,
+            TryRecoverLatest = true,
+        });
+        return (log, device);
+    }
+
+    private static async Task<List<long>> AppendAsync(FasterLog log, int count)
+    {
+        var addresses = new List<long>();
+        var entry = new byte[1000];
+        for (var i = 0; i < count; i++)
+        {
+            BitConverter.TryWriteBytes(entry, i);
+            addresses.Add(log.Enqueue(entry));
+        }
+        await log.CommitAsync();
+        return addresses;
+    }
+
+    private static string Segment(string dir, int segment) => Path.Combine(dir, $"log.{segment}");
+
+    [Fact]
+    public async Task TruncatedSegments_AreShrunkThenDeleted_AndTheRestStaysReadable()
+    {
+        using var dir = new TempDir();
+        var (log, device) = Open(dir.Path, TimeSpan.FromMilliseconds(1));
+        var addresses = await AppendAsync(log, 400); // about 6 segments
+        Assert.True(File.Exists(Segment(dir.Path, 5)));
+        var keepFrom = addresses.FindIndex(a => a >> SegmentBits >= 4);
+        log.TruncateUntil(addresses[keepFrom]);
+        await log.CommitAsync(); // persists the begin address; FASTER then truncates the device
+        await device.RemovedUntil(4);
+
+        for (var segment = 0; segment < 4; segment++)
+        {
+            Assert.False(File.Exists(Segment(dir.Path, segment)), $"segment {segment} still on disk");
+        }
+        Assert.True(File.Exists(Segment(dir.Path, 4)));
+        var read = new List<int>();
+        using (var scan = log.Scan(log.BeginAddress, log.CommittedUntilAddress))
+        {
+            while (scan.GetNext(out var entry, out _, out _))
+            {
+                read.Add(BitConverter.ToInt32(entry));
+            }
+        }
+        Assert.Equal(Enumerable.Range(keepFrom, 400 - keepFrom), read);
+        log.Dispose();
+        device.Dispose();
+    }
+
+    [Fact]
+    public async Task Dispose_StopsATruncationInProgress_AndTheNextOpenFinishesIt()
+    {
+        using var dir = new TempDir();
+        var (log, device) = Open(dir.Path, TimeSpan.FromMinutes(10)); // one step, then a pause no test waits out
+        var addresses = await AppendAsync(log, 400);
+        var keepFrom = addresses.FindIndex(a => a >> SegmentBits >= 3);
+        log.TruncateUntil(addresses[keepFrom]);
+        await log.CommitAsync();
+        log.Dispose();
+        device.Dispose(); // returns at the pause instead of waiting it out
+        Assert.True(File.Exists(Segment(dir.Path, 0)), "the truncation was stopped before it deleted anything");
+
+        // The reopened log recovers its begin address; its next truncation removes the stale segments too.
+        (log, device) = Open(dir.Path, TimeSpan.FromMilliseconds(1));
+        Assert.Equal(addresses[keepFrom], log.BeginAddress);
+        var more = await AppendAsync(log, 100);
+        log.TruncateUntil(more[0]);
+        await log.CommitAsync();
+        await device.RemovedUntil((int)(more[0] >> SegmentBits));
+        for (var segment = 0; segment < more[0] >> SegmentBits; segment++)
+        {
+            Assert.False(File.Exists(Segment(dir.Path, segment)), $"segment {segment} still on disk");
+        }
+        log.Dispose();
+        device.Dispose();
+    }
+}
