@@ -257,7 +257,7 @@ public sealed class PerfEngine : IAsyncDisposable
 
     // Its own method: a lambda in AfterBatchAsync capturing the parameter would allocate its closure on every batch.
     private Task FinishInBackground(long tail, long started, long onLoopMs) =>
-        Task.Run(() => FinishInBackgroundAsync(tail, started, onLoopMs));
+        BackgroundThread.Run(() => FinishInBackgroundAsync(tail, started, onLoopMs));
 
     /// <summary>
     /// The automatic checkpoint's part off the commit loop: telemetry (by far the largest part of the state, and

@@ -463,10 +463,12 @@ public sealed class TelemetryService
         /// change since the previous snapshot hold the same points as then: they are retained, not rewritten,
         /// so a checkpoint's work follows what changed, not all history. Runs on the commit loop (a requested
         /// checkpoint) or beside it (an automatic one, see PerfEngine.FinishInBackgroundAsync): the lock keeps
-        /// the apply thread out meanwhile, so the records hold the series as of one moment.
+        /// the apply thread out while the records are made, so they hold the series as of one moment; they go
+        /// into the store after it is released.
         /// </summary>
         public void WriteState(StateStore state, Guid deviceId, string stateKey)
         {
+            var records = new List<(string Key, RecordWriter Record)>();
             lock (_lock)
             {
                 var total = _history.Count;
@@ -491,14 +493,21 @@ public sealed class TelemetryService
                     w.WriteByte((byte)TelemetryTarget.History);
                     w.WriteVarUInt((uint)count);
                     _history.WriteEntries(ref w, key, ref position, count);
-                    state.Write(StateKeys.History(deviceId, stateKey, offset / SnapshotChunk), ref w);
+                    records.Add((StateKeys.History(deviceId, stateKey, offset / SnapshotChunk), w));
                 }
                 if (_hasLatest)
                 {
                     var w = new RecordWriter(RecordKind.Telemetry);
                     WriteEntries(ref w, deviceId, TelemetryTarget.Latest, [_latest]);
-                    state.Write(StateKeys.Latest(deviceId, stateKey), ref w);
+                    records.Add((StateKeys.Latest(deviceId, stateKey), w));
                 }
+            }
+            // Into the store outside the lock: an upsert can wait for the store to flush pages (its memory is bounded),
+            // and the apply thread, which takes this lock for every point, must not wait with it.
+            foreach (var (key, record) in records)
+            {
+                var w = record;
+                state.Write(key, ref w);
             }
         }
 

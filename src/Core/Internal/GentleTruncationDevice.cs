@@ -74,14 +74,86 @@ internal sealed class GentleTruncationDevice : IDevice
 
     public bool Throttle() => _inner.Throttle();
 
-    public void WriteAsync(IntPtr sourceAddress, int segmentId, ulong destinationAddress, uint numBytesToWrite, DeviceIOCompletionCallback callback, object context) =>
-        _inner.WriteAsync(sourceAddress, segmentId, destinationAddress, numBytesToWrite, callback, context);
+    public void WriteAsync(IntPtr sourceAddress, int segmentId, ulong destinationAddress, uint numBytesToWrite, DeviceIOCompletionCallback callback, object context)
+    {
+        if (WritePieceBytes == 0)
+        {
+            _inner.WriteAsync(sourceAddress, segmentId, destinationAddress, numBytesToWrite, callback, context);
+            return;
+        }
+        var write = new PacedWrite(sourceAddress, segmentId, destinationAddress, numBytesToWrite, callback, context);
+        lock (_writes)
+        {
+            _writes.Enqueue(write);
+            if (_writing)
+            {
+                return;
+            }
+            _writing = true;
+        }
+        IssuePiece(write);
+    }
 
     public void ReadAsync(int segmentId, ulong sourceAddress, IntPtr destinationAddress, uint readLength, DeviceIOCompletionCallback callback, object context) =>
         _inner.ReadAsync(segmentId, sourceAddress, destinationAddress, readLength, callback, context);
 
-    public void WriteAsync(IntPtr sourceAddress, ulong destinationAddress, uint numBytesToWrite, DeviceIOCompletionCallback callback, object context) =>
-        _inner.WriteAsync(sourceAddress, destinationAddress, numBytesToWrite, callback, context);
+    public void WriteAsync(IntPtr sourceAddress, ulong destinationAddress, uint numBytesToWrite, DeviceIOCompletionCallback callback, object context)
+    {
+        var bits = BitOperations.Log2((ulong)SegmentSize);
+        WriteAsync(sourceAddress, (int)(destinationAddress >> bits), destinationAddress & ((1UL << bits) - 1), numBytesToWrite, callback, context);
+    }
+
+    /// <summary>
+    /// When not 0, writes go to the device one at a time and in pieces of at most this many bytes (a multiple of the
+    /// sector size), in the order they were asked for: a store's 4 MiB page flushes, several at once, kept the disk
+    /// busy for tens of milliseconds in which the uplink log's write-through appends waited (and blocked as many
+    /// thread-pool workers). Its own writes then take longer; each completes as before, once all of it is written.
+    /// </summary>
+    internal uint WritePieceBytes { get; init; }
+
+    private readonly Queue<PacedWrite> _writes = new();
+    private bool _writing;
+
+    private void IssuePiece(PacedWrite write)
+    {
+        var length = Math.Min(WritePieceBytes, write.Length - write.Done);
+        _inner.WriteAsync(write.Source + (nint)write.Done, write.Segment, write.Destination + write.Done, length, PieceWritten, write);
+    }
+
+    private void PieceWritten(uint errorCode, uint numBytes, object context)
+    {
+        var write = (PacedWrite)context;
+        write.Done += numBytes;
+        if (errorCode == 0 && numBytes > 0 && write.Done < write.Length)
+        {
+            IssuePiece(write);
+            return;
+        }
+        write.Callback(errorCode, errorCode == 0 ? write.Length : write.Done, write.Context);
+        PacedWrite next;
+        lock (_writes)
+        {
+            _writes.Dequeue();
+            if (!_writes.TryPeek(out next!))
+            {
+                _writing = false;
+                return;
+            }
+        }
+        IssuePiece(next);
+    }
+
+    /// <summary>One write the device was asked for, and how much of it is on disk.</summary>
+    private sealed class PacedWrite(IntPtr source, int segment, ulong destination, uint length, DeviceIOCompletionCallback callback, object context)
+    {
+        public readonly IntPtr Source = source;
+        public readonly int Segment = segment;
+        public readonly ulong Destination = destination;
+        public readonly uint Length = length;
+        public readonly DeviceIOCompletionCallback Callback = callback;
+        public readonly object Context = context;
+        public uint Done;
+    }
 
     public void ReadAsync(ulong sourceAddress, IntPtr destinationAddress, uint readLength, DeviceIOCompletionCallback callback, object context) =>
         _inner.ReadAsync(sourceAddress, destinationAddress, readLength, callback, context);

@@ -52,7 +52,10 @@ internal sealed class StateStore : IDisposable
         Directory.CreateDirectory(directory);
         // Segments freed by compaction are shrunk step by step before they are deleted (see GentleTruncationDevice).
         _device = new GentleTruncationDevice(
-            Devices.CreateLogDevice(Path.Combine(directory, "hlog.log"), preallocateFile: false, deleteOnClose: false));
+            Devices.CreateLogDevice(Path.Combine(directory, "hlog.log"), preallocateFile: false, deleteOnClose: false))
+        {
+            WritePieceBytes = 256 << 10,
+        };
         _checkpoints = new DeviceLogCommitCheckpointManager(
             new LocalStorageNamedDeviceFactory(),
             new DefaultCheckpointNamingScheme(Path.Combine(directory, "checkpoints")),

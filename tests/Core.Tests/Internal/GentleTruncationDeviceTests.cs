@@ -11,13 +11,14 @@ public class GentleTruncationDeviceTests
 {
     private const int SegmentBits = 16; // 64 KiB segment files
 
-    private static (FasterLog Log, GentleTruncationDevice Device) Open(string dir, TimeSpan pause)
+    private static (FasterLog Log, GentleTruncationDevice Device) Open(string dir, TimeSpan pause, uint writePiece = 0)
     {
         var device = new GentleTruncationDevice(Devices.CreateLogDevice(Path.Combine(dir, "log"), preallocateFile: false,
             deleteOnClose: false, recoverDevice: true))
         {
             StepBytes = 16 << 10,
             StepPause = pause,
+            WritePieceBytes = writePiece,
         };
         var log = new FasterLog(new FasterLogSettings
         {
@@ -100,6 +101,31 @@ public class GentleTruncationDeviceTests
         {
             Assert.False(File.Exists(Segment(dir.Path, segment)), $"segment {segment} still on disk");
         }
+        log.Dispose();
+        device.Dispose();
+    }
+
+    [Fact]
+    public async Task PacedWrites_InSectorPieces_LandWhereTheLogPutThem()
+    {
+        using var dir = new TempDir();
+        var (log, device) = Open(dir.Path, TimeSpan.FromMilliseconds(1), writePiece: 512);
+        var first = await AppendAsync(log, 300); // page flushes of 4 KiB, each written as eight 512-byte pieces
+        var second = await AppendAsync(log, 300);
+        log.Dispose();
+        device.Dispose();
+
+        (log, device) = Open(dir.Path, TimeSpan.FromMilliseconds(1)); // read back without pacing
+        var read = new List<int>();
+        using (var scan = log.Scan(log.BeginAddress, log.CommittedUntilAddress))
+        {
+            while (scan.GetNext(out var entry, out _, out _))
+            {
+                read.Add(BitConverter.ToInt32(entry));
+            }
+        }
+        Assert.Equal(first.Count + second.Count, read.Count);
+        Assert.Equal(Enumerable.Range(0, 300).Concat(Enumerable.Range(0, 300)), read);
         log.Dispose();
         device.Dispose();
     }
