@@ -232,8 +232,8 @@ public sealed class AttributeService
         }
     }
 
-    /// <summary>The state keys the last whole <see cref="WriteState"/> wrote; null until one did. Commit loop only.</summary>
-    private List<string>? _stateKeys;
+    /// <summary>The keys of the last whole <see cref="WriteState"/>, retained by a checkpoint where nothing changed.</summary>
+    private readonly CheckpointKeys _stateKeys = new();
 
     /// <summary>
     /// Emits one record per attribute (key "A" + device + scope + name), each with its lastUpdateTs; when nothing
@@ -242,15 +242,10 @@ public sealed class AttributeService
     /// </summary>
     internal void WriteState(StateStore state, bool changed)
     {
-        if (!changed && _stateKeys is { } retained)
+        if (_stateKeys.RetainIfUnchanged(state, changed))
         {
-            foreach (var key in retained)
-            {
-                state.Retain(key);
-            }
             return;
         }
-        var keys = new List<string>(_stateKeys?.Count ?? 16);
         foreach (var (deviceId, attributes) in _devices)
         {
             foreach (var scope in (ReadOnlySpan<AttributeScope>)[AttributeScope.Client, AttributeScope.Server, AttributeScope.Shared])
@@ -263,13 +258,11 @@ public sealed class AttributeService
                     w.WriteVarUInt(1);
                     w.WriteInt64(value.LastUpdateTs);
                     w.WriteKv(value.Entry);
-                    var key = StateKeys.Attribute(deviceId, scope, value.Entry.Key);
-                    state.Write(key, ref w);
-                    keys.Add(key);
+                    _stateKeys.Write(state, StateKeys.Attribute(deviceId, scope, value.Entry.Key), ref w);
                 }
             }
         }
-        _stateKeys = keys;
+        _stateKeys.Done();
     }
 
     private sealed class DeviceAttributes

@@ -874,8 +874,8 @@ public sealed class EntityRegistry
         }
     }
 
-    /// <summary>The state keys the last whole <see cref="WriteState"/> wrote; null until one did. Commit loop only.</summary>
-    private List<string>? _stateKeys;
+    /// <summary>The keys of the last whole <see cref="WriteState"/>, retained by a checkpoint where nothing changed.</summary>
+    private readonly CheckpointKeys _stateKeys = new();
 
     /// <summary>
     /// Emits records that rebuild the registry (parents before children); when nothing that can change it was
@@ -883,44 +883,33 @@ public sealed class EntityRegistry
     /// </summary>
     internal void WriteState(StateStore state, bool changed)
     {
-        if (!changed && _stateKeys is { } retained)
+        if (_stateKeys.RetainIfUnchanged(state, changed))
         {
-            foreach (var key in retained)
-            {
-                state.Retain(key);
-            }
             return;
         }
-        var keys = new List<string>(_stateKeys?.Count ?? 16);
-        void Write(string key, ref RecordWriter w)
-        {
-            state.Write(key, ref w);
-            keys.Add(key);
-        }
-
         foreach (var t in _tenants.Values)
         {
             var w = new RecordWriter(RecordKind.Tenant);
             WriteTenant(ref w, t);
-            Write(StateKeys.Tenant(t.Id), ref w);
+            _stateKeys.Write(state, StateKeys.Tenant(t.Id), ref w);
         }
         foreach (var c in _customers.Values)
         {
             var w = new RecordWriter(RecordKind.Customer);
             WriteCustomer(ref w, c);
-            Write(StateKeys.Customer(c.Id), ref w);
+            _stateKeys.Write(state, StateKeys.Customer(c.Id), ref w);
         }
         foreach (var u in _users.Values)
         {
             var w = new RecordWriter(RecordKind.User);
             WriteUser(ref w, u);
-            Write(StateKeys.User(u.Id), ref w);
+            _stateKeys.Write(state, StateKeys.User(u.Id), ref w);
         }
         foreach (var d in _devices.Values)
         {
             var w = new RecordWriter(RecordKind.Device);
             WriteDevice(ref w, d, _tokensByDevice.GetValueOrDefault(d.Id));
-            Write(StateKeys.Device(d.Id), ref w);
+            _stateKeys.Write(state, StateKeys.Device(d.Id), ref w);
         }
         foreach (var c in _certificatesByDevice.Values)
         {
@@ -928,21 +917,21 @@ public sealed class EntityRegistry
             var w = new RecordWriter(RecordKind.X509Credentials);
             w.WriteGuid(c.DeviceId);
             w.WriteString(c.CredentialsValue!);
-            Write(StateKeys.X509Credentials(c.DeviceId), ref w);
+            _stateKeys.Write(state, StateKeys.X509Credentials(c.DeviceId), ref w);
         }
         foreach (var e in _edges.Values)
         {
             var w = new RecordWriter(RecordKind.Edge);
             WriteEdge(ref w, e);
-            Write(StateKeys.Edge(e.Id), ref w);
+            _stateKeys.Write(state, StateKeys.Edge(e.Id), ref w);
         }
         foreach (var p in _ota.Values)
         {
             var w = new RecordWriter(RecordKind.OtaPackage);
             WriteOta(ref w, p);
-            Write(StateKeys.OtaPackage(p.Id), ref w);
+            _stateKeys.Write(state, StateKeys.OtaPackage(p.Id), ref w);
         }
-        _stateKeys = keys;
+        _stateKeys.Done();
     }
 
     private static void WriteTenant(ref RecordWriter w, Tenant t)
