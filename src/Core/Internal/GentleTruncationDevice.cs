@@ -26,6 +26,7 @@ internal sealed class GentleTruncationDevice : IDevice
     private readonly Lock _gate = new();
     private Task _truncating = Task.CompletedTask;
     private int _removedUntil;
+    private int _failures;
     private readonly List<(int Segment, TaskCompletionSource Done)> _waiters = [];
 
     public GentleTruncationDevice(IDevice inner)
@@ -38,6 +39,9 @@ internal sealed class GentleTruncationDevice : IDevice
 
     /// <summary>Pause between two steps, so that the journal commits other writes in between.</summary>
     internal TimeSpan StepPause { get; init; } = TimeSpan.FromMilliseconds(10);
+
+    /// <summary>Segments that could not be shrunk (then deleted whole) or deleted (then left for the next truncation).</summary>
+    internal int Failures => Volatile.Read(ref _failures);
 
     /// <summary>Completes once every segment below <paramref name="segment"/> was removed through this device (tests).</summary>
     internal Task RemovedUntil(int segment)
@@ -195,18 +199,23 @@ internal sealed class GentleTruncationDevice : IDevice
     private async Task ShrinkThen(int from, int to, Action remove)
     {
         var stopping = _disposing.Token;
-        for (var segment = from; segment < to && !stopping.IsCancellationRequested; segment++)
+        try
         {
-            try
+            for (var segment = from; segment < to && !stopping.IsCancellationRequested; segment++)
             {
                 await ShrinkAsync($"{FileName}.{segment}", stopping);
             }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                // Not shrunk: the device deletes it whole below, as it would have without this wrapper.
-            }
         }
-        if (!stopping.IsCancellationRequested)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The rest is deleted whole below, as it would have been without this wrapper.
+            Interlocked.Increment(ref _failures);
+        }
+        if (stopping.IsCancellationRequested)
+        {
+            return;
+        }
+        try
         {
             remove();
             // The device deletes only files it has open; one left by an earlier process (stopped mid-truncation) is
@@ -215,8 +224,14 @@ internal sealed class GentleTruncationDevice : IDevice
             {
                 File.Delete($"{FileName}.{segment}");
             }
-            Removed(to);
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A segment that could not be deleted stays on disk below the begin address; the next truncation retries.
+            Interlocked.Increment(ref _failures);
+            return;
+        }
+        Removed(to);
     }
 
     private void Removed(int until)
@@ -273,14 +288,7 @@ internal sealed class GentleTruncationDevice : IDevice
         {
             truncating = _truncating;
         }
-        try
-        {
-            truncating.GetAwaiter().GetResult();
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            // A segment that could not be shrunk is left for the next truncation; the device closes regardless.
-        }
+        truncating.GetAwaiter().GetResult();
         _inner.Dispose();
         _disposing.Dispose();
     }

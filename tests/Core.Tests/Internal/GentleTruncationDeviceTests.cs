@@ -64,6 +64,7 @@ public class GentleTruncationDeviceTests
             Assert.False(File.Exists(Segment(dir.Path, segment)), $"segment {segment} still on disk");
         }
         Assert.True(File.Exists(Segment(dir.Path, 4)));
+        Assert.Equal(0, device.Failures);
         var read = new List<int>();
         using (var scan = log.Scan(log.BeginAddress, log.CommittedUntilAddress))
         {
