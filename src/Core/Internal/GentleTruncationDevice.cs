@@ -115,6 +115,9 @@ internal sealed class GentleTruncationDevice : IDevice
     /// </summary>
     internal uint WritePieceBytes { get; init; }
 
+    /// <summary>The error code a short paced write completes with (EIO).</summary>
+    internal const uint ShortWriteError = 5;
+
     private readonly Queue<PacedWrite> _writes = new();
     private bool _writing;
 
@@ -133,7 +136,10 @@ internal sealed class GentleTruncationDevice : IDevice
             IssuePiece(write);
             return;
         }
-        write.Callback(errorCode, errorCode == 0 ? write.Length : write.Done, write.Context);
+        // A piece that wrote nothing without an error would leave the write short: reported as an I/O error, never
+        // as done.
+        var error = errorCode != 0 ? errorCode : write.Done < write.Length ? ShortWriteError : 0u;
+        write.Callback(error, error == 0 ? write.Length : write.Done, write.Context);
         PacedWrite next;
         lock (_writes)
         {
