@@ -50,8 +50,9 @@ internal sealed class StateStore : IDisposable
     private StateStore(string directory, long segmentSize)
     {
         Directory.CreateDirectory(directory);
-        // Segments freed by compaction are shrunk step by step before they are deleted (see GentleTruncationDevice).
-        _device = new GentleTruncationDevice(
+        // Segments freed by compaction are shrunk step by step before they are deleted, and page flushes go to the
+        // disk one at a time in 256 KiB pieces, so the uplink log's appends do not queue behind them (GentleDevice).
+        _device = new GentleDevice(
             Devices.CreateLogDevice(Path.Combine(directory, "hlog.log"), preallocateFile: false, deleteOnClose: false))
         {
             WritePieceBytes = 256 << 10,

@@ -90,8 +90,8 @@ internal sealed class UplinkLog
         Directory.CreateDirectory(directory);
         var fastCommit = UseFastCommit(directory, options.FastCommitForNewLog);
         var commitManager = fastCommit ? new SparseCommitMetadata(NewCommitManager(directory), FastCommitMetadataEvery) : null;
-        // Truncated 1 GiB segments are shrunk step by step before they are deleted (see GentleTruncationDevice).
-        var device = new GentleTruncationDevice(Devices.CreateLogDevice(
+        // Truncated 1 GiB segments are shrunk step by step before they are deleted (see GentleDevice).
+        var device = new GentleDevice(Devices.CreateLogDevice(
             Path.Combine(directory, "uplink.log"),
             preallocateFile: false,
             deleteOnClose: false,

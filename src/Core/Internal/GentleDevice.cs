@@ -4,8 +4,10 @@ using FASTER.core;
 namespace Perf.Core.Internal;
 
 /// <summary>
-/// A FASTER <see cref="IDevice"/> that removes truncated log segments in the background, shrinking each file a
-/// step at a time before deleting it. Everything else goes to the wrapped device unchanged.
+/// A FASTER <see cref="IDevice"/> whose own heavy I/O gives way to the other writers on the same disk: truncated
+/// segments are shrunk a step at a time in the background before they are deleted, and, with
+/// <see cref="WritePieceBytes"/> set, its writes go to the disk one at a time in pieces. Everything else goes to the
+/// wrapped device unchanged.
 /// </summary>
 /// <remarks>
 /// <para>Why: on ext4 mounted with <c>discard</c> (this machine's root), freeing a file's blocks issues the
@@ -17,9 +19,10 @@ namespace Perf.Core.Internal;
 /// persists the new begin address; the state store after compaction moved what was live), and nothing reads
 /// below the begin address. A segment that is still on disk when the process stops is only a stale file: the
 /// device finds it at open (<c>recoverDevice</c>) and the next truncation removes it.</para>
-/// <para>Truncations run one at a time, in the order requested; the synchronous forms return at once.</para>
+/// <para>Truncations run one at a time, in the order requested; the synchronous forms return at once. Paced
+/// writes are for the state store, whose 4 MiB page flushes otherwise crowd out the uplink log's appends.</para>
 /// </remarks>
-internal sealed class GentleTruncationDevice : IDevice
+internal sealed class GentleDevice : IDevice
 {
     private readonly IDevice _inner;
     private readonly CancellationTokenSource _disposing = new();
@@ -28,8 +31,10 @@ internal sealed class GentleTruncationDevice : IDevice
     private int _removedUntil;
     private int _failures;
     private readonly List<(int Segment, TaskCompletionSource Done)> _waiters = [];
+    private readonly Queue<PacedWrite> _writes = new();
+    private bool _writing;
 
-    public GentleTruncationDevice(IDevice inner)
+    public GentleDevice(IDevice inner)
     {
         _inner = inner;
     }
@@ -39,6 +44,17 @@ internal sealed class GentleTruncationDevice : IDevice
 
     /// <summary>Pause between two steps, so that the journal commits other writes in between.</summary>
     internal TimeSpan StepPause { get; init; } = TimeSpan.FromMilliseconds(10);
+
+    /// <summary>
+    /// When not 0, writes go to the device one at a time and in pieces of at most this many bytes (a multiple of the
+    /// sector size), in the order they were asked for: a store's 4 MiB page flushes, several at once, kept the disk
+    /// busy for tens of milliseconds in which the uplink log's write-through appends waited (and blocked as many
+    /// thread-pool workers). Its own writes then take longer; each completes as before, once all of it is written.
+    /// </summary>
+    internal uint WritePieceBytes { get; init; }
+
+    /// <summary>The error code a short paced write completes with (EIO).</summary>
+    internal const uint ShortWriteError = 5;
 
     /// <summary>Segments that could not be shrunk (then deleted whole) or deleted (then left for the next truncation).</summary>
     internal int Failures => Volatile.Read(ref _failures);
@@ -106,20 +122,6 @@ internal sealed class GentleTruncationDevice : IDevice
         var bits = BitOperations.Log2((ulong)SegmentSize);
         WriteAsync(sourceAddress, (int)(destinationAddress >> bits), destinationAddress & ((1UL << bits) - 1), numBytesToWrite, callback, context);
     }
-
-    /// <summary>
-    /// When not 0, writes go to the device one at a time and in pieces of at most this many bytes (a multiple of the
-    /// sector size), in the order they were asked for: a store's 4 MiB page flushes, several at once, kept the disk
-    /// busy for tens of milliseconds in which the uplink log's write-through appends waited (and blocked as many
-    /// thread-pool workers). Its own writes then take longer; each completes as before, once all of it is written.
-    /// </summary>
-    internal uint WritePieceBytes { get; init; }
-
-    /// <summary>The error code a short paced write completes with (EIO).</summary>
-    internal const uint ShortWriteError = 5;
-
-    private readonly Queue<PacedWrite> _writes = new();
-    private bool _writing;
 
     private void IssuePiece(PacedWrite write)
     {

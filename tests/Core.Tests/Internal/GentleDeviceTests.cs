@@ -4,16 +4,16 @@ using Perf.Core.Internal;
 namespace Perf.Core.Tests.Internal;
 
 /// <summary>
-/// <see cref="GentleTruncationDevice"/> under a real FASTER log: truncated segments are shrunk and deleted in the
+/// <see cref="GentleDevice"/> under a real FASTER log: truncated segments are shrunk and deleted in the
 /// background, what lies after the begin address stays readable, and disposing stops a truncation in progress.
 /// </summary>
-public class GentleTruncationDeviceTests
+public class GentleDeviceTests
 {
     private const int SegmentBits = 16; // 64 KiB segment files
 
-    private static (FasterLog Log, GentleTruncationDevice Device) Open(string dir, TimeSpan pause, uint writePiece = 0)
+    private static (FasterLog Log, GentleDevice Device) Open(string dir, TimeSpan pause, uint writePiece = 0)
     {
-        var device = new GentleTruncationDevice(Devices.CreateLogDevice(Path.Combine(dir, "log"), preallocateFile: false,
+        var device = new GentleDevice(Devices.CreateLogDevice(Path.Combine(dir, "log"), preallocateFile: false,
             deleteOnClose: false, recoverDevice: true))
         {
             StepBytes = 16 << 10,
