@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Issue 12 target 5's floor on this machine: what a durable write costs while the row-5 load runs, with no server
+# of ours involved. load/'s bare-server (the Kestrel ceiling: parses the fixed header, answers PUBACK, stores
+# nothing) takes load/native/mqtt-publish.c's paced load (100 connections, window 32, 64 B, RATE msgs/s), and
+# load/native/disk-write.c times write-through writes of BLOCK bytes beside it, in the log's own mode (append,
+# O_SYNC) and in the fastest durable mode this disk has (direct: O_DIRECT|O_DSYNC over a preallocated, synced file).
+# Each is also run on the quiet machine first. A durable PUBACK waits for at least one such write after its
+# message arrived, so the write's tail under this load bounds row 5's p99 from below whatever the server does.
+# Usage: bash load/disk-floor.sh [out-dir]   (env: RATE=185000 DURATION=15 COUNT=4000 BLOCK=73728 BARE_PORT=23890
+#        ROUNDS=2; the file is written in DISK_DIR, default load/results, on the data disk)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-load/results/disk-floor-$(date -u +%Y%m%dT%H%M%SZ)}
+RATE=${RATE:-185000} DURATION=${DURATION:-15} COUNT=${COUNT:-4000} BLOCK=${BLOCK:-73728} ROUNDS=${ROUNDS:-2}
+BARE_PORT=${BARE_PORT:-23890} DISK_DIR=${DISK_DIR:-load/results}
+DURATION=${DURATION%s}
+mkdir -p "$OUT" "$DISK_DIR" load/bin
+command -v gcc >/dev/null || { echo "gcc missing: apt-get install -y gcc" >&2; exit 2; }
+dotnet build -c Release load -v q -nologo >/dev/null
+gcc -O2 -Wall -Wextra -o load/bin/mqtt-publish-native load/native/mqtt-publish.c
+gcc -O2 -Wall -Wextra -o load/bin/disk-write-native load/native/disk-write.c
+PUBLISH=load/bin/mqtt-publish-native DISK=load/bin/disk-write-native
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+if (exec 3<>"/dev/tcp/127.0.0.1/$BARE_PORT") 2>/dev/null; then echo "port $BARE_PORT is already in use" >&2; exit 1; fi
+dotnet load/bin/Release/net10.0/Perf.Load.dll bare-server --port "$BARE_PORT" >"$OUT/bare-server.log" 2>&1 & PIDS+=("$!")
+for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$BARE_PORT") 2>/dev/null && break; sleep 0.1; done
+
+disk() { "$DISK" "$DISK_DIR/disk-floor-$$.bin" "$COUNT" "$BLOCK" "$1"; }
+{
+  echo "== quiet machine ($(cut -d' ' -f1-3 /proc/loadavg))"
+  disk append; disk direct
+  # Warm-up at full speed, then the paced runs.
+  "$PUBLISH" 127.0.0.1 "$BARE_PORT" 100 32 64 3 0 load-token- >/dev/null
+  for r in $(seq "$ROUNDS"); do
+    for mode in none append direct; do
+      echo "== round $r: bare-server at $RATE msgs/s, beside it: $mode"
+      "$PUBLISH" 127.0.0.1 "$BARE_PORT" 100 32 64 "$DURATION" "$RATE" load-token- >"$OUT/publish-$r-$mode.txt" & pub=$!
+      if [ "$mode" != none ]; then sleep 1; disk "$mode"; fi
+      wait "$pub"
+      grep -E '^(acked msgs/s|PUBACK ms)' "$OUT/publish-$r-$mode.txt"
+    done
+  done
+} | tee "$OUT/summary.txt"
