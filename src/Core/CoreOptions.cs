@@ -11,7 +11,9 @@ namespace Perf.Core;
 /// With <see cref="FsyncOnCommit"/> (default) the log device is opened write-through (FASTER also asks for no
 /// buffering, which .NET ignores on Linux: the file is opened <c>O_SYNC</c>, so each write returns once it is
 /// on the disk), so a completed commit survives power loss as far as the disk honours write-through;
-/// without it the OS page cache is used, which survives a killed process (kill -9) but not a power cut.
+/// without it the log's writes go through the OS page cache (the log device's own handles, opened without
+/// write-through: FASTER's device would open them write-through either way), which survives a killed process
+/// (kill -9) but not a power cut.
 /// <para>What is where under <see cref="DataDir"/>:
 /// <c>log/</c> the uplink log (FasterLog), every acknowledged mutation since the last checkpoint;
 /// <c>kv/</c> the FasterKV state store of record (<c>kv/hlog.log*</c> hybrid log, <c>kv/checkpoints/</c>

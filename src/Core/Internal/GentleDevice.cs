@@ -1,5 +1,6 @@
 using System.Numerics;
 using FASTER.core;
+using Microsoft.Win32.SafeHandles;
 
 namespace Perf.Core.Internal;
 
@@ -7,7 +8,7 @@ namespace Perf.Core.Internal;
 /// A FASTER <see cref="IDevice"/> whose own heavy I/O gives way to the other writers on the same disk: truncated
 /// segments are shrunk a step at a time in the background before they are deleted, and, with
 /// <see cref="WritePieceBytes"/> set, its writes go to the disk one at a time in pieces. Everything else goes to the
-/// wrapped device unchanged.
+/// wrapped device unchanged, except that with <see cref="BufferedWrites"/> writes go through the page cache.
 /// </summary>
 /// <remarks>
 /// <para>Why: on ext4 mounted with <c>discard</c> (this machine's root), freeing a file's blocks issues the
@@ -33,6 +34,7 @@ internal sealed class GentleDevice : IDevice
     private readonly List<(int Segment, TaskCompletionSource Done)> _waiters = [];
     private readonly Queue<PacedWrite> _writes = new();
     private bool _writing;
+    private readonly Dictionary<int, SafeFileHandle> _bufferedHandles = [];
 
     public GentleDevice(IDevice inner)
     {
@@ -52,6 +54,14 @@ internal sealed class GentleDevice : IDevice
     /// thread-pool workers). Its own writes then take longer; each completes as before, once all of it is written.
     /// </summary>
     internal uint WritePieceBytes { get; init; }
+
+    /// <summary>
+    /// When true, writes go to the segment files through handles of this device's own, opened without write-through,
+    /// so each returns once it is in the page cache (it survives a killed process, not a power cut). FASTER's device
+    /// opens every write handle write-through (<c>O_SYNC</c> on Linux) whatever it is asked, so without this the log's
+    /// <c>FsyncOnCommit = false</c> would change nothing. Reads, truncation and everything else stay the device's.
+    /// </summary>
+    internal bool BufferedWrites { get; init; }
 
     /// <summary>The error code a short paced write completes with (EIO).</summary>
     internal const uint ShortWriteError = 5;
@@ -96,6 +106,12 @@ internal sealed class GentleDevice : IDevice
 
     public void WriteAsync(IntPtr sourceAddress, int segmentId, ulong destinationAddress, uint numBytesToWrite, DeviceIOCompletionCallback callback, object context)
     {
+        if (BufferedWrites)
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(static write => write.Device!.WriteBuffered(write),
+                new PacedWrite(sourceAddress, segmentId, destinationAddress, numBytesToWrite, callback, context) { Device = this }, preferLocal: false);
+            return;
+        }
         if (WritePieceBytes == 0)
         {
             _inner.WriteAsync(sourceAddress, segmentId, destinationAddress, numBytesToWrite, callback, context);
@@ -155,9 +171,52 @@ internal sealed class GentleDevice : IDevice
         IssuePiece(next);
     }
 
+    private unsafe void WriteBuffered(PacedWrite write)
+    {
+        uint error = 0;
+        try
+        {
+            RandomAccess.Write(BufferedHandle(write.Segment), new ReadOnlySpan<byte>((void*)write.Source, (int)write.Length), (long)write.Destination);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ObjectDisposedException)
+        {
+            // FASTER fails the flush, and the commit waiting for it, on a non-zero code.
+            error = ShortWriteError;
+            Interlocked.Increment(ref _failures);
+        }
+        write.Callback(error, error == 0 ? write.Length : 0, write.Context);
+    }
+
+    private SafeFileHandle BufferedHandle(int segment)
+    {
+        lock (_bufferedHandles)
+        {
+            if (!_bufferedHandles.TryGetValue(segment, out var handle))
+            {
+                handle = File.OpenHandle($"{FileName}.{segment}", FileMode.OpenOrCreate, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete);
+                _bufferedHandles[segment] = handle;
+            }
+            return handle;
+        }
+    }
+
+    /// <summary>Closes this device's write handles of the segments below <paramref name="until"/> (all with int.MaxValue).</summary>
+    private void CloseBufferedHandles(int until)
+    {
+        lock (_bufferedHandles)
+        {
+            foreach (var segment in _bufferedHandles.Keys.Where(s => s < until).ToList())
+            {
+                _bufferedHandles.Remove(segment, out var handle);
+                handle!.Dispose();
+            }
+        }
+    }
+
     /// <summary>One write the device was asked for, and how much of it is on disk.</summary>
     private sealed class PacedWrite(IntPtr source, int segment, ulong destination, uint length, DeviceIOCompletionCallback callback, object context)
     {
+        public GentleDevice? Device;
         public readonly IntPtr Source = source;
         public readonly int Segment = segment;
         public readonly ulong Destination = destination;
@@ -225,6 +284,7 @@ internal sealed class GentleDevice : IDevice
         }
         try
         {
+            CloseBufferedHandles(to);
             remove();
             // The device deletes only files it has open; one left by an earlier process (stopped mid-truncation) is
             // deleted here. Deleting a missing file is not an error.
@@ -253,7 +313,7 @@ internal sealed class GentleDevice : IDevice
 
     private async Task ShrinkAsync(string path, CancellationToken stopping)
     {
-        Microsoft.Win32.SafeHandles.SafeFileHandle handle;
+        SafeFileHandle handle;
         try
         {
             handle = File.OpenHandle(path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete);
@@ -297,6 +357,7 @@ internal sealed class GentleDevice : IDevice
             truncating = _truncating;
         }
         truncating.GetAwaiter().GetResult();
+        CloseBufferedHandles(int.MaxValue);
         _inner.Dispose();
         _disposing.Dispose();
     }

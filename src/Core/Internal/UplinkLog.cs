@@ -91,12 +91,16 @@ internal sealed class UplinkLog
         var fastCommit = UseFastCommit(directory, options.FastCommitForNewLog);
         var commitManager = fastCommit ? new SparseCommitMetadata(NewCommitManager(directory), FastCommitMetadataEvery) : null;
         // Truncated 1 GiB segments are shrunk step by step before they are deleted (see GentleDevice).
+        // Without FsyncOnCommit its writes go through the page cache (see GentleDevice.BufferedWrites).
         var device = new GentleDevice(Devices.CreateLogDevice(
             Path.Combine(directory, "uplink.log"),
             preallocateFile: false,
             deleteOnClose: false,
             recoverDevice: true,
-            disableFileBuffering: options.FsyncOnCommit));
+            disableFileBuffering: options.FsyncOnCommit))
+        {
+            BufferedWrites = !options.FsyncOnCommit,
+        };
         var settings = new FasterLogSettings
         {
             LogDevice = device,

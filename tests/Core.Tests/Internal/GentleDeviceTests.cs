@@ -11,7 +11,7 @@ public class GentleDeviceTests
 {
     private const int SegmentBits = 16; // 64 KiB segment files
 
-    private static (FasterLog Log, GentleDevice Device) Open(string dir, TimeSpan pause, uint writePiece = 0)
+    private static (FasterLog Log, GentleDevice Device) Open(string dir, TimeSpan pause, uint writePiece = 0, bool buffered = false)
     {
         var device = new GentleDevice(Devices.CreateLogDevice(Path.Combine(dir, "log"), preallocateFile: false,
             deleteOnClose: false, recoverDevice: true))
@@ -19,6 +19,7 @@ public class GentleDeviceTests
             StepBytes = 16 << 10,
             StepPause = pause,
             WritePieceBytes = writePiece,
+            BufferedWrites = buffered,
         };
         var log = new FasterLog(new FasterLogSettings
         {
@@ -127,6 +128,60 @@ public class GentleDeviceTests
         }
         Assert.Equal(first.Count + second.Count, read.Count);
         Assert.Equal(Enumerable.Range(0, 300).Concat(Enumerable.Range(0, 300)), read);
+        log.Dispose();
+        device.Dispose();
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task BufferedWrites_OpenTheSegmentWithoutSync_AndTheLogReadsBackAfterReopen(bool buffered)
+    {
+        using var dir = new TempDir();
+        var (log, device) = Open(dir.Path, TimeSpan.FromMilliseconds(1), buffered: buffered);
+        var first = await AppendAsync(log, 200);
+
+        // The flags of every descriptor this process holds on segment 0 (octal, /proc/self/fdinfo).
+        var segment = Path.GetFullPath(Segment(dir.Path, 0));
+        var writers = new List<int>();
+        foreach (var fd in Directory.GetFiles("/proc/self/fd"))
+        {
+            if (new FileInfo(fd).LinkTarget == segment)
+            {
+                var flags = File.ReadLines($"/proc/self/fdinfo/{Path.GetFileName(fd)}").First(l => l.StartsWith("flags:", StringComparison.Ordinal));
+                var value = Convert.ToInt32(flags["flags:".Length..].Trim(), 8);
+                if ((value & 3) != 0) // O_WRONLY or O_RDWR
+                {
+                    writers.Add(value);
+                }
+            }
+        }
+        const int OSync = 0x101000; // O_SYNC (includes O_DSYNC's bit)
+        Assert.NotEmpty(writers);
+        if (buffered)
+        {
+            Assert.All(writers, flags => Assert.Equal(0, flags & OSync));
+        }
+        else
+        {
+            Assert.Contains(writers, flags => (flags & OSync) == OSync);
+        }
+
+        var second = await AppendAsync(log, 200);
+        log.Dispose();
+        device.Dispose();
+        (log, device) = Open(dir.Path, TimeSpan.FromMilliseconds(1));
+        var read = new List<int>();
+        using (var scan = log.Scan(log.BeginAddress, log.CommittedUntilAddress))
+        {
+            while (scan.GetNext(out var entry, out _, out _))
+            {
+                read.Add(BitConverter.ToInt32(entry));
+            }
+        }
+        Assert.Equal(Enumerable.Range(0, 200).Concat(Enumerable.Range(0, 200)), read);
+        Assert.Equal(first.Count + second.Count, read.Count);
+        Assert.Equal(0, device.Failures);
         log.Dispose();
         device.Dispose();
     }
