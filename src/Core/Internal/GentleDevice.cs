@@ -63,8 +63,8 @@ internal sealed class GentleDevice : IDevice
     /// </summary>
     internal bool BufferedWrites { get; init; }
 
-    /// <summary>The error code a short paced write completes with (EIO).</summary>
-    internal const uint ShortWriteError = 5;
+    /// <summary>The error code (EIO) a short paced write, or a buffered write that failed, completes with.</summary>
+    internal const uint IoError = 5;
 
     /// <summary>Segments that could not be shrunk (then deleted whole) or deleted (then left for the next truncation).</summary>
     internal int Failures => Volatile.Read(ref _failures);
@@ -108,8 +108,8 @@ internal sealed class GentleDevice : IDevice
     {
         if (BufferedWrites)
         {
-            ThreadPool.UnsafeQueueUserWorkItem(static write => write.Device!.WriteBuffered(write),
-                new PacedWrite(sourceAddress, segmentId, destinationAddress, numBytesToWrite, callback, context) { Device = this }, preferLocal: false);
+            ThreadPool.UnsafeQueueUserWorkItem(static state => state.Device.WriteBuffered(state.Write),
+                (Device: this, Write: new PacedWrite(sourceAddress, segmentId, destinationAddress, numBytesToWrite, callback, context)), preferLocal: false);
             return;
         }
         if (WritePieceBytes == 0)
@@ -156,7 +156,7 @@ internal sealed class GentleDevice : IDevice
         }
         // A piece that wrote nothing without an error would leave the write short: reported as an I/O error, never
         // as done.
-        var error = errorCode != 0 ? errorCode : write.Done < write.Length ? ShortWriteError : 0u;
+        var error = errorCode != 0 ? errorCode : write.Done < write.Length ? IoError : 0u;
         write.Callback(error, error == 0 ? write.Length : write.Done, write.Context);
         PacedWrite next;
         lock (_writes)
@@ -181,7 +181,7 @@ internal sealed class GentleDevice : IDevice
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ObjectDisposedException)
         {
             // FASTER fails the flush, and the commit waiting for it, on a non-zero code.
-            error = ShortWriteError;
+            error = IoError;
             Interlocked.Increment(ref _failures);
         }
         write.Callback(error, error == 0 ? write.Length : 0, write.Context);
@@ -213,10 +213,9 @@ internal sealed class GentleDevice : IDevice
         }
     }
 
-    /// <summary>One write the device was asked for, and how much of it is on disk.</summary>
+    /// <summary>One write the device was asked for, and how much of it is on disk (paced writes).</summary>
     private sealed class PacedWrite(IntPtr source, int segment, ulong destination, uint length, DeviceIOCompletionCallback callback, object context)
     {
-        public GentleDevice? Device;
         public readonly IntPtr Source = source;
         public readonly int Segment = segment;
         public readonly ulong Destination = destination;
