@@ -37,6 +37,15 @@ public sealed class CoreOptions
     public bool FsyncOnCommit { get; set; } = true;
 
     /// <summary>
+    /// After a failed write of the uplink log (a full or failing disk), uplinks are refused and the log is opened
+    /// again at most this often, on the next uplink, until it works. Default 1 s.
+    /// </summary>
+    public TimeSpan LogReopenInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Test seam: wraps the uplink log's device (a device that fails its writes on demand).</summary>
+    internal Func<FASTER.core.IDevice, FASTER.core.IDevice>? WrapLogDevice { get; set; }
+
+    /// <summary>
     /// A new uplink log is written with fast commits (the commit record goes into the log with the records
     /// it covers, per-entry checksums); a log written before them keeps its format. False creates a new log
     /// in that older format: the seam that lets tests build one.

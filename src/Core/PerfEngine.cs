@@ -116,6 +116,12 @@ public sealed class PerfEngine : IAsyncDisposable
     /// <summary>True once recovery finished and the commit loop runs; false after disposal.</summary>
     public bool IsReady { get; private set; }
 
+    /// <summary>
+    /// Why uplinks are refused, while the uplink log recovers from a failed write (a full or failing disk); null when
+    /// it works. The log is opened again on the next uplink at most every <see cref="CoreOptions.LogReopenInterval"/>.
+    /// </summary>
+    public string? StorageFailure => _log.Failure?.Message;
+
     public static async Task<PerfEngine> OpenAsync(CoreOptions options, ILoggerFactory loggerFactory, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(options);

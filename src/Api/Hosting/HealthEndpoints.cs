@@ -2,13 +2,16 @@ namespace Perf.Api.Hosting;
 
 internal static class HealthEndpoints
 {
-    /// <summary><c>/health</c>: the process is alive. <c>/ready</c>: every door bound and storage open. <c>/health/runtime</c>: GC counters and pause time.</summary>
+    /// <summary><c>/health</c>: the process is alive. <c>/ready</c>: every door bound and storage open and writable. <c>/health/runtime</c>: GC counters and pause time.</summary>
     public static void MapHealthEndpoints(this WebApplication app)
     {
         app.MapGet("/health", () => Results.Json(new { status = "UP" }));
-        app.MapGet("/ready", (BoundEndpoints endpoints, Perf.Core.PerfEngine engine) => endpoints.AllBound && engine.IsReady
-            ? Results.Json(new { status = "READY" })
-            : Results.Json(new { status = "STARTING" }, statusCode: StatusCodes.Status503ServiceUnavailable));
+        app.MapGet("/ready", (BoundEndpoints endpoints, Perf.Core.PerfEngine engine) =>
+            !(endpoints.AllBound && engine.IsReady) ? Results.Json(new { status = "STARTING" }, statusCode: StatusCodes.Status503ServiceUnavailable)
+            : engine.StorageFailure is { } failure
+                // The uplink log failed a write (a full or failing disk): uplinks are refused until it is reopened.
+                ? Results.Json(new { status = "STORAGE_UNAVAILABLE", error = failure }, statusCode: StatusCodes.Status503ServiceUnavailable)
+                : Results.Json(new { status = "READY" }));
 
         // Issue 12's allocation figure: read before and after a load run, divide the difference by the
         // messages acknowledged in between (the runtime's own counter, no dotnet-counters needed).

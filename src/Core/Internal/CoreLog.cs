@@ -30,4 +30,10 @@ internal static partial class CoreLog
 
     [LoggerMessage(9, LogLevel.Error, "The checkpoint at shutdown failed; closing without it: the uplink log is kept whole and replayed at the next start")]
     public static partial void ShutdownCheckpointFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(10, LogLevel.Information, "Uplink log in {Directory} reopened after a failed write ({Cause}): it resumes at its last commit, address {CommittedUntil}; the failed batches were never acknowledged")]
+    public static partial void UplinkLogReopened(ILogger logger, string directory, string cause, long committedUntil);
+
+    [LoggerMessage(11, LogLevel.Error, "Uplink log in {Directory} could not be reopened after a failed write; uplinks are refused until it is (next try in {RetryMs} ms)")]
+    public static partial void UplinkLogReopenFailed(ILogger logger, string directory, long retryMs, Exception exception);
 }

@@ -58,7 +58,9 @@ internal sealed class PendingRecord<T>(Func<T> apply) : PendingRecord
 /// </summary>
 internal sealed class UplinkLog
 {
-    private readonly FasterLog _log;
+    private FasterLog _log;
+    private readonly FasterLogSettings _settings;
+    private readonly string _directory;
     private readonly IDevice _device;
     private readonly ILogCommitManager? _commitManager;
     private readonly Channel<PendingRecord> _queue =
@@ -73,12 +75,23 @@ internal sealed class UplinkLog
     private Task? _loop;
     private ulong _appliedKinds;
 
+    // After a failed commit FASTER refuses every later one until the log is opened again (see RecoverAsync).
+    private readonly Lock _logGate = new();
+    private bool _logOpen = true;
+    private long _truncateTo;
+    private volatile Exception? _failure;
+    private long _lastReopenAttempt;
+    private int _inFlight;
+    private TaskCompletionSource? _drained;
+
     /// <summary>Group commits issued and not yet applied at most (beyond it the issuing loop waits).</summary>
     internal const int MaxCommitsInFlight = 4;
 
-    private UplinkLog(FasterLog log, IDevice device, ILogCommitManager? commitManager, int commitIntervalMs, ILogger logger)
+    private UplinkLog(FasterLog log, FasterLogSettings settings, string directory, IDevice device, ILogCommitManager? commitManager, int commitIntervalMs, ILogger logger)
     {
         _log = log;
+        _settings = settings;
+        _directory = directory;
         _device = device;
         _commitManager = commitManager;
         _interval = TimeSpan.FromMilliseconds(Math.Max(0, commitIntervalMs));
@@ -92,7 +105,7 @@ internal sealed class UplinkLog
         var commitManager = fastCommit ? new SparseCommitMetadata(NewCommitManager(directory), FastCommitMetadataEvery) : null;
         // Truncated 1 GiB segments are shrunk step by step before they are deleted (see GentleDevice).
         // Without FsyncOnCommit its writes go through the page cache (see GentleDevice.BufferedWrites).
-        var device = new GentleDevice(Devices.CreateLogDevice(
+        IDevice device = new GentleDevice(Devices.CreateLogDevice(
             Path.Combine(directory, "uplink.log"),
             preallocateFile: false,
             deleteOnClose: false,
@@ -101,6 +114,7 @@ internal sealed class UplinkLog
         {
             BufferedWrites = !options.FsyncOnCommit,
         };
+        device = options.WrapLogDevice?.Invoke(device) ?? device;
         var settings = new FasterLogSettings
         {
             LogDevice = device,
@@ -120,7 +134,10 @@ internal sealed class UplinkLog
             LogCommitManager = commitManager,
         };
         var log = await FasterLog.CreateAsync(settings, ct);
-        return new UplinkLog(log, device, commitManager, options.CommitIntervalMs, logger);
+        return new UplinkLog(log, settings, directory, device, commitManager, options.CommitIntervalMs, logger)
+        {
+            ReopenInterval = options.LogReopenInterval,
+        };
     }
 
     /// <summary>In fast-commit mode the commit metadata file is written once per this many commits (and at every truncation).</summary>
@@ -157,8 +174,20 @@ internal sealed class UplinkLog
 
     public long BeginAddress => _log.BeginAddress;
 
-    /// <summary>Tail of the log: committed once the loop has stopped (while it runs, it may include commits in flight).</summary>
-    public long TailAddress => _log.TailAddress;
+    /// <summary>
+    /// The failed write the log is recovering from, or null while it works: from a failed commit until the log is
+    /// opened again (<see cref="RecoverAsync"/>), every uplink is refused.
+    /// </summary>
+    public Exception? Failure => _failure;
+
+    /// <summary>Least time between two attempts to open the log again after a failed write.</summary>
+    internal TimeSpan ReopenInterval { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// Tail of the log: committed once the loop has stopped (while it runs, it may include commits in flight). After
+    /// a failed write not yet recovered from, the last successful commit: memory holds nothing beyond it.
+    /// </summary>
+    public long TailAddress => _failure is null ? _log.TailAddress : _log.CommittedUntilAddress;
 
     /// <summary>Reads every committed record from <paramref name="from"/> to the committed tail.</summary>
     public long Replay(long from, RecordSink sink)
@@ -292,6 +321,14 @@ internal sealed class UplinkLog
                     batch.Records.Add(pending);
                 }
 
+                if (_failure is { } failure && !await RecoverAsync(crash))
+                {
+                    Refuse(batch, failure);
+                    batch = null;
+                    lastCommit = Stopwatch.GetTimestamp();
+                    continue;
+                }
+
                 var any = false;
                 foreach (var pending in batch.Records)
                 {
@@ -308,6 +345,7 @@ internal sealed class UplinkLog
                 batch.Tail = _log.TailAddress;
                 batch.Issued = lastCommit;
                 batch.Commit = any ? _log.CommitAsync(crash).AsTask() : Task.CompletedTask;
+                Interlocked.Increment(ref _inFlight);
                 await writer.WriteAsync(batch, crash);
                 batch = null;
             }
@@ -346,9 +384,11 @@ internal sealed class UplinkLog
                     catch (Exception e) when (e is not OperationCanceledException)
                     {
                         CoreLog.CommitFailed(_logger, e);
+                        _failure ??= e;
                         batch.FailAll(e);
                         ReturnBatch(batch);
                         batch = null;
+                        Applied();
                         continue;
                     }
 
@@ -375,6 +415,7 @@ internal sealed class UplinkLog
                             CoreLog.MaintenanceFailed(_logger, e);
                         }
                     }
+                    Applied();
                 }
             }
         }
@@ -386,6 +427,90 @@ internal sealed class UplinkLog
             {
                 left.FailAll(dropped);
             }
+        }
+    }
+
+    /// <summary>A batch taken off the applying loop (applied or failed): wakes a recovery waiting for none in flight.</summary>
+    private void Applied()
+    {
+        if (Interlocked.Decrement(ref _inFlight) == 0)
+        {
+            Interlocked.Exchange(ref _drained, null)?.TrySetResult();
+        }
+    }
+
+    /// <summary>Fails a batch that was never written (its records' buffers go back to their owners).</summary>
+    private void Refuse(CommitBatch batch, Exception failure)
+    {
+        var refused = new IOException($"The uplink log in {_directory} is unavailable after a failed write ({failure.Message}); it is reopened at most every {ReopenInterval.TotalMilliseconds:0} ms.", failure);
+        foreach (var pending in batch.Records)
+        {
+            if (pending.Buffer is { } buffer)
+            {
+                pending.Buffer = null;
+                pending.ReleaseBuffer(buffer);
+            }
+        }
+        batch.FailAll(refused);
+        ReturnBatch(batch);
+    }
+
+    /// <summary>
+    /// Opens the log again after a failed commit. FASTER keeps a failed flush as a permanent error (every later
+    /// commit fails with it, even once the disk has room again), so the issuing loop waits until no commit is in
+    /// flight (all of them failed or applied), disposes the log without committing and opens it from its files: it
+    /// resumes at its last successful commit, and the failed records after it, none of them acknowledged or applied,
+    /// are written over. At most once per <see cref="ReopenInterval"/>; false while it cannot be opened.
+    /// A later commit that FASTER failed only because an earlier one had, while its own write landed, can be found
+    /// again by the reopen (and by a restart, without this). Its records were refused to their writers and never applied:
+    /// a restart before the next checkpoint replays them, as if retried (at-least-once delivery allows it), and that
+    /// checkpoint drops them otherwise. Nothing acknowledged is lost either way.
+    /// </summary>
+    private async Task<bool> RecoverAsync(CancellationToken crash)
+    {
+        if (Stopwatch.GetElapsedTime(_lastReopenAttempt) < ReopenInterval)
+        {
+            return false;
+        }
+        while (Volatile.Read(ref _inFlight) > 0)
+        {
+            var drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            Volatile.Write(ref _drained, drained);
+            if (Volatile.Read(ref _inFlight) == 0)
+            {
+                break;
+            }
+            await drained.Task.WaitAsync(crash);
+        }
+        _lastReopenAttempt = Stopwatch.GetTimestamp();
+        var failure = _failure!;
+        try
+        {
+            FasterLog? old;
+            lock (_logGate)
+            {
+                old = _logOpen ? _log : null;
+                _logOpen = false;
+            }
+            old?.Dispose();
+            var log = await FasterLog.CreateAsync(_settings, crash);
+            lock (_logGate)
+            {
+                _log = log;
+                _logOpen = true;
+                if (_truncateTo > log.BeginAddress)
+                {
+                    log.TruncateUntil(_truncateTo);
+                }
+            }
+            _failure = null;
+            CoreLog.UplinkLogReopened(_logger, _directory, failure.Message, log.CommittedUntilAddress);
+            return true;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            CoreLog.UplinkLogReopenFailed(_logger, _directory, (long)ReopenInterval.TotalMilliseconds, e);
+            return false;
         }
     }
 
@@ -430,7 +555,18 @@ internal sealed class UplinkLog
     }
 
     /// <summary>Marks everything before <paramref name="address"/> as reclaimable (persisted by the next commit).</summary>
-    public void TruncateUntil(long address) => _log.TruncateUntil(address);
+    public void TruncateUntil(long address)
+    {
+        lock (_logGate)
+        {
+            // Kept for a log opened again after a failed write (the addresses go on).
+            _truncateTo = Math.Max(_truncateTo, address);
+            if (_logOpen)
+            {
+                _log.TruncateUntil(address);
+            }
+        }
+    }
 
     /// <summary>Graceful stop: no new records, drain and commit the queue.</summary>
     public async Task StopAsync()
@@ -447,14 +583,19 @@ internal sealed class UplinkLog
     {
         try
         {
-            if (_log.TailAddress > _log.CommittedUntilAddress || _log.BeginAddress > _log.CommittedBeginAddress)
+            // A log that failed a write refuses every commit until it is opened again: nothing to persist here.
+            if (_logOpen && _failure is null
+                && (_log.TailAddress > _log.CommittedUntilAddress || _log.BeginAddress > _log.CommittedBeginAddress))
             {
                 await _log.CommitAsync();
             }
         }
         finally
         {
-            _log.Dispose();
+            if (_logOpen)
+            {
+                _log.Dispose();
+            }
             _device.Dispose();
             _commitManager?.Dispose();
         }
