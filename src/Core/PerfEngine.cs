@@ -122,6 +122,9 @@ public sealed class PerfEngine : IAsyncDisposable
     /// </summary>
     public string? StorageFailure => _log.Failure?.Message;
 
+    /// <summary>Root of the persistent state (<see cref="CoreOptions.DataDir"/>).</summary>
+    public string DataDir => _options.DataDir;
+
     public static async Task<PerfEngine> OpenAsync(CoreOptions options, ILoggerFactory loggerFactory, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(options);

@@ -20,6 +20,12 @@ public sealed partial class MetricsTests(HostFixture fixture)
         Assert.Contains("# TYPE perf_host_process_working_set gauge", text, StringComparison.Ordinal);
         Assert.True(Sum(text, "perf_host_process_allocated") > 0, text);
         Assert.True(Sum(text, "perf_host_process_gc_collections") >= 0);
+        // The data directory's file system: free bytes as the OS reports them for it, and the log writable.
+        Assert.Contains("# TYPE perf_host_data_dir_free gauge", text, StringComparison.Ordinal);
+        var free = Sum(text, "perf_host_data_dir_free");
+        var actual = new DriveInfo(fixture.DataDir).AvailableFreeSpace;
+        Assert.True(free > 0 && Math.Abs(free - actual) < 1024.0 * 1024 * 1024, $"{free} against {actual}");
+        Assert.Equal(1, Sum(text, "perf_host_storage_available"));
 
         // Kestrel's meter: open connections (this request's among them) but not its queue levels (README).
         Assert.True(Sum(text, "microsoft_aspnetcore_server_kestrel_kestrel_active_connections") >= 1, text);

@@ -29,6 +29,12 @@ internal sealed class HostMetrics
             description: "Downlinks queued for an edge and not yet acknowledged, by edge");
         meter.CreateObservableGauge("edge.connected", () => ObserveEdgesConnected(engine, edges),
             description: "Edges with a live gRPC stream");
+        // A full disk refuses every uplink until there is room again, and a nearly full one stalled PUBACKs for
+        // up to 2 s here (docs/PERFORMANCE.md, "Session of 2026-11-24"): worth an alert well before either.
+        meter.CreateObservableGauge("data_dir.free", () => new DriveInfo(Path.GetFullPath(engine.DataDir)).AvailableFreeSpace, unit: "By",
+            description: "Bytes available to this process on the file system of DATA_DIR (uplink log, state store)");
+        meter.CreateObservableGauge("storage.available", () => engine.StorageFailure is null ? 1 : 0,
+            description: "1 while the uplink log accepts writes, 0 while it recovers from a failed write (uplinks refused)");
     }
 
     private static IEnumerable<Measurement<long>> ObserveCollections()
