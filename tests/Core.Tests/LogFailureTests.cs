@@ -1,4 +1,5 @@
 using FASTER.core;
+using Perf.Core.Internal;
 using Perf.Core.Telemetry;
 
 namespace Perf.Core.Tests;
@@ -57,63 +58,18 @@ public sealed class LogFailureTests
         await engine.DeviceApi.PostTelemetryAsync(device, Engines.Json($"{{\"ts\":{1000 + i},\"values\":{{\"v\":{i}}}}}"));
 
     /// <summary>Forwards to the log's device; while <see cref="Failing"/>, completes every write with EIO and writes nothing.</summary>
-    private sealed class FailingDevice(IDevice inner) : IDevice
+    private sealed class FailingDevice(IDevice inner) : ForwardingDevice(inner)
     {
         public volatile bool Failing;
 
-        public uint SectorSize => inner.SectorSize;
-        public string FileName => inner.FileName;
-        public long Capacity => inner.Capacity;
-        public long SegmentSize => inner.SegmentSize;
-        public int StartSegment => inner.StartSegment;
-        public int EndSegment => inner.EndSegment;
-
-        public int ThrottleLimit
-        {
-            get => inner.ThrottleLimit;
-            set => inner.ThrottleLimit = value;
-        }
-
-        public void Initialize(long segmentSize, LightEpoch? epoch = null, bool omitSegmentIdFromFilename = false) =>
-            inner.Initialize(segmentSize, epoch, omitSegmentIdFromFilename);
-
-        public bool TryComplete() => inner.TryComplete();
-        public bool Throttle() => inner.Throttle();
-
-        public void WriteAsync(IntPtr sourceAddress, int segmentId, ulong destinationAddress, uint numBytesToWrite, DeviceIOCompletionCallback callback, object context)
+        public override void WriteAsync(IntPtr sourceAddress, int segmentId, ulong destinationAddress, uint numBytesToWrite, DeviceIOCompletionCallback callback, object context)
         {
             if (Failing)
             {
-                ThreadPool.UnsafeQueueUserWorkItem(_ => callback(5, 0, context), null);
+                ThreadPool.UnsafeQueueUserWorkItem(_ => callback(GentleDevice.IoError, 0, context), null);
                 return;
             }
-            inner.WriteAsync(sourceAddress, segmentId, destinationAddress, numBytesToWrite, callback, context);
+            base.WriteAsync(sourceAddress, segmentId, destinationAddress, numBytesToWrite, callback, context);
         }
-
-        public void WriteAsync(IntPtr sourceAddress, ulong destinationAddress, uint numBytesToWrite, DeviceIOCompletionCallback callback, object context)
-        {
-            if (Failing)
-            {
-                ThreadPool.UnsafeQueueUserWorkItem(_ => callback(5, 0, context), null);
-                return;
-            }
-            inner.WriteAsync(sourceAddress, destinationAddress, numBytesToWrite, callback, context);
-        }
-
-        public void ReadAsync(int segmentId, ulong sourceAddress, IntPtr destinationAddress, uint readLength, DeviceIOCompletionCallback callback, object context) =>
-            inner.ReadAsync(segmentId, sourceAddress, destinationAddress, readLength, callback, context);
-
-        public void ReadAsync(ulong sourceAddress, IntPtr destinationAddress, uint readLength, DeviceIOCompletionCallback callback, object context) =>
-            inner.ReadAsync(sourceAddress, destinationAddress, readLength, callback, context);
-
-        public long GetFileSize(int segment) => inner.GetFileSize(segment);
-        public void Reset() => inner.Reset();
-        public void TruncateUntilAddressAsync(long toAddress, AsyncCallback callback, IAsyncResult result) => inner.TruncateUntilAddressAsync(toAddress, callback, result);
-        public void TruncateUntilAddress(long toAddress) => inner.TruncateUntilAddress(toAddress);
-        public void TruncateUntilSegmentAsync(int toSegment, AsyncCallback callback, IAsyncResult result) => inner.TruncateUntilSegmentAsync(toSegment, callback, result);
-        public void TruncateUntilSegment(int toSegment) => inner.TruncateUntilSegment(toSegment);
-        public void RemoveSegmentAsync(int segment, AsyncCallback callback, IAsyncResult result) => inner.RemoveSegmentAsync(segment, callback, result);
-        public void RemoveSegment(int segment) => inner.RemoveSegment(segment);
-        public void Dispose() => inner.Dispose();
     }
 }

@@ -1,4 +1,3 @@
-using System.Numerics;
 using FASTER.core;
 using Microsoft.Win32.SafeHandles;
 
@@ -23,9 +22,8 @@ namespace Perf.Core.Internal;
 /// <para>Truncations run one at a time, in the order requested; the synchronous forms return at once. Paced
 /// writes are for the state store, whose 4 MiB page flushes otherwise crowd out the uplink log's appends.</para>
 /// </remarks>
-internal sealed class GentleDevice : IDevice
+internal sealed class GentleDevice(IDevice inner) : ForwardingDevice(inner)
 {
-    private readonly IDevice _inner;
     private readonly CancellationTokenSource _disposing = new();
     private readonly Lock _gate = new();
     private Task _truncating = Task.CompletedTask;
@@ -35,11 +33,6 @@ internal sealed class GentleDevice : IDevice
     private readonly Queue<PacedWrite> _writes = new();
     private bool _writing;
     private readonly Dictionary<int, SafeFileHandle> _bufferedHandles = [];
-
-    public GentleDevice(IDevice inner)
-    {
-        _inner = inner;
-    }
 
     /// <summary>Bytes a segment file is shrunk by per step.</summary>
     internal long StepBytes { get; init; } = 8L << 20;
@@ -66,7 +59,10 @@ internal sealed class GentleDevice : IDevice
     /// <summary>The error code (EIO) a short paced write, or a buffered write that failed, completes with.</summary>
     internal const uint IoError = 5;
 
-    /// <summary>Segments that could not be shrunk (then deleted whole) or deleted (then left for the next truncation).</summary>
+    /// <summary>
+    /// Segments that could not be shrunk (then deleted whole) or deleted (then left for the next truncation), and
+    /// buffered writes that failed (completed with <see cref="IoError"/>).
+    /// </summary>
     internal int Failures => Volatile.Read(ref _failures);
 
     /// <summary>Completes once every segment below <paramref name="segment"/> was removed through this device (tests).</summary>
@@ -84,27 +80,7 @@ internal sealed class GentleDevice : IDevice
         }
     }
 
-    public uint SectorSize => _inner.SectorSize;
-    public string FileName => _inner.FileName;
-    public long Capacity => _inner.Capacity;
-    public long SegmentSize => _inner.SegmentSize;
-    public int StartSegment => _inner.StartSegment;
-    public int EndSegment => _inner.EndSegment;
-
-    public int ThrottleLimit
-    {
-        get => _inner.ThrottleLimit;
-        set => _inner.ThrottleLimit = value;
-    }
-
-    public void Initialize(long segmentSize, LightEpoch? epoch = null, bool omitSegmentIdFromFilename = false) =>
-        _inner.Initialize(segmentSize, epoch, omitSegmentIdFromFilename);
-
-    public bool TryComplete() => _inner.TryComplete();
-
-    public bool Throttle() => _inner.Throttle();
-
-    public void WriteAsync(IntPtr sourceAddress, int segmentId, ulong destinationAddress, uint numBytesToWrite, DeviceIOCompletionCallback callback, object context)
+    public override void WriteAsync(IntPtr sourceAddress, int segmentId, ulong destinationAddress, uint numBytesToWrite, DeviceIOCompletionCallback callback, object context)
     {
         if (BufferedWrites)
         {
@@ -114,7 +90,7 @@ internal sealed class GentleDevice : IDevice
         }
         if (WritePieceBytes == 0)
         {
-            _inner.WriteAsync(sourceAddress, segmentId, destinationAddress, numBytesToWrite, callback, context);
+            Inner.WriteAsync(sourceAddress, segmentId, destinationAddress, numBytesToWrite, callback, context);
             return;
         }
         var write = new PacedWrite(sourceAddress, segmentId, destinationAddress, numBytesToWrite, callback, context);
@@ -130,19 +106,11 @@ internal sealed class GentleDevice : IDevice
         IssuePiece(write);
     }
 
-    public void ReadAsync(int segmentId, ulong sourceAddress, IntPtr destinationAddress, uint readLength, DeviceIOCompletionCallback callback, object context) =>
-        _inner.ReadAsync(segmentId, sourceAddress, destinationAddress, readLength, callback, context);
-
-    public void WriteAsync(IntPtr sourceAddress, ulong destinationAddress, uint numBytesToWrite, DeviceIOCompletionCallback callback, object context)
-    {
-        var bits = BitOperations.Log2((ulong)SegmentSize);
-        WriteAsync(sourceAddress, (int)(destinationAddress >> bits), destinationAddress & ((1UL << bits) - 1), numBytesToWrite, callback, context);
-    }
 
     private void IssuePiece(PacedWrite write)
     {
         var length = Math.Min(WritePieceBytes, write.Length - write.Done);
-        _inner.WriteAsync(write.Source + (nint)write.Done, write.Segment, write.Destination + write.Done, length, PieceWritten, write);
+        Inner.WriteAsync(write.Source + (nint)write.Done, write.Segment, write.Destination + write.Done, length, PieceWritten, write);
     }
 
     private void PieceWritten(uint errorCode, uint numBytes, object context)
@@ -225,31 +193,22 @@ internal sealed class GentleDevice : IDevice
         public uint Done;
     }
 
-    public void ReadAsync(ulong sourceAddress, IntPtr destinationAddress, uint readLength, DeviceIOCompletionCallback callback, object context) =>
-        _inner.ReadAsync(sourceAddress, destinationAddress, readLength, callback, context);
-
-    public long GetFileSize(int segment) => _inner.GetFileSize(segment);
-
-    public void Reset() => _inner.Reset();
-
-    public void TruncateUntilAddressAsync(long toAddress, AsyncCallback callback, IAsyncResult result) =>
+    public override void TruncateUntilAddressAsync(long toAddress, AsyncCallback callback, IAsyncResult result) =>
         TruncateUntilSegmentAsync(SegmentOf(toAddress), callback, result);
 
-    public void TruncateUntilAddress(long toAddress) => TruncateUntilSegment(SegmentOf(toAddress));
+    public override void TruncateUntilAddress(long toAddress) => TruncateUntilSegment(SegmentOf(toAddress));
 
-    public void TruncateUntilSegmentAsync(int toSegment, AsyncCallback callback, IAsyncResult result) =>
-        Enqueue(() => ShrinkThen(StartSegment, toSegment, () => _inner.TruncateUntilSegmentAsync(toSegment, callback, result)));
+    public override void TruncateUntilSegmentAsync(int toSegment, AsyncCallback callback, IAsyncResult result) =>
+        Enqueue(() => ShrinkThen(StartSegment, toSegment, () => Inner.TruncateUntilSegmentAsync(toSegment, callback, result)));
 
-    public void TruncateUntilSegment(int toSegment) =>
-        Enqueue(() => ShrinkThen(StartSegment, toSegment, () => _inner.TruncateUntilSegment(toSegment)));
+    public override void TruncateUntilSegment(int toSegment) =>
+        Enqueue(() => ShrinkThen(StartSegment, toSegment, () => Inner.TruncateUntilSegment(toSegment)));
 
-    public void RemoveSegmentAsync(int segment, AsyncCallback callback, IAsyncResult result) =>
-        Enqueue(() => ShrinkThen(segment, segment + 1, () => _inner.RemoveSegmentAsync(segment, callback, result)));
+    public override void RemoveSegmentAsync(int segment, AsyncCallback callback, IAsyncResult result) =>
+        Enqueue(() => ShrinkThen(segment, segment + 1, () => Inner.RemoveSegmentAsync(segment, callback, result)));
 
-    public void RemoveSegment(int segment) =>
-        Enqueue(() => ShrinkThen(segment, segment + 1, () => _inner.RemoveSegment(segment)));
-
-    private int SegmentOf(long address) => (int)(address >> BitOperations.Log2((ulong)SegmentSize));
+    public override void RemoveSegment(int segment) =>
+        Enqueue(() => ShrinkThen(segment, segment + 1, () => Inner.RemoveSegment(segment)));
 
     private void Enqueue(Func<Task> work)
     {
@@ -347,7 +306,7 @@ internal sealed class GentleDevice : IDevice
     /// Stops a truncation in progress at its next step (the rest stays on disk, for the next open's truncation),
     /// waits for it, then disposes the device.
     /// </summary>
-    public void Dispose()
+    public override void Dispose()
     {
         _disposing.Cancel();
         Task truncating;
@@ -357,7 +316,7 @@ internal sealed class GentleDevice : IDevice
         }
         truncating.GetAwaiter().GetResult();
         CloseBufferedHandles(int.MaxValue);
-        _inner.Dispose();
         _disposing.Dispose();
+        base.Dispose();
     }
 }
