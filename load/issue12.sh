@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 12, rows 1, 2, 5, 6 and 7 in one session on this machine: our server (Release, durable QoS 1),
 # Debian mosquitto (persistence off) and load/'s bare-server (the Kestrel ceiling), measured alternately with
-# the same client settings. Row 3 (memory per idle connection) is load/idle-memory.sh (a fresh server per
+# the same client settings. Rows 1 and 5 with the native client also run against bare-server --durable (the durable
+# ceiling: a PUBACK only after a write-through group commit of the packets, nothing else). Row 3 (memory per idle connection) is load/idle-memory.sh (a fresh server per
 # target); row 4 (allocation per message) is /health/runtime around a run (docs/PERFORMANCE.md).
 #   rows 1-2: mqtt-publish QoS 1, WINDOW in flight, PAYLOAD-byte JSON, DURATION, for each count in CONNS.
 #   row 5:    ours at half of its row-1 rate (100 connections): PUBACK p99 / p99.9.
@@ -17,6 +18,7 @@ OUT=${1:-load/results/issue12-$(date -u +%Y%m%dT%H%M%SZ)}
 CONNS=${CONNS:-"100 1000 10000"} DURATION=${DURATION:-20s} WINDOW=${WINDOW:-32} PAYLOAD=${PAYLOAD:-64}
 ROUNDS=${ROUNDS:-1} CONNECTS=${CONNECTS:-9000} RPC_RATE=${RPC_RATE:-5000}
 HTTP_PORT=${HTTP_PORT:-28880} MQTT_PORT=${MQTT_PORT:-28883} MOSQ_PORT=${MOSQ_PORT:-28884} BARE_PORT=${BARE_PORT:-28885}
+DURABLE_PORT=${DURABLE_PORT:-28886}
 mkdir -p "$OUT"
 command -v mosquitto >/dev/null || { echo "mosquitto missing: apt-get install -y mosquitto" >&2; exit 2; }
 dotnet build -c Release load -v q -nologo >/dev/null
@@ -24,29 +26,36 @@ dotnet build -c Release src/Api -v q -nologo >/dev/null
 LOAD=(dotnet load/bin/Release/net10.0/Perf.Load.dll)
 API="http://127.0.0.1:$HTTP_PORT"
 
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+PIDS=() DIRS=()
+# Stops the servers, then removes their data (our data directory and the durable ceiling's segments).
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  for d in "${DIRS[@]}"; do rm -rf "$d"; done
+}
 trap cleanup EXIT
 wait_port() { for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not open" >&2; exit 1; }
-for port in "$HTTP_PORT" "$MQTT_PORT" "$MOSQ_PORT" "$BARE_PORT"; do
+for port in "$HTTP_PORT" "$MQTT_PORT" "$MOSQ_PORT" "$BARE_PORT" "$DURABLE_PORT"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "port $port is already in use" >&2; exit 1; fi
 done
 
-DATA=$(mktemp -d)
+DATA=$(mktemp -d) DURABLE_DATA=$(mktemp -d); DIRS+=("$DATA" "$DURABLE_DATA")
 DATA_DIR=$DATA BIND_ADDRESS=127.0.0.1 HTTP_BIND_PORT=$HTTP_PORT MQTT_BIND_PORT=$MQTT_PORT COAP_ENABLED=false \
   TCP_INTEGRATION_ENABLED=false EDGES_ENABLED=false dotnet src/Api/bin/Release/net10.0/Perf.Api.dll >"$OUT/ours.log" 2>&1 & OURS=$!; PIDS+=("$OURS")
 printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_connections -1\nlog_dest stderr\nlog_type error\n' "$MOSQ_PORT" > "$OUT/mosquitto.conf"
 mosquitto -c "$OUT/mosquitto.conf" >"$OUT/mosquitto.log" 2>&1 & MOSQ=$!; PIDS+=("$MOSQ")
 "${LOAD[@]}" bare-server --port "$BARE_PORT" >"$OUT/bare-server.log" 2>&1 & BARE=$!; PIDS+=("$BARE")
-wait_port "$HTTP_PORT"; wait_port "$MQTT_PORT"; wait_port "$MOSQ_PORT"; wait_port "$BARE_PORT"
+# The durable ceiling writes its segments on the same disk as our data directory (deleted when it stops).
+"${LOAD[@]}" bare-server --port "$DURABLE_PORT" --durable "$DURABLE_DATA" >"$OUT/bare-server-durable.log" 2>&1 & DURABLE=$!; PIDS+=("$DURABLE")
+wait_port "$HTTP_PORT"; wait_port "$MQTT_PORT"; wait_port "$MOSQ_PORT"; wait_port "$BARE_PORT"; wait_port "$DURABLE_PORT"
 
 # Devices load-0..load-(N-1) with tokens load-token-i on our server (the others accept any user name).
 max=$CONNECTS; for c in $CONNS; do [ "$c" -gt "$max" ] && max=$c; done
 echo "== provisioning $max devices" >&2
 "${LOAD[@]}" mqtt-connect --port "$MQTT_PORT" --connections 1 --duration 1s --settle 0s --provision "$max" --api "$API" >"$OUT/provision.txt" 2>&1
 
-target_port() { case $1 in ours) echo "$MQTT_PORT" ;; mosquitto) echo "$MOSQ_PORT" ;; bare) echo "$BARE_PORT" ;; esac; }
-target_pid() { case $1 in ours) echo "$OURS" ;; mosquitto) echo "$MOSQ" ;; bare) echo "$BARE" ;; esac; }
+target_port() { case $1 in ours) echo "$MQTT_PORT" ;; mosquitto) echo "$MOSQ_PORT" ;; bare) echo "$BARE_PORT" ;; durable) echo "$DURABLE_PORT" ;; esac; }
+target_pid() { case $1 in ours) echo "$OURS" ;; mosquitto) echo "$MOSQ" ;; bare) echo "$BARE" ;; durable) echo "$DURABLE" ;; esac; }
 server_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # Warm-up of our server (JIT, pools, FASTER log pages), not reported.
@@ -82,11 +91,11 @@ done
 PUBLISH_NATIVE=load/bin/mqtt-publish-native
 secs=${DURATION%s}
 if command -v gcc >/dev/null && gcc -O2 -o "$PUBLISH_NATIVE" load/native/mqtt-publish.c; then
-  for t in ours mosquitto bare; do
+  for t in ours mosquitto bare durable; do
     echo "== row 1 (native client): $first connections against $t" >&2
     "$PUBLISH_NATIVE" 127.0.0.1 "$(target_port $t)" "$first" "$WINDOW" "$PAYLOAD" "$secs" 0 load-token- >"$OUT/publish-native-$t.txt" 2>&1 || true
   done
-  for t in ours bare; do
+  for t in ours bare durable; do
     rate=$(sed -n 's/^acked msgs\/s: //p' "$OUT/publish-native-ours.txt"); half_native=$(( ${rate:-0} / 2 ))
     [ "$half_native" -gt 0 ] || continue
     echo "== row 5 (native client): $t at $half_native msgs/s" >&2
@@ -141,11 +150,11 @@ fi
   for t in ours mosquitto bare; do
     f="$OUT/connect-$t.json"; [ -s "$f" ] && printf 'row 6: %s: %.0f connects/s, CONNACK p99 %s ms\n' "$t" "$(field "$f" rate)" "$(field "$f" p99)"
   done
-  for t in ours mosquitto bare; do
+  for t in ours mosquitto bare durable; do
     f="$OUT/publish-native-$t.txt"; [ -s "$f" ] && printf 'row 1 (native client): %s: %s acked msgs/s, PUBACK %s\n' "$t" \
       "$(sed -n 's/^acked msgs\/s: //p' "$f")" "$(sed -n 's/^PUBACK ms: //p' "$f")"
   done
-  for t in ours bare; do
+  for t in ours bare durable; do
     f="$OUT/latency-native-$t.txt"; [ -s "$f" ] && printf 'row 5 (native client): %s at half our native rate: %s acked msgs/s, PUBACK %s\n' "$t" \
       "$(sed -n 's/^acked msgs\/s: //p' "$f")" "$(sed -n 's/^PUBACK ms: //p' "$f")"
   done
