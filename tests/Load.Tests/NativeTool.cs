@@ -8,6 +8,20 @@ internal static class NativeTool
 {
     public static async Task<(int ExitCode, string Output, string Error)> BuildAndRunAsync(string tool, params string[] arguments)
     {
+        var binary = await BuildAsync(tool);
+        try
+        {
+            return await RunAsync(binary, arguments);
+        }
+        finally
+        {
+            File.Delete(binary);
+        }
+    }
+
+    /// <summary>Builds load/native/<paramref name="tool"/>.c into a temporary file (the caller deletes it) and returns its path.</summary>
+    public static async Task<string> BuildAsync(string tool)
+    {
         var root = AppContext.BaseDirectory;
         while (!File.Exists(Path.Combine(root, "Perf.sln")))
         {
@@ -15,16 +29,9 @@ internal static class NativeTool
         }
 
         var binary = Path.Combine(Path.GetTempPath(), $"{tool}-{Guid.NewGuid():N}");
-        try
-        {
-            var (gccExit, gccOutput, gccError) = await RunAsync("gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", binary, Path.Combine(root, "load", "native", tool + ".c"));
-            Assert.True(gccExit == 0, gccOutput + gccError);
-            return await RunAsync(binary, arguments);
-        }
-        finally
-        {
-            File.Delete(binary);
-        }
+        var (gccExit, gccOutput, gccError) = await RunAsync("gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", binary, Path.Combine(root, "load", "native", tool + ".c"));
+        Assert.True(gccExit == 0, gccOutput + gccError);
+        return binary;
     }
 
     private static async Task<(int, string, string)> RunAsync(string file, params string[] arguments)
