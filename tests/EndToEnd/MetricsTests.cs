@@ -2,6 +2,9 @@ using System.Globalization;
 using System.Net;
 using System.Text;
 using System.Text.RegularExpressions;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Perf.Api.Hosting;
 
 namespace Perf.EndToEnd;
 
@@ -26,6 +29,10 @@ public sealed partial class MetricsTests(HostFixture fixture)
         var actual = new DriveInfo(fixture.DataDir).AvailableFreeSpace;
         Assert.True(free > 0 && Math.Abs(free - actual) < 1024.0 * 1024 * 1024, $"{free} against {actual}");
         Assert.Equal(1, Sum(text, "perf_host_storage_available"));
+        // The low-space watch on the same file system checked it at start and found it above its level (1 GiB).
+        var watch = fixture.Host.Services.GetServices<IHostedService>().OfType<DataDirSpaceWatch>().Single();
+        Assert.True(watch.LastFree > 0 && Math.Abs(watch.LastFree - actual) < 1024.0 * 1024 * 1024, $"{watch.LastFree} against {actual}");
+        Assert.False(watch.Low);
 
         // Kestrel's meter: open connections (this request's among them) but not its queue levels (README).
         Assert.True(Sum(text, "microsoft_aspnetcore_server_kestrel_kestrel_active_connections") >= 1, text);

@@ -14,6 +14,15 @@ internal static partial class HostLog
     [LoggerMessage(EventId = 4, Level = LogLevel.Information, Message = "Stopped: storage flushed")]
     public static partial void Stopped(ILogger logger);
 
+    [LoggerMessage(EventId = 5, Level = LogLevel.Warning, Message = "Data directory {DataDir}: {FreeMb} MB free, below the warning level of {ThresholdMb} MB (DATA_DIR_LOW_SPACE_MB); uplinks are refused once the disk is full")]
+    public static partial void DataDirLowSpace(ILogger logger, string dataDir, long freeMb, long thresholdMb);
+
+    [LoggerMessage(EventId = 6, Level = LogLevel.Information, Message = "Data directory {DataDir}: {FreeMb} MB free, back above the warning level of {ThresholdMb} MB")]
+    public static partial void DataDirSpaceRecovered(ILogger logger, string dataDir, long freeMb, long thresholdMb);
+
+    [LoggerMessage(EventId = 7, Level = LogLevel.Warning, Message = "Data directory {DataDir}: free space could not be read: {Reason}")]
+    public static partial void DataDirSpaceUnknown(ILogger logger, string dataDir, string reason);
+
     // 40..49: TLS (ids kept apart from other branches' additions).
     [LoggerMessage(EventId = 40, Level = LogLevel.Information, Message = "Door {Door} TLS handshake with {Remote} failed: {Reason}")]
     public static partial void TlsHandshakeFailed(ILogger logger, string door, string remote, string reason);

@@ -22,6 +22,12 @@ public sealed class HostSettings
     public bool TcpIntegrationEnabled { get; init; } = true;
     public bool EdgesEnabled { get; init; } = true;
     public string DataDir { get; init; } = "./data";
+
+    /// <summary>DATA_DIR_LOW_SPACE_MB (1024): below this many free megabytes on DATA_DIR's file system the host logs a warning (0 turns it off).</summary>
+    public long DataDirLowSpaceBytes { get; init; } = 1024L * 1024 * 1024;
+
+    /// <summary>DATA_DIR_CHECK_SECONDS (30): how often the free space of DATA_DIR's file system is checked.</summary>
+    public TimeSpan DataDirCheckInterval { get; init; } = TimeSpan.FromSeconds(30);
     public TimeSpan ShutdownGrace { get; init; } = TimeSpan.FromSeconds(4);
 
     /// <summary>Issue 12 profiling: <c>/health/allocations</c> (allocation samples by type) and <c>/health/heap</c> (live heap after a full GC). Off by default.</summary>
@@ -47,6 +53,8 @@ public sealed class HostSettings
         TcpIntegrationEnabled = Flag(configuration, "TCP_INTEGRATION_ENABLED"),
         EdgesEnabled = Flag(configuration, "EDGES_ENABLED"),
         DataDir = string.IsNullOrWhiteSpace(configuration["DATA_DIR"]) ? "./data" : configuration["DATA_DIR"]!,
+        DataDirLowSpaceBytes = NonNegative(configuration, "DATA_DIR_LOW_SPACE_MB", 1024) * 1024 * 1024,
+        DataDirCheckInterval = TimeSpan.FromSeconds(Math.Max(1, NonNegative(configuration, "DATA_DIR_CHECK_SECONDS", 30))),
         Diagnostics = bool.TryParse(configuration["PERF_DIAGNOSTICS"], out var diagnostics) && diagnostics,
         ShutdownGrace = TimeSpan.FromSeconds(double.TryParse(configuration["SHUTDOWN_GRACE_SECONDS"], System.Globalization.CultureInfo.InvariantCulture, out var s) ? s : 4),
         MqttTls = TlsSettings.ForMqtt(configuration, ParseAddress(configuration["BIND_ADDRESS"])),
@@ -75,6 +83,19 @@ public sealed class HostSettings
         return int.TryParse(value, out var port) && port is >= 0 and <= 65535
             ? port
             : throw new InvalidOperationException($"{name} '{value}' is not a port number (0-65535)");
+    }
+
+    private static long NonNegative(IConfiguration configuration, string name, long fallback)
+    {
+        var value = configuration[name];
+        if (string.IsNullOrWhiteSpace(value))
+        {
+            return fallback;
+        }
+
+        return long.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var number) && number <= int.MaxValue
+            ? number
+            : throw new InvalidOperationException($"{name} '{value}' is not a whole number from 0 to {int.MaxValue}");
     }
 
     private static bool Flag(IConfiguration configuration, string name)

@@ -69,6 +69,7 @@ public sealed class PerfHost : IAsyncDisposable
             builder.Services.AddSingleton(new RuntimeDiagnostics());
         }
         builder.Services.AddSingleton<BoundEndpoints>();
+        builder.Services.AddHostedService<DataDirSpaceWatch>();
 
         // The core: storage is opened (and the log replayed) before any door accepts a connection.
         var coreOptions = CoreSettings.From(builder.Configuration, settings.DataDir);
