@@ -21,10 +21,11 @@ namespace Perf.Load.Scenarios;
 /// <c>bare-server</c>: the ceiling yardstick. A Kestrel <see cref="ConnectionHandler"/> that parses only
 /// the MQTT fixed header and answers CONNACK to CONNECT and PUBACK to QoS 1 PUBLISH, nothing else (no
 /// validation, no auth, no storage). Whatever a real server does costs on top of this.
-/// With <c>--durable DIR</c> it is the durable ceiling instead: every read's packets are appended to one file in
-/// DIR, and the read's PUBACKs are sent only once a write-through write holding them has returned (a group commit:
-/// one writer thread writes whatever the connections appended while its previous write ran). That is the least a
-/// server whose every PUBACK follows a durable commit has to do; the file is deleted when it stops.
+/// With <c>--durable DIR</c> it is the durable ceiling instead: every read's packets are appended to a file in DIR
+/// (<see cref="DurableSink"/>), and the read's PUBACKs are sent only once a write-through write holding them has
+/// returned (a group commit: one writer thread writes whatever the connections appended while its previous write
+/// ran). That is the least a server whose every PUBACK follows a durable commit has to do in .NET; its files are
+/// deleted when it stops. load/native/durable-sink.c is the same with one thread and no hand-off.
 /// </summary>
 public static class BareServer
 {
@@ -337,11 +338,11 @@ internal sealed class DurableConnection(ConnectionContext connection, DurableSin
 public sealed class DurableSink : IDisposable
 {
     public const long DefaultSegmentBytes = 1L << 30;
-    private readonly long _segmentBytes;
-    private Task _deletes = Task.CompletedTask;
     private readonly object _gate = new();
     private readonly string _directory;
+    private readonly long _segmentBytes;
     private readonly Thread _writer;
+    private Task _deletes = Task.CompletedTask;
     private SafeFileHandle _file;
     private int _segment;
     private byte[] _filling = new byte[1 << 20];
