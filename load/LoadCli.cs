@@ -36,6 +36,7 @@ public static class LoadCli
                 "crash" => await CrashScenario.RunAsync(options, cancellation),
                 "soak" => await SoakScenario.RunAsync(options, cancellation),
                 "bare-server" => await BareServer.RunAsync(options, cancellation),
+                "durable-loop" => await DurableLoop.RunAsync(options, cancellation),
                 _ => throw new OptionsException($"Unknown scenario '{args[0]}'."),
             };
         }
@@ -68,6 +69,7 @@ public static class LoadCli
         o.WriteLine(TcpScenario.Help);
         o.WriteLine(CoapScenario.Help);
         o.WriteLine(BareServer.Help);
+        o.WriteLine(DurableLoop.Help);
         o.WriteLine(EdgeScenario.Help);
         o.WriteLine(CrashScenario.Help);
         o.WriteLine(SoakScenario.Help);

@@ -6,9 +6,10 @@
 # O_SYNC) and in the fastest durable mode this disk has (direct: O_DIRECT|O_DSYNC over a preallocated, synced file).
 # Each is also run on the quiet machine first. A durable PUBACK waits for at least one such write after its
 # message arrived, so the write's tail under this load bounds row 5's p99 from below whatever the server does.
-# Then the same load goes to two durable ceilings, servers that do nothing but send each PUBACK after a write-through
-# write of the packets: bare-server --durable (a group commit inside Kestrel, acknowledgements on the thread pool)
-# and load/native/durable-sink.c (one thread and one epoll set: read, write, answer; no thread hop).
+# Then the same load goes to three durable ceilings, servers that do nothing but send each PUBACK after a
+# write-through write of the packets: bare-server --durable (a group commit inside Kestrel, acknowledgements on the
+# thread pool), load/'s durable-loop (one .NET thread and one epoll set: read, write, answer; no hand-off) and
+# load/native/durable-sink.c (the same loop in C).
 # Usage: bash load/disk-floor.sh [out-dir]   (env: RATE=185000 DURATION=15 COUNT=4000 BLOCK=73728 BARE_PORT=23890
 #        ROUNDS=2; the file is written in DISK_DIR, default load/results, on the data disk)
 set -euo pipefail
@@ -25,7 +26,7 @@ gcc -O2 -Wall -Wextra -o load/bin/disk-write-native load/native/disk-write.c
 gcc -O2 -Wall -Wextra -o load/bin/durable-sink-native load/native/durable-sink.c
 PUBLISH=load/bin/mqtt-publish-native DISK=load/bin/disk-write-native
 
-DURABLE_PORT=$((BARE_PORT + 1)) NATIVE_PORT=$((BARE_PORT + 2)) SINK_DIR="$DISK_DIR/disk-floor-sink-$$"
+DURABLE_PORT=$((BARE_PORT + 1)) NATIVE_PORT=$((BARE_PORT + 2)) LOOP_PORT=$((BARE_PORT + 3)) SINK_DIR="$DISK_DIR/disk-floor-sink-$$"
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -34,15 +35,16 @@ cleanup() {
   rm -f "$DISK_DIR/disk-floor-native-$$.bin"
 }
 trap cleanup EXIT
-for port in "$BARE_PORT" "$DURABLE_PORT" "$NATIVE_PORT"; do
+for port in "$BARE_PORT" "$DURABLE_PORT" "$NATIVE_PORT" "$LOOP_PORT"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "port $port is already in use" >&2; exit 1; fi
 done
 dotnet load/bin/Release/net10.0/Perf.Load.dll bare-server --port "$BARE_PORT" >"$OUT/bare-server.log" 2>&1 & PIDS+=("$!")
 # The durable ceiling: bare-server that sends each PUBACK only after a write-through group commit of the packets.
 dotnet load/bin/Release/net10.0/Perf.Load.dll bare-server --port "$DURABLE_PORT" --durable "$SINK_DIR" >"$OUT/bare-server-durable.log" 2>&1 & PIDS+=("$!")
-# Stops on SIGTERM at the end (cleanup), and then prints its writes' latencies.
+# These two stop on SIGTERM at the end (cleanup), and then print their writes' latencies.
 load/bin/durable-sink-native "$NATIVE_PORT" "$DISK_DIR/disk-floor-native-$$.bin" 86400 >"$OUT/durable-sink-native.txt" 2>&1 & PIDS+=("$!")
-for port in "$BARE_PORT" "$DURABLE_PORT" "$NATIVE_PORT"; do
+dotnet load/bin/Release/net10.0/Perf.Load.dll durable-loop --port "$LOOP_PORT" --durable "$SINK_DIR" >"$OUT/durable-loop.txt" 2>&1 & PIDS+=("$!")
+for port in "$BARE_PORT" "$DURABLE_PORT" "$NATIVE_PORT" "$LOOP_PORT"; do
   for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 done
 
@@ -54,6 +56,7 @@ disk() { "$DISK" "$DISK_DIR/disk-floor-$$.bin" "$COUNT" "$BLOCK" "$1"; }
   "$PUBLISH" 127.0.0.1 "$BARE_PORT" 100 32 64 3 0 load-token- >/dev/null
   "$PUBLISH" 127.0.0.1 "$DURABLE_PORT" 100 32 64 3 0 load-token- >/dev/null
   "$PUBLISH" 127.0.0.1 "$NATIVE_PORT" 100 32 64 3 0 load-token- >/dev/null
+  "$PUBLISH" 127.0.0.1 "$LOOP_PORT" 100 32 64 3 0 load-token- >/dev/null
   for r in $(seq "$ROUNDS"); do
     for mode in none append direct; do
       echo "== round $r: bare-server at $RATE msgs/s, beside it: $mode"
@@ -65,7 +68,10 @@ disk() { "$DISK" "$DISK_DIR/disk-floor-$$.bin" "$COUNT" "$BLOCK" "$1"; }
     echo "== round $r: bare-server --durable (PUBACK after a write-through group commit) at $RATE msgs/s"
     "$PUBLISH" 127.0.0.1 "$DURABLE_PORT" 100 32 64 "$DURATION" "$RATE" load-token- >"$OUT/publish-$r-durable.txt"
     grep -E '^(acked msgs/s|PUBACK ms)' "$OUT/publish-$r-durable.txt"
-    echo "== round $r: load/native/durable-sink.c (the same, one thread, no hop) at $RATE msgs/s"
+    echo "== round $r: durable-loop (one .NET thread, no hand-off) at $RATE msgs/s"
+    "$PUBLISH" 127.0.0.1 "$LOOP_PORT" 100 32 64 "$DURATION" "$RATE" load-token- >"$OUT/publish-$r-durable-loop.txt"
+    grep -E '^(acked msgs/s|PUBACK ms)' "$OUT/publish-$r-durable-loop.txt"
+    echo "== round $r: load/native/durable-sink.c (the same loop in C) at $RATE msgs/s"
     "$PUBLISH" 127.0.0.1 "$NATIVE_PORT" 100 32 64 "$DURATION" "$RATE" load-token- >"$OUT/publish-$r-durable-native.txt"
     grep -E '^(acked msgs/s|PUBACK ms)' "$OUT/publish-$r-durable-native.txt"
   done

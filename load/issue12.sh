@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Issue 12, rows 1, 2, 5, 6 and 7 in one session on this machine: our server (Release, durable QoS 1),
 # Debian mosquitto (persistence off) and load/'s bare-server (the Kestrel ceiling), measured alternately with
-# the same client settings. Rows 1 and 5 with the native client also run against two durable ceilings, servers that
-# send a PUBACK only after a write-through write of the packets and do nothing else: bare-server --durable (inside
-# Kestrel) and load/native/durable-sink.c (one thread, no hop; with gcc).
+# the same client settings. Rows 1 and 5 with the native client also run against three durable ceilings, servers
+# that send a PUBACK only after a write-through write of the packets and do nothing else: bare-server --durable
+# (inside Kestrel), load/'s durable-loop (one .NET thread, no hand-off) and load/native/durable-sink.c (the same
+# loop in C; with gcc).
 # Row 3 (memory per idle connection) is load/idle-memory.sh (a fresh server per target); row 4 (allocation per
 # message) is /health/runtime around a run (docs/PERFORMANCE.md).
 #   rows 1-2: mqtt-publish QoS 1, WINDOW in flight, PAYLOAD-byte JSON, DURATION, for each count in CONNS.
@@ -20,7 +21,7 @@ OUT=${1:-load/results/issue12-$(date -u +%Y%m%dT%H%M%SZ)}
 CONNS=${CONNS:-"100 1000 10000"} DURATION=${DURATION:-20s} WINDOW=${WINDOW:-32} PAYLOAD=${PAYLOAD:-64}
 ROUNDS=${ROUNDS:-1} CONNECTS=${CONNECTS:-9000} RPC_RATE=${RPC_RATE:-5000}
 HTTP_PORT=${HTTP_PORT:-28880} MQTT_PORT=${MQTT_PORT:-28883} MOSQ_PORT=${MOSQ_PORT:-28884} BARE_PORT=${BARE_PORT:-28885}
-DURABLE_PORT=${DURABLE_PORT:-28886} DURABLE_NATIVE_PORT=${DURABLE_NATIVE_PORT:-28887}
+DURABLE_PORT=${DURABLE_PORT:-28886} DURABLE_NATIVE_PORT=${DURABLE_NATIVE_PORT:-28887} DURABLE_LOOP_PORT=${DURABLE_LOOP_PORT:-28888}
 mkdir -p "$OUT"
 command -v mosquitto >/dev/null || { echo "mosquitto missing: apt-get install -y mosquitto" >&2; exit 2; }
 dotnet build -c Release load -v q -nologo >/dev/null
@@ -37,7 +38,7 @@ cleanup() {
 }
 trap cleanup EXIT
 wait_port() { for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not open" >&2; exit 1; }
-for port in "$HTTP_PORT" "$MQTT_PORT" "$MOSQ_PORT" "$BARE_PORT" "$DURABLE_PORT" "$DURABLE_NATIVE_PORT"; do
+for port in "$HTTP_PORT" "$MQTT_PORT" "$MOSQ_PORT" "$BARE_PORT" "$DURABLE_PORT" "$DURABLE_NATIVE_PORT" "$DURABLE_LOOP_PORT"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "port $port is already in use" >&2; exit 1; fi
 done
 
@@ -49,7 +50,8 @@ mosquitto -c "$OUT/mosquitto.conf" >"$OUT/mosquitto.log" 2>&1 & MOSQ=$!; PIDS+=(
 "${LOAD[@]}" bare-server --port "$BARE_PORT" >"$OUT/bare-server.log" 2>&1 & BARE=$!; PIDS+=("$BARE")
 # The durable ceiling writes its segments on the same disk as our data directory (deleted when it stops).
 "${LOAD[@]}" bare-server --port "$DURABLE_PORT" --durable "$DURABLE_DATA" >"$OUT/bare-server-durable.log" 2>&1 & DURABLE=$!; PIDS+=("$DURABLE")
-wait_port "$HTTP_PORT"; wait_port "$MQTT_PORT"; wait_port "$MOSQ_PORT"; wait_port "$BARE_PORT"; wait_port "$DURABLE_PORT"
+"${LOAD[@]}" durable-loop --port "$DURABLE_LOOP_PORT" --durable "$DURABLE_DATA" >"$OUT/durable-loop.txt" 2>&1 & PIDS+=("$!")
+wait_port "$HTTP_PORT"; wait_port "$MQTT_PORT"; wait_port "$MOSQ_PORT"; wait_port "$BARE_PORT"; wait_port "$DURABLE_PORT"; wait_port "$DURABLE_LOOP_PORT"
 
 # Devices load-0..load-(N-1) with tokens load-token-i on our server (the others accept any user name).
 max=$CONNECTS; for c in $CONNS; do [ "$c" -gt "$max" ] && max=$c; done
@@ -57,7 +59,8 @@ echo "== provisioning $max devices" >&2
 "${LOAD[@]}" mqtt-connect --port "$MQTT_PORT" --connections 1 --duration 1s --settle 0s --provision "$max" --api "$API" >"$OUT/provision.txt" 2>&1
 
 target_port() {
-  case $1 in ours) echo "$MQTT_PORT" ;; mosquitto) echo "$MOSQ_PORT" ;; bare) echo "$BARE_PORT" ;; durable) echo "$DURABLE_PORT" ;; durable-c) echo "$DURABLE_NATIVE_PORT" ;; esac
+  case $1 in ours) echo "$MQTT_PORT" ;; mosquitto) echo "$MOSQ_PORT" ;; bare) echo "$BARE_PORT" ;; durable) echo "$DURABLE_PORT" ;; durable-net) echo "$DURABLE_LOOP_PORT" ;;
+    durable-c) echo "$DURABLE_NATIVE_PORT" ;; esac
 }
 target_pid() { case $1 in ours) echo "$OURS" ;; mosquitto) echo "$MOSQ" ;; bare) echo "$BARE" ;; durable) echo "$DURABLE" ;; esac; }
 server_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -98,11 +101,11 @@ if command -v gcc >/dev/null && gcc -O2 -o "$PUBLISH_NATIVE" load/native/mqtt-pu
   # Stops on SIGTERM (cleanup); its file is in DURABLE_DATA.
   load/bin/durable-sink-native "$DURABLE_NATIVE_PORT" "$DURABLE_DATA/durable-sink-native.bin" 86400 >"$OUT/durable-sink-native.txt" 2>&1 & PIDS+=("$!")
   wait_port "$DURABLE_NATIVE_PORT"
-  for t in ours mosquitto bare durable durable-c; do
+  for t in ours mosquitto bare durable durable-net durable-c; do
     echo "== row 1 (native client): $first connections against $t" >&2
     "$PUBLISH_NATIVE" 127.0.0.1 "$(target_port $t)" "$first" "$WINDOW" "$PAYLOAD" "$secs" 0 load-token- >"$OUT/publish-native-$t.txt" 2>&1 || true
   done
-  for t in ours bare durable durable-c; do
+  for t in ours bare durable durable-net durable-c; do
     rate=$(sed -n 's/^acked msgs\/s: //p' "$OUT/publish-native-ours.txt"); half_native=$(( ${rate:-0} / 2 ))
     [ "$half_native" -gt 0 ] || continue
     echo "== row 5 (native client): $t at $half_native msgs/s" >&2
@@ -157,11 +160,11 @@ fi
   for t in ours mosquitto bare; do
     f="$OUT/connect-$t.json"; [ -s "$f" ] && printf 'row 6: %s: %.0f connects/s, CONNACK p99 %s ms\n' "$t" "$(field "$f" rate)" "$(field "$f" p99)"
   done
-  for t in ours mosquitto bare durable durable-c; do
+  for t in ours mosquitto bare durable durable-net durable-c; do
     f="$OUT/publish-native-$t.txt"; [ -s "$f" ] && printf 'row 1 (native client): %s: %s acked msgs/s, PUBACK %s\n' "$t" \
       "$(sed -n 's/^acked msgs\/s: //p' "$f")" "$(sed -n 's/^PUBACK ms: //p' "$f")"
   done
-  for t in ours bare durable durable-c; do
+  for t in ours bare durable durable-net durable-c; do
     f="$OUT/latency-native-$t.txt"; [ -s "$f" ] && printf 'row 5 (native client): %s at half our native rate: %s acked msgs/s, PUBACK %s\n' "$t" \
       "$(sed -n 's/^acked msgs\/s: //p' "$f")" "$(sed -n 's/^PUBACK ms: //p' "$f")"
   done
