@@ -73,6 +73,16 @@ public sealed class DataDirSpaceWatchTests
     }
 
     [Fact]
+    public void AnUnreadableDirectory_IsLogged_NotThrown()
+    {
+        var logs = new ListLogger();
+        var watch = new DataDirSpaceWatch("/srv/perf-data", 1024 * MB, TimeSpan.FromSeconds(30),
+            () => throw new UnauthorizedAccessException("permission denied"), new ManualTime(), logs);
+        Assert.Equal(-1, watch.Check());
+        Assert.Contains("permission denied", Assert.Single(logs.Lines).Text, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void TheHostsWatch_ReadsTheRealFileSystemOfTheDataDirectory()
     {
         var dataDir = Directory.CreateTempSubdirectory("space-watch-").FullName;

@@ -78,8 +78,9 @@ internal sealed class DataDirSpaceWatch : BackgroundService
         {
             free = _freeBytes();
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
         {
+            // Never fatal: a background service's exception would stop the host.
             HostLog.DataDirSpaceUnknown(_logger, _dataDir, e.Message);
             return LastFree = -1;
         }

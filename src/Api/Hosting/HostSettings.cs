@@ -26,8 +26,9 @@ public sealed class HostSettings
     /// <summary>DATA_DIR_LOW_SPACE_MB (1024): below this many free megabytes on DATA_DIR's file system the host logs a warning (0 turns it off).</summary>
     public long DataDirLowSpaceBytes { get; init; } = 1024L * 1024 * 1024;
 
-    /// <summary>DATA_DIR_CHECK_SECONDS (30): how often the free space of DATA_DIR's file system is checked.</summary>
+    /// <summary>DATA_DIR_CHECK_SECONDS (30, at least 1): how often the free space of DATA_DIR's file system is checked.</summary>
     public TimeSpan DataDirCheckInterval { get; init; } = TimeSpan.FromSeconds(30);
+
     public TimeSpan ShutdownGrace { get; init; } = TimeSpan.FromSeconds(4);
 
     /// <summary>Issue 12 profiling: <c>/health/allocations</c> (allocation samples by type) and <c>/health/heap</c> (live heap after a full GC). Off by default.</summary>
