@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using FASTER.core;
 using Microsoft.Win32.SafeHandles;
 
 namespace Perf.Load.Scenarios;
@@ -16,10 +17,12 @@ namespace Perf.Load.Scenarios;
 public static class DurableLoop
 {
     public const string Help = """
-          durable-loop   --durable DIR [--port 1883] [--duration 0 = until Ctrl+C / SIGTERM]
+          durable-loop   --durable DIR [--port 1883] [--duration 0 = until Ctrl+C / SIGTERM] [--log pwrite|faster]
                          the durable floor in .NET: one thread reads, writes the packets write-through to a file in
                          DIR and answers CONNECT and QoS 1 PUBLISH (as load/native/durable-sink.c); prints its writes'
-                         latencies at the end and deletes the file
+                         latencies at the end and deletes the file. --log faster: each round's packets go to a
+                         FasterLog (as the uplink log's: write-through device, fast commit) and the loop waits for
+                         its commit instead of one pwrite
         """;
 
     public static async Task<int> RunAsync(Options o, CancellationToken cancellation)
@@ -27,7 +30,13 @@ public static class DurableLoop
         var port = o.Int("port", 1883, 1, 65535);
         var directory = o.StringOrNull("durable") ?? throw new OptionsException("durable-loop needs --durable DIR.");
         var duration = o.Duration("duration", TimeSpan.Zero);
+        var log = o.String("log", "pwrite");
         o.ThrowIfUnused();
+        if (log is not ("pwrite" or "faster"))
+        {
+            throw new OptionsException($"--log: pwrite or faster, got '{log}'.");
+        }
+
         if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64)
         {
             throw new OptionsException("durable-loop runs on x64 Linux only (epoll through P/Invoke).");
@@ -44,7 +53,7 @@ public static class DurableLoop
             stop.CancelAfter(duration);
         }
 
-        var loop = DurableEventLoop.Start(new IPEndPoint(IPAddress.Loopback, port), directory);
+        var loop = DurableEventLoop.Start(new IPEndPoint(IPAddress.Loopback, port), directory, useFasterLog: log == "faster");
         Console.WriteLine($"durable-loop listening on {loop.EndPoint} pid {Environment.ProcessId}, PUBACK after a write-through write to {loop.Path}");
         try
         {
@@ -60,7 +69,11 @@ public static class DurableLoop
     }
 }
 
-/// <summary>The loop of <see cref="DurableLoop"/> on its own thread; <see cref="Stop"/> ends it and deletes the file.</summary>
+/// <summary>
+/// The loop of <see cref="DurableLoop"/> on its own thread; <see cref="Stop"/> ends it and deletes its files. With a
+/// FasterLog, each round enqueues its packets and waits for the log's commit (FASTER's device writes on the thread
+/// pool and completes the commit from there): what FASTER's commit adds to the same loop.
+/// </summary>
 public sealed class DurableEventLoop
 {
     private const int InCapacity = 64 * 1024;
@@ -77,6 +90,8 @@ public sealed class DurableEventLoop
     private readonly Socket _listener;
     private readonly int _epoll;
     private readonly SafeFileHandle _file;
+    private readonly FasterLog? _log;
+    private readonly string? _logDirectory;
     private readonly Thread _thread;
     private readonly Dictionary<int, Connection> _connections = [];
     private readonly List<Connection> _dirty = [];
@@ -87,11 +102,27 @@ public sealed class DurableEventLoop
     private long _publishes;
     private long _bytes;
 
-    private DurableEventLoop(Socket listener, string path)
+    private DurableEventLoop(Socket listener, string path, bool useFasterLog)
     {
         _listener = listener;
         Path = path;
         _file = File.OpenHandle(path, FileMode.CreateNew, FileAccess.Write, FileShare.Read, FileOptions.WriteThrough);
+        if (useFasterLog)
+        {
+            // The uplink log's settings (src/Core/Internal/UplinkLog.cs): write-through device, 2 MiB pages, fast commit.
+            _logDirectory = path + ".faster";
+            _log = new FasterLog(new FasterLogSettings
+            {
+                LogDevice = Devices.CreateLogDevice(System.IO.Path.Combine(_logDirectory, "uplink.log"), preallocateFile: false, deleteOnClose: true, recoverDevice: false, disableFileBuffering: true),
+                LogCommitDir = _logDirectory,
+                PageSizeBits = 21,
+                MemorySizeBits = 24,
+                SegmentSizeBits = 30,
+                AutoRefreshSafeTailAddress = false,
+                FastCommitMode = true,
+            });
+        }
+
         _epoll = EpollCreate1(0);
         if (_epoll < 0)
         {
@@ -107,8 +138,11 @@ public sealed class DurableEventLoop
 
     public string Path { get; }
 
+    /// <summary>The file that holds the packets: <see cref="Path"/>, or the FasterLog's first segment.</summary>
+    public string DataPath => _logDirectory is null ? Path : System.IO.Path.Combine(_logDirectory, "uplink.log.0");
+
     /// <summary>Binds <paramref name="endPoint"/> (port 0: a free one) and starts the loop; the file in <paramref name="directory"/> must be new.</summary>
-    public static DurableEventLoop Start(IPEndPoint endPoint, string directory)
+    public static DurableEventLoop Start(IPEndPoint endPoint, string directory, bool useFasterLog = false)
     {
         Directory.CreateDirectory(directory);
         var listener = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { Blocking = false, NoDelay = true };
@@ -116,7 +150,7 @@ public sealed class DurableEventLoop
         {
             listener.Bind(endPoint);
             listener.Listen(4096);
-            return new DurableEventLoop(listener, System.IO.Path.Combine(directory, $"durable-loop-{Environment.ProcessId}-{endPoint.Port}.log"));
+            return new DurableEventLoop(listener, System.IO.Path.Combine(directory, $"durable-loop-{Environment.ProcessId}-{endPoint.Port}.log"), useFasterLog);
         }
         catch
         {
@@ -139,6 +173,12 @@ public sealed class DurableEventLoop
         Close(_epoll);
         _file.Dispose();
         File.Delete(Path);
+        _log?.Dispose();
+        if (_logDirectory is not null)
+        {
+            Directory.Delete(_logDirectory, recursive: true);
+        }
+
         _writeMs.Sort();
         string At(double p) => _writeMs.Count == 0 ? "-" : _writeMs[Math.Min(_writeMs.Count - 1, (int)(_writeMs.Count * p))].ToString("F2", System.Globalization.CultureInfo.InvariantCulture);
         return $"writes {_writeMs.Count} bytes {_bytes} publishes {_publishes}: write ms p50 {At(0.5)} p90 {At(0.9)} p99 {At(0.99)} p99.9 {At(0.999)} max {At(1)}"
@@ -177,9 +217,17 @@ public sealed class DurableEventLoop
                 long started = Stopwatch.GetTimestamp();
                 try
                 {
-                    RandomAccess.Write(_file, _group.AsSpan(0, groupLength), offset);
+                    if (_log is null)
+                    {
+                        RandomAccess.Write(_file, _group.AsSpan(0, groupLength), offset);
+                    }
+                    else
+                    {
+                        _log.Enqueue(_group.AsSpan(0, groupLength));
+                        _log.CommitAsync().AsTask().GetAwaiter().GetResult();
+                    }
                 }
-                catch (IOException e)
+                catch (Exception e) when (e is IOException or CommitFailureException)
                 {
                     // Nothing of this round is answered; the loop ends and the report says why.
                     _failure = e.Message;
