@@ -4,6 +4,8 @@ using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using FASTER.core;
 using Microsoft.Win32.SafeHandles;
+using Perf.Core;
+using Perf.Core.Internal;
 
 namespace Perf.Load.Scenarios;
 
@@ -20,9 +22,9 @@ public static class DurableLoop
           durable-loop   --durable DIR [--port 1883] [--duration 0 = until Ctrl+C / SIGTERM] [--log pwrite|faster]
                          the durable floor in .NET: one thread reads, writes the packets write-through to a file in
                          DIR and answers CONNECT and QoS 1 PUBLISH (as load/native/durable-sink.c); prints its writes'
-                         latencies at the end and deletes the file. --log faster: each round's packets go to a
-                         FasterLog (as the uplink log's: write-through device, fast commit) and the loop waits for
-                         its commit instead of one pwrite
+                         latencies at the end and deletes the file. --log faster: each round's packets go to the
+                         uplink log's own FasterLog (Core's device, settings and commit manager, default options)
+                         and the loop waits for its commit instead of one pwrite
         """;
 
     public static async Task<int> RunAsync(Options o, CancellationToken cancellation)
@@ -91,6 +93,8 @@ public sealed class DurableEventLoop
     private readonly int _epoll;
     private readonly SafeFileHandle _file;
     private readonly FasterLog? _log;
+    private readonly IDevice? _logDevice;
+    private readonly IDisposable? _commitManager;
     private readonly string? _logDirectory;
     private readonly Thread _thread;
     private readonly Dictionary<int, Connection> _connections = [];
@@ -109,18 +113,10 @@ public sealed class DurableEventLoop
         _file = File.OpenHandle(path, FileMode.CreateNew, FileAccess.Write, FileShare.Read, FileOptions.WriteThrough);
         if (useFasterLog)
         {
-            // The uplink log's settings (src/Core/Internal/UplinkLog.cs): write-through device, 2 MiB pages, fast commit.
+            // The uplink log's own device, settings and commit manager (src/Core/Internal/UplinkLog.cs), defaults.
             _logDirectory = path + ".faster";
-            _log = new FasterLog(new FasterLogSettings
-            {
-                LogDevice = Devices.CreateLogDevice(System.IO.Path.Combine(_logDirectory, "uplink.log"), preallocateFile: false, deleteOnClose: true, recoverDevice: false, disableFileBuffering: true),
-                LogCommitDir = _logDirectory,
-                PageSizeBits = 21,
-                MemorySizeBits = 24,
-                SegmentSizeBits = 30,
-                AutoRefreshSafeTailAddress = false,
-                FastCommitMode = true,
-            });
+            (var settings, _logDevice, _commitManager) = UplinkLog.NewLogSettings(_logDirectory, new CoreOptions());
+            _log = new FasterLog(settings);
         }
 
         _epoll = EpollCreate1(0);
@@ -174,6 +170,8 @@ public sealed class DurableEventLoop
         _file.Dispose();
         File.Delete(Path);
         _log?.Dispose();
+        _logDevice?.Dispose();
+        _commitManager?.Dispose();
         if (_logDirectory is not null)
         {
             Directory.Delete(_logDirectory, recursive: true);

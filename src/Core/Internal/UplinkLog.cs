@@ -100,6 +100,21 @@ internal sealed class UplinkLog
 
     public static async Task<UplinkLog> OpenAsync(string directory, CoreOptions options, ILogger logger, CancellationToken ct)
     {
+        var (settings, device, commitManager) = NewLogSettings(directory, options);
+        var log = await FasterLog.CreateAsync(settings, ct);
+        return new UplinkLog(log, settings, directory, device, commitManager, options.CommitIntervalMs, logger)
+        {
+            ReopenInterval = options.LogReopenInterval,
+        };
+    }
+
+    /// <summary>
+    /// The log's device, FASTER settings and commit manager for <paramref name="directory"/> (created if missing):
+    /// what <see cref="OpenAsync"/> opens, and what load/'s <c>durable-loop --log faster</c> opens to measure the
+    /// same commit. The caller disposes the log, then the device and the commit manager.
+    /// </summary>
+    internal static (FasterLogSettings Settings, IDevice Device, SparseCommitMetadata? CommitManager) NewLogSettings(string directory, CoreOptions options)
+    {
         Directory.CreateDirectory(directory);
         var fastCommit = UseFastCommit(directory, options.FastCommitForNewLog);
         var commitManager = fastCommit ? new SparseCommitMetadata(NewCommitManager(directory), FastCommitMetadataEvery) : null;
@@ -133,11 +148,7 @@ internal sealed class UplinkLog
             // disposes only a commit manager it created itself, so this one is disposed in CloseAsync.
             LogCommitManager = commitManager,
         };
-        var log = await FasterLog.CreateAsync(settings, ct);
-        return new UplinkLog(log, settings, directory, device, commitManager, options.CommitIntervalMs, logger)
-        {
-            ReopenInterval = options.LogReopenInterval,
-        };
+        return (settings, device, commitManager);
     }
 
     /// <summary>In fast-commit mode the commit metadata file is written once per this many commits (and at every truncation).</summary>
