@@ -5,9 +5,11 @@ namespace Perf.Core;
 /// </summary>
 /// <remarks>
 /// Durability policy: every mutation is appended to a FASTER <c>FasterLog</c> on a local storage
-/// device under <see cref="DataDir"/>/log. A group-commit loop issues one <c>CommitAsync</c> for all
-/// records appended since the previous commit, at most every <see cref="CommitIntervalMs"/>
-/// milliseconds, and an uplink is acknowledged only after the commit that holds its record completed.
+/// device under <see cref="DataDir"/>/log. Group commits run one at a time: each commits all records queued
+/// since the previous one and waits for it, and an uplink is acknowledged only after the commit that holds its
+/// record completed. The log's commit thread commits at most every <see cref="CommitIntervalMs"/> milliseconds;
+/// the MQTT door's epoll thread commits the uplinks of each batch of socket events itself, right after the batch
+/// (<see cref="CommitRounds"/>; it reads nothing while the commit runs, so its batches grow with the load).
 /// With <see cref="FsyncOnCommit"/> (default) the log device is opened write-through (FASTER also asks for no
 /// buffering, which .NET ignores on Linux: the file is opened <c>O_SYNC</c>, so each write returns once it is
 /// on the disk), so a completed commit survives power loss as far as the disk honours write-through;
@@ -30,7 +32,7 @@ public sealed class CoreOptions
     /// <summary>Root of all persistent state (uplink log, FasterKV state store, OTA files; see the class remarks). Default <c>./data</c>.</summary>
     public string DataDir { get; set; } = "./data";
 
-    /// <summary>Minimum spacing of group commits in milliseconds. Default 2.</summary>
+    /// <summary>Minimum spacing of the commit thread's group commits in milliseconds (not of the MQTT door's; see the class remarks). Default 2.</summary>
     public int CommitIntervalMs { get; set; } = 2;
 
     /// <summary>Write-through log I/O (see the class remarks). Default true.</summary>

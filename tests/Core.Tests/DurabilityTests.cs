@@ -410,8 +410,8 @@ public class UplinkLogFormatTests
     public async Task OverlappingCommits_ApplyInLogOrder_LastWriteWinsLiveAndAfterCrash()
     {
         using var dir = new TempDir();
-        // Interval 0: a commit is issued as soon as anything is queued, so commits overlap (up to
-        // UplinkLog.MaxCommitsInFlight) while 2,000 writes to one attribute arrive without waiting.
+        // Interval 0: a commit is issued as soon as anything is queued, so 2,000 writes to one attribute arriving
+        // without waiting are spread over many commits, each applied in log order.
         var engine = await Engines.OpenAsync(dir.Path, o => o.CommitIntervalMs = 0);
         var (_, device, _) = await Engines.CreateDeviceAsync(engine);
         var writes = new List<Task<bool>>();

@@ -21,7 +21,8 @@ internal sealed class TelemetryUplink : PendingRecord, IValueTaskSource<UplinkRe
 
     private readonly TelemetryUplinkPool _pool;
 
-    // Continuations run on the thread pool: the commit loop must never run door code.
+    // Continuations run on the thread pool: the commit thread must never run door code. Only an uplink queued by a
+    // driving thread (CommitRounds) runs its continuation inline, on that thread, in its own round (Signal).
     private ManualResetValueTaskSourceCore<UplinkResult> _core = new() { RunContinuationsAsynchronously = true };
 
     public TelemetryUplink(TelemetryUplinkPool pool) => _pool = pool;
@@ -50,16 +51,30 @@ internal sealed class TelemetryUplink : PendingRecord, IValueTaskSource<UplinkRe
 
     public override void Complete()
     {
-        UplinkResult result;
+        Apply();
+        _core.SetResult(_applied);
+    }
+
+    /// <summary>The outcome of <see cref="Apply"/>, for <see cref="Signal"/>.</summary>
+    private UplinkResult _applied;
+
+    public override void Apply()
+    {
         try
         {
-            result = Service!.ApplyUplink(DeviceId, Entries) ? UplinkResult.Success : NotFound;
+            _applied = Service!.ApplyUplink(DeviceId, Entries) ? UplinkResult.Success : NotFound;
         }
         catch (Exception)
         {
-            result = Unavailable;
+            _applied = Unavailable;
         }
-        _core.SetResult(result);
+    }
+
+    /// <summary>Completes an inline uplink on the driving thread: the door's continuation (its PUBACK pump) runs here.</summary>
+    public override void Signal()
+    {
+        _core.RunContinuationsAsynchronously = false;
+        _core.SetResult(_applied);
     }
 
     public override void Fail(Exception error) => _core.SetResult(Unavailable);
@@ -89,6 +104,9 @@ internal sealed class TelemetryUplink : PendingRecord, IValueTaskSource<UplinkRe
     public void Reset()
     {
         _core.Reset();
+        _core.RunContinuationsAsynchronously = true;
+        _applied = default;
+        Inline = false;
         DeviceId = default;
         Service = null;
         Buffer = null;

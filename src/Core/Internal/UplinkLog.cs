@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Diagnostics;
-using System.Threading.Channels;
 using FASTER.core;
 using Microsoft.Extensions.Logging;
 
@@ -16,8 +15,22 @@ internal abstract class PendingRecord
     /// <summary>The record's kind (its first byte), set when it is queued; 0 for a barrier.</summary>
     public byte Kind;
 
-    /// <summary>Applies the record to in-memory state and completes the waiter. Runs on the commit loop.</summary>
+    /// <summary>
+    /// Queued by a driving thread (<see cref="CommitRounds"/>): its round applies it with <see cref="Apply"/> and,
+    /// once the whole batch is applied, completes its waiter with <see cref="Signal"/>, there.
+    /// </summary>
+    public bool Inline;
+
+    /// <summary>Applies the record to in-memory state and completes the waiter. Runs in a round.</summary>
     public abstract void Complete();
+
+    /// <summary>An inline record's apply; <see cref="Signal"/> completes its waiter. By default both are <see cref="Complete"/>.</summary>
+    public virtual void Apply() => Complete();
+
+    /// <summary>Completes an inline record's waiter after <see cref="Apply"/>, running its continuation on this thread.</summary>
+    public virtual void Signal()
+    {
+    }
 
     public abstract void Fail(Exception error);
 
@@ -48,14 +61,19 @@ internal sealed class PendingRecord<T>(Func<T> apply) : PendingRecord
 }
 
 /// <summary>
-/// The durable uplink log: a FASTER <see cref="FasterLog"/> fed by a group-commit loop in two halves.
-/// Writers hand a finished record to a channel; the issuing half drains everything queued, enqueues it
-/// in channel order and issues one commit for it (up to <see cref="MaxCommitsInFlight"/> overlap); the
-/// applying half waits for each batch's commit in issue order, and only then applies each record to
-/// memory (in log order, on one thread, so live state is exactly what a replay of the same records
-/// produces) and completes the writers' tasks. Single-threaded apply is what makes uniqueness checks
-/// (device names, tokens) deterministic on replay.
+/// The durable uplink log: a FASTER <see cref="FasterLog"/> fed by group-commit rounds. Writers queue a finished
+/// record; a round takes everything queued, enqueues it in queue order, commits it and waits for the commit, and
+/// only then applies each record to memory (in log order, one round at a time, so live state is exactly what a
+/// replay of the same records produces) and completes the writers' tasks. Single-threaded apply is what makes
+/// uniqueness checks (device names, tokens) deterministic on replay.
 /// </summary>
+/// <remarks>
+/// Rounds run on the log's commit thread, woken by a record queued anywhere, or on a thread that drives rounds
+/// itself (<see cref="CommitRounds"/>): the MQTT door's epoll thread reads every ready connection, queues their
+/// uplinks and then commits, applies and acknowledges them before it waits for the next bytes, with no hand-off
+/// between threads (issue 12, row 5: docs/PERFORMANCE.md). Records queued meanwhile wait for the next round, so
+/// the rounds' batches grow with the load.
+/// </remarks>
 internal sealed class UplinkLog
 {
     private FasterLog _log;
@@ -63,29 +81,32 @@ internal sealed class UplinkLog
     private readonly string _directory;
     private readonly IDevice _device;
     private readonly ILogCommitManager? _commitManager;
-    private readonly Channel<PendingRecord> _queue =
-        Channel.CreateUnbounded<PendingRecord>(new UnboundedChannelOptions { SingleReader = true });
+    /// <summary>Guards <see cref="_queued"/>, <see cref="_closed"/> and <see cref="_wakeRequested"/>.</summary>
+    private readonly Lock _queueGate = new();
+    /// <summary>Records queued for the next round (swapped with <see cref="_batch"/> when a round takes them).</summary>
+    private List<PendingRecord> _queued = new(256);
+    /// <summary>The round's records; empty between rounds. Only under <see cref="_round"/>.</summary>
+    private List<PendingRecord> _batch = new(256);
+    private bool _closed;
+    /// <summary>The commit thread was woken and has not taken the queue since.</summary>
+    private bool _wakeRequested;
+    private readonly SemaphoreSlim _wake = new(0);
+    /// <summary>Held for a whole round: rounds run one at a time, on the commit thread or on a driving thread.</summary>
+    private readonly Lock _round = new();
+    private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private long _lastCommit;
     private readonly CancellationTokenSource _crash = new();
     private readonly TimeSpan _interval;
     private readonly ILogger _logger;
-    private readonly Channel<CommitBatch> _committing = Channel.CreateBounded<CommitBatch>(
-        new BoundedChannelOptions(MaxCommitsInFlight) { SingleReader = true, SingleWriter = true });
-    private readonly Stack<CommitBatch> _idleBatches = new();
     private Func<long, ValueTask>? _afterBatch;
-    private Task? _loop;
     private ulong _appliedKinds;
 
-    // After a failed commit FASTER refuses every later one until the log is opened again (see RecoverAsync).
+    // After a failed commit FASTER refuses every later one until the log is opened again (see Recover).
     private readonly Lock _logGate = new();
     private bool _logOpen = true;
     private long _truncateTo;
     private volatile Exception? _failure;
     private long _lastReopenAttempt;
-    private int _inFlight;
-    private TaskCompletionSource? _drained;
-
-    /// <summary>Group commits issued and not yet applied at most (beyond it the issuing loop waits).</summary>
-    internal const int MaxCommitsInFlight = 4;
 
     private UplinkLog(FasterLog log, FasterLogSettings settings, string directory, IDevice device, ILogCommitManager? commitManager, int commitIntervalMs, ILogger logger)
     {
@@ -187,7 +208,7 @@ internal sealed class UplinkLog
 
     /// <summary>
     /// The failed write the log is recovering from, or null while it works: from a failed commit until the log is
-    /// opened again (<see cref="RecoverAsync"/>), every uplink is refused.
+    /// opened again (<see cref="Recover"/>), every uplink is refused.
     /// </summary>
     public Exception? Failure => _failure;
 
@@ -225,7 +246,7 @@ internal sealed class UplinkLog
     /// <summary>
     /// The kinds of the records applied since the last call (bit <c>1 &lt;&lt; kind</c>; kinds from 63 up share bit
     /// 63), and clears them. A barrier adds nothing: it writes no record, so what its action changes would not
-    /// survive a restart, and no action may change durable state. On the applying loop only (in the after-batch
+    /// survive a restart, and no action may change durable state. In a round only (in the after-batch
     /// callback), or once the loop has stopped.
     /// </summary>
     public ulong TakeAppliedKinds()
@@ -242,7 +263,9 @@ internal sealed class UplinkLog
     public void Start(Func<long, ValueTask> afterBatch)
     {
         _afterBatch = afterBatch;
-        _loop = Task.WhenAll(Task.Run(RunAsync), Task.Run(ApplyAsync));
+        _lastCommit = Stopwatch.GetTimestamp() - (long)(_interval.TotalSeconds * Stopwatch.Frequency);
+        var thread = new Thread(RunLoop) { IsBackground = true, Name = "Uplink log commit" };
+        thread.Start();
     }
 
     /// <summary>Queues a record; the task completes with <paramref name="apply"/>'s result after the commit that holds it.</summary>
@@ -251,7 +274,7 @@ internal sealed class UplinkLog
         var pending = new PendingRecord<T>(apply);
         pending.Buffer = record.Detach(out pending.Length);
         pending.Kind = pending.Buffer[0];
-        if (!_queue.Writer.TryWrite(pending))
+        if (!Queue(pending))
         {
             ArrayPool<byte>.Shared.Return(pending.Buffer);
             return Task.FromException<T>(new ObjectDisposedException(nameof(UplinkLog)));
@@ -267,7 +290,7 @@ internal sealed class UplinkLog
     {
         pending.Buffer = record.Detach(out pending.Length);
         pending.Kind = pending.Buffer[0];
-        if (!_queue.Writer.TryWrite(pending))
+        if (!Queue(pending))
         {
             var buffer = pending.Buffer;
             pending.Buffer = null;
@@ -279,7 +302,7 @@ internal sealed class UplinkLog
     /// <summary>
     /// <paramref name="applied"/>'s result once the records its apply appended (derived records, e.g. an edge's
     /// downlink written by a subscriber on the commit loop) are durable too: a barrier queued after the apply
-    /// completes with the commit that holds them. One commit interval more than <paramref name="applied"/>.
+    /// completes with the commit that holds them. One commit more than <paramref name="applied"/>.
     /// </summary>
     public async Task<T> ThenDerivedDurable<T>(Task<T> applied)
     {
@@ -295,7 +318,7 @@ internal sealed class UplinkLog
     public Task<T> Barrier<T>(Func<T> action)
     {
         var pending = new PendingRecord<T>(action);
-        if (!_queue.Writer.TryWrite(pending))
+        if (!Queue(pending))
         {
             return Task.FromException<T>(new ObjectDisposedException(nameof(UplinkLog)));
         }
@@ -303,158 +326,291 @@ internal sealed class UplinkLog
     }
 
     /// <summary>
-    /// The issuing half of the loop: drains the queue into a batch, enqueues its records, issues the batch's
-    /// commit without waiting for it and hands the batch to <see cref="ApplyAsync"/>. Up to
-    /// <see cref="MaxCommitsInFlight"/> commits overlap, so a record that arrives while one commit is on
-    /// disk waits for the next commit interval, not for that commit to finish first.
+    /// Adds <paramref name="pending"/> to the next round; false once the log takes no more records. On a driving
+    /// thread (<see cref="CommitRounds.Drive"/>) the round is left to that thread's next
+    /// <see cref="CommitRounds.RunDeferred"/>; elsewhere the commit thread is woken if it was not already.
     /// </summary>
-    private async Task RunAsync()
+    private bool Queue(PendingRecord pending)
     {
-        var reader = _queue.Reader;
-        var writer = _committing.Writer;
-        var lastCommit = Stopwatch.GetTimestamp() - (long)(_interval.TotalSeconds * Stopwatch.Frequency);
-        var crash = _crash.Token;
-        CommitBatch? batch = null;
+        bool wake;
+        lock (_queueGate)
+        {
+            if (_closed)
+            {
+                return false;
+            }
+            _queued.Add(pending);
+            if (CommitRounds.Defer(this))
+            {
+                pending.Inline = true;
+                return true;
+            }
+            wake = !_wakeRequested;
+            _wakeRequested = true;
+        }
+        if (wake)
+        {
+            _wake.Release();
+        }
+        return true;
+    }
+
+    /// <summary>Wakes the commit thread for what is queued (a driving thread that could not run the round itself).</summary>
+    internal void WakeLoop()
+    {
+        lock (_queueGate)
+        {
+            if (_wakeRequested)
+            {
+                return;
+            }
+            _wakeRequested = true;
+        }
+        _wake.Release();
+    }
+
+    /// <summary>
+    /// Runs a round on the calling (driving) thread unless the commit thread is in one: then that thread is woken for
+    /// another round, which takes what the caller queued.
+    /// </summary>
+    internal void RunRoundHere()
+    {
+        if (!_round.TryEnter())
+        {
+            WakeLoop();
+            return;
+        }
         try
         {
-            while (await reader.WaitToReadAsync(crash))
-            {
-                // Group commit: at most one commit issued per interval; whatever arrives meanwhile joins it.
-                var wait = _interval - Stopwatch.GetElapsedTime(lastCommit);
-                if (wait > TimeSpan.Zero)
-                {
-                    await Task.Delay(wait, crash);
-                }
-
-                batch = RentBatch();
-                while (reader.TryRead(out var pending))
-                {
-                    batch.Records.Add(pending);
-                }
-
-                if (_failure is { } failure && !await RecoverAsync(crash))
-                {
-                    Refuse(batch, failure);
-                    batch = null;
-                    lastCommit = Stopwatch.GetTimestamp();
-                    continue;
-                }
-
-                var any = false;
-                foreach (var pending in batch.Records)
-                {
-                    if (pending.Buffer is { } buffer)
-                    {
-                        _log.Enqueue(buffer.AsSpan(0, pending.Length));
-                        pending.Buffer = null;
-                        pending.ReleaseBuffer(buffer);
-                        any = true;
-                    }
-                }
-
-                lastCommit = Stopwatch.GetTimestamp();
-                batch.Tail = _log.TailAddress;
-                batch.Issued = lastCommit;
-                batch.Commit = any ? _log.CommitAsync(crash).AsTask() : Task.CompletedTask;
-                Interlocked.Increment(ref _inFlight);
-                await writer.WriteAsync(batch, crash);
-                batch = null;
-            }
-        }
-        catch (OperationCanceledException) when (crash.IsCancellationRequested)
-        {
-            batch?.FailAll(new OperationCanceledException("Engine abandoned."));
+            RunRound(drivenHere: true);
         }
         finally
         {
-            writer.TryComplete();
+            _round.Exit();
         }
     }
 
     /// <summary>
-    /// The applying half: takes batches in the order their commits were issued (log order), waits for each
-    /// batch's commit, then applies its records on this single thread and completes their writers, so
-    /// memory is exactly what a replay of the log produces and nothing is acknowledged before it is durable.
+    /// The commit thread: waits until a record is queued by a thread that does not drive rounds itself (a REST call,
+    /// a timer, the thread pool), keeps at least the commit interval between its commits, and runs rounds until the
+    /// queue is empty. At stop it runs the last rounds and exits; at a simulated crash it exits at once.
     /// </summary>
-    private async Task ApplyAsync()
+    private void RunLoop()
     {
-        var reader = _committing.Reader;
         var crash = _crash.Token;
-        CommitBatch? batch = null;
         try
         {
-            while (await reader.WaitToReadAsync(crash))
+            while (true)
             {
-                while (reader.TryRead(out batch))
+                _wake.Wait(crash);
+                var wait = _interval - Stopwatch.GetElapsedTime(Volatile.Read(ref _lastCommit));
+                if (wait > TimeSpan.Zero && !Volatile.Read(ref _closed))
                 {
-                    try
-                    {
-                        await batch.Commit!;
-                        CoreMetrics.Committed(Stopwatch.GetElapsedTime(batch.Issued), batch.Records.Count);
-                    }
-                    catch (Exception e) when (e is not OperationCanceledException)
-                    {
-                        CoreLog.CommitFailed(_logger, e);
-                        _failure ??= e;
-                        batch.FailAll(e);
-                        ReturnBatch(batch);
-                        batch = null;
-                        Applied();
-                        continue;
-                    }
-
+                    crash.WaitHandle.WaitOne(wait);
                     crash.ThrowIfCancellationRequested();
-                    var kinds = _appliedKinds;
-                    foreach (var pending in batch.Records)
-                    {
-                        kinds |= KindBit(pending.Kind);
-                        pending.Complete();
-                    }
-                    _appliedKinds = kinds;
-                    var tail = batch.Tail;
-                    ReturnBatch(batch);
-                    batch = null;
+                }
 
-                    if (_afterBatch is { } after)
+                // Records queued during the round woke the loop again (the round cleared the wake): they wait for the
+                // next interval, like everything queued after a commit.
+                lock (_round)
+                {
+                    RunRound(drivenHere: false);
+                }
+
+                if (Volatile.Read(ref _closed) && QueuedCount() == 0)
+                {
+                    break;
+                }
+            }
+            _stopped.TrySetResult();
+        }
+        catch (OperationCanceledException) when (crash.IsCancellationRequested)
+        {
+            var dropped = new OperationCanceledException("Engine abandoned.");
+            lock (_queueGate)
+            {
+                foreach (var pending in _queued)
+                {
+                    pending.Fail(dropped);
+                }
+                _queued.Clear();
+            }
+            _stopped.TrySetResult();
+        }
+        catch (Exception e)
+        {
+            _stopped.TrySetException(e);
+        }
+    }
+
+    private int QueuedCount()
+    {
+        lock (_queueGate)
+        {
+            return _queued.Count;
+        }
+    }
+
+    /// <summary>
+    /// One group commit, under <see cref="_round"/>: takes everything queued, enqueues its records in queue order, commits
+    /// them and waits for the commit, then applies each record to memory (in log order, on this one thread at a time, so
+    /// live state is exactly what a replay of the same records produces) and completes its writer, then runs the
+    /// after-batch step. Nothing is acknowledged before it is durable.
+    /// </summary>
+    private void RunRound(bool drivenHere)
+    {
+        List<PendingRecord> batch;
+        lock (_queueGate)
+        {
+            (_queued, _batch) = (_batch, _queued);
+            batch = _batch;
+            if (!drivenHere)
+            {
+                _wakeRequested = false;
+            }
+        }
+        if (batch.Count == 0)
+        {
+            return;
+        }
+
+        var crash = _crash.Token;
+        try
+        {
+            crash.ThrowIfCancellationRequested();
+            if (_failure is { } failure && !Recover(crash))
+            {
+                Refuse(batch, failure);
+                Volatile.Write(ref _lastCommit, Stopwatch.GetTimestamp());
+                return;
+            }
+
+            var any = false;
+            foreach (var pending in batch)
+            {
+                if (pending.Buffer is { } buffer)
+                {
+                    _log.Enqueue(buffer.AsSpan(0, pending.Length));
+                    pending.Buffer = null;
+                    pending.ReleaseBuffer(buffer);
+                    any = true;
+                }
+            }
+
+            var issued = Stopwatch.GetTimestamp();
+            Volatile.Write(ref _lastCommit, issued);
+            var tail = _log.TailAddress;
+            if (any)
+            {
+                try
+                {
+                    var commit = _log.CommitAsync(crash);
+                    if (!commit.IsCompletedSuccessfully)
                     {
-                        try
-                        {
-                            await after(tail);
-                        }
-                        catch (Exception e)
-                        {
-                            CoreLog.MaintenanceFailed(_logger, e);
-                        }
+                        commit.AsTask().GetAwaiter().GetResult();
                     }
-                    Applied();
+                    CoreMetrics.Committed(Stopwatch.GetElapsedTime(issued), batch.Count);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    CoreLog.CommitFailed(_logger, e);
+                    _failure ??= e;
+                    FailAll(batch, e);
+                    return;
+                }
+            }
+
+            crash.ThrowIfCancellationRequested();
+            var kinds = _appliedKinds;
+            int inline = 0;
+            foreach (var pending in batch)
+            {
+                kinds |= KindBit(pending.Kind);
+                if (pending.Inline && drivenHere)
+                {
+                    pending.Apply();
+                    inline++;
+                }
+                else
+                {
+                    // Queued by a driving thread but taken by the commit thread: its waiter's continuation goes to the pool.
+                    pending.Inline = false;
+                    pending.Complete();
+                }
+            }
+            _appliedKinds = kinds;
+            if (inline > 0)
+            {
+                SignalInline(batch);
+            }
+            batch.Clear();
+
+            if (_afterBatch is { } after)
+            {
+                try
+                {
+                    var step = after(tail);
+                    if (!step.IsCompletedSuccessfully)
+                    {
+                        step.AsTask().GetAwaiter().GetResult();
+                    }
+                }
+                catch (Exception e)
+                {
+                    CoreLog.MaintenanceFailed(_logger, e);
                 }
             }
         }
         catch (OperationCanceledException) when (crash.IsCancellationRequested)
         {
-            var dropped = new OperationCanceledException("Engine abandoned.");
-            batch?.FailAll(dropped);
-            while (reader.TryRead(out var left))
+            FailAll(batch, new OperationCanceledException("Engine abandoned."));
+            if (!drivenHere)
             {
-                left.FailAll(dropped);
+                throw;
             }
         }
     }
 
-    /// <summary>A batch taken off the applying loop (applied or failed): wakes a recovery waiting for none in flight.</summary>
-    private void Applied()
+    /// <summary>
+    /// Completes the inline records' waiters, last first: a connection acknowledges its uplinks in arrival order from a
+    /// continuation on the oldest one, which then finds all of the connection's later ones in this round already
+    /// complete and answers them with one send, instead of one send per uplink.
+    /// </summary>
+    private void SignalInline(List<PendingRecord> batch)
     {
-        if (Interlocked.Decrement(ref _inFlight) == 0)
+        for (int i = batch.Count - 1; i >= 0; i--)
         {
-            Interlocked.Exchange(ref _drained, null)?.TrySetResult();
+            var pending = batch[i];
+            if (!pending.Inline)
+            {
+                continue;
+            }
+            pending.Inline = false;
+            try
+            {
+                pending.Signal();
+            }
+            catch (Exception e)
+            {
+                CoreLog.MaintenanceFailed(_logger, e);
+            }
         }
     }
 
+    private static void FailAll(List<PendingRecord> batch, Exception error)
+    {
+        foreach (var pending in batch)
+        {
+            pending.Fail(error);
+        }
+        batch.Clear();
+    }
+
     /// <summary>Fails a batch that was never written (its records' buffers go back to their owners).</summary>
-    private void Refuse(CommitBatch batch, Exception failure)
+    private void Refuse(List<PendingRecord> batch, Exception failure)
     {
         var refused = new IOException($"The uplink log in {_directory} is unavailable after a failed write ({failure.Message}); it is reopened at most every {ReopenInterval.TotalMilliseconds:0} ms.", failure);
-        foreach (var pending in batch.Records)
+        foreach (var pending in batch)
         {
             if (pending.Buffer is { } buffer)
             {
@@ -462,14 +618,13 @@ internal sealed class UplinkLog
                 pending.ReleaseBuffer(buffer);
             }
         }
-        batch.FailAll(refused);
-        ReturnBatch(batch);
+        FailAll(batch, refused);
     }
 
     /// <summary>
     /// Opens the log again after a failed commit. FASTER keeps a failed flush as a permanent error (every later
-    /// commit fails with it, even once the disk has room again), so the issuing loop waits until no commit is in
-    /// flight (all of them failed or applied), disposes the log without committing and opens it from its files: it
+    /// commit fails with it, even once the disk has room again), so the round (no commit is in flight outside a
+    /// round) disposes the log without committing and opens it from its files: it
     /// resumes at its last successful commit, and the failed records after it, none of them acknowledged or applied,
     /// are written over. At most once per <see cref="ReopenInterval"/>; false while it cannot be opened.
     /// A later commit that FASTER failed only because an earlier one had, while its own write landed, can be found
@@ -477,21 +632,11 @@ internal sealed class UplinkLog
     /// a restart before the next checkpoint replays them, as if retried (at-least-once delivery allows it), and that
     /// checkpoint drops them otherwise. Nothing acknowledged is lost either way.
     /// </summary>
-    private async Task<bool> RecoverAsync(CancellationToken crash)
+    private bool Recover(CancellationToken crash)
     {
         if (Stopwatch.GetElapsedTime(_lastReopenAttempt) < ReopenInterval)
         {
             return false;
-        }
-        while (Volatile.Read(ref _inFlight) > 0)
-        {
-            var drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            Volatile.Write(ref _drained, drained);
-            if (Volatile.Read(ref _inFlight) == 0)
-            {
-                break;
-            }
-            await drained.Task.WaitAsync(crash);
         }
         _lastReopenAttempt = Stopwatch.GetTimestamp();
         var failure = _failure!;
@@ -504,7 +649,7 @@ internal sealed class UplinkLog
                 _logOpen = false;
             }
             old?.Dispose();
-            var log = await FasterLog.CreateAsync(_settings, crash);
+            var log = FasterLog.CreateAsync(_settings, crash).AsTask().GetAwaiter().GetResult();
             lock (_logGate)
             {
                 _log = log;
@@ -525,46 +670,6 @@ internal sealed class UplinkLog
         }
     }
 
-    private CommitBatch RentBatch()
-    {
-        lock (_idleBatches)
-        {
-            if (_idleBatches.Count > 0)
-            {
-                return _idleBatches.Pop();
-            }
-        }
-        return new CommitBatch();
-    }
-
-    private void ReturnBatch(CommitBatch batch)
-    {
-        batch.Records.Clear();
-        batch.Commit = null;
-        lock (_idleBatches)
-        {
-            _idleBatches.Push(batch);
-        }
-    }
-
-    /// <summary>One group commit: its records in log order, the log tail after them and the commit covering them.</summary>
-    private sealed class CommitBatch
-    {
-        public readonly List<PendingRecord> Records = new(256);
-        public Task? Commit;
-        public long Tail;
-        public long Issued;
-
-        public void FailAll(Exception error)
-        {
-            foreach (var pending in Records)
-            {
-                pending.Fail(error);
-            }
-            Records.Clear();
-        }
-    }
-
     /// <summary>Marks everything before <paramref name="address"/> as reclaimable (persisted by the next commit).</summary>
     public void TruncateUntil(long address)
     {
@@ -582,11 +687,31 @@ internal sealed class UplinkLog
     /// <summary>Graceful stop: no new records, drain and commit the queue.</summary>
     public async Task StopAsync()
     {
-        _queue.Writer.TryComplete();
-        if (_loop is not null)
+        Close();
+        if (_afterBatch is not null)
         {
-            await _loop;
+            await _stopped.Task;
         }
+        WaitForRound();
+    }
+
+    /// <summary>Returns once no round runs (a driving thread's may still be in one); later rounds find nothing queued.</summary>
+    private void WaitForRound()
+    {
+        lock (_round)
+        {
+            Debug.Assert(QueuedCount() == 0 || _crash.IsCancellationRequested, "Records queued after the log closed.");
+        }
+    }
+
+    /// <summary>Takes no more records and wakes the commit thread for its last rounds.</summary>
+    private void Close()
+    {
+        lock (_queueGate)
+        {
+            _closed = true;
+        }
+        _wake.Release();
     }
 
     /// <summary>Final commit (persists a truncation) and release of the files.</summary>
@@ -618,18 +743,13 @@ internal sealed class UplinkLog
     /// </summary>
     public async Task AbandonAsync()
     {
-        _queue.Writer.TryComplete();
         await _crash.CancelAsync();
-        if (_loop is not null)
+        Close();
+        if (_afterBatch is not null)
         {
-            try
-            {
-                await _loop;
-            }
-            catch (OperationCanceledException)
-            {
-            }
+            await _stopped.Task;
         }
+        WaitForRound();
     }
 }
 

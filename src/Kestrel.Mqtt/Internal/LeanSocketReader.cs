@@ -350,7 +350,7 @@ internal sealed class LeanSocketReader : PipeReader, IValueTaskSource<ReadResult
         }
     }
 
-    /// <summary>On a pool thread after an edge: receive and complete the waiting read (its continuation runs here).</summary>
+    /// <summary>After an edge, on the epoll thread (or a pool thread for a dispatched one): receive and complete the waiting read (its continuation runs here).</summary>
     internal void CompleteWaitingRead()
     {
         ReadResult result;
