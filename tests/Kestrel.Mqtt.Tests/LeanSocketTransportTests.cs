@@ -511,6 +511,128 @@ public sealed class LeanSocketTransportTests : IAsyncLifetime
     }
 
     /// <summary>
+    /// Reads complete on the one epoll thread, and a read finds bytes at once while its socket is never drained. A
+    /// peer that sends faster than its handler works must not keep that thread to itself: after a few reads at once
+    /// the reader waits for the loop's next pass, and another connection is served meanwhile. Here the flooding
+    /// handler spends 2 ms per read (work, not waiting: the thread stays busy), so without the yield the other
+    /// connection would not be answered while the flood lasts.
+    /// </summary>
+    [Fact]
+    public async Task FloodingPeer_WithASlowHandler_DoesNotStarveAnotherConnection()
+    {
+        using var flooding = new CancellationTokenSource();
+        var floodingServer = _server;
+        var floodReads = 0;
+        var readOn = System.Threading.Channels.Channel.CreateUnbounded<string?>();
+        // Off xunit's synchronization context, so the handlers' continuations run where the transport completes them.
+        var longestRunAtOnce = 0;
+        var floodServe = Task.Run(() => ServeSlowlyAsync(floodingServer, run => longestRunAtOnce = Math.Max(longestRunAtOnce, run), () =>
+        {
+            if (Interlocked.Increment(ref floodReads) <= 2)
+            {
+                readOn.Writer.TryWrite(Thread.CurrentThread.Name);
+            }
+
+        }));
+
+        // Two single bytes, the second sent once the first was handled: the handler's read is then waiting, so the
+        // epoll thread completes it and the handler runs there, as the MQTT door's connections do.
+        await _client.SendAsync(new[] { (byte)'1' }, SocketFlags.None);
+        await readOn.Reader.ReadAsync().AsTask().WaitAsync(Deadline);
+        await _client.SendAsync(new[] { (byte)'2' }, SocketFlags.None);
+        Assert.Equal("Lean transport epoll", await readOn.Reader.ReadAsync().AsTask().WaitAsync(Deadline));
+        var flood = Task.Run(async () =>
+        {
+            var chunk = new byte[16 * 1024];
+            while (!flooding.IsCancellationRequested)
+            {
+                await _client.SendAsync(chunk, SocketFlags.None);
+            }
+        });
+
+        var factory = new LeanSocketTransportFactory(new LeanSocketTransportOptions(), NullLoggerFactory.Instance);
+        await using var listener = await factory.BindAsync(new LeanEndPoint(IPAddress.Loopback, 0));
+        using var other = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        var accept = listener.AcceptAsync().AsTask();
+        await other.ConnectAsync(listener.EndPoint);
+        await using var otherServer = (LeanSocketConnection)(await accept.WaitAsync(Deadline))!;
+        var echo = Task.Run(() => EchoAsync(otherServer));
+        try
+        {
+            var answer = new byte[1];
+            for (int i = 0; i < 20; i++)
+            {
+                await other.SendAsync(new[] { (byte)'?' }, SocketFlags.None);
+                var receive = other.ReceiveAsync(answer, SocketFlags.None);
+                if (await Task.WhenAny(receive, Task.Delay(TimeSpan.FromSeconds(5))) != receive)
+                {
+                    Assert.Fail($"exchange {i}: no answer within 5 s while another connection floods ({Volatile.Read(ref floodReads)} flood reads)");
+                }
+                Assert.Equal(1, await receive);
+            }
+            Assert.True(Volatile.Read(ref floodReads) > 20);
+        }
+        finally
+        {
+            await flooding.CancelAsync();
+            await flood.WaitAsync(Deadline);
+            _client.Shutdown(SocketShutdown.Send);
+            await floodServe.WaitAsync(Deadline);
+            other.Shutdown(SocketShutdown.Send);
+            await echo.WaitAsync(Deadline);
+        }
+
+        // The flood kept its socket full (it read at once most of the time) and still let go of the thread.
+        Assert.InRange(longestRunAtOnce, 2, LeanSocketReader.MaxReadsAtOnce);
+
+        static async Task ServeSlowlyAsync(LeanSocketConnection server, Action<int> onRunAtOnce, Action onRead)
+        {
+            var input = server.Transport.Input;
+            var atOnce = 0;
+            while (true)
+            {
+                // Reads completed at once, in a row: the epoll thread kept for this connection alone.
+                var read = input.ReadAsync();
+                atOnce = read.IsCompleted ? atOnce + 1 : 0;
+                onRunAtOnce(atOnce);
+                var result = await read;
+                input.AdvanceTo(result.Buffer.End);
+                if (result.IsCompleted)
+                {
+                    return;
+                }
+                onRead();
+                var work = System.Diagnostics.Stopwatch.StartNew();
+                while (work.Elapsed < TimeSpan.FromMilliseconds(2))
+                {
+                    Thread.SpinWait(100);
+                }
+            }
+        }
+
+        static async Task EchoAsync(LeanSocketConnection server)
+        {
+            var input = server.Transport.Input;
+            var output = server.Transport.Output;
+            while (true)
+            {
+                var result = await input.ReadAsync();
+                var requests = (int)result.Buffer.Length;
+                input.AdvanceTo(result.Buffer.End);
+                if (result.IsCompleted)
+                {
+                    return;
+                }
+                for (int i = 0; i < requests; i++)
+                {
+                    output.Write("!"u8);
+                }
+                await output.FlushAsync();
+            }
+        }
+    }
+
+    /// <summary>
     /// The RPC load pattern: several connections at once, each answering from another thread while its read
     /// waits. A read that goes through a blocking receive (the zero-byte receive fired, then a blocking-mode
     /// <c>Socket.Receive</c> that waits for the next readiness event) holds a pool thread and the answer

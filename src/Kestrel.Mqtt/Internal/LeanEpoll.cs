@@ -62,6 +62,18 @@ internal sealed unsafe partial class LeanEpoll : IThreadPoolWorkItem
     /// <summary>Readers whose completion was dispatched from another thread (a connection aborting), for the pool (<see cref="Execute"/>).</summary>
     private readonly ConcurrentQueue<LeanSocketReader> _ready = new();
 
+    /// <summary>Readers that had their share of reads at once (<see cref="Yield"/>); the loop's own, for its next pass.</summary>
+    private List<LeanSocketReader> _yielded = new();
+
+    /// <summary>The readers of <see cref="_yielded"/> being completed (swapped with it, so that they can yield again).</summary>
+    private List<LeanSocketReader> _resuming = new();
+
+    [ThreadStatic]
+    private static bool t_loop;
+
+    /// <summary>Whether the calling thread is the epoll thread.</summary>
+    internal static bool IsLoopThread => t_loop;
+
     /// <summary>1 while a pool work item to drain <see cref="_ready"/> is queued and has not started.</summary>
     private int _drainRequested;
 
@@ -214,10 +226,12 @@ internal sealed unsafe partial class LeanEpoll : IThreadPoolWorkItem
     {
         byte* events = (byte*)NativeMemory.Alloc((nuint)(MaxEvents * s_eventSize));
         CommitRounds.Drive();
+        t_loop = true;
         while (true)
         {
-            // A timeout, so registrations released while no socket is active are still freed.
-            int ready = EpollWait(_epoll, events, MaxEvents, 1000);
+            // A timeout, so registrations released while no socket is active are still freed; none while readers wait
+            // for their turn.
+            int ready = EpollWait(_epoll, events, MaxEvents, _yielded.Count > 0 ? 0 : 1000);
             if (ready < 0)
             {
                 int errno = Marshal.GetLastPInvokeError();
@@ -238,6 +252,17 @@ internal sealed unsafe partial class LeanEpoll : IThreadPoolWorkItem
                 {
                     reader.CompleteWaitingRead();
                 }
+            }
+
+            if (_yielded.Count > 0)
+            {
+                (_yielded, _resuming) = (_resuming, _yielded);
+                foreach (var reader in _resuming)
+                {
+                    reader.CompleteWaitingRead();
+                }
+
+                _resuming.Clear();
             }
 
             CommitRounds.RunDeferred();
@@ -267,6 +292,12 @@ internal sealed unsafe partial class LeanEpoll : IThreadPoolWorkItem
         113 => SocketError.HostUnreachable,
         _ => SocketError.SocketError,
     };
+
+    /// <summary>
+    /// On the epoll thread: <paramref name="reader"/> had its share of reads at once; its waiting read is completed on
+    /// the loop's next pass, after the events that came meanwhile.
+    /// </summary>
+    internal void Yield(LeanSocketReader reader) => _yielded.Add(reader);
 
     /// <summary>Queues <paramref name="reader"/>'s completion to the pool (a connection aborting, off the epoll thread).</summary>
     public void Dispatch(LeanSocketReader reader)

@@ -42,6 +42,18 @@ internal sealed class LeanSocketReader : PipeReader, IValueTaskSource<ReadResult
 
     // A pool work item is queued to finish the waiting read (one at a time).
     private bool _dispatched;
+
+    /// <summary>
+    /// Reads this reader completed at once on the epoll thread since the loop last completed its waiting read; past
+    /// <see cref="MaxReadsAtOnce"/> the next read waits for the loop's next pass (<see cref="LeanEpoll.Yield"/>).
+    /// </summary>
+    private int _readsAtOnce;
+
+    /// <summary>
+    /// Reads a connection may complete at once on the epoll thread before it lets the others have it: a peer that
+    /// keeps its socket full would otherwise keep the one thread that reads (and commits for) every connection.
+    /// </summary>
+    internal const int MaxReadsAtOnce = 8;
     private bool _readWaiting;
     private bool _cancelNext;
     private bool _completed;
@@ -99,13 +111,22 @@ internal sealed class LeanSocketReader : PipeReader, IValueTaskSource<ReadResult
                 return ValueTask.FromCanceled<ReadResult>(cancellationToken);
             }
 
-            if (!TryGetResult(out result, out error))
+            bool yielding = LeanEpoll.IsLoopThread && ++_readsAtOnce > MaxReadsAtOnce;
+            if (yielding || !TryGetResult(out result, out error))
             {
                 _readWaiting = true;
                 _source.Reset();
                 if (cancellationToken.CanBeCanceled)
                 {
                     _cancellation = cancellationToken.UnsafeRegister(static (state, token) => ((LeanSocketReader)state!).CancelWaitingRead(token), this);
+                }
+
+                if (yielding)
+                {
+                    // Dispatched already: the loop completes it on its next pass, and edges meanwhile only mark the
+                    // socket readable.
+                    _dispatched = true;
+                    LeanEpoll.Shared.Yield(this);
                 }
 
                 return new ValueTask<ReadResult>(this, _source.Version);
@@ -359,6 +380,7 @@ internal sealed class LeanSocketReader : PipeReader, IValueTaskSource<ReadResult
         lock (this)
         {
             _dispatched = false;
+            _readsAtOnce = 0;
             if (!_readWaiting || !TryGetResult(out result, out error))
             {
                 return;
