@@ -698,10 +698,8 @@ internal sealed class UplinkLog
     /// <summary>Returns once no round runs (a driving thread's may still be in one); later rounds find nothing queued.</summary>
     private void WaitForRound()
     {
-        lock (_round)
-        {
-            Debug.Assert(QueuedCount() == 0 || _crash.IsCancellationRequested, "Records queued after the log closed.");
-        }
+        _round.Enter();
+        _round.Exit();
     }
 
     /// <summary>Takes no more records and wakes the commit thread for its last rounds.</summary>

@@ -40,7 +40,7 @@ internal sealed class LeanSocketReader : PipeReader, IValueTaskSource<ReadResult
     // again, so reads go on receiving until they see it.
     private bool _hangUp;
 
-    // A pool work item is queued to finish the waiting read (one at a time).
+    // The waiting read is being finished, or is due to be (by the epoll loop, or by a pool work item for a dispatched one).
     private bool _dispatched;
 
     /// <summary>
@@ -348,8 +348,8 @@ internal sealed class LeanSocketReader : PipeReader, IValueTaskSource<ReadResult
 
     /// <summary>
     /// The epoll thread's edge for this socket (<paramref name="events"/>: EPOLLIN, RDHUP, HUP, ERR): marks it
-    /// readable; true when a read is waiting and the caller must queue <see cref="CompleteWaitingRead"/> to the
-    /// pool (once: further edges return false until it has run).
+    /// readable; true when a read is waiting and the caller must run <see cref="CompleteWaitingRead"/> (once: further
+    /// edges return false until it has run).
     /// </summary>
     internal bool OnReadiness(uint events)
     {
