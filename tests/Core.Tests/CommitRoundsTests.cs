@@ -1,4 +1,5 @@
 using Perf.Core.Domain;
+using Perf.Core.Telemetry;
 
 namespace Perf.Core.Tests;
 
@@ -107,6 +108,22 @@ public class CommitRoundsTests
             Assert.True(result.IsOk, result.Reason);
         }
         Assert.Equal(Uplinks, engine.Telemetry.Query(device.Id, "v", 0, 100_000, 0, 1000, Aggregation.None, false).Count);
+    }
+
+    [Fact]
+    public async Task RecordLargerThanALogPage_FailsItsWriter_AndLaterWritesAreCommitted()
+    {
+        using var dir = new TempDir();
+        await using var engine = await Engines.OpenAsync(dir.Path, o => o.LogReopenInterval = TimeSpan.Zero);
+        var (_, device, _) = await Engines.CreateDeviceAsync(engine);
+
+        // FASTER refuses an entry above its page (2 MiB): the round fails its writers, and the log goes on.
+        var huge = new string('x', 3 << 20);
+        var refused = await Assert.ThrowsAnyAsync<Exception>(() => engine.Attributes.SaveAsync(device.Id, AttributeScope.Server, [new KvEntry("huge", huge)]));
+        Assert.IsType<FASTER.core.FasterException>(refused);
+        Assert.True(await engine.Attributes.SaveAsync(device.Id, AttributeScope.Server, [new KvEntry("small", 1L)]));
+        Assert.True(engine.Attributes.TryGet(device.Id, AttributeScope.Server, "small", out _));
+        Assert.False(engine.Attributes.TryGet(device.Id, AttributeScope.Server, "huge", out _));
     }
 
     private static ValueTask<UplinkResult>[] Queue(PerfEngine engine, Device device)

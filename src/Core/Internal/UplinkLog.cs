@@ -345,8 +345,7 @@ internal sealed class UplinkLog
                 pending.Inline = true;
                 return true;
             }
-            wake = !_wakeRequested;
-            _wakeRequested = true;
+            wake = RequestWake();
         }
         if (wake)
         {
@@ -358,15 +357,26 @@ internal sealed class UplinkLog
     /// <summary>Wakes the commit thread for what is queued (a driving thread that could not run the round itself).</summary>
     internal void WakeLoop()
     {
+        bool wake;
         lock (_queueGate)
         {
-            if (_wakeRequested)
-            {
-                return;
-            }
-            _wakeRequested = true;
+            wake = RequestWake();
         }
-        _wake.Release();
+        if (wake)
+        {
+            _wake.Release();
+        }
+    }
+
+    /// <summary>Under <see cref="_queueGate"/>: true when the caller must release the commit thread (no wake pending yet).</summary>
+    private bool RequestWake()
+    {
+        if (_wakeRequested)
+        {
+            return false;
+        }
+        _wakeRequested = true;
+        return true;
     }
 
     /// <summary>
@@ -426,19 +436,23 @@ internal sealed class UplinkLog
         }
         catch (OperationCanceledException) when (crash.IsCancellationRequested)
         {
-            var dropped = new OperationCanceledException("Engine abandoned.");
             lock (_queueGate)
             {
-                foreach (var pending in _queued)
-                {
-                    pending.Fail(dropped);
-                }
-                _queued.Clear();
+                ReturnBuffers(_queued);
+                FailAll(_queued, new OperationCanceledException("Engine abandoned."));
             }
             _stopped.TrySetResult();
         }
         catch (Exception e)
         {
+            // Nothing commits any more: refuse what is queued and what comes, rather than let it wait for ever.
+            CoreLog.CommitFailed(_logger, e);
+            lock (_queueGate)
+            {
+                _closed = true;
+                ReturnBuffers(_queued);
+                FailAll(_queued, e);
+            }
             _stopped.TrySetException(e);
         }
     }
@@ -485,24 +499,27 @@ internal sealed class UplinkLog
                 return;
             }
 
-            var any = false;
-            foreach (var pending in batch)
-            {
-                if (pending.Buffer is { } buffer)
-                {
-                    _log.Enqueue(buffer.AsSpan(0, pending.Length));
-                    pending.Buffer = null;
-                    pending.ReleaseBuffer(buffer);
-                    any = true;
-                }
-            }
-
             var issued = Stopwatch.GetTimestamp();
             Volatile.Write(ref _lastCommit, issued);
-            var tail = _log.TailAddress;
-            if (any)
+            long tail;
+            try
             {
-                try
+                // An enqueue that throws fails the round like a failed commit: what it enqueued is never committed
+                // (the log is opened again at its last commit before the next round), and nothing is applied.
+                var any = false;
+                foreach (var pending in batch)
+                {
+                    if (pending.Buffer is { } buffer)
+                    {
+                        _log.Enqueue(buffer.AsSpan(0, pending.Length));
+                        pending.Buffer = null;
+                        pending.ReleaseBuffer(buffer);
+                        any = true;
+                    }
+                }
+
+                tail = _log.TailAddress;
+                if (any)
                 {
                     var commit = _log.CommitAsync(crash);
                     if (!commit.IsCompletedSuccessfully)
@@ -511,13 +528,14 @@ internal sealed class UplinkLog
                     }
                     CoreMetrics.Committed(Stopwatch.GetElapsedTime(issued), batch.Count);
                 }
-                catch (Exception e) when (e is not OperationCanceledException)
-                {
-                    CoreLog.CommitFailed(_logger, e);
-                    _failure ??= e;
-                    FailAll(batch, e);
-                    return;
-                }
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                CoreLog.CommitFailed(_logger, e);
+                _failure ??= e;
+                ReturnBuffers(batch);
+                FailAll(batch, e);
+                return;
             }
 
             crash.ThrowIfCancellationRequested();
@@ -610,6 +628,13 @@ internal sealed class UplinkLog
     private void Refuse(List<PendingRecord> batch, Exception failure)
     {
         var refused = new IOException($"The uplink log in {_directory} is unavailable after a failed write ({failure.Message}); it is reopened at most every {ReopenInterval.TotalMilliseconds:0} ms.", failure);
+        ReturnBuffers(batch);
+        FailAll(batch, refused);
+    }
+
+    /// <summary>Gives the buffers of records not (all) enqueued back to their owners.</summary>
+    private static void ReturnBuffers(List<PendingRecord> batch)
+    {
         foreach (var pending in batch)
         {
             if (pending.Buffer is { } buffer)
@@ -618,7 +643,6 @@ internal sealed class UplinkLog
                 pending.ReleaseBuffer(buffer);
             }
         }
-        FailAll(batch, refused);
     }
 
     /// <summary>
