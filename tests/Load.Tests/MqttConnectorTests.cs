@@ -176,6 +176,31 @@ public sealed class MqttConnectorTests
         Assert.Contains("failures: 20\n", output, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task The_native_generator_counts_a_connection_closed_without_connack_as_a_failure()
+    {
+        await using var stub = new Stub(Mode.CloseAfterConnect);
+        var (exit, output) = await RunNativeAsync(stub, 50, 8);
+        Assert.Equal(1, exit);
+        Assert.Contains("connects: 0\n", output, StringComparison.Ordinal);
+        Assert.Contains("failures: 50\n", output, StringComparison.Ordinal);
+        Assert.Equal(50, stub.ClientIds.Count);
+    }
+
+    [Fact]
+    public async Task The_native_generator_counts_refused_tcp_connects_as_failures()
+    {
+        // A port nobody listens on: every connect is refused (RST), which the generator sees as EPOLLERR.
+        var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        var port = ((IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        var (exit, output, error) = await NativeTool.BuildAndRunAsync("mqtt-connect", ["127.0.0.1", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "30", "8", "token-"]);
+        Assert.True(exit == 1, output + error);
+        Assert.Contains("connects: 0\n", output, StringComparison.Ordinal);
+        Assert.Contains("failures: 30\n", output, StringComparison.Ordinal);
+    }
+
     private sealed class Stub : IAsyncDisposable
     {
         private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
