@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Perf.Api.Hosting;
@@ -59,6 +60,44 @@ public sealed class SecretRedactionTests
     }
 
     /// <summary>A provider that records message, exception and scopes as the console would print them.</summary>
+    [Fact]
+    public void WithoutScopes_MessagesAreStillRedacted_AndNoScopeStackIsKept()
+    {
+        var sink = new ListProvider();
+        var services = new ServiceCollection();
+        services.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Debug).AddProvider(sink).RedactSecrets(scopes: false));
+        using var provider = services.BuildServiceProvider();
+        var logger = provider.GetRequiredService<ILoggerFactory>().CreateLogger("Microsoft.AspNetCore.Server.Kestrel.Connections");
+        Assert.IsNotAssignableFrom<ISupportExternalScope>(Assert.Single(provider.GetServices<ILoggerProvider>()));
+        using (logger.BeginScope("RequestPath:/api/v1/{Token}/telemetry", "ScopeTok123"))
+        {
+            logger.LogInformation("Request starting POST {Path}", "/api/v1/PathTok456/telemetry");
+        }
+
+        // The factory handed the sink no scope stack: a scope is a no-op, not an object pushed on an async-local.
+        Assert.False(sink.HasScopeProvider);
+        var all = string.Join('\n', sink.Lines);
+        Assert.DoesNotContain("PathTok456", all, StringComparison.Ordinal);
+        Assert.DoesNotContain("ScopeTok123", all, StringComparison.Ordinal);
+        Assert.Contains("Request starting POST /api/v1/***/telemetry", all, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(null, null, false)]
+    [InlineData("true", null, true)]
+    [InlineData("false", null, false)]
+    [InlineData(null, "true", true)]
+    public void ScopesArePrinted_OnlyWhenTheConsoleIsToldTo(string? formatterOption, string? legacyOption, bool expected)
+    {
+        var values = new Dictionary<string, string?>
+        {
+            ["Logging:Console:FormatterOptions:IncludeScopes"] = formatterOption,
+            ["Logging:Console:IncludeScopes"] = legacyOption,
+        };
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(values).Build();
+        Assert.Equal(expected, SecretRedactionExtensions.ScopesPrinted(configuration));
+    }
+
     private sealed class ListProvider : ILoggerProvider, ISupportExternalScope
     {
         private IExternalScopeProvider? _scopes;
@@ -68,6 +107,8 @@ public sealed class SecretRedactionTests
         public ILogger CreateLogger(string categoryName) => new Logger(this);
 
         public void SetScopeProvider(IExternalScopeProvider scopeProvider) => _scopes = scopeProvider;
+
+        public bool HasScopeProvider => _scopes is not null;
 
         public void Dispose()
         {

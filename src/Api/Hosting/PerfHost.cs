@@ -51,8 +51,11 @@ public sealed class PerfHost : IAsyncDisposable
             builder.Configuration.AddInMemoryCollection(overrides);
         }
 
-        // No token or password in any log line, whoever writes it (ASP.NET Core logs request paths).
-        builder.Logging.RedactSecrets();
+        // No token or password in any log line, whoever writes it (ASP.NET Core logs request paths). Logging scopes
+        // only when the console prints them: otherwise Kestrel's scope per connection and ASP.NET Core's per
+        // request cost an object and an ExecutionContext each for nothing (issue 12).
+        var printScopes = SecretRedactionExtensions.ScopesPrinted(builder.Configuration);
+        builder.Logging.RedactSecrets(printScopes);
         var settings = HostSettings.From(builder.Configuration);
 
         // TLS certificates load before storage opens: a wrong path or password stops the start with its reason.
@@ -73,7 +76,7 @@ public sealed class PerfHost : IAsyncDisposable
 
         // The core: storage is opened (and the log replayed) before any door accepts a connection.
         var coreOptions = CoreSettings.From(builder.Configuration, settings.DataDir);
-        using var bootLoggers = LoggerFactory.Create(logging => logging.AddConfiguration(builder.Configuration.GetSection("Logging")).AddSimpleConsole(o => o.SingleLine = true).RedactSecrets());
+        using var bootLoggers = LoggerFactory.Create(logging => logging.AddConfiguration(builder.Configuration.GetSection("Logging")).AddSimpleConsole(o => o.SingleLine = true).RedactSecrets(printScopes));
         var engine = await PerfEngine.OpenAsync(coreOptions, bootLoggers, cancellationToken);
         builder.Services.AddSingleton(engine);
         builder.Services.AddSingleton(engine.DeviceApi);

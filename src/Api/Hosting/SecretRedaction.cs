@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Text.RegularExpressions;
+using Microsoft.Extensions.Configuration;
 
 namespace Perf.Api.Hosting;
 
@@ -47,28 +48,37 @@ public static partial class SecretRedaction
 }
 
 /// <summary>
-/// Wraps each logger provider so every formatted message (and exception text and scope, e.g. ASP.NET
-/// Core's RequestPath scope) passes through <see cref="SecretRedaction"/> before it is written.
-/// Provider-specific level rules (<c>Logging:Console:LogLevel</c>) no longer match the wrapped provider;
-/// use the category rules (<c>Logging:LogLevel</c>), as appsettings.json does.
+/// Wraps each logger provider so every formatted message and exception text passes through
+/// <see cref="SecretRedaction"/> before it is written. Provider-specific level rules
+/// (<c>Logging:Console:LogLevel</c>) no longer match the wrapped provider; use the category rules
+/// (<c>Logging:LogLevel</c>), as appsettings.json does.
 /// </summary>
-public sealed class RedactingLoggerProvider(ILoggerProvider inner, bool ownsInner) : ILoggerProvider, ISupportExternalScope
+/// <remarks>
+/// This one does not take part in logging scopes (it is not an <see cref="ISupportExternalScope"/>), so when no
+/// provider does, the logger factory keeps no scope stack: a scope costs nothing. Kestrel opens one per connection
+/// and ASP.NET Core one per request, each an object plus an <see cref="ExecutionContext"/> change that the
+/// connection's async state then holds while it is open (issue 12: about 0.2 KB per idle connection). Use
+/// <see cref="ScopedRedactingLoggerProvider"/> when scopes are printed.
+/// </remarks>
+public class RedactingLoggerProvider : ILoggerProvider
 {
-    public ILogger CreateLogger(string categoryName) => new RedactingLogger(inner.CreateLogger(categoryName));
+    private readonly bool _ownsInner;
 
-    public void SetScopeProvider(IExternalScopeProvider scopeProvider)
+    public RedactingLoggerProvider(ILoggerProvider inner, bool ownsInner)
     {
-        if (inner is ISupportExternalScope scoped)
-        {
-            scoped.SetScopeProvider(new RedactingScopeProvider(scopeProvider));
-        }
+        Inner = inner;
+        _ownsInner = ownsInner;
     }
+
+    private protected ILoggerProvider Inner { get; }
+
+    public ILogger CreateLogger(string categoryName) => new RedactingLogger(Inner.CreateLogger(categoryName));
 
     public void Dispose()
     {
-        if (ownsInner)
+        if (_ownsInner)
         {
-            inner.Dispose();
+            Inner.Dispose();
         }
     }
 
@@ -104,7 +114,7 @@ public sealed class RedactingLoggerProvider(ILoggerProvider inner, bool ownsInne
         }
     }
 
-    private sealed class RedactingScopeProvider(IExternalScopeProvider inner) : IExternalScopeProvider
+    private protected sealed class RedactingScopeProvider(IExternalScopeProvider inner) : IExternalScopeProvider
     {
         public void ForEachScope<TState>(Action<object?, TState> callback, TState state) =>
             inner.ForEachScope(
@@ -115,10 +125,36 @@ public sealed class RedactingLoggerProvider(ILoggerProvider inner, bool ownsInne
     }
 }
 
+/// <summary>
+/// A <see cref="RedactingLoggerProvider"/> that also takes part in logging scopes: the wrapped provider gets the
+/// scope stack, and each scope's text is redacted as it is written (e.g. ASP.NET Core's RequestPath scope).
+/// </summary>
+public sealed class ScopedRedactingLoggerProvider(ILoggerProvider inner, bool ownsInner) : RedactingLoggerProvider(inner, ownsInner), ISupportExternalScope
+{
+    public void SetScopeProvider(IExternalScopeProvider scopeProvider)
+    {
+        if (Inner is ISupportExternalScope scoped)
+        {
+            scoped.SetScopeProvider(new RedactingScopeProvider(scopeProvider));
+        }
+    }
+}
+
 public static class SecretRedactionExtensions
 {
-    /// <summary>Wraps every logger provider registered so far in a <see cref="RedactingLoggerProvider"/>; call it last.</summary>
-    public static ILoggingBuilder RedactSecrets(this ILoggingBuilder logging)
+    /// <summary>
+    /// True when the console prints logging scopes (<c>Logging:Console:FormatterOptions:IncludeScopes</c>, or the
+    /// older <c>Logging:Console:IncludeScopes</c>); off by default, and then nothing would show them.
+    /// </summary>
+    public static bool ScopesPrinted(IConfiguration configuration) =>
+        configuration.GetValue<bool>("Logging:Console:FormatterOptions:IncludeScopes") ||
+        configuration.GetValue<bool>("Logging:Console:IncludeScopes");
+
+    /// <summary>
+    /// Wraps every logger provider registered so far in a <see cref="RedactingLoggerProvider"/> (with
+    /// <paramref name="scopes"/>, a <see cref="ScopedRedactingLoggerProvider"/>); call it last.
+    /// </summary>
+    public static ILoggingBuilder RedactSecrets(this ILoggingBuilder logging, bool scopes = true)
     {
         var services = logging.Services;
         for (var i = 0; i < services.Count; i++)
@@ -131,20 +167,23 @@ public static class SecretRedactionExtensions
 
             if (descriptor.ImplementationInstance is ILoggerProvider instance)
             {
-                services[i] = ServiceDescriptor.Singleton<ILoggerProvider>(new RedactingLoggerProvider(instance, ownsInner: false));
+                services[i] = ServiceDescriptor.Singleton<ILoggerProvider>(Wrap(instance, ownsInner: false, scopes));
             }
             else if (descriptor.ImplementationFactory is { } factory)
             {
-                services[i] = ServiceDescriptor.Singleton<ILoggerProvider>(sp => new RedactingLoggerProvider((ILoggerProvider)factory(sp), ownsInner: true));
+                services[i] = ServiceDescriptor.Singleton<ILoggerProvider>(sp => Wrap((ILoggerProvider)factory(sp), ownsInner: true, scopes));
             }
             else if (descriptor.ImplementationType is { } type)
             {
                 // Resolved by the container (its constructor choice, its disposal).
                 services.Add(ServiceDescriptor.Singleton(type, type));
-                services[i] = ServiceDescriptor.Singleton<ILoggerProvider>(sp => new RedactingLoggerProvider((ILoggerProvider)sp.GetRequiredService(type), ownsInner: false));
+                services[i] = ServiceDescriptor.Singleton<ILoggerProvider>(sp => Wrap((ILoggerProvider)sp.GetRequiredService(type), ownsInner: false, scopes));
             }
         }
 
         return logging;
     }
+
+    private static RedactingLoggerProvider Wrap(ILoggerProvider inner, bool ownsInner, bool scopes) =>
+        scopes ? new ScopedRedactingLoggerProvider(inner, ownsInner) : new RedactingLoggerProvider(inner, ownsInner);
 }
