@@ -17,7 +17,8 @@ internal static partial class BackgroundThread
     /// <summary>Nice value of the maintenance thread: about a tenth of a default thread's share of a busy CPU.</summary>
     internal const int Nice = 10;
 
-    // The threads lowered by Run and still in their low-priority part (tids): RestoreInheritors leaves them alone.
+    // The threads lowered by Run and still in their low-priority part (kernel tids): Restore leaves them alone. Process-wide
+    // by nature: a nice value belongs to a thread of the process, whichever engine lowered it.
     private static readonly HashSet<int> Lowered = [];
 
     /// <summary>
