@@ -166,25 +166,17 @@ public sealed class MqttConnectorTests
         Assert.Equal(["token-0", "token-1"], stub.UserNames.Order(StringComparer.Ordinal));
     }
 
-    [Fact]
-    public async Task The_native_generator_counts_refused_connects_as_failures_and_exits_1()
+    [Theory]
+    [InlineData(nameof(Mode.RefuseNotAuthorized), 20, 4)] // CONNACK 5, then the server closes
+    [InlineData(nameof(Mode.CloseAfterConnect), 50, 8)] // closed without any CONNACK
+    public async Task The_native_generator_counts_refused_connects_as_failures_and_exits_1(string mode, int count, int concurrency)
     {
-        await using var stub = new Stub(Mode.RefuseNotAuthorized);
-        var (exit, output) = await RunNativeAsync(stub, 20, 4);
+        await using var stub = new Stub(Enum.Parse<Mode>(mode));
+        var (exit, output) = await RunNativeAsync(stub, count, concurrency);
         Assert.Equal(1, exit);
         Assert.Contains("connects: 0\n", output, StringComparison.Ordinal);
-        Assert.Contains("failures: 20\n", output, StringComparison.Ordinal);
-    }
-
-    [Fact]
-    public async Task The_native_generator_counts_a_connection_closed_without_connack_as_a_failure()
-    {
-        await using var stub = new Stub(Mode.CloseAfterConnect);
-        var (exit, output) = await RunNativeAsync(stub, 50, 8);
-        Assert.Equal(1, exit);
-        Assert.Contains("connects: 0\n", output, StringComparison.Ordinal);
-        Assert.Contains("failures: 50\n", output, StringComparison.Ordinal);
-        Assert.Equal(50, stub.ClientIds.Count);
+        Assert.Contains($"failures: {count}\n", output, StringComparison.Ordinal);
+        Assert.Equal(count, stub.ClientIds.Count);
     }
 
     [Fact]
