@@ -292,6 +292,8 @@ public sealed class PerfEngine : IAsyncDisposable
             // The log is not truncated, so nothing is lost: the next checkpoint covers this one's records too.
             CoreLog.MaintenanceFailed(_logger, e);
         }
+
+        NativeHeap.Trim();
     }
 
     private void RetentionPass()
