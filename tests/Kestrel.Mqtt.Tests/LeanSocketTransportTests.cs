@@ -526,6 +526,8 @@ public sealed class LeanSocketTransportTests : IAsyncLifetime
         var readOn = System.Threading.Channels.Channel.CreateUnbounded<string?>();
         // Off xunit's synchronization context, so the handlers' continuations run where the transport completes them.
         var longestRunAtOnce = 0;
+        // The number of reads handled each time the handler's read waited (the first few only).
+        var waitingAfter = System.Threading.Channels.Channel.CreateUnbounded<int>();
         var floodServe = Task.Run(() => ServeSlowlyAsync(floodingServer, run => longestRunAtOnce = Math.Max(longestRunAtOnce, run), () =>
         {
             if (Interlocked.Increment(ref floodReads) <= 2)
@@ -533,12 +535,26 @@ public sealed class LeanSocketTransportTests : IAsyncLifetime
                 readOn.Writer.TryWrite(Thread.CurrentThread.Name);
             }
 
+        }, () =>
+        {
+            if (Volatile.Read(ref floodReads) <= 2)
+            {
+                waitingAfter.Writer.TryWrite(Volatile.Read(ref floodReads));
+            }
         }));
 
-        // Two single bytes, the second sent once the first was handled: the handler's read is then waiting, so the
-        // epoll thread completes it and the handler runs there, as the MQTT door's connections do.
+        // Two single bytes, the second sent once the first was handled and the handler's next read waits (not
+        // before: a byte already there when it reads completes that read on the handler's own thread). The epoll
+        // thread then completes that read, and the handler runs there, as the MQTT door's connections do.
         await _client.SendAsync(new[] { (byte)'1' }, SocketFlags.None);
         await readOn.Reader.ReadAsync().AsTask().WaitAsync(Deadline);
+        int handledBeforeWaiting;
+        do
+        {
+            handledBeforeWaiting = await waitingAfter.Reader.ReadAsync().AsTask().WaitAsync(Deadline);
+        }
+        while (handledBeforeWaiting < 1);
+
         await _client.SendAsync(new[] { (byte)'2' }, SocketFlags.None);
         Assert.Equal("Lean transport epoll", await readOn.Reader.ReadAsync().AsTask().WaitAsync(Deadline));
         var flood = Task.Run(async () =>
@@ -585,7 +601,7 @@ public sealed class LeanSocketTransportTests : IAsyncLifetime
         // The flood kept its socket full (it read at once most of the time) and still let go of the thread.
         Assert.InRange(longestRunAtOnce, 2, LeanSocketReader.MaxReadsAtOnce);
 
-        static async Task ServeSlowlyAsync(LeanSocketConnection server, Action<int> onRunAtOnce, Action onRead)
+        static async Task ServeSlowlyAsync(LeanSocketConnection server, Action<int> onRunAtOnce, Action onRead, Action onWaiting)
         {
             var input = server.Transport.Input;
             var atOnce = 0;
@@ -595,6 +611,11 @@ public sealed class LeanSocketTransportTests : IAsyncLifetime
                 var read = input.ReadAsync();
                 atOnce = read.IsCompleted ? atOnce + 1 : 0;
                 onRunAtOnce(atOnce);
+                if (!read.IsCompleted)
+                {
+                    onWaiting();
+                }
+
                 var result = await read;
                 input.AdvanceTo(result.Buffer.End);
                 if (result.IsCompleted)
