@@ -3,10 +3,14 @@
 // pre-encoded PAYLOAD-byte JSON telemetry message in flight, for SECONDS, either as fast as PUBACKs come back
 // (RATE 0) or paced at RATE messages per second in all. One thread, one epoll loop, no allocation after start.
 // PUBACK latency is taken from the write of the PUBLISH to the read of its PUBACK, in a 10 µs histogram.
+// With TIMELINE_MS, the run is also cut into windows of that length (by the PUBACK's arrival), each printed with
+// its acked count, its slowest PUBACK and how many took over 5 ms (row 5's p99 target): when in the run the slow
+// ones came, to line them up with the server's log (checkpoints) or a per-thread CPU sample.
 // Build and run: load/issue12.sh (row 5 and rows 1-2 with CLIENT=native).
 //
-// usage: mqtt-publish HOST PORT CONNECTIONS WINDOW PAYLOAD SECONDS RATE TOKEN_PREFIX
-// prints: acked, acked msgs/s, PUBACK ms p50/p90/p99/p99.9/max, client CPU us per message
+// usage: mqtt-publish HOST PORT CONNECTIONS WINDOW PAYLOAD SECONDS RATE TOKEN_PREFIX [TIMELINE_MS]
+// prints: acked, acked msgs/s, PUBACK ms p50/p90/p99/p99.9/max, client CPU us per message; with TIMELINE_MS one
+// line per window: "window S s: acked N, max M ms, over 5 ms K" (S its start in seconds from the first send)
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,6 +32,7 @@
 #define BUCKETS 1000000 // 10 s in 10 µs buckets; slower acks land in the last one
 #define MAX_WINDOW 512
 #define ID_RING 1024 // send times by packet id modulo this: unique among any MAX_WINDOW consecutive ids (id 0 is skipped)
+#define SLOW_US 5000 // a PUBACK slower than this counts as slow in the timeline (row 5's p99 target)
 
 typedef struct
 {
@@ -41,6 +46,13 @@ typedef struct
 } conn_t;
 
 static uint32_t histogram[BUCKETS];
+
+typedef struct
+{
+    uint64_t acked;
+    uint64_t slow;
+    double max_us;
+} window_t;
 
 static double percentile(uint64_t total, double p)
 {
@@ -69,18 +81,20 @@ static int connect_one(const struct sockaddr_in *addr, const char *prefix, int i
 
 int main(int argc, char **argv)
 {
-    if (argc != 9)
+    if (argc != 9 && argc != 10)
     {
-        fprintf(stderr, "usage: %s HOST PORT CONNECTIONS WINDOW PAYLOAD SECONDS RATE TOKEN_PREFIX\n", argv[0]);
+        fprintf(stderr, "usage: %s HOST PORT CONNECTIONS WINDOW PAYLOAD SECONDS RATE TOKEN_PREFIX [TIMELINE_MS]\n", argv[0]);
         return 2;
     }
     const char *host = argv[1];
     int port = atoi(argv[2]), count = atoi(argv[3]), window = atoi(argv[4]), payload = atoi(argv[5]);
     double seconds = atof(argv[6]), rate = atof(argv[7]);
     const char *prefix = argv[8];
-    if (count <= 0 || window <= 0 || window > MAX_WINDOW || payload < 16 || payload > 100 || seconds <= 0 || strlen(prefix) > 100)
+    double timeline_ms = argc == 10 ? atof(argv[9]) : 0;
+    if (count <= 0 || window <= 0 || window > MAX_WINDOW || payload < 16 || payload > 100 || seconds <= 0 || strlen(prefix) > 100
+        || timeline_ms < 0 || (timeline_ms > 0 && seconds * 1000.0 / timeline_ms > 1e6))
     {
-        fprintf(stderr, "bad arguments (window 1..%d, payload 16..100 bytes)\n", MAX_WINDOW);
+        fprintf(stderr, "bad arguments (window 1..%d, payload 16..100 bytes, at most 1,000,000 timeline windows)\n", MAX_WINDOW);
         return 2;
     }
     struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
@@ -117,6 +131,9 @@ int main(int argc, char **argv)
     int publish_len = p + json_len;
 
     conn_t *conns = calloc((size_t)count, sizeof *conns);
+    // One more window than the run's length: the last PUBACKs read may arrive just after its end.
+    int windows = timeline_ms > 0 ? (int)(seconds * 1000.0 / timeline_ms) + 2 : 0;
+    window_t *timeline = windows > 0 ? calloc((size_t)windows, sizeof *timeline) : NULL;
     int ep = epoll_create1(0);
     for (int i = 0; i < count; i++)
     {
@@ -206,6 +223,14 @@ int main(int argc, char **argv)
                 double us = (now - c->sent_at[id % ID_RING]) * 1000.0;
                 int bucket = (int)(us / BUCKET_US);
                 histogram[bucket < 0 ? 0 : bucket >= BUCKETS ? BUCKETS - 1 : bucket]++;
+                if (timeline != NULL)
+                {
+                    int w = (int)((now - start) / timeline_ms);
+                    window_t *tw = &timeline[w < 0 ? 0 : w >= windows ? windows - 1 : w];
+                    tw->acked++;
+                    tw->slow += us > SLOW_US;
+                    tw->max_us = us > tw->max_us ? us : tw->max_us;
+                }
                 c->in_flight--;
                 acked++;
                 at += 4;
@@ -225,6 +250,11 @@ int main(int argc, char **argv)
         printf("PUBACK ms: p50 %.2f p90 %.2f p99 %.2f p99.9 %.2f max %.2f\n", percentile(acked, 0.5), percentile(acked, 0.9),
             percentile(acked, 0.99), percentile(acked, 0.999), percentile(acked, 0.999999));
         printf("client CPU us per message: %.2f\n", cpu_us / acked);
+    }
+    for (int w = 0; w < windows; w++)
+    {
+        printf("window %.3f s: acked %llu, max %.2f ms, over 5 ms %llu\n", w * timeline_ms / 1000.0, (unsigned long long)timeline[w].acked,
+            timeline[w].max_us / 1000.0, (unsigned long long)timeline[w].slow);
     }
     for (int i = 0; i < count; i++)
     {

@@ -18,6 +18,7 @@ public sealed class MqttConnectorTests
         Silent,
         CloseAfterConnect,
         AckPublishes,
+        AckPublishesLate,
     }
 
     [Fact]
@@ -164,6 +165,35 @@ public sealed class MqttConnectorTests
         using var json = System.Text.Json.JsonDocument.Parse(payload);
         Assert.Equal(21.5, json.RootElement.GetProperty("temperature").GetDouble());
         Assert.Equal(["token-0", "token-1"], stub.UserNames.Order(StringComparer.Ordinal));
+    }
+
+    [Theory]
+    [InlineData(nameof(Mode.AckPublishes))]
+    [InlineData(nameof(Mode.AckPublishesLate))] // every PUBACK at least 10 ms after its PUBLISH was read
+    public async Task The_native_publishers_timeline_accounts_for_every_puback_in_its_window(string mode)
+    {
+        await using var stub = new Stub(Enum.Parse<Mode>(mode));
+        // 2 connections, window 4, 64-byte payload, 1 s at full speed, in windows of 100 ms.
+        var (exit, output) = await RunNativeAsync("mqtt-publish", stub, "2", "4", "64", "1", "0", "token-", "100");
+        Assert.True(exit == 0, output);
+        var acked = long.Parse(System.Text.RegularExpressions.Regex.Match(output, @"acked: (\d+)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        var max = double.Parse(System.Text.RegularExpressions.Regex.Match(output, @"PUBACK ms: .* max ([\d.]+)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        var windows = System.Text.RegularExpressions.Regex.Matches(output, @"window ([\d.]+) s: acked (\d+), max ([\d.]+) ms, over 5 ms (\d+)")
+            .Select(m => (Start: m.Groups[1].Value, Acked: long.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture),
+                Max: double.Parse(m.Groups[3].Value, System.Globalization.CultureInfo.InvariantCulture), Slow: long.Parse(m.Groups[4].Value, System.Globalization.CultureInfo.InvariantCulture)))
+            .ToList();
+
+        // The run's ten windows and one for PUBACKs read just after its end, in order.
+        Assert.Equal(Enumerable.Range(0, 12).Select(w => (w / 10.0).ToString("0.000", System.Globalization.CultureInfo.InvariantCulture)), windows.Select(w => w.Start));
+        Assert.Equal(acked, windows.Sum(w => w.Acked));
+        Assert.All(windows, w => Assert.InRange(w.Max, 0, max));
+        Assert.All(windows, w => Assert.InRange(w.Slow, 0, w.Acked));
+        Assert.Contains(windows, w => w.Max == max);
+        if (mode == nameof(Mode.AckPublishesLate))
+        {
+            Assert.All(windows, w => Assert.Equal(w.Acked, w.Slow));
+            Assert.InRange(acked, 20, 400);
+        }
     }
 
     [Theory]
@@ -324,7 +354,7 @@ public sealed class MqttConnectorTests
                         break;
                     case Mode.Silent:
                         break;
-                    case Mode.AckPublishes:
+                    case Mode.AckPublishes or Mode.AckPublishesLate:
                         await socket.SendAsync(new byte[] { 0x20, 2, 0, 0 }, SocketFlags.None);
                         while (true)
                         {
@@ -335,6 +365,12 @@ public sealed class MqttConnectorTests
                             {
                                 _publishes.Add((System.Text.Encoding.UTF8.GetString(publish, 2, topicLength),
                                     System.Text.Encoding.UTF8.GetString(publish, 4 + topicLength, publish.Length - 4 - topicLength)));
+                            }
+
+                            if (_mode == Mode.AckPublishesLate)
+                            {
+                                // A slow server is what this mode is: each PUBACK waits 10 ms after its PUBLISH was read.
+                                await Task.Delay(10);
                             }
 
                             await socket.SendAsync(new byte[] { 0x40, 2, id[0], id[1] }, SocketFlags.None);
