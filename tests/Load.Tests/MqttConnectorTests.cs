@@ -188,7 +188,8 @@ public sealed class MqttConnectorTests
         Assert.Equal(acked, windows.Sum(w => w.Acked));
         Assert.All(windows, w => Assert.InRange(w.Max, 0, max));
         Assert.All(windows, w => Assert.InRange(w.Slow, 0, w.Acked));
-        Assert.Contains(windows, w => w.Max == max);
+        // The run's max is the upper edge of its 10 µs histogram bucket; a window's is exact, printed to 0.01 ms.
+        Assert.Contains(windows, w => max - w.Max <= 0.0101);
         if (mode == nameof(Mode.AckPublishesLate))
         {
             Assert.All(windows, w => Assert.Equal(w.Acked, w.Slow));
@@ -312,6 +313,8 @@ public sealed class MqttConnectorTests
             while (!_stop.IsCancellationRequested)
             {
                 var socket = await _listener.AcceptSocketAsync(_stop.Token);
+                // Each answer goes at once: with Nagle's algorithm a late PUBACK would wait for the client's delayed ACK.
+                socket.NoDelay = true;
                 lock (_held)
                 {
                     _held.Add(socket);
