@@ -211,7 +211,7 @@ public sealed class PerfEngine : IAsyncDisposable
             case RecordKind.Attributes or RecordKind.AttributesDelete:
                 Attributes.Replay(kind, ref reader);
                 break;
-            case RecordKind.Telemetry or RecordKind.TelemetryDelete:
+            case RecordKind.Telemetry or RecordKind.TelemetryDelete or RecordKind.TelemetryHistory:
                 Telemetry.Replay(kind, ref reader);
                 break;
             case RecordKind.Rpc or RecordKind.RpcTransition or RecordKind.RpcRemove or RecordKind.RpcSequence:

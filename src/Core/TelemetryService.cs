@@ -326,7 +326,20 @@ public sealed class TelemetryService
     internal void Replay(RecordKind kind, ref RecordReader r)
     {
         var deviceId = r.ReadGuid();
-        if (kind == RecordKind.Telemetry)
+        if (kind == RecordKind.TelemetryHistory)
+        {
+            var key = r.ReadKey();
+            var count = (int)r.ReadVarUInt();
+            var entries = new TsKvEntry[count];
+            var ts = 0L;
+            for (var i = 0; i < count; i++)
+            {
+                ts = i == 0 ? r.ReadInt64() : unchecked(ts + (long)r.ReadVarUInt64());
+                entries[i] = new TsKvEntry(ts, r.ReadKvValue(key));
+            }
+            Apply(deviceId, TelemetryTarget.History, entries);
+        }
+        else if (kind == RecordKind.Telemetry)
         {
             var target = (TelemetryTarget)r.ReadByte();
             var count = (int)r.ReadVarUInt();
@@ -488,11 +501,11 @@ public sealed class TelemetryService
                 for (var offset = start; offset < total; offset += SnapshotChunk)
                 {
                     var count = Math.Min(SnapshotChunk, total - offset);
-                    var w = new RecordWriter(RecordKind.Telemetry, 32 + count * 24);
+                    var w = new RecordWriter(RecordKind.TelemetryHistory, 48 + (key.Length * 3) + (count * 12));
                     w.WriteGuid(deviceId);
-                    w.WriteByte((byte)TelemetryTarget.History);
+                    w.WriteString(key);
                     w.WriteVarUInt((uint)count);
-                    _history.WriteEntries(ref w, key, ref position, count);
+                    _history.WriteEntries(ref w, ref position, count);
                     records.Add((StateKeys.History(deviceId, stateKey, offset / SnapshotChunk), w));
                 }
                 if (_hasLatest)

@@ -25,6 +25,13 @@ internal enum RecordKind : byte
     /// <summary>A device's X.509 certificate credentials (replace its access token). Refers to a device, so it loads after them.</summary>
     X509Credentials = 14,
 
+    /// <summary>
+    /// Checkpoint only: a chunk of one series' history (device, key once, then the points: the first ts whole, each
+    /// later one as a varint delta, each followed by its value). The log's <see cref="Telemetry"/> record repeats the
+    /// ts and the key per point, which made the history snapshot the costly part of a checkpoint.
+    /// </summary>
+    TelemetryHistory = 15,
+
     // Entity deletes (20..29).
     TenantDelete = 20,
     CustomerDelete = 21,
@@ -115,6 +122,16 @@ internal struct RecordWriter
         WriteByte((byte)value);
     }
 
+    public void WriteVarUInt64(ulong value)
+    {
+        while (value >= 0x80)
+        {
+            WriteByte((byte)(value | 0x80));
+            value >>= 7;
+        }
+        WriteByte((byte)value);
+    }
+
     public void WriteString(string value)
     {
         var max = Encoding.UTF8.GetMaxByteCount(value.Length);
@@ -152,6 +169,12 @@ internal struct RecordWriter
     public void WriteKv(in KvEntry kv)
     {
         WriteString(kv.Key);
+        WriteKvValue(kv);
+    }
+
+    /// <summary>The type and value of <paramref name="kv"/>, without its key.</summary>
+    public void WriteKvValue(in KvEntry kv)
+    {
         WriteByte((byte)kv.Type);
         switch (kv.Type)
         {
@@ -234,6 +257,21 @@ internal ref struct RecordReader
         throw new InvalidDataException("Bad varint in log record.");
     }
 
+    public ulong ReadVarUInt64()
+    {
+        ulong result = 0;
+        for (var shift = 0; shift < 70; shift += 7)
+        {
+            var b = ReadByte();
+            result |= (ulong)(b & 0x7F) << shift;
+            if (b < 0x80)
+            {
+                return result;
+            }
+        }
+        throw new InvalidDataException("Bad varint in log record.");
+    }
+
     public string ReadString() => Encoding.UTF8.GetString(Take((int)ReadVarUInt()));
 
     public string ReadKey() => _keys.Intern(Take((int)ReadVarUInt()));
@@ -242,9 +280,11 @@ internal ref struct RecordReader
 
     public byte[] ReadBytes() => Take((int)ReadVarUInt()).ToArray();
 
-    public KvEntry ReadKv()
+    public KvEntry ReadKv() => ReadKvValue(ReadKey());
+
+    /// <summary>A type and value written by <see cref="RecordWriter.WriteKvValue"/>, as an entry of <paramref name="key"/>.</summary>
+    public KvEntry ReadKvValue(string key)
     {
-        var key = ReadKey();
         var type = (DataType)ReadByte();
         return type switch
         {

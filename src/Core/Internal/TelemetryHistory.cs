@@ -124,14 +124,16 @@ internal sealed class TelemetryHistory : IDisposable
     }
 
     /// <summary>
-    /// Writes up to <paramref name="max"/> points from <paramref name="position"/> on as log-record entries
-    /// (ts, key, <see cref="RecordWriter.WriteKv"/>'s type and value; a stored value is already in that
-    /// encoding, so it is copied, not decoded), and advances the position. Returns how many were written.
-    /// The history must not change between calls that share a position.
+    /// Writes up to <paramref name="max"/> points from <paramref name="position"/> on as the points of a
+    /// <see cref="RecordKind.TelemetryHistory"/> chunk: the first point's ts whole (8 bytes), each later one as a
+    /// varint delta from the point before, each followed by its stored value (<see cref="RecordWriter.WriteKvValue"/>'s
+    /// type and value: a stored value is already in that encoding, so it is copied, not decoded). Advances the position
+    /// and returns how many were written. The history must not change between calls that share a position.
     /// </summary>
-    public int WriteEntries(ref RecordWriter writer, string key, ref SnapshotPosition position, int max)
+    public int WriteEntries(ref RecordWriter writer, ref SnapshotPosition position, int max)
     {
         var written = 0;
+        var previousTs = 0L;
         while (written < max && position.Block < _blocks.Count)
         {
             var block = _blocks[position.Block];
@@ -146,8 +148,16 @@ internal sealed class TelemetryHistory : IDisposable
                 position.Offset += read;
                 position.Ts = unchecked(position.Ts + (long)delta);
                 var length = PayloadLength(data[position.Offset..]);
-                writer.WriteInt64(position.Ts);
-                writer.WriteString(key);
+                if (written == 0)
+                {
+                    writer.WriteInt64(position.Ts);
+                }
+                else
+                {
+                    // Points are in ts order, one per ts: the delta is positive.
+                    writer.WriteVarUInt64(unchecked((ulong)(position.Ts - previousTs)));
+                }
+                previousTs = position.Ts;
                 writer.WriteRaw(data.Slice(position.Offset, length));
                 position.Offset += length;
                 written++;

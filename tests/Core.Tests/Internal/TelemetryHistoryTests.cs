@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Runtime.CompilerServices;
 using Perf.Core.Internal;
 using Perf.Core.Telemetry;
@@ -244,17 +245,17 @@ public class TelemetryHistoryTests
         }
         var points = history.Range(long.MinValue, long.MaxValue, Key);
 
-        var expected = new RecordWriter(RecordKind.Telemetry);
-        foreach (var point in points)
+        // Each call is a chunk of its own: it starts with a whole ts.
+        var expected = new RecordWriter(RecordKind.TelemetryHistory);
+        foreach (var chunk in points.Chunk(4_096))
         {
-            expected.WriteInt64(point.Ts);
-            expected.WriteKv(point.Entry);
+            WriteChunk(ref expected, chunk);
         }
-        var actual = new RecordWriter(RecordKind.Telemetry);
+        var actual = new RecordWriter(RecordKind.TelemetryHistory);
         var position = default(TelemetryHistory.SnapshotPosition);
         var written = 0;
         int n;
-        while ((n = history.WriteEntries(ref actual, Key, ref position, 4_096)) > 0)
+        while ((n = history.WriteEntries(ref actual, ref position, 4_096)) > 0)
         {
             written += n;
         }
@@ -263,6 +264,38 @@ public class TelemetryHistoryTests
         var expectedBytes = expected.Detach(out var expectedLength);
         var actualBytes = actual.Detach(out var actualLength);
         Assert.True(expectedBytes.AsSpan(0, expectedLength).SequenceEqual(actualBytes.AsSpan(0, actualLength)));
+    }
+
+    [Fact]
+    public void WriteEntries_ReadsBackAsTheSamePoints_WithGapsBeyond32BitsAndTsAtBothEnds()
+    {
+        using var history = new TelemetryHistory();
+        long[] stamps = [long.MinValue, -5_000_000_000_000, -1, 0, 1, 2, 1L << 33, (1L << 33) + 1, 1_700_000_000_000, long.MaxValue];
+        var random = new Random(11);
+        foreach (var ts in stamps)
+        {
+            history.Put(ts, RandomValue(random));
+        }
+        var points = history.Range(long.MinValue, long.MaxValue, Key);
+        Assert.Equal(stamps.Length, points.Length);
+
+        var w = new RecordWriter(RecordKind.TelemetryHistory);
+        var position = history.PositionAt(0);
+        Assert.Equal(points.Length, history.WriteEntries(ref w, ref position, int.MaxValue));
+        var bytes = w.Detach(out var length);
+        var reader = new RecordReader(bytes.AsSpan(0, length), new KeyTable());
+        Assert.Equal((byte)RecordKind.TelemetryHistory, reader.ReadByte());
+        var read = new TsKvEntry[points.Length];
+        var at = 0L;
+        for (var i = 0; i < read.Length; i++)
+        {
+            at = i == 0 ? reader.ReadInt64() : unchecked(at + (long)reader.ReadVarUInt64());
+            read[i] = new TsKvEntry(at, reader.ReadKvValue(Key));
+        }
+        Assert.Equal(points, read);
+        // Small steps take one byte each: the chunk is smaller than the log record's 8-byte ts and key per point.
+        Assert.True(length < points.Sum(p => 8 + 1 + Key.Length + 9 + (p.Entry.Text?.Length ?? 0) * 2), $"{length} bytes");
+        ArrayPool<byte>.Shared.Return(bytes);
     }
 
     [Fact]
@@ -278,15 +311,11 @@ public class TelemetryHistoryTests
 
         foreach (var index in new[] { 0, 1, 4_095, 4_096, points.Length / 2, points.Length - 1, points.Length, points.Length + 10 })
         {
-            var expected = new RecordWriter(RecordKind.Telemetry);
-            foreach (var point in points.Skip(index))
-            {
-                expected.WriteInt64(point.Ts);
-                expected.WriteKv(point.Entry);
-            }
-            var actual = new RecordWriter(RecordKind.Telemetry);
+            var expected = new RecordWriter(RecordKind.TelemetryHistory);
+            WriteChunk(ref expected, points.Skip(index).ToArray());
+            var actual = new RecordWriter(RecordKind.TelemetryHistory);
             var position = history.PositionAt(index);
-            var written = history.WriteEntries(ref actual, Key, ref position, int.MaxValue);
+            var written = history.WriteEntries(ref actual, ref position, int.MaxValue);
 
             Assert.Equal(Math.Max(0, points.Length - index), written);
             var expectedBytes = expected.Detach(out var expectedLength);
@@ -346,6 +375,23 @@ public class TelemetryHistoryTests
         history.Put(1, new KvEntry(Key, 1L));
         Assert.Single(history.Range(long.MinValue, long.MaxValue, Key));
         history.Dispose();
+    }
+
+    /// <summary>A <see cref="RecordKind.TelemetryHistory"/> chunk's points, written entry by entry.</summary>
+    private static void WriteChunk(ref RecordWriter w, TsKvEntry[] points)
+    {
+        for (var i = 0; i < points.Length; i++)
+        {
+            if (i == 0)
+            {
+                w.WriteInt64(points[i].Ts);
+            }
+            else
+            {
+                w.WriteVarUInt64(unchecked((ulong)(points[i].Ts - points[i - 1].Ts)));
+            }
+            w.WriteKvValue(points[i].Entry);
+        }
     }
 
     private static KvEntry RandomValue(Random random) => random.Next(5) switch
