@@ -139,9 +139,10 @@ public sealed partial class CrashUnderLoadTests(ITestOutputHelper output)
                                 observed.TryAdd(id, new RpcSeen(device, n));
                             }
                         }
-                        catch (HttpRequestException)
+                        catch (Exception e) when (e is HttpRequestException or IOException)
                         {
-                            return; // The server died.
+                            // The server died: before the response (HttpRequestException) or in its body (HttpIOException).
+                            return;
                         }
                     }
                 })).ToArray();
@@ -161,8 +162,9 @@ public sealed partial class CrashUnderLoadTests(ITestOutputHelper output)
                                     }
                                 }
                             }
-                            catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
+                            catch (Exception e) when (e is HttpRequestException or TaskCanceledException or IOException)
                             {
+                                // The server died; a list cut off in its body ends in an HttpIOException.
                                 return;
                             }
                         }
@@ -337,7 +339,7 @@ public sealed partial class CrashUnderLoadTests(ITestOutputHelper output)
                             assigned.Add(id);
                         }
                     }
-                    catch (Exception e) when (e is HttpRequestException or TaskCanceledException or JsonException)
+                    catch (Exception e) when (e is HttpRequestException or TaskCanceledException or JsonException or IOException)
                     {
                         return;
                     }

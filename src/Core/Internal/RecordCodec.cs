@@ -112,15 +112,7 @@ internal struct RecordWriter
 
     public void WriteGuid(Guid value) => value.TryWriteBytes(Reserve(16));
 
-    public void WriteVarUInt(uint value)
-    {
-        while (value >= 0x80)
-        {
-            WriteByte((byte)(value | 0x80));
-            value >>= 7;
-        }
-        WriteByte((byte)value);
-    }
+    public void WriteVarUInt(uint value) => WriteVarUInt64(value);
 
     public void WriteVarUInt64(ulong value)
     {
@@ -242,20 +234,8 @@ internal ref struct RecordReader
 
     public Guid ReadGuid() => new(Take(16));
 
-    public uint ReadVarUInt()
-    {
-        uint result = 0;
-        for (var shift = 0; shift < 35; shift += 7)
-        {
-            var b = ReadByte();
-            result |= (uint)(b & 0x7F) << shift;
-            if (b < 0x80)
-            {
-                return result;
-            }
-        }
-        throw new InvalidDataException("Bad varint in log record.");
-    }
+    public uint ReadVarUInt() =>
+        ReadVarUInt64() is var value && value <= uint.MaxValue ? (uint)value : throw new InvalidDataException("Bad varint in log record.");
 
     public ulong ReadVarUInt64()
     {
