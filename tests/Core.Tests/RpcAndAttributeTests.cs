@@ -142,6 +142,33 @@ public class RpcTests
     }
 
     [Fact]
+    public async Task EveryLightweightOutcome_IsCounted_ByItsStatus()
+    {
+        using var dir = new TempDir();
+        await using var engine = await Engines.OpenAsync(dir.Path, o => o.MaxPendingRpcPerDevice = 1);
+        var (_, device, _) = await Engines.CreateDeviceAsync(engine);
+        RpcStatus[] statuses = [RpcStatus.Success, RpcStatus.DeviceOffline, RpcStatus.Timeout, RpcStatus.TooManyRequests];
+        // Process-wide counters that other tests move too: each must have grown by at least this test's one.
+        var before = statuses.Select(Perf.Core.Internal.CoreMetrics.RpcOutcomeCount).ToArray();
+
+        Assert.Equal(RpcStatus.DeviceOffline, (await engine.Rpc.SendAsync(device.Id, "m", "{}", false, 50, CancellationToken.None)).Status);
+        var session = new FakeSession(device.Id);
+        engine.Sessions.Register(session);
+        Assert.Equal(RpcStatus.Timeout, (await engine.Rpc.SendAsync(device.Id, "m", "{}", false, 50, CancellationToken.None)).Status);
+        var call = engine.Rpc.SendAsync(device.Id, "m", "{}", false, 10_000, CancellationToken.None);
+        Assert.Equal(RpcStatus.TooManyRequests, (await engine.Rpc.SendAsync(device.Id, "m", "{}", false, 10_000, CancellationToken.None)).Status);
+        // Delivered before SendAsync first awaits: the timed-out request, then the pending one.
+        var delivered = session.Rpcs.ToArray();
+        Assert.Equal(2, delivered.Length);
+        var request = delivered[1];
+        Assert.True((await engine.DeviceApi.RpcReplyAsync(device, request.RequestId, Engines.Json("{}"))).IsOk);
+        Assert.Equal(RpcStatus.Success, (await call).Status);
+
+        var after = statuses.Select(Perf.Core.Internal.CoreMetrics.RpcOutcomeCount).ToArray();
+        Assert.All(statuses.Select((status, i) => (status, grown: after[i] - before[i])), s => Assert.True(s.grown >= 1, $"{s.status} not counted"));
+    }
+
+    [Fact]
     public async Task ClientRpc_BuiltIns_HandlerAndMissingHandler()
     {
         using var dir = new TempDir();

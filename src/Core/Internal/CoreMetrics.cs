@@ -82,6 +82,9 @@ internal static class CoreMetrics
         return outcome;
     }
 
+    /// <summary>Lightweight RPC outcomes of <paramref name="status"/> counted so far, process-wide (tests).</summary>
+    internal static long RpcOutcomeCount(RpcStatus status) => RpcOutcomes.Total((int)status);
+
     public static void PersistentRpc(PersistentRpcStatus status) => PersistentRpcTransitions.Add(1, Pick(PersistentTags, (int)status));
 
     private static int StatusSlot(UplinkStatus status) =>
