@@ -22,7 +22,9 @@ public static class RestApi
     /// <summary>Maps the REST API under /api, the WebSockets and the OpenAPI description at /openapi/v1.json.</summary>
     public static WebApplication MapRestApi(this WebApplication app)
     {
-        var secured = app.MapGroup("/api").AddEndpointFilter<JwtAuthFilter>();
+        // The one registered filter instance: AddEndpointFilter<JwtAuthFilter>() would construct a new filter, and resolve
+        // its services, from the request's services on every call (issue 12 row 7: allocation per REST call).
+        var secured = app.MapGroup("/api").AddEndpointFilter(app.Services.GetRequiredService<JwtAuthFilter>());
         app.MapAuthEndpoints(secured);
         secured.MapTenantEndpoints();
         secured.MapDeviceEndpoints();
