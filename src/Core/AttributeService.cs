@@ -206,7 +206,7 @@ public sealed class AttributeService
     {
         var deviceId = r.ReadGuid();
         var scope = (AttributeScope)r.ReadByte();
-        var count = (int)r.ReadVarUInt();
+        var count = r.ReadCount();
         if (kind == RecordKind.Attributes)
         {
             if (_registry.GetDevice(deviceId) is null)

@@ -324,7 +324,7 @@ public sealed class EdgeQueues
             case RecordKind.EdgeState:
             {
                 // Sub-records in the order WriteState emitted them (the KV store has no order of its own).
-                var count = (int)r.ReadVarUInt();
+                var count = r.ReadCount();
                 for (var i = 0; i < count; i++)
                 {
                     var sub = r.ReadBytes();

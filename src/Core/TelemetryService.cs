@@ -329,7 +329,7 @@ public sealed class TelemetryService
         if (kind == RecordKind.TelemetryHistory)
         {
             var key = r.ReadKey();
-            var count = (int)r.ReadVarUInt();
+            var count = r.ReadCount();
             var entries = new TsKvEntry[count];
             var ts = 0L;
             for (var i = 0; i < count; i++)
@@ -342,7 +342,7 @@ public sealed class TelemetryService
         else if (kind == RecordKind.Telemetry)
         {
             var target = (TelemetryTarget)r.ReadByte();
-            var count = (int)r.ReadVarUInt();
+            var count = r.ReadCount();
             var entries = new TsKvEntry[count];
             for (var i = 0; i < count; i++)
             {
@@ -357,7 +357,7 @@ public sealed class TelemetryService
             var deleteHistory = r.ReadBool();
             var startTs = r.ReadInt64();
             var endTs = r.ReadInt64();
-            var count = (int)r.ReadVarUInt();
+            var count = r.ReadCount();
             var keys = new string[count];
             for (var i = 0; i < count; i++)
             {

@@ -237,12 +237,24 @@ internal ref struct RecordReader
     public uint ReadVarUInt() =>
         ReadVarUInt64() is var value && value <= uint.MaxValue ? (uint)value : throw new InvalidDataException("Bad varint in log record.");
 
+    /// <summary>
+    /// A count of items that follow in the record. Every item takes at least one byte, so a count beyond the bytes
+    /// left is refused here, before a caller sizes an array by it.
+    /// </summary>
+    public int ReadCount() =>
+        ReadVarUInt64() is var count && count <= (ulong)(_data.Length - _position) ? (int)count : throw new InvalidDataException("Bad count in log record.");
+
     public ulong ReadVarUInt64()
     {
         ulong result = 0;
         for (var shift = 0; shift < 70; shift += 7)
         {
             var b = ReadByte();
+            if (shift == 63 && b > 1)
+            {
+                // The tenth byte holds the 64th bit only: anything more does not fit.
+                break;
+            }
             result |= (ulong)(b & 0x7F) << shift;
             if (b < 0x80)
             {
