@@ -93,6 +93,9 @@ internal sealed class UplinkLog
     private readonly SemaphoreSlim _wake = new(0);
     /// <summary>Held for a whole round: rounds run one at a time, on the commit thread or on a driving thread.</summary>
     private readonly Lock _round = new();
+    /// <summary>Set when the round's commit completes (<see cref="WaitForCommit"/>); no spinning before it blocks.</summary>
+    private readonly ManualResetEventSlim _commitDone = new(false, spinCount: 0);
+    private readonly Action _signalCommitDone;
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _lastCommit;
     private readonly CancellationTokenSource _crash = new();
@@ -117,6 +120,7 @@ internal sealed class UplinkLog
         _commitManager = commitManager;
         _interval = TimeSpan.FromMilliseconds(Math.Max(0, commitIntervalMs));
         _logger = logger;
+        _signalCommitDone = _commitDone.Set;
     }
 
     public static async Task<UplinkLog> OpenAsync(string directory, CoreOptions options, ILogger logger, CancellationToken ct)
@@ -524,7 +528,7 @@ internal sealed class UplinkLog
                     var commit = _log.CommitAsync(crash);
                     if (!commit.IsCompletedSuccessfully)
                     {
-                        commit.AsTask().GetAwaiter().GetResult();
+                        WaitForCommit(commit.AsTask());
                     }
                     CoreMetrics.Committed(Stopwatch.GetElapsedTime(issued), batch.Count);
                 }
@@ -587,6 +591,22 @@ internal sealed class UplinkLog
                 throw;
             }
         }
+    }
+
+    /// <summary>
+    /// Blocks the round's thread until <paramref name="commit"/> completes, then rethrows its failure. A commit waits
+    /// for a disk write (about 1 to 3 ms here), so the wait blocks at once: <see cref="Task.Wait()"/> would first spin
+    /// and call <c>sched_yield</c> on the epoll thread, CPU that the two cores' other threads need (issue 12, row 5).
+    /// </summary>
+    private void WaitForCommit(Task commit)
+    {
+        if (!commit.IsCompleted)
+        {
+            _commitDone.Reset();
+            commit.ConfigureAwait(false).GetAwaiter().UnsafeOnCompleted(_signalCommitDone);
+            _commitDone.Wait();
+        }
+        commit.GetAwaiter().GetResult();
     }
 
     /// <summary>
