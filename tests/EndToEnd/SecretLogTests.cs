@@ -36,6 +36,8 @@ public sealed class SecretLogTests
         var settings = HostFixture.FreePortSettings(dataDir);
         settings["Logging__LogLevel__Default"] = "Debug";
         settings["Logging__LogLevel__Microsoft.AspNetCore"] = "Debug";
+        // Off in appsettings.json (a per-request Activity and scope otherwise): named to get the request lines.
+        settings["Logging__LogLevel__Microsoft.AspNetCore.Hosting.Diagnostics"] = "Debug";
         settings["Logging__LogLevel__Microsoft.Hosting.Lifetime"] = "Debug";
         settings["Logging__LogLevel__Grpc"] = "Debug";
         settings["SYSADMIN_PASSWORD"] = sysPassword;
