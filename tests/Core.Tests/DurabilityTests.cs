@@ -435,9 +435,18 @@ public class SparseCommitMetadataTests
     private sealed class Recording : FASTER.core.ILogCommitManager
     {
         public readonly List<(long Begin, long Until, long Num)> Commits = [];
+        public readonly List<bool> OnPoolThread = [];
+        public Exception? Fail;
 
-        public void Commit(long beginAddress, long untilAddress, byte[] commitMetadata, long commitNum, bool forceWriteMetadata) =>
+        public void Commit(long beginAddress, long untilAddress, byte[] commitMetadata, long commitNum, bool forceWriteMetadata)
+        {
+            OnPoolThread.Add(Thread.CurrentThread.IsThreadPoolThread);
+            if (Fail is { } fail)
+            {
+                throw fail;
+            }
             Commits.Add((beginAddress, untilAddress, commitNum));
+        }
 
         public byte[] GetCommitMetadata(long commitNum) => [];
         public IEnumerable<long> ListCommits() => Commits.Select(c => c.Num);
@@ -465,6 +474,33 @@ public class SparseCommitMetadataTests
         Assert.Equal([1L, 11L, 21L, 26L, 28L], inner.Commits.Select(c => c.Num));
         Assert.Equal(5, sparse.Written);
         Assert.Equal(23, sparse.Skipped);
+    }
+
+    /// <summary>
+    /// FASTER calls the commit manager from a pool thread, and its device manager blocks the calling thread on a write
+    /// it queued to that thread's local queue: every write here must run on a thread of its own.
+    /// </summary>
+    [Fact]
+    public async Task EveryWrite_RunsOffThePool_EvenWhenCalledFromIt_AndItsFailureReachesTheCaller()
+    {
+        var inner = new Recording();
+        var sparse = new SparseCommitMetadata(inner, every: 2);
+        await Task.Run(() =>
+        {
+            Assert.True(Thread.CurrentThread.IsThreadPoolThread);
+            for (var n = 1; n <= 6; n++)
+            {
+                sparse.Commit(64, n * 100, [], n, forceWriteMetadata: false);
+            }
+            sparse.Commit(640, 700, [], 7, forceWriteMetadata: false);
+        });
+        Assert.Equal([1L, 3L, 5L, 7L], inner.Commits.Select(c => c.Num));
+        Assert.Equal(4, inner.OnPoolThread.Count);
+        Assert.All(inner.OnPoolThread, Assert.False);
+
+        inner.Fail = new IOException("disk full");
+        var thrown = await Assert.ThrowsAsync<IOException>(() => Task.Run(() => sparse.Commit(6_400, 800, [], 8, forceWriteMetadata: true)));
+        Assert.Same(inner.Fail, thrown);
     }
 }
 

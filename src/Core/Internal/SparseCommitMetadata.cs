@@ -1,3 +1,4 @@
+using System.Runtime.ExceptionServices;
 using FASTER.core;
 
 namespace Perf.Core.Internal;
@@ -11,6 +12,15 @@ namespace Perf.Core.Internal;
 /// truncation): FASTER deletes old segments right after, and the metadata recovery starts from must not
 /// point into a deleted one. The same rule as Garnet's FastCommitThrottleFreq, plus the begin-address guard.
 /// </summary>
+/// <remarks>
+/// Each write runs on a thread of its own, never on the pool thread FASTER calls this from. FASTER's
+/// <c>DeviceLogCommitCheckpointManager</c> writes the file with an asynchronous <c>FileStream</c> write, which .NET
+/// queues to the calling pool thread's local queue, and then blocks that thread until the write completes. On a
+/// pool thread the write could wait there, unstarted, until another worker stole it: 0.9 to 1.9 s stalls of the
+/// commit, and of every MQTT acknowledgement behind it, in four of eight 40 s runs at 185,000 msgs/s, with the disk
+/// idle. With the write on its own thread: none in six (issue 12, row 5; docs/PERFORMANCE.md, "Session of
+/// 2026-11-24, 19:02").
+/// </remarks>
 internal sealed class SparseCommitMetadata(ILogCommitManager inner, int every) : ILogCommitManager
 {
     private long _writtenBegin = -1;
@@ -29,10 +39,34 @@ internal sealed class SparseCommitMetadata(ILogCommitManager inner, int every) :
             Skipped++;
             return;
         }
-        inner.Commit(beginAddress, untilAddress, commitMetadata, commitNum, forceWriteMetadata: true);
+        WriteOnOwnThread(beginAddress, untilAddress, commitMetadata, commitNum);
         _writtenBegin = beginAddress;
         _skipped = 0;
         Written++;
+    }
+
+    /// <summary>Writes the metadata through <c>inner</c> on a new thread and waits for it; its failure is rethrown here.</summary>
+    private void WriteOnOwnThread(long beginAddress, long untilAddress, byte[] commitMetadata, long commitNum)
+    {
+        ExceptionDispatchInfo? failure = null;
+        var writer = new Thread(() =>
+        {
+            try
+            {
+                inner.Commit(beginAddress, untilAddress, commitMetadata, commitNum, forceWriteMetadata: true);
+            }
+            catch (Exception e)
+            {
+                failure = ExceptionDispatchInfo.Capture(e);
+            }
+        })
+        {
+            IsBackground = true,
+            Name = "Commit metadata",
+        };
+        writer.Start();
+        writer.Join();
+        failure?.Throw();
     }
 
     public byte[] GetCommitMetadata(long commitNum) => inner.GetCommitMetadata(commitNum);
