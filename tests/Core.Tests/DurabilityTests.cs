@@ -504,6 +504,74 @@ public class SparseCommitMetadataTests
     }
 }
 
+public class OffPoolCheckpointManagerTests
+{
+    /// <summary>Records, for each metadata file write, whether it was issued from a pool thread.</summary>
+    private sealed class RecordingFactory(FASTER.core.INamedDeviceFactory inner) : FASTER.core.INamedDeviceFactory
+    {
+        public System.Collections.Concurrent.ConcurrentQueue<bool> WritesOnPoolThread { get; } = new();
+
+        public void Initialize(string baseName) => inner.Initialize(baseName);
+
+        public FASTER.core.IDevice Get(FASTER.core.FileDescriptor fileInfo) => new Device(inner.Get(fileInfo), WritesOnPoolThread);
+
+        public void Delete(FASTER.core.FileDescriptor fileInfo) => inner.Delete(fileInfo);
+
+        public IEnumerable<FASTER.core.FileDescriptor> ListContents(string path) => inner.ListContents(path);
+
+        private sealed class Device(FASTER.core.IDevice device, System.Collections.Concurrent.ConcurrentQueue<bool> writes) : ForwardingDevice(device)
+        {
+            public override void WriteAsync(IntPtr sourceAddress, int segmentId, ulong destinationAddress, uint numBytesToWrite, FASTER.core.DeviceIOCompletionCallback callback, object context)
+            {
+                writes.Enqueue(Thread.CurrentThread.IsThreadPoolThread);
+                base.WriteAsync(sourceAddress, segmentId, destinationAddress, numBytesToWrite, callback, context);
+            }
+        }
+    }
+
+    /// <summary>
+    /// FASTER's checkpoint state machine calls the manager from a pool thread, and the base manager blocks the calling
+    /// thread on a write it queued to that thread's local queue: every metadata write must be issued off the pool, and
+    /// what was written must read back.
+    /// </summary>
+    [Fact]
+    public async Task LogCheckpointMetadata_IsWrittenOffThePool_EvenWhenCalledFromIt_AndReadsBack()
+    {
+        using var dir = new TempDir();
+        var factory = new RecordingFactory(new FASTER.core.LocalStorageNamedDeviceFactory());
+        using var manager = new OffPoolCheckpointManager(factory, new FASTER.core.DefaultCheckpointNamingScheme(Path.Combine(dir.Path, "checkpoints")));
+        var token = Guid.NewGuid();
+        byte[] metadata = [.. Enumerable.Range(0, 300).Select(i => (byte)i)];
+
+        await Task.Run(() =>
+        {
+            Assert.True(Thread.CurrentThread.IsThreadPoolThread);
+            manager.CommitLogCheckpoint(token, metadata);
+        });
+        Assert.NotEmpty(factory.WritesOnPoolThread);
+        Assert.All(factory.WritesOnPoolThread, Assert.False);
+
+        var read = await Task.Run(() => manager.GetLogCheckpointMetadata(token, null!, false, -1));
+        Assert.Equal(metadata, read);
+        Assert.Equal([token], manager.GetLogCheckpointTokens());
+    }
+
+    [Fact]
+    public async Task AFailure_OffThePool_ReachesTheCaller_WithItsOwnException()
+    {
+        var failure = new IOException("disk full");
+        var thrown = await Assert.ThrowsAsync<IOException>(() => Task.Run(() => OffPool.Run("test", () => throw failure)));
+        Assert.Same(failure, thrown);
+
+        // Off the pool already: inline, on the caller's own thread.
+        string? ranOn = null;
+        var caller = new Thread(() => OffPool.Run("test", () => ranOn = Thread.CurrentThread.Name)) { Name = "caller" };
+        caller.Start();
+        caller.Join();
+        Assert.Equal("caller", ranOn);
+    }
+}
+
 public class IncrementalHistorySnapshotTests
 {
     private static async Task PostAsync(PerfEngine engine, Device device, long ts, string value) =>

@@ -1,4 +1,3 @@
-using System.Runtime.ExceptionServices;
 using FASTER.core;
 
 namespace Perf.Core.Internal;
@@ -13,13 +12,10 @@ namespace Perf.Core.Internal;
 /// point into a deleted one. The same rule as Garnet's FastCommitThrottleFreq, plus the begin-address guard.
 /// </summary>
 /// <remarks>
-/// Each write runs on a thread of its own, never on the pool thread FASTER calls this from. FASTER's
-/// <c>DeviceLogCommitCheckpointManager</c> writes the file with an asynchronous <c>FileStream</c> write, which .NET
-/// queues to the calling pool thread's local queue, and then blocks that thread until the write completes. On a
-/// pool thread the write could wait there, unstarted, until another worker stole it: 0.9 to 1.9 s stalls of the
-/// commit, and of every MQTT acknowledgement behind it, in four of eight 40 s runs at 185,000 msgs/s, with the disk
-/// idle. With the write on its own thread: none in six (issue 12, row 5; docs/PERFORMANCE.md, "Session of
-/// 2026-11-24, 19:02").
+/// Each write runs off the pool thread FASTER calls this from (<see cref="OffPool"/>): on the pool it could wait for
+/// its own I/O, and the commit with every MQTT acknowledgement behind it stalled 0.9 to 1.9 s in four of eight 40 s
+/// runs at 185,000 msgs/s, with the disk idle; none in six with the write on its own thread (issue 12, row 5;
+/// docs/PERFORMANCE.md, "Session of 2026-11-24, 19:02").
 /// </remarks>
 internal sealed class SparseCommitMetadata(ILogCommitManager inner, int every) : ILogCommitManager
 {
@@ -39,34 +35,10 @@ internal sealed class SparseCommitMetadata(ILogCommitManager inner, int every) :
             Skipped++;
             return;
         }
-        WriteOnOwnThread(beginAddress, untilAddress, commitMetadata, commitNum);
+        OffPool.Run("Commit metadata", () => inner.Commit(beginAddress, untilAddress, commitMetadata, commitNum, forceWriteMetadata: true));
         _writtenBegin = beginAddress;
         _skipped = 0;
         Written++;
-    }
-
-    /// <summary>Writes the metadata through <c>inner</c> on a new thread and waits for it; its failure is rethrown here.</summary>
-    private void WriteOnOwnThread(long beginAddress, long untilAddress, byte[] commitMetadata, long commitNum)
-    {
-        ExceptionDispatchInfo? failure = null;
-        var writer = new Thread(() =>
-        {
-            try
-            {
-                inner.Commit(beginAddress, untilAddress, commitMetadata, commitNum, forceWriteMetadata: true);
-            }
-            catch (Exception e)
-            {
-                failure = ExceptionDispatchInfo.Capture(e);
-            }
-        })
-        {
-            IsBackground = true,
-            Name = "Commit metadata",
-        };
-        writer.Start();
-        writer.Join();
-        failure?.Throw();
     }
 
     public byte[] GetCommitMetadata(long commitNum) => inner.GetCommitMetadata(commitNum);

@@ -57,10 +57,8 @@ internal sealed class StateStore : IDisposable
         {
             WritePieceBytes = 256 << 10,
         };
-        _checkpoints = new DeviceLogCommitCheckpointManager(
-            new LocalStorageNamedDeviceFactory(),
-            new DefaultCheckpointNamingScheme(Path.Combine(directory, "checkpoints")),
-            removeOutdated: true);
+        _checkpoints = new OffPoolCheckpointManager(
+            new LocalStorageNamedDeviceFactory(), new DefaultCheckpointNamingScheme(Path.Combine(directory, "checkpoints")));
         _store = new FasterKV<SpanByte, SpanByte>(new FasterKVSettings<SpanByte, SpanByte>
         {
             IndexSize = 1L << 22,          // 64 Ki hash buckets; overflow buckets absorb more keys

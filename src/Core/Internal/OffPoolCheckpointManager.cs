@@ -1,0 +1,31 @@
+using FASTER.core;
+
+namespace Perf.Core.Internal;
+
+/// <summary>
+/// FASTER's file checkpoint manager for the state store, with each checkpoint metadata write and read run off the
+/// thread pool (<see cref="OffPool"/>). FASTER's checkpoint state machine calls these from whichever pool thread
+/// drives it, and the base class blocks that thread on I/O it queued to that thread's own local queue.
+/// </summary>
+/// <remarks>
+/// Only log (fold-over) checkpoints are taken (<see cref="StateStore.PersistAsync"/>): the index checkpoint's write is
+/// not virtual in FASTER 2.6 and is never called here.
+/// </remarks>
+internal sealed class OffPoolCheckpointManager(INamedDeviceFactory deviceFactory, ICheckpointNamingScheme naming)
+    : DeviceLogCommitCheckpointManager(deviceFactory, naming, removeOutdated: true)
+{
+    private const string ThreadName = "Checkpoint metadata";
+
+    public override void CommitLogCheckpoint(Guid logToken, byte[] commitMetadata) =>
+        OffPool.Run(ThreadName, () => base.CommitLogCheckpoint(logToken, commitMetadata));
+
+    public override void CommitLogIncrementalCheckpoint(Guid logToken, long version, byte[] commitMetadata, DeltaLog deltaLog) =>
+        OffPool.Run(ThreadName, () => base.CommitLogIncrementalCheckpoint(logToken, version, commitMetadata, deltaLog));
+
+    public override byte[] GetLogCheckpointMetadata(Guid logToken, DeltaLog deltaLog, bool scanDelta, long recoverTo)
+    {
+        byte[] metadata = [];
+        OffPool.Run(ThreadName, () => metadata = base.GetLogCheckpointMetadata(logToken, deltaLog, scanDelta, recoverTo));
+        return metadata;
+    }
+}
