@@ -560,12 +560,12 @@ public class OffPoolCheckpointManagerTests
     public async Task AFailure_OffThePool_ReachesTheCaller_WithItsOwnException()
     {
         var failure = new IOException("disk full");
-        var thrown = await Assert.ThrowsAsync<IOException>(() => Task.Run(() => OffPool.Run("test", () => throw failure)));
+        var thrown = await Assert.ThrowsAsync<IOException>(() => Task.Run(() => OffPool.Run(() => throw failure)));
         Assert.Same(failure, thrown);
 
         // Off the pool already: inline, on the caller's own thread.
         string? ranOn = null;
-        var caller = new Thread(() => OffPool.Run("test", () => ranOn = Thread.CurrentThread.Name)) { Name = "caller" };
+        var caller = new Thread(() => OffPool.Run(() => ranOn = Thread.CurrentThread.Name)) { Name = "caller" };
         caller.Start();
         caller.Join();
         Assert.Equal("caller", ranOn);

@@ -1,50 +1,38 @@
-using System.Runtime.ExceptionServices;
-
 namespace Perf.Core.Internal;
 
 /// <summary>
 /// Runs a blocking call that waits for asynchronous file I/O (FASTER's <c>DeviceLogCommitCheckpointManager</c> writes and
-/// reads its metadata files that way) off the thread pool.
+/// reads its metadata files that way) off the thread pool, and tells the pool when a pool thread waits for it.
 /// </summary>
 /// <remarks>
-/// The manager starts a <c>FileStream</c> write or read, which .NET on Unix queues as a work item to the calling pool
-/// thread's local queue, and then blocks that same thread until the I/O completes. The item waits there, unstarted,
-/// until another worker happens to steal it: 0.9 to 1.9 s stalls with the disk idle, in four of eight 40 s runs at
-/// 185,000 msgs/s (issue 12, row 5; docs/PERFORMANCE.md, "Session of 2026-11-24, 19:02"). On a thread of its own the
-/// I/O goes to the pool's global queue, which every worker serves.
+/// <para>The manager starts a <c>FileStream</c> write, which .NET on Unix runs as a pool work item, and then blocks the
+/// calling thread on a semaphore until the write completes. FASTER calls it from pool threads (its commit callback and
+/// its checkpoint state machine). Two ways that stalled the commit, and every MQTT acknowledgement behind it, for 0.9 to
+/// 1.9 s with the disk idle (issue 12, row 5; docs/PERFORMANCE.md, "Session of 2026-11-24"):</para>
+/// <list type="bullet">
+/// <item>from a pool thread, the write item goes to that thread's own local queue, which only a stealing worker serves;</item>
+/// <item>a pool thread blocked on a semaphore or in <c>Thread.Join</c> still counts as a working thread, so with both
+/// of a 2-core machine's workers blocked so, the pool woke no worker for the queued write until its starvation check
+/// added a thread, half a second or more later.</item>
+/// </list>
+/// <para>So the work runs on a dedicated thread (its I/O goes to the global queue), and the pool thread waits for it
+/// through <see cref="Task"/>'s blocking wait, which tells the pool that the thread is blocked: the pool then brings in
+/// another worker at once.</para>
 /// </remarks>
 internal static class OffPool
 {
     /// <summary>
-    /// Runs <paramref name="work"/> and waits for it: on a new thread named <paramref name="name"/> when called from a
-    /// pool thread, inline otherwise. Its exception is rethrown here with its original stack.
+    /// Runs <paramref name="work"/> and waits for it: on a dedicated thread when called from a pool thread, inline
+    /// otherwise. Its exception is rethrown here with its original stack.
     /// </summary>
-    public static void Run(string name, Action work)
+    public static void Run(Action work)
     {
         if (!Thread.CurrentThread.IsThreadPoolThread)
         {
             work();
             return;
         }
-
-        ExceptionDispatchInfo? failure = null;
-        var thread = new Thread(() =>
-        {
-            try
-            {
-                work();
-            }
-            catch (Exception e)
-            {
-                failure = ExceptionDispatchInfo.Capture(e);
-            }
-        })
-        {
-            IsBackground = true,
-            Name = name,
-        };
-        thread.Start();
-        thread.Join();
-        failure?.Throw();
+        Task.Factory.StartNew(work, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)
+            .GetAwaiter().GetResult();
     }
 }

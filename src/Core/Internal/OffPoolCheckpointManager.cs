@@ -14,18 +14,16 @@ namespace Perf.Core.Internal;
 internal sealed class OffPoolCheckpointManager(INamedDeviceFactory deviceFactory, ICheckpointNamingScheme naming)
     : DeviceLogCommitCheckpointManager(deviceFactory, naming, removeOutdated: true)
 {
-    private const string ThreadName = "Checkpoint metadata";
-
     public override void CommitLogCheckpoint(Guid logToken, byte[] commitMetadata) =>
-        OffPool.Run(ThreadName, () => base.CommitLogCheckpoint(logToken, commitMetadata));
+        OffPool.Run(() => base.CommitLogCheckpoint(logToken, commitMetadata));
 
     public override void CommitLogIncrementalCheckpoint(Guid logToken, long version, byte[] commitMetadata, DeltaLog deltaLog) =>
-        OffPool.Run(ThreadName, () => base.CommitLogIncrementalCheckpoint(logToken, version, commitMetadata, deltaLog));
+        OffPool.Run(() => base.CommitLogIncrementalCheckpoint(logToken, version, commitMetadata, deltaLog));
 
     public override byte[] GetLogCheckpointMetadata(Guid logToken, DeltaLog deltaLog, bool scanDelta, long recoverTo)
     {
         byte[] metadata = [];
-        OffPool.Run(ThreadName, () => metadata = base.GetLogCheckpointMetadata(logToken, deltaLog, scanDelta, recoverTo));
+        OffPool.Run(() => metadata = base.GetLogCheckpointMetadata(logToken, deltaLog, scanDelta, recoverTo));
         return metadata;
     }
 }

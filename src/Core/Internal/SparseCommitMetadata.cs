@@ -35,7 +35,7 @@ internal sealed class SparseCommitMetadata(ILogCommitManager inner, int every) :
             Skipped++;
             return;
         }
-        OffPool.Run("Commit metadata", () => inner.Commit(beginAddress, untilAddress, commitMetadata, commitNum, forceWriteMetadata: true));
+        OffPool.Run(() => inner.Commit(beginAddress, untilAddress, commitMetadata, commitNum, forceWriteMetadata: true));
         _writtenBegin = beginAddress;
         _skipped = 0;
         Written++;
