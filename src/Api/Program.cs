@@ -1,4 +1,3 @@
 using Perf.Api.Hosting;
 
-await using var host = await PerfHost.CreateAsync(args);
-await host.RunAsync();
+return await PerfHost.RunProcessAsync(args);

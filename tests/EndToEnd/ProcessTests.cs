@@ -30,4 +30,52 @@ public sealed partial class ProcessTests
             TestDirectories.Delete(dataDir);
         }
     }
+
+    /// <summary>A start-up failure is one clear line and exit code 1, not an unhandled exception and an abort (134).</summary>
+    [Fact]
+    public async Task Host_WhosePortIsTaken_ExitsOne_WithTheCauseInOneLine_AndStorageClosed()
+    {
+        var dataDir = Path.Combine(Path.GetTempPath(), "perf-proc-" + Guid.NewGuid().ToString("N"));
+        using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port;
+        var settings = HostFixture.FreePortSettings(dataDir);
+        settings["HTTP_BIND_PORT"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        using var server = HostProcess.Start(settings);
+        try
+        {
+            var exitCode = await server.WaitForExitAsync(TimeSpan.FromSeconds(60));
+            Assert.True(exitCode == 1, $"exit code {exitCode}:\n{server.Output}");
+            Assert.Contains($"Start-up failed: Failed to bind to address http://127.0.0.1:{port}: address already in use. Exiting with code 1.", server.Output);
+            Assert.DoesNotContain("Unhandled exception", server.Output);
+            // The storage it had opened was checkpointed and closed as at any stop: it opens again.
+            Assert.Contains("Checkpoint into the FasterKV state store", server.Output);
+        }
+        finally
+        {
+            server.Kill();
+            TestDirectories.Delete(dataDir);
+        }
+    }
+
+    [Fact]
+    public async Task Host_WhoseDataDirectoryIsAFile_ExitsOne_NamingIt_OnStandardError()
+    {
+        var file = Path.Combine(Path.GetTempPath(), "perf-proc-file-" + Guid.NewGuid().ToString("N"));
+        await File.WriteAllTextAsync(file, "not a directory");
+        using var server = HostProcess.Start(HostFixture.FreePortSettings(file));
+        try
+        {
+            var exitCode = await server.WaitForExitAsync(TimeSpan.FromSeconds(60));
+            Assert.True(exitCode == 1, $"exit code {exitCode}:\n{server.Output}");
+            Assert.Contains("Start-up failed: IOException:", server.Output);
+            Assert.Contains(file, server.Output);
+            Assert.DoesNotContain("Unhandled exception", server.Output);
+        }
+        finally
+        {
+            server.Kill();
+            File.Delete(file);
+        }
+    }
 }

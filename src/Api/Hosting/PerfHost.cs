@@ -231,11 +231,42 @@ public sealed class PerfHost : IAsyncDisposable
         Endpoints.AllBound = true;
     }
 
-    /// <summary>Runs until SIGTERM / Ctrl-C, then stops gracefully within the configured grace period.</summary>
-    public async Task RunAsync(CancellationToken cancellationToken = default)
+    /// <summary>
+    /// The executable's whole life (<c>Program.cs</c>): builds and starts the host, runs until SIGTERM or Ctrl-C, then
+    /// stops gracefully within the configured grace period. Returns the process's exit code: 0 after a graceful stop;
+    /// 1 when the host could not be built or started (a taken port, an unusable data directory, a bad certificate). The
+    /// cause is then one line, in the log (or on standard error when the failure came before logging existed), and
+    /// storage opened before the failure is closed as at any stop: no unhandled exception, no abort.
+    /// </summary>
+    public static async Task<int> RunProcessAsync(string[] args)
     {
-        await StartAsync(cancellationToken);
-        await App.WaitForShutdownAsync(cancellationToken);
+        PerfHost host;
+        try
+        {
+            host = await CreateAsync(args);
+        }
+        catch (Exception e)
+        {
+            await Console.Error.WriteLineAsync($"Start-up failed: {e.GetType().Name}: {e.Message} Exiting with code 1.");
+            return 1;
+        }
+
+        await using (host)
+        {
+            try
+            {
+                await host.StartAsync();
+            }
+            catch (Exception e)
+            {
+                HostLog.StartFailed(host.App.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Perf.Host"), e.Message);
+                return 1;
+            }
+
+            await host.App.WaitForShutdownAsync();
+        }
+
+        return 0;
     }
 
     public async ValueTask DisposeAsync()
