@@ -23,10 +23,10 @@ internal static partial class HostLog
     [LoggerMessage(EventId = 7, Level = LogLevel.Warning, Message = "Data directory {DataDir}: free space could not be read: {Reason}")]
     public static partial void DataDirSpaceUnknown(ILogger logger, string dataDir, string reason);
 
-    // 40..49: TLS (ids kept apart from other branches' additions).
     [LoggerMessage(EventId = 8, Level = LogLevel.Critical, Message = "Start-up failed: {Reason} Exiting with code 1.")]
     public static partial void StartFailed(ILogger logger, string reason);
 
+    // 40..49: TLS (ids kept apart from other branches' additions).
     [LoggerMessage(EventId = 40, Level = LogLevel.Information, Message = "Door {Door} TLS handshake with {Remote} failed: {Reason}")]
     public static partial void TlsHandshakeFailed(ILogger logger, string door, string remote, string reason);
 

@@ -5,7 +5,7 @@ namespace Perf.Core.Internal;
 /// <summary>
 /// FASTER's file checkpoint manager for the state store, with each checkpoint metadata write and read run off the
 /// thread pool (<see cref="OffPool"/>). FASTER's checkpoint state machine calls these from whichever pool thread
-/// drives it, and the base class blocks that thread on I/O it queued to that thread's own local queue.
+/// drives it, and the base class blocks the calling thread until its file I/O, itself a pool work item, completes.
 /// </summary>
 /// <remarks>
 /// Only log (fold-over) checkpoints are taken (<see cref="StateStore.PersistAsync"/>): the index checkpoint's write is

@@ -12,10 +12,10 @@ namespace Perf.Core.Internal;
 /// point into a deleted one. The same rule as Garnet's FastCommitThrottleFreq, plus the begin-address guard.
 /// </summary>
 /// <remarks>
-/// Each write runs off the pool thread FASTER calls this from (<see cref="OffPool"/>): on the pool it could wait for
-/// its own I/O, and the commit with every MQTT acknowledgement behind it stalled 0.9 to 1.9 s in four of eight 40 s
-/// runs at 185,000 msgs/s, with the disk idle; none in six with the write on its own thread (issue 12, row 5;
-/// docs/PERFORMANCE.md, "Session of 2026-11-24, 19:02").
+/// Each write runs off the pool thread FASTER calls this from, and that thread waits for it in a way the pool sees
+/// (<see cref="OffPool"/>): written on the pool thread itself, the commit, with every MQTT acknowledgement behind it,
+/// stalled 0.9 to 1.9 s in half of the 40 s runs at 185,000 msgs/s, with the disk idle (issue 12, row 5;
+/// docs/PERFORMANCE.md, "Session of 2026-11-24, 22:05").
 /// </remarks>
 internal sealed class SparseCommitMetadata(ILogCommitManager inner, int every) : ILogCommitManager
 {
