@@ -531,8 +531,8 @@ public class OffPoolCheckpointManagerTests
 
     /// <summary>
     /// FASTER's checkpoint state machine calls the manager from a pool thread, and the base manager blocks the calling
-    /// thread on a write it queued to that thread's local queue: every metadata write must be issued off the pool, and
-    /// what was written must read back.
+    /// thread until its write, itself a pool work item, completes (see <see cref="OffPool"/>): every metadata write must
+    /// be issued off the pool, and what was written must read back.
     /// </summary>
     [Fact]
     public async Task LogCheckpointMetadata_IsWrittenOffThePool_EvenWhenCalledFromIt_AndReadsBack()
