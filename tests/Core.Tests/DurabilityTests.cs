@@ -476,6 +476,29 @@ public class SparseCommitMetadataTests
         Assert.Equal(23, sparse.Skipped);
     }
 
+    /// <summary>A skipped commit (nearly every round's) allocates nothing: no closure for the write it does not make.</summary>
+    [Fact]
+    public void SkippedCommits_AllocateNothing()
+    {
+        var inner = new Recording();
+        var sparse = new SparseCommitMetadata(inner, every: 1_000_000);
+        byte[] metadata = [1, 2, 3];
+        sparse.Commit(64, 100, metadata, 1, forceWriteMetadata: false);
+        for (var n = 2; n <= 100; n++)
+        {
+            sparse.Commit(64, n * 100, metadata, n, forceWriteMetadata: false);
+        }
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var n = 101; n <= 10_100; n++)
+        {
+            sparse.Commit(64, n * 100, metadata, n, forceWriteMetadata: false);
+        }
+
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(1, sparse.Written);
+    }
+
     /// <summary>
     /// FASTER calls the commit manager from a pool thread, and its device manager blocks the calling thread on a write
     /// it queued to that thread's local queue: every write here must run on a thread of its own.

@@ -83,4 +83,27 @@ public sealed partial class ProcessTests
             File.Delete(file);
         }
     }
+
+    /// <summary>A failure after storage opened (here the default system administrator's address): storage is still closed.</summary>
+    [Fact]
+    public async Task Host_WhoseDefaultAdministratorIsInvalid_ExitsOne_AfterClosingTheStorageItOpened()
+    {
+        var dataDir = Path.Combine(Path.GetTempPath(), "perf-proc-" + Guid.NewGuid().ToString("N"));
+        var settings = HostFixture.FreePortSettings(dataDir);
+        settings["SYSADMIN_EMAIL"] = "not an email";
+        using var server = HostProcess.Start(settings);
+        try
+        {
+            var exitCode = await server.WaitForExitAsync(TimeSpan.FromSeconds(60));
+            Assert.True(exitCode == 1, $"exit code {exitCode}:\n{server.Output}");
+            Assert.Contains("Start-up failed: InvalidOperationException: could not create the system administrator: a valid email is required. Exiting with code 1.", server.Output);
+            Assert.Contains("Checkpoint into the FasterKV state store", server.Output);
+            Assert.DoesNotContain("Unhandled exception", server.Output);
+        }
+        finally
+        {
+            server.Kill();
+            TestDirectories.Delete(dataDir);
+        }
+    }
 }

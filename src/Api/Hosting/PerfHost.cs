@@ -77,7 +77,34 @@ public sealed class PerfHost : IAsyncDisposable
         // The core: storage is opened (and the log replayed) before any door accepts a connection.
         var coreOptions = CoreSettings.From(builder.Configuration, settings.DataDir);
         using var bootLoggers = LoggerFactory.Create(logging => logging.AddConfiguration(builder.Configuration.GetSection("Logging")).AddSimpleConsole(o => o.SingleLine = true).RedactSecrets(printScopes));
-        var engine = await PerfEngine.OpenAsync(coreOptions, bootLoggers, cancellationToken);
+        PerfEngine engine;
+        try
+        {
+            engine = await PerfEngine.OpenAsync(coreOptions, bootLoggers, cancellationToken);
+        }
+        catch
+        {
+            tls.Dispose();
+            throw;
+        }
+
+        try
+        {
+            return await BuildAsync(builder, settings, tls, engine);
+        }
+        catch
+        {
+            // Whatever failed after storage opened (a door's settings, the default accounts): storage is checkpointed
+            // and closed as at any stop, and the certificates are released.
+            await engine.DisposeAsync();
+            tls.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The doors, services and endpoints over an opened <paramref name="engine"/>.</summary>
+    private static async Task<PerfHost> BuildAsync(WebApplicationBuilder builder, HostSettings settings, TlsCertificates tls, PerfEngine engine)
+    {
         builder.Services.AddSingleton(engine);
         builder.Services.AddSingleton(engine.DeviceApi);
         builder.Services.AddSingleton(engine.Sessions);
@@ -247,7 +274,7 @@ public sealed class PerfHost : IAsyncDisposable
         }
         catch (Exception e)
         {
-            await Console.Error.WriteLineAsync($"Start-up failed: {e.GetType().Name}: {e.Message} Exiting with code 1.");
+            await Console.Error.WriteLineAsync($"Start-up failed: {e.GetType().Name}: {Sentence(e.Message)} Exiting with code 1.");
             return 1;
         }
 
@@ -259,7 +286,7 @@ public sealed class PerfHost : IAsyncDisposable
             }
             catch (Exception e)
             {
-                HostLog.StartFailed(host.App.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Perf.Host"), e.Message);
+                HostLog.StartFailed(host.App.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Perf.Host"), Sentence(e.Message));
                 return 1;
             }
 
@@ -268,6 +295,9 @@ public sealed class PerfHost : IAsyncDisposable
 
         return 0;
     }
+
+    /// <summary><paramref name="message"/> ending with a full stop, so the exit line after it reads as a second sentence.</summary>
+    private static string Sentence(string message) => message.EndsWith('.') ? message : message + ".";
 
     public async ValueTask DisposeAsync()
     {
