@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Threading.Tasks.Sources;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
 using Perf.Kestrel.Mqtt.Internal;
@@ -100,11 +101,36 @@ public sealed class LeanSocketTransportFactory : IConnectionListenerFactory, ICo
     }
 }
 
-internal sealed class LeanSocketListener : IConnectionListener
+/// <summary>
+/// A listening socket on the lean transport's epoll thread: <c>accept4</c> takes each connection without a
+/// <see cref="Socket"/> object (<see cref="LeanSocketHandle"/>); when the backlog is empty the accept waits for the
+/// listener's next edge from the epoll set, which wakes the waiting accept on the pool.
+/// </summary>
+internal sealed class LeanSocketListener : IConnectionListener, IValueTaskSource<bool>
 {
+    private const int EAGAIN = 11;
+    private const int EBADF = 9;
+    private const int EINVAL = 22;
+    private const int EMFILE = 24;
+    private const int ENFILE = 23;
+    private const int ENOBUFS = 105;
+    private const int ENOMEM = 12;
+
+    private const int Idle = 0;
+    private const int Waiting = 1;
+    private const int Signaled = 2;
+
     private readonly Socket _socket;
     private readonly LeanSocketTransportOptions _options;
     private readonly ILogger _logger;
+    private readonly nint _epollToken;
+
+    /// <summary>The local endpoint every accepted connection shares, when the listener is bound to one address.</summary>
+    private readonly IPEndPoint? _sharedLocal;
+    private ManualResetValueTaskSourceCore<bool> _readable = new() { RunContinuationsAsynchronously = true };
+    private int _state;
+    private int _closing;
+    private volatile bool _closed;
 
     public LeanSocketListener(Socket socket, LeanSocketTransportOptions options, ILogger logger)
     {
@@ -112,6 +138,10 @@ internal sealed class LeanSocketListener : IConnectionListener
         _options = options;
         _logger = logger;
         EndPoint = socket.LocalEndPoint!;
+        var local = (IPEndPoint)EndPoint;
+        _sharedLocal = local.Address.Equals(IPAddress.Any) || local.Address.Equals(IPAddress.IPv6Any) ? null : local;
+        _socket.Blocking = false;
+        _epollToken = LeanEpoll.Shared.Register(socket.SafeHandle, this);
     }
 
     public EndPoint EndPoint { get; }
@@ -120,50 +150,126 @@ internal sealed class LeanSocketListener : IConnectionListener
     {
         while (true)
         {
-            Socket accepted;
-            try
-            {
-                accepted = await _socket.AcceptAsync(cancellationToken);
-            }
-            catch (ObjectDisposedException)
+            if (_closed)
             {
                 return null;
-            }
-            catch (SocketException ex) when (ex.SocketErrorCode == SocketError.OperationAborted)
-            {
-                return null;
-            }
-            catch (SocketException ex)
-            {
-                // A connection reset before it was accepted, or a transient error (EMFILE): keep accepting.
-                MqttLog.LeanTransportAcceptFailed(_logger, EndPoint.ToString()!, ex.SocketErrorCode);
-                continue;
             }
 
-            try
+            cancellationToken.ThrowIfCancellationRequested();
+            int fd = LeanSocketHandle.Accept(_socket.SafeHandle, out var peer, out int errno);
+            if (fd >= 0)
             {
-                // The socket stays in blocking mode (no fcntl): the connection receives and sends with
-                // MSG_DONTWAIT and learns readiness from its own epoll set (LeanEpoll).
-                return new LeanSocketConnection(accepted, _options.MaxUnsentBytes);
+                var handle = new LeanSocketHandle(fd);
+                try
+                {
+                    return new LeanSocketConnection(handle, peer, _sharedLocal, _options.MaxUnsentBytes);
+                }
+                catch (SocketException ex)
+                {
+                    // The epoll set refused the socket (out of memory): drop this connection, keep accepting.
+                    MqttLog.LeanTransportAcceptFailed(_logger, EndPoint.ToString()!, ex.SocketErrorCode);
+                    handle.Dispose();
+                    continue;
+                }
             }
-            catch (SocketException ex)
+
+            switch (errno)
             {
-                // The epoll set refused the socket (out of memory): drop this connection, keep accepting.
-                MqttLog.LeanTransportAcceptFailed(_logger, EndPoint.ToString()!, ex.SocketErrorCode);
-                accepted.Dispose();
+                case EAGAIN:
+                    // The backlog is empty: wait for the listener's next edge (a new connection), or its close.
+                    if (cancellationToken.CanBeCanceled)
+                    {
+                        using (cancellationToken.UnsafeRegister(static s => ((LeanSocketListener)s!).OnReadable(), this))
+                        {
+                            await WaitReadableAsync();
+                        }
+                    }
+                    else
+                    {
+                        await WaitReadableAsync();
+                    }
+
+                    break;
+                case EBADF or EINVAL:
+                    // Closed (UnbindAsync, DisposeAsync).
+                    return null;
+                case EMFILE or ENFILE or ENOBUFS or ENOMEM:
+                    // Out of descriptors or memory: the connection stays in the backlog and the listener stays readable,
+                    // so retrying at once would spin. Retry after a pause, while connections close and free descriptors.
+                    MqttLog.LeanTransportAcceptFailed(_logger, EndPoint.ToString()!, LeanEpoll.ToSocketError(errno));
+                    await Task.Delay(50, cancellationToken);
+                    break;
+                default:
+                    // A connection reset before it was accepted (ECONNABORTED), or a protocol error: keep accepting.
+                    MqttLog.LeanTransportAcceptFailed(_logger, EndPoint.ToString()!, LeanEpoll.ToSocketError(errno));
+                    break;
             }
         }
     }
 
+    /// <summary>On the epoll thread (a new connection in the backlog) or at close: wakes a waiting accept, or marks the edge for the next one.</summary>
+    internal void OnReadable()
+    {
+        while (true)
+        {
+            int state = Volatile.Read(ref _state);
+            if (state == Waiting)
+            {
+                if (Interlocked.CompareExchange(ref _state, Idle, Waiting) == Waiting)
+                {
+                    _readable.SetResult(true);
+                    return;
+                }
+            }
+            else if (state == Signaled || Interlocked.CompareExchange(ref _state, Signaled, Idle) == Idle)
+            {
+                return;
+            }
+        }
+    }
+
+    private ValueTask<bool> WaitReadableAsync()
+    {
+        _readable.Reset();
+        if (Interlocked.CompareExchange(ref _state, Waiting, Idle) == Signaled)
+        {
+            // An edge came after the last accept found the backlog empty: accept again.
+            Volatile.Write(ref _state, Idle);
+            return new ValueTask<bool>(true);
+        }
+
+        return new ValueTask<bool>(this, _readable.Version);
+    }
+
+    bool IValueTaskSource<bool>.GetResult(short token) => _readable.GetResult(token);
+
+    ValueTaskSourceStatus IValueTaskSource<bool>.GetStatus(short token) => _readable.GetStatus(token);
+
+    void IValueTaskSource<bool>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+        _readable.OnCompleted(continuation, state, token, flags);
+
     public ValueTask UnbindAsync(CancellationToken cancellationToken = default)
     {
-        _socket.Dispose();
+        Close();
         return ValueTask.CompletedTask;
     }
 
     public ValueTask DisposeAsync()
     {
-        _socket.Dispose();
+        Close();
         return ValueTask.CompletedTask;
+    }
+
+    private void Close()
+    {
+        if (Interlocked.Exchange(ref _closing, 1) != 0)
+        {
+            return;
+        }
+
+        _closed = true;
+        LeanEpoll.Shared.Deregister(_socket.SafeHandle, _epollToken);
+        _socket.Dispose();
+        OnReadable();
     }
 }

@@ -82,6 +82,35 @@ public sealed class SecretRedactionTests
         Assert.Contains("Request starting POST /api/v1/***/telemetry", all, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// Without scopes, every provider sits behind one wrapper: each still gets every message, redacted, and a scope
+    /// (Kestrel opens one per connection) is no object at all, where one wrapper per provider made the factory's logger
+    /// allocate a scope and an array for the providers' scopes, kept by the connection while it is open.
+    /// </summary>
+    [Fact]
+    public void WithoutScopes_SeveralProviders_ShareOneWrapper_EachGetsEveryMessage_AndAScopeIsNoObject()
+    {
+        var first = new ListProvider();
+        var second = new ListProvider();
+        var services = new ServiceCollection();
+        services.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Debug).AddProvider(first).AddProvider(second).RedactSecrets(scopes: false));
+        using var provider = services.BuildServiceProvider();
+        Assert.Single(provider.GetServices<ILoggerProvider>());
+        var logger = provider.GetRequiredService<ILoggerFactory>().CreateLogger("Microsoft.AspNetCore.Server.Kestrel.Connections");
+        using (var scope = logger.BeginScope("ConnectionId:{ConnectionId}", "0HN000000001"))
+        {
+            Assert.Null(scope);
+            logger.LogInformation("Request starting POST {Path}", "/api/v1/PathTok456/telemetry");
+        }
+
+        foreach (var sink in new[] { first, second })
+        {
+            Assert.False(sink.HasScopeProvider);
+            var line = Assert.Single(sink.Lines);
+            Assert.Contains("Request starting POST /api/v1/***/telemetry", line, StringComparison.Ordinal);
+        }
+    }
+
     [Theory]
     [InlineData(null, null, false)]
     [InlineData("true", null, true)]

@@ -50,6 +50,112 @@ public sealed class LeanSocketTransportTests : IAsyncLifetime
         Assert.Equal(noDelay, server.Socket.NoDelay); // read back from the kernel (getsockopt)
     }
 
+    /// <summary>
+    /// Connections are taken with accept4 on the epoll thread's signal: an accept waiting on an empty backlog wakes for
+    /// the next connection, a burst of connections (edge-triggered: fewer edges than connections) is accepted whole, and
+    /// each connection knows both its ends without a <see cref="Socket"/> object.
+    /// </summary>
+    [Fact]
+    public async Task Listener_AcceptsEachConnectionOfABurst_AndAWaitingAcceptWakesForTheNext()
+    {
+        var factory = new LeanSocketTransportFactory(new LeanSocketTransportOptions(), NullLoggerFactory.Instance);
+        await using var listener = await factory.BindAsync(new LeanEndPoint(IPAddress.Loopback, 0));
+
+        // A waiting accept (the backlog is empty), woken by one connection.
+        var waiting = listener.AcceptAsync().AsTask();
+        Assert.NotSame(waiting, await Task.WhenAny(waiting, Task.Delay(200)));
+        using var first = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await first.ConnectAsync(listener.EndPoint);
+        var accepted = (LeanSocketConnection)(await waiting.WaitAsync(Deadline))!;
+        Assert.Equal(first.LocalEndPoint, accepted.RemoteEndPoint);
+        Assert.Equal(first.RemoteEndPoint, accepted.LocalEndPoint);
+        Assert.False(accepted.HasSocket);
+        await accepted.DisposeAsync();
+        Assert.Throws<ObjectDisposedException>(() => accepted.Socket); // none is made for a closed connection
+        Assert.Equal(0, await first.ReceiveAsync(new byte[1], SocketFlags.None).WaitAsync(Deadline));
+
+        // A burst queued before any accept runs: every one is accepted, each with its own peer.
+        var clients = new List<Socket>();
+        try
+        {
+            for (int i = 0; i < 50; i++)
+            {
+                var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                clients.Add(client);
+                await client.ConnectAsync(listener.EndPoint);
+            }
+
+            var peers = new HashSet<EndPoint>();
+            for (int i = 0; i < clients.Count; i++)
+            {
+                await using var next = (LeanSocketConnection)(await listener.AcceptAsync().AsTask().WaitAsync(Deadline))!;
+                Assert.True(peers.Add(next.RemoteEndPoint!));
+            }
+
+            Assert.True(peers.SetEquals(clients.Select(c => c.LocalEndPoint!)));
+        }
+        finally
+        {
+            clients.ForEach(c => c.Dispose());
+        }
+    }
+
+    /// <summary>Unbinding ends an accept that is waiting (null, as Kestrel expects), and later accepts return null at once.</summary>
+    [Fact]
+    public async Task Unbind_EndsAWaitingAccept_WithNull()
+    {
+        var factory = new LeanSocketTransportFactory(new LeanSocketTransportOptions(), NullLoggerFactory.Instance);
+        var listener = await factory.BindAsync(new LeanEndPoint(IPAddress.Loopback, 0));
+        var waiting = listener.AcceptAsync().AsTask();
+        Assert.NotSame(waiting, await Task.WhenAny(waiting, Task.Delay(200)));
+        await listener.UnbindAsync();
+        Assert.Null(await waiting.WaitAsync(Deadline));
+        Assert.Null(await listener.AcceptAsync().AsTask().WaitAsync(Deadline));
+        await listener.DisposeAsync();
+    }
+
+    /// <summary>A listener on every address reports each connection's own local address (read from the socket).</summary>
+    [Fact]
+    public async Task WildcardListener_ReportsTheConnectionsOwnLocalAddress()
+    {
+        var factory = new LeanSocketTransportFactory(new LeanSocketTransportOptions(), NullLoggerFactory.Instance);
+        await using var listener = await factory.BindAsync(new LeanEndPoint(IPAddress.Any, 0));
+        int port = ((IPEndPoint)listener.EndPoint).Port;
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        var accept = listener.AcceptAsync().AsTask();
+        await client.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port));
+        await using var server = (LeanSocketConnection)(await accept.WaitAsync(Deadline))!;
+        Assert.Equal(new IPEndPoint(IPAddress.Loopback, port), server.LocalEndPoint);
+        Assert.Equal(client.LocalEndPoint, server.RemoteEndPoint);
+    }
+
+    /// <summary>
+    /// Closing the connection closes its descriptor gracefully: bytes written before the close reach the peer, then the
+    /// FIN (no reset). The socket made for the socket feature is closed with it.
+    /// </summary>
+    [Fact]
+    public async Task Dispose_SendsWhatWasWritten_ThenTheFin_AndClosesTheFeaturesSocket()
+    {
+        var socket = _server.Socket;
+        await WriteAsync("bye"u8.ToArray());
+        await _server.DisposeAsync();
+        var received = new byte[16];
+        int total = 0;
+        while (true)
+        {
+            int n = await _client.ReceiveAsync(received.AsMemory(total), SocketFlags.None).AsTask().WaitAsync(Deadline);
+            if (n == 0)
+            {
+                break;
+            }
+
+            total += n;
+        }
+
+        Assert.Equal("bye", System.Text.Encoding.ASCII.GetString(received, 0, total));
+        Assert.Throws<ObjectDisposedException>(() => socket.Available);
+    }
+
     [Fact]
     public async Task PartialConsumption_KeepsTheRestForTheNextRead()
     {
@@ -346,7 +452,7 @@ public sealed class LeanSocketTransportTests : IAsyncLifetime
         var receive = Task.Factory.StartNew(
             () =>
             {
-                int n = LeanEpoll.Receive(_server.Socket, new byte[16], 0, 16, out var status);
+                int n = LeanEpoll.Receive(_server.Handle, new byte[16], 0, 16, out var status);
                 return (n, status);
             },
             CancellationToken.None,
@@ -772,6 +878,7 @@ public sealed class LeanSocketTransportTests : IAsyncLifetime
         Assert.Null(_server.Features.Get<Marker>());
         Assert.Equal(_client.LocalEndPoint, _server.RemoteEndPoint);
         Assert.Equal(13, _server.ConnectionId.Length);
+        Assert.Equal(_server.ConnectionId, _server.ConnectionId); // built at each read, the same each time
         await Task.CompletedTask;
     }
 

@@ -48,7 +48,7 @@ public static partial class SecretRedaction
 }
 
 /// <summary>
-/// Wraps each logger provider so every formatted message and exception text passes through
+/// Wraps logger providers so every formatted message and exception text passes through
 /// <see cref="SecretRedaction"/> before it is written. Provider-specific level rules
 /// (<c>Logging:Console:LogLevel</c>) no longer match the wrapped provider; use the category rules
 /// (<c>Logging:LogLevel</c>), as appsettings.json does.
@@ -59,43 +59,104 @@ public static partial class SecretRedaction
 /// and ASP.NET Core one per request, each an object plus an <see cref="ExecutionContext"/> change that the
 /// connection's async state then holds while it is open (issue 12: about 0.2 KB per idle connection). Use
 /// <see cref="ScopedRedactingLoggerProvider"/> when scopes are printed.
+/// Without scopes, one instance wraps every provider (console, debug, event source), and its loggers open no scope
+/// at all: with one wrapper per provider, the factory's logger still made a scope object and an array for the
+/// providers' scopes on each <c>BeginScope</c>, which Kestrel's connection then held (issue 12: 80 bytes per idle
+/// connection).
 /// </remarks>
 public class RedactingLoggerProvider : ILoggerProvider
 {
-    private readonly bool _ownsInner;
+    private readonly ILoggerProvider[] _inners;
+    private readonly bool[] _owned;
 
     public RedactingLoggerProvider(ILoggerProvider inner, bool ownsInner)
+        : this([inner], [ownsInner])
     {
-        Inner = inner;
-        _ownsInner = ownsInner;
     }
 
-    private protected ILoggerProvider Inner { get; }
+    /// <summary>Several providers behind one wrapper: each message is formatted and redacted once; scopes are not passed on.</summary>
+    public RedactingLoggerProvider(ILoggerProvider[] inners, bool[] owned)
+    {
+        _inners = inners;
+        _owned = owned;
+    }
 
-    public ILogger CreateLogger(string categoryName) => new RedactingLogger(Inner.CreateLogger(categoryName));
+    private protected ILoggerProvider Inner => _inners[0];
+
+    public ILogger CreateLogger(string categoryName)
+    {
+        if (_inners.Length == 1)
+        {
+            return new RedactingLogger(_inners[0].CreateLogger(categoryName), null);
+        }
+
+        var loggers = new ILogger[_inners.Length];
+        for (int i = 0; i < loggers.Length; i++)
+        {
+            loggers[i] = _inners[i].CreateLogger(categoryName);
+        }
+
+        return new RedactingLogger(null, loggers);
+    }
 
     public void Dispose()
     {
-        if (_ownsInner)
+        for (int i = 0; i < _inners.Length; i++)
         {
-            Inner.Dispose();
+            if (_owned[i])
+            {
+                _inners[i].Dispose();
+            }
         }
     }
 
-    private sealed class RedactingLogger(ILogger inner) : ILogger
+    /// <summary>One provider's logger (<paramref name="single"/>, scopes passed on), or several (<paramref name="several"/>, no scopes).</summary>
+    private sealed class RedactingLogger(ILogger? single, ILogger[]? several) : ILogger
     {
         public IDisposable? BeginScope<TState>(TState state)
-            where TState : notnull => inner.BeginScope(state);
+            where TState : notnull => single?.BeginScope(state);
 
-        public bool IsEnabled(LogLevel logLevel) => inner.IsEnabled(logLevel);
+        public bool IsEnabled(LogLevel logLevel)
+        {
+            if (single is not null)
+            {
+                return single.IsEnabled(logLevel);
+            }
+
+            foreach (var logger in several!)
+            {
+                if (logger.IsEnabled(logLevel))
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
 
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
         {
-            if (!inner.IsEnabled(logLevel))
+            if (single is not null)
             {
+                if (single.IsEnabled(logLevel))
+                {
+                    Write(single, logLevel, eventId, state, exception, formatter);
+                }
+
                 return;
             }
 
+            foreach (var logger in several!)
+            {
+                if (logger.IsEnabled(logLevel))
+                {
+                    Write(logger, logLevel, eventId, state, exception, formatter);
+                }
+            }
+        }
+
+        private static void Write<TState>(ILogger inner, LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
             var message = formatter(state, exception);
             var messageRedacted = SecretRedaction.TryRedact(message, out var cleanMessage);
             if (exception is not null && SecretRedaction.TryRedact(exception.ToString(), out var cleanException))
@@ -157,6 +218,7 @@ public static class SecretRedactionExtensions
     public static ILoggingBuilder RedactSecrets(this ILoggingBuilder logging, bool scopes = true)
     {
         var services = logging.Services;
+        var inners = new List<Func<IServiceProvider, (ILoggerProvider Provider, bool Owned)>>();
         for (var i = 0; i < services.Count; i++)
         {
             var descriptor = services[i];
@@ -165,25 +227,51 @@ public static class SecretRedactionExtensions
                 continue;
             }
 
+            Func<IServiceProvider, (ILoggerProvider, bool)> inner;
             if (descriptor.ImplementationInstance is ILoggerProvider instance)
             {
-                services[i] = ServiceDescriptor.Singleton<ILoggerProvider>(Wrap(instance, ownsInner: false, scopes));
+                inner = _ => (instance, false);
             }
             else if (descriptor.ImplementationFactory is { } factory)
             {
-                services[i] = ServiceDescriptor.Singleton<ILoggerProvider>(sp => Wrap((ILoggerProvider)factory(sp), ownsInner: true, scopes));
+                inner = sp => ((ILoggerProvider)factory(sp), true);
             }
             else if (descriptor.ImplementationType is { } type)
             {
                 // Resolved by the container (its constructor choice, its disposal).
                 services.Add(ServiceDescriptor.Singleton(type, type));
-                services[i] = ServiceDescriptor.Singleton<ILoggerProvider>(sp => Wrap((ILoggerProvider)sp.GetRequiredService(type), ownsInner: false, scopes));
+                inner = sp => ((ILoggerProvider)sp.GetRequiredService(type), false);
             }
+            else
+            {
+                continue;
+            }
+
+            if (scopes)
+            {
+                services[i] = ServiceDescriptor.Singleton<ILoggerProvider>(sp =>
+                {
+                    var (provider, owned) = inner(sp);
+                    return new ScopedRedactingLoggerProvider(provider, owned);
+                });
+            }
+            else
+            {
+                inners.Add(inner);
+                services.RemoveAt(i--);
+            }
+        }
+
+        if (inners.Count > 0)
+        {
+            // Without scopes: one wrapper for every provider (see RedactingLoggerProvider).
+            services.AddSingleton<ILoggerProvider>(sp =>
+            {
+                var resolved = inners.Select(inner => inner(sp)).ToArray();
+                return new RedactingLoggerProvider(resolved.Select(r => r.Provider).ToArray(), resolved.Select(r => r.Owned).ToArray());
+            });
         }
 
         return logging;
     }
-
-    private static RedactingLoggerProvider Wrap(ILoggerProvider inner, bool ownsInner, bool scopes) =>
-        scopes ? new ScopedRedactingLoggerProvider(inner, ownsInner) : new RedactingLoggerProvider(inner, ownsInner);
 }

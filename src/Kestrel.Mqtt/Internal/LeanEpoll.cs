@@ -93,7 +93,8 @@ internal sealed unsafe partial class LeanEpoll : IThreadPoolWorkItem
 
     /// <summary>
     /// Adds <paramref name="socket"/> to the epoll set, edge-triggered for input and hang-up; its events go to
-    /// <paramref name="reader"/>. The token is for <see cref="Deregister"/>.
+    /// <paramref name="target"/>: a connection's <see cref="LeanSocketReader"/>, or a listening socket's
+    /// <see cref="LeanSocketListener"/> (a new connection to accept). The token is for <see cref="Deregister"/>.
     /// </summary>
     /// <remarks>
     /// The handle is strong on purpose: while a connection waits for bytes, nothing else need hold it (Kestrel
@@ -102,9 +103,9 @@ internal sealed unsafe partial class LeanEpoll : IThreadPoolWorkItem
     /// finalizer, and Kestrel logged "application never completed". .NET's own engine roots a pending receive
     /// the same way.
     /// </remarks>
-    public nint Register(Socket socket, LeanSocketReader reader)
+    public nint Register(SafeHandle socket, object target)
     {
-        nint token = GCHandle.ToIntPtr(GCHandle.Alloc(reader));
+        nint token = GCHandle.ToIntPtr(GCHandle.Alloc(target));
         byte* ev = stackalloc byte[16];
         *(uint*)ev = EPOLLIN | EPOLLRDHUP | EPOLLET;
         Unsafe.WriteUnaligned(ev + s_dataOffset, (ulong)token);
@@ -120,7 +121,7 @@ internal sealed unsafe partial class LeanEpoll : IThreadPoolWorkItem
     }
 
     /// <summary>Removes the socket from the epoll set (before it is closed); the registration is freed by the loop.</summary>
-    public void Deregister(Socket socket, nint token)
+    public void Deregister(SafeHandle socket, nint token)
     {
         if (token == 0)
         {
@@ -136,7 +137,7 @@ internal sealed unsafe partial class LeanEpoll : IThreadPoolWorkItem
     /// <c>recv(MSG_DONTWAIT)</c>: bytes received (0 at the end of the stream), or -1 with
     /// <paramref name="error"/> (<see cref="SocketError.WouldBlock"/> when nothing is waiting).
     /// </summary>
-    public static int Receive(Socket socket, byte[] buffer, int offset, int count, out SocketError error)
+    public static int Receive(SafeHandle socket, byte[] buffer, int offset, int count, out SocketError error)
     {
         fixed (byte* p = buffer)
         {
@@ -145,7 +146,7 @@ internal sealed unsafe partial class LeanEpoll : IThreadPoolWorkItem
     }
 
     /// <summary><c>send(MSG_DONTWAIT | MSG_NOSIGNAL)</c>: bytes the kernel took, or -1 with <paramref name="error"/>.</summary>
-    public static int Send(Socket socket, byte[] buffer, int offset, int count, out SocketError error)
+    public static int Send(SafeHandle socket, byte[] buffer, int offset, int count, out SocketError error)
     {
         fixed (byte* p = buffer)
         {
@@ -153,11 +154,10 @@ internal sealed unsafe partial class LeanEpoll : IThreadPoolWorkItem
         }
     }
 
-    private static int Transfer(Socket socket, byte* data, int count, int flags, bool send, out SocketError error)
+    private static int Transfer(SafeHandle handle, byte* data, int count, int flags, bool send, out SocketError error)
     {
         // The reference keeps the descriptor from being closed (and its number reused by another connection)
         // during the call; a socket already closed reports OperationAborted.
-        var handle = socket.SafeHandle;
         bool added = false;
         try
         {
@@ -197,9 +197,8 @@ internal sealed unsafe partial class LeanEpoll : IThreadPoolWorkItem
     }
 
     /// <summary><c>epoll_ctl</c> on the socket's descriptor, held open for the call; -1 when it is already closed.</summary>
-    private int Control(Socket socket, int operation, byte* ev)
+    private int Control(SafeHandle handle, int operation, byte* ev)
     {
-        var handle = socket.SafeHandle;
         bool added = false;
         try
         {
@@ -248,9 +247,17 @@ internal sealed unsafe partial class LeanEpoll : IThreadPoolWorkItem
                 byte* ev = events + (i * s_eventSize);
                 uint flags = *(uint*)ev;
                 nint token = (nint)Unsafe.ReadUnaligned<ulong>(ev + s_dataOffset);
-                if (GCHandle.FromIntPtr(token).Target is LeanSocketReader reader && reader.OnReadiness(flags))
+                var target = GCHandle.FromIntPtr(token).Target;
+                if (target is LeanSocketReader reader)
                 {
-                    reader.CompleteWaitingRead();
+                    if (reader.OnReadiness(flags))
+                    {
+                        reader.CompleteWaitingRead();
+                    }
+                }
+                else
+                {
+                    (target as LeanSocketListener)?.OnReadable();
                 }
             }
 

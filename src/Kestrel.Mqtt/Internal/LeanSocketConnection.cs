@@ -26,7 +26,9 @@ internal sealed class LeanSocketConnection : ConnectionContext, IDuplexPipe, IFe
 {
     private static long s_lastId;
 
-    private readonly Socket _socket;
+    private readonly LeanSocketHandle _handle;
+    private readonly LeanSocketHandle.PeerAddress _peer;
+    private readonly IPEndPoint? _sharedLocal;
     private readonly long _id;
     private readonly LeanSocketReader _reader;
     private readonly LeanSocketWriter _writer;
@@ -36,6 +38,7 @@ internal sealed class LeanSocketConnection : ConnectionContext, IDuplexPipe, IFe
     private IDictionary<object, object?>? _items;
     private EndPoint? _localEndPoint;
     private EndPoint? _remoteEndPoint;
+    private Socket? _socket;
     private CancellationTokenSource? _closedSource;
     private CancellationToken? _closedOverride;
     private KeyValuePair<Type, object?>[]? _extraFeatures;
@@ -47,24 +50,64 @@ internal sealed class LeanSocketConnection : ConnectionContext, IDuplexPipe, IFe
     private int _disposed;
     private int _socketClosed;
 
-    public LeanSocketConnection(Socket socket, int maxUnsentBytes)
+    /// <param name="handle">The accepted descriptor, owned from here on.</param>
+    /// <param name="peer">The peer's address, from the accept.</param>
+    /// <param name="sharedLocal">The listener's endpoint when it is bound to one address (every connection's local endpoint); null for a wildcard listener.</param>
+    public LeanSocketConnection(LeanSocketHandle handle, LeanSocketHandle.PeerAddress peer, IPEndPoint? sharedLocal, int maxUnsentBytes)
     {
-        _socket = socket;
+        _handle = handle;
+        _peer = peer;
+        _sharedLocal = sharedLocal;
         _id = Interlocked.Increment(ref s_lastId);
         _reader = new LeanSocketReader(this);
         _writer = new LeanSocketWriter(this, maxUnsentBytes);
-        _epollToken = LeanEpoll.Shared.Register(socket, _reader);
+        _epollToken = LeanEpoll.Shared.Register(handle, _reader);
     }
 
-    public Socket Socket => _socket;
+    /// <summary>The descriptor (every receive and send goes through it).</summary>
+    internal LeanSocketHandle Handle => _handle;
+
+    /// <summary>
+    /// A <see cref="Socket"/> on this connection (<see cref="IConnectionSocketFeature"/>, and the writer's sends the kernel
+    /// cannot take at once), made on first use over a duplicate of the descriptor and closed with the connection.
+    /// Throws <see cref="ObjectDisposedException"/> once the connection is closed.
+    /// </summary>
+    public Socket Socket
+    {
+        get
+        {
+            if (Volatile.Read(ref _socket) is { } socket)
+            {
+                return socket;
+            }
+
+            lock (_reader)
+            {
+                if (_socket is null)
+                {
+                    ObjectDisposedException.ThrowIf(Volatile.Read(ref _socketClosed) != 0, this);
+                    _socket = _handle.CreateSocket();
+                }
+
+                return _socket;
+            }
+        }
+    }
+
+    /// <summary>Whether a <see cref="Socket"/> was made for this connection (tests: plain sends make none).</summary>
+    internal bool HasSocket => Volatile.Read(ref _socket) is not null;
 
     internal Exception? AbortReason => _abortReason;
 
     // ConnectionContext
 
+    /// <summary>
+    /// Built at each read, not kept (kept only when set): Kestrel reads it at accept and for its connection logs, and
+    /// our logs read it when they write, so an idle connection holds no string for it (issue 12: 48 bytes).
+    /// </summary>
     public override string ConnectionId
     {
-        get => _connectionId ??= FormatId(_id);
+        get => _connectionId ?? FormatId(_id);
         set => _connectionId = value;
     }
 
@@ -82,15 +125,17 @@ internal sealed class LeanSocketConnection : ConnectionContext, IDuplexPipe, IFe
         set => _transport = value;
     }
 
+    /// <summary>The listener's endpoint when it is bound to one address; otherwise read from the socket at each call (kept only when set).</summary>
     public override EndPoint? LocalEndPoint
     {
-        get => _localEndPoint ??= SafeEndPoint(local: true);
+        get => _localEndPoint ?? _sharedLocal ?? _handle.LocalEndPoint();
         set => _localEndPoint = value;
     }
 
+    /// <summary>The peer's address from the accept, made into an endpoint at each call (kept only when set): an idle connection holds 24 bytes for it.</summary>
     public override EndPoint? RemoteEndPoint
     {
-        get => _remoteEndPoint ??= SafeEndPoint(local: false);
+        get => _remoteEndPoint ?? _peer.ToEndPoint();
         set => _remoteEndPoint = value;
     }
 
@@ -141,17 +186,7 @@ internal sealed class LeanSocketConnection : ConnectionContext, IDuplexPipe, IFe
 
         // Shutdown first so the peer sees the close even if a send is in flight; closing the socket fails any
         // pending send, and the reader is woken to fail a waiting read with the abort reason.
-        try
-        {
-            _socket.Shutdown(SocketShutdown.Both);
-        }
-        catch (SocketException)
-        {
-        }
-        catch (ObjectDisposedException)
-        {
-        }
-
+        _handle.Shutdown(SocketShutdown.Both);
         CloseSocket();
         if (_reader.OnReadiness(LeanEpoll.EPOLLHUP))
         {
@@ -182,12 +217,21 @@ internal sealed class LeanSocketConnection : ConnectionContext, IDuplexPipe, IFe
     /// <summary>Leaves the epoll set, then closes the socket (once: abort and dispose both end here).</summary>
     private void CloseSocket()
     {
-        if (Interlocked.Exchange(ref _socketClosed, 1) == 0)
+        if (Interlocked.Exchange(ref _socketClosed, 1) != 0)
         {
-            LeanEpoll.Shared.Deregister(_socket, _epollToken);
+            return;
         }
 
-        _socket.Dispose();
+        LeanEpoll.Shared.Deregister(_handle, _epollToken);
+        Socket? socket;
+        lock (_reader)
+        {
+            socket = _socket;
+        }
+
+        // The duplicate first (it cancels a send under way on it), then the descriptor, once no call holds it.
+        socket?.Dispose();
+        _handle.Dispose();
     }
 
     /// <summary>The peer closed, the socket failed, or the connection ended: fires <see cref="ConnectionClosed"/> (off this thread).</summary>
@@ -207,22 +251,6 @@ internal sealed class LeanSocketConnection : ConnectionContext, IDuplexPipe, IFe
         if (source is not null)
         {
             ThreadPool.UnsafeQueueUserWorkItem(static s => s.Cancel(), source, preferLocal: false);
-        }
-    }
-
-    private EndPoint? SafeEndPoint(bool local)
-    {
-        try
-        {
-            return local ? _socket.LocalEndPoint : _socket.RemoteEndPoint;
-        }
-        catch (ObjectDisposedException)
-        {
-            return null;
-        }
-        catch (SocketException)
-        {
-            return null;
         }
     }
 

@@ -321,7 +321,7 @@ internal sealed class LeanSocketReader : PipeReader, IValueTaskSource<ReadResult
         int received;
         SocketError status;
         int space = _buffer.Length - _end;
-        received = LeanEpoll.Receive(_connection.Socket, _buffer, _end, space, out status);
+        received = LeanEpoll.Receive(_connection.Handle, _buffer, _end, space, out status);
         if (status == SocketError.Success)
         {
             if (received == 0)

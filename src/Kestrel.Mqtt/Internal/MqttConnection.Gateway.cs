@@ -26,7 +26,7 @@ internal sealed partial class MqttConnection
                 {
                     var child = await GetChildAsync(gateway, name, null);
                     var slice = payload.Slice(start, length);
-                    Enqueue(route == TopicRoute.GatewayTelemetry ? _api.PostTelemetryAsync(child.Device, slice) : _api.PostAttributesAsync(child.Device, slice), 0, 0, route);
+                    Enqueue(route == TopicRoute.GatewayTelemetry ? _door.Api.PostTelemetryAsync(child.Device, slice) : _door.Api.PostAttributesAsync(child.Device, slice), 0, 0, route);
                 }
 
                 break;
@@ -41,7 +41,7 @@ internal sealed partial class MqttConnection
                 if (ReadDeviceHeader(payload, out var disconnectName, out _, out _, out _, out _) && _children is not null
                     && _children.Remove(disconnectName, out var gone))
                 {
-                    _sessions.Unregister(gone);
+                    _door.Sessions.Unregister(gone);
                 }
 
                 break;
@@ -49,7 +49,7 @@ internal sealed partial class MqttConnection
                 if (ReadDeviceHeader(payload, out var rpcName, out _, out int rpcId, out long dataStart, out long dataLength))
                 {
                     var child = await GetChildAsync(gateway, rpcName, null);
-                    Enqueue(_api.RpcReplyAsync(child.Device, rpcId, payload.Slice(dataStart, dataLength)), 0, 0, route);
+                    Enqueue(_door.Api.RpcReplyAsync(child.Device, rpcId, payload.Slice(dataStart, dataLength)), 0, 0, route);
                 }
 
                 break;
@@ -105,7 +105,7 @@ internal sealed partial class MqttConnection
         }
 
         var child = await GetChildAsync(gateway, name, null);
-        var reply = await _api.RequestAttributesAsync(child.Device, client ? keys : [], client ? [] : keys);
+        var reply = await _door.Api.RequestAttributesAsync(child.Device, client ? keys : [], client ? [] : keys);
         var values = client ? reply.Client : reply.Shared;
         lock (_writeLock)
         {
@@ -152,10 +152,10 @@ internal sealed partial class MqttConnection
             return session;
         }
 
-        var device = await _api.GetOrCreateGatewayChildAsync(gateway, name, type);
+        var device = await _door.Api.GetOrCreateGatewayChildAsync(gateway, name, type);
         session = new GatewayChildSession(this, device);
         _children[name] = session;
-        _sessions.Register(session);
+        _door.Sessions.Register(session);
         return session;
     }
 

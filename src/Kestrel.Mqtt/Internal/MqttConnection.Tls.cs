@@ -20,10 +20,10 @@ internal sealed partial class MqttConnection
             return false;
         }
 
-        device = _api.AuthenticateCertificate(certificate.RawDataMemory.Span);
+        device = _door.Api.AuthenticateCertificate(certificate.RawDataMemory.Span);
         if (device is null)
         {
-            MqttLog.UnknownCertificate(_logger, ConnectionId, certificate.Subject, certificate.Thumbprint);
+            MqttLog.UnknownCertificate(_door.Logger, ConnectionId, certificate.Subject, certificate.Thumbprint);
         }
 
         return true;

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Text;
 using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
@@ -27,13 +28,7 @@ namespace Perf.Kestrel.Mqtt.Internal;
 internal sealed partial class MqttConnection : IDeviceSession
 {
     private readonly ConnectionContext _connection;
-    private readonly IDeviceApi _api;
-    private readonly ISessionTable _sessions;
-    private readonly MqttOptions _options;
-    private readonly DeviceRateLimits _limits;
-    private readonly ConnectionGuard? _guard;
-    private readonly ILogger _logger;
-    private readonly MqttConnectionTicker _ticker;
+    private readonly MqttDoorServices _door;
     private readonly PipeWriter _output;
     /// <summary>The lean transport's writer (null over TLS or Kestrel's socket transport): flushes commit under the write lock and send outside it.</summary>
     private readonly LeanSocketWriter? _leanOutput;
@@ -69,16 +64,10 @@ internal sealed partial class MqttConnection : IDeviceSession
     /// <summary>Set when an uplink was refused (rate limit): packets after it in the buffer are not dispatched.</summary>
     private bool _stopReading;
 
-    public MqttConnection(ConnectionContext connection, IDeviceApi api, ISessionTable sessions, MqttOptions options, DeviceRateLimits limits, MqttConnectionTicker ticker, ILogger logger, ConnectionGuard? guard = null)
+    public MqttConnection(ConnectionContext connection, MqttDoorServices door)
     {
-        _limits = limits;
-        _ticker = ticker;
-        _guard = guard;
         _connection = connection;
-        _api = api;
-        _sessions = sessions;
-        _options = options;
-        _logger = logger;
+        _door = door;
         _output = connection.Transport.Output;
         _leanOutput = _output as LeanSocketWriter;
     }
@@ -98,60 +87,27 @@ internal sealed partial class MqttConnection : IDeviceSession
     private const string Door = "mqtt";
 
     /// <summary>Largest remaining length accepted: the payload limit plus room for a topic and packet id.</summary>
-    private int MaxPacketSize => _options.MaxPayloadSize + 1024;
+    private int MaxPacketSize => _door.Options.MaxPayloadSize + 1024;
 
+    /// <summary>
+    /// The connection's life: reads until the peer leaves, the connection closes or a protocol violation, then shuts down.
+    /// </summary>
+    /// <remarks>
+    /// Issue 12 (memory per idle connection): an idle connection waits here, in this method's state machine, which
+    /// holds only the reader and the awaiters. A read is handled by <see cref="HandleReadAsync"/>, whose state (the
+    /// buffer, the packet) exists only while a read is handled: it completes synchronously unless a handler waits,
+    /// and when it waits its box comes from a pool. This state machine was 240 bytes with the buffer, the read result
+    /// and the packet in it.
+    /// </remarks>
     public async Task RunAsync()
     {
         var input = _connection.Transport.Input;
         MqttMetrics.ConnectionOpened();
-        _ticker.Add(this);
+        _door.Ticker.Add(this);
         try
         {
-            while (!_closing)
+            while (!_closing && await HandleReadAsync(input, await input.ReadAsync()))
             {
-                var result = await input.ReadAsync();
-                if (result.IsCanceled || _closing)
-                {
-                    break;
-                }
-
-                var buffer = result.Buffer;
-                Volatile.Write(ref _lastActivity, Environment.TickCount64);
-                try
-                {
-                    // Every complete packet of this read is dispatched; the PUBACKs follow from PumpAcks as the
-                    // commits complete, while this loop goes back to reading (a device's next messages join the
-                    // next group commit instead of waiting in the socket for this batch's). Only a full
-                    // in-flight window (or a refused uplink) makes the reader wait for acknowledgements.
-                    while (!_closing && !_stopReading && TryParse(ref buffer, out var packet))
-                    {
-                        await HandlePacketAsync(packet);
-                        if (PendingAcks >= _options.MaxInflight)
-                        {
-                            PumpAcks();
-                            await WaitForAcksAsync(Math.Max(0, _options.MaxInflight - 1));
-                        }
-                    }
-
-                    PumpAcks();
-                    if (_stopReading)
-                    {
-                        // The refused uplink's outcome closes the connection after the PUBACKs before it.
-                        await WaitForAcksAsync(0);
-                    }
-                }
-                finally
-                {
-                    input.AdvanceTo(buffer.Start, buffer.End);
-                }
-
-                RequestFlush();
-                if (result.IsCompleted)
-                {
-                    // The peer finished sending: its PUBACKs go out before the close.
-                    await WaitForAcksAsync(0);
-                    break;
-                }
             }
         }
         catch (MqttProtocolException ex)
@@ -170,6 +126,56 @@ internal sealed partial class MqttConnection : IDeviceSession
             await ShutdownAsync();
             MqttMetrics.ConnectionClosed();
         }
+    }
+
+    /// <summary>One read: dispatches its complete packets and consumes them; false when the connection is to end.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<bool> HandleReadAsync(PipeReader input, ReadResult result)
+    {
+        if (result.IsCanceled || _closing)
+        {
+            return false;
+        }
+
+        var buffer = result.Buffer;
+        Volatile.Write(ref _lastActivity, Environment.TickCount64);
+        try
+        {
+            // Every complete packet of this read is dispatched; the PUBACKs follow from PumpAcks as the
+            // commits complete, while the connection goes back to reading (a device's next messages join the
+            // next group commit instead of waiting in the socket for this batch's). Only a full
+            // in-flight window (or a refused uplink) makes the reader wait for acknowledgements.
+            while (!_closing && !_stopReading && TryParse(ref buffer, out var packet))
+            {
+                await HandlePacketAsync(packet);
+                if (PendingAcks >= _door.Options.MaxInflight)
+                {
+                    PumpAcks();
+                    await WaitForAcksAsync(Math.Max(0, _door.Options.MaxInflight - 1));
+                }
+            }
+
+            PumpAcks();
+            if (_stopReading)
+            {
+                // The refused uplink's outcome closes the connection after the PUBACKs before it.
+                await WaitForAcksAsync(0);
+            }
+        }
+        finally
+        {
+            input.AdvanceTo(buffer.Start, buffer.End);
+        }
+
+        RequestFlush();
+        if (result.IsCompleted)
+        {
+            // The peer finished sending: its PUBACKs go out before the close.
+            await WaitForAcksAsync(0);
+            return false;
+        }
+
+        return true;
     }
 
     private bool TryParse(ref ReadOnlySequence<byte> buffer, out MqttPacket packet)
@@ -215,7 +221,7 @@ internal sealed partial class MqttConnection : IDeviceSession
                 if (found && acked.RpcRequestId != 0 && _device is { } device)
                 {
                     // The PUBACK of an RPC request is its delivery acknowledgement (persistent RPC -> DELIVERED).
-                    _api.RpcDelivered(device, acked.RpcRequestId);
+                    _door.Api.RpcDelivered(device, acked.RpcRequestId);
                 }
 
                 break;
@@ -249,7 +255,7 @@ internal sealed partial class MqttConnection : IDeviceSession
 
         _keepAliveSeconds = connect.KeepAliveSeconds;
         var remote = (_connection.RemoteEndPoint as System.Net.IPEndPoint)?.Address;
-        if (_guard is not null && _guard.IsBlocked(Door, remote))
+        if (_door.Guard is not null && _door.Guard.IsBlocked(Door, remote))
         {
             // Blocked for wrong credentials: refused without looking at these.
             Refuse(MqttConnectReturnCode.NotAuthorized);
@@ -260,25 +266,25 @@ internal sealed partial class MqttConnection : IDeviceSession
         {
             if (connect.UserName is not { Length: > 0 } token)
             {
-                _guard?.AuthFailed(Door, remote, "empty user name");
+                _door.Guard?.AuthFailed(Door, remote, "empty user name");
                 Refuse(MqttConnectReturnCode.BadUserNameOrPassword);
                 return;
             }
 
-            device = _api.Authenticate(token);
+            device = _door.Api.Authenticate(token);
         }
 
         if (device is null)
         {
-            _guard?.AuthFailed(Door, remote, _connection.Features.Get<Microsoft.AspNetCore.Http.Features.ITlsConnectionFeature>()?.ClientCertificate is null ? "unknown access token" : "unknown client certificate");
+            _door.Guard?.AuthFailed(Door, remote, _connection.Features.Get<Microsoft.AspNetCore.Http.Features.ITlsConnectionFeature>()?.ClientCertificate is null ? "unknown access token" : "unknown client certificate");
             Refuse(MqttConnectReturnCode.NotAuthorized);
             return;
         }
 
         _device = device;
         _deviceName = device.Name;
-        _limiters = _limits.For(device);
-        _sessions.Register(this);
+        _limiters = _door.Limits.For(device);
+        _door.Sessions.Register(this);
         _registered = true;
         lock (_writeLock)
         {
@@ -288,13 +294,13 @@ internal sealed partial class MqttConnection : IDeviceSession
             }
         }
 
-        MqttLog.Connected(_logger, ConnectionId, device.Name, connect.ClientId, connect.KeepAliveSeconds);
+        MqttLog.Connected(_door.Logger, ConnectionId, device.Name, connect.ClientId, connect.KeepAliveSeconds);
     }
 
     private void Refuse(MqttConnectReturnCode code)
     {
-        MqttLog.ConnectRefused(_logger, ConnectionId, code);
-        _guard?.Report(Door, "connections refused at CONNECT", $"{ConnectionId}: CONNACK {code}");
+        MqttLog.ConnectRefused(_door.Logger, ConnectionId, code);
+        _door.Guard?.Report(Door, "connections refused at CONNECT", $"{ConnectionId}: CONNACK {code}");
         lock (_writeLock)
         {
             if (!_outputClosed)
@@ -366,12 +372,12 @@ internal sealed partial class MqttConnection : IDeviceSession
     /// <summary>Tells the core this session (and, for a gateway, each child) now wants more, so RPCs queued while it did not are delivered.</summary>
     private void NotifySubscriptionsChanged()
     {
-        _sessions.SubscriptionsChanged(this);
+        _door.Sessions.SubscriptionsChanged(this);
         if (_children is not null && (_subscriptions & TopicSubscription.Gateway) != 0)
         {
             foreach (var child in _children.Values)
             {
-                _sessions.SubscriptionsChanged(child);
+                _door.Sessions.SubscriptionsChanged(child);
             }
         }
     }
@@ -400,7 +406,7 @@ internal sealed partial class MqttConnection : IDeviceSession
             MqttProtocolException.Throw(MqttProtocolError.QoS2NotSupported);
         }
 
-        if (packet.Payload.Length > _options.MaxPayloadSize)
+        if (packet.Payload.Length > _door.Options.MaxPayloadSize)
         {
             MqttProtocolException.Throw(MqttProtocolError.PayloadTooLarge);
         }
@@ -421,24 +427,24 @@ internal sealed partial class MqttConnection : IDeviceSession
         switch (route)
         {
             case TopicRoute.Telemetry:
-                Enqueue(_api.PostTelemetryAsync(device, packet.Payload), packetId, qos, route);
+                Enqueue(_door.Api.PostTelemetryAsync(device, packet.Payload), packetId, qos, route);
                 break;
             case TopicRoute.Attributes:
-                Enqueue(_api.PostAttributesAsync(device, packet.Payload), packetId, qos, route);
+                Enqueue(_door.Api.PostAttributesAsync(device, packet.Payload), packetId, qos, route);
                 break;
             case TopicRoute.RpcReply:
-                Enqueue(_api.RpcReplyAsync(device, id, packet.Payload), packetId, qos, route);
+                Enqueue(_door.Api.RpcReplyAsync(device, id, packet.Payload), packetId, qos, route);
                 break;
             case TopicRoute.Claim:
-                Enqueue(_api.ClaimAsync(device, packet.Payload), packetId, qos, route);
+                Enqueue(_door.Api.ClaimAsync(device, packet.Payload), packetId, qos, route);
                 break;
             case TopicRoute.AttributeRequest:
                 MqttJson.ReadAttributeRequest(packet.Payload, out var clientKeys, out var sharedKeys);
-                StartRequest(RespondAttributesAsync(_api.RequestAttributesAsync(device, clientKeys, sharedKeys), id, v2));
+                StartRequest(RespondAttributesAsync(_door.Api.RequestAttributesAsync(device, clientKeys, sharedKeys), id, v2));
                 Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packetId, qos, route);
                 break;
             case TopicRoute.ClientRpcRequest:
-                StartRequest(RespondClientRpcAsync(_api.ClientRpcAsync(device, packet.Payload, ClosedToken()), id));
+                StartRequest(RespondClientRpcAsync(_door.Api.ClientRpcAsync(device, packet.Payload, ClosedToken()), id));
                 Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packetId, qos, route);
                 break;
             case TopicRoute.FirmwareChunk:
@@ -449,7 +455,7 @@ internal sealed partial class MqttConnection : IDeviceSession
                 if (!_unknownTopicLogged)
                 {
                     _unknownTopicLogged = true;
-                    MqttLog.UnknownTopic(_logger, ConnectionId, _deviceName);
+                    MqttLog.UnknownTopic(_door.Logger, ConnectionId, _deviceName);
                 }
 
                 Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packetId, qos, route);
@@ -476,7 +482,7 @@ internal sealed partial class MqttConnection : IDeviceSession
             // A reply to an RPC that already timed out, or an uplink of a device deleted meanwhile (its
             // session is closed by the core): nothing a re-send could fix, so acknowledge and go on.
             UplinkStatus.NotFound => true,
-            UplinkStatus.BadPayload => p.QoS == 0 || _options.AckInvalidJsonOnQos1,
+            UplinkStatus.BadPayload => p.QoS == 0 || _door.Options.AckInvalidJsonOnQos1,
             _ => false,
         };
         if (!result.IsOk)
@@ -488,7 +494,7 @@ internal sealed partial class MqttConnection : IDeviceSession
         {
             if (!result.IsOk)
             {
-                MqttLog.UplinkDropped(_logger, ConnectionId, _deviceName, p.Route, result.Status, result.Reason);
+                MqttLog.UplinkDropped(_door.Logger, ConnectionId, _deviceName, p.Route, result.Status, result.Reason);
             }
 
             if (p.QoS == 1)
@@ -507,14 +513,14 @@ internal sealed partial class MqttConnection : IDeviceSession
         {
             // No PUBACK: the reference drops the connection (rate limit, invalid JSON on QoS 1). The reader may
             // be waiting for data: it is woken to close.
-            MqttLog.UplinkRejected(_logger, ConnectionId, _deviceName, p.Route, result.Status, result.Reason);
+            MqttLog.UplinkRejected(_door.Logger, ConnectionId, _deviceName, p.Route, result.Status, result.Reason);
             _closing = true;
             _connection.Transport.Input.CancelPendingRead();
         }
     }
 
     private void StartRequest(Task task) =>
-        task.ContinueWith(static (t, state) => MqttLog.RequestFailed(((MqttConnection)state!)._logger, t.Exception!, ((MqttConnection)state!).ConnectionId, ((MqttConnection)state!)._deviceName),
+        task.ContinueWith(static (t, state) => MqttLog.RequestFailed(((MqttConnection)state!)._door.Logger, t.Exception!, ((MqttConnection)state!).ConnectionId, ((MqttConnection)state!)._deviceName),
             this, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
 
     private async Task RespondAttributesAsync(ValueTask<AttributesReply> request, int id, bool v2)
@@ -557,17 +563,17 @@ internal sealed partial class MqttConnection : IDeviceSession
         }
 
         Span<byte> digits = stackalloc byte[16];
-        int size = _options.MaxPayloadSize;
+        int size = _door.Options.MaxPayloadSize;
         if (payload.Length is > 0 and <= 16)
         {
             payload.CopyTo(digits);
             if (Utf8Parser.TryParse(digits[..(int)payload.Length], out int requested, out _) && requested > 0)
             {
-                size = Math.Min(requested, _options.MaxPayloadSize);
+                size = Math.Min(requested, _door.Options.MaxPayloadSize);
             }
         }
 
-        StartRequest(RespondFirmwareAsync(_api.GetFirmwareChunkAsync(device, null, null, size, chunk), requestId, chunk));
+        StartRequest(RespondFirmwareAsync(_door.Api.GetFirmwareChunkAsync(device, null, null, size, chunk), requestId, chunk));
     }
 
     private async Task RespondFirmwareAsync(ValueTask<FirmwareChunkResult> request, int requestId, int chunk)
@@ -650,7 +656,7 @@ internal sealed partial class MqttConnection : IDeviceSession
 
     public void Close(string reason)
     {
-        MqttLog.ClosedByServer(_logger, ConnectionId, _deviceName, reason);
+        MqttLog.ClosedByServer(_door.Logger, ConnectionId, _deviceName, reason);
         Abort(reason);
     }
 
@@ -697,7 +703,7 @@ internal sealed partial class MqttConnection : IDeviceSession
         }
 
         var inflight = _inflight ??= [];
-        if (inflight.Count >= _options.MaxPendingPerSession)
+        if (inflight.Count >= _door.Options.MaxPendingPerSession)
         {
             _ = Task.Run(() => Close("too many unacknowledged QoS 1 messages"));
             return false;
@@ -721,14 +727,14 @@ internal sealed partial class MqttConnection : IDeviceSession
     /// </summary>
     private bool OutputOverflowedLocked()
     {
-        if (!_output.CanGetUnflushedBytes || _output.UnflushedBytes <= _options.MaxOutputBufferSize)
+        if (!_output.CanGetUnflushedBytes || _output.UnflushedBytes <= _door.Options.MaxOutputBufferSize)
         {
             return false;
         }
 
         long buffered = _output.UnflushedBytes;
         _outputClosed = true;
-        _guard?.Report(Door, "connections closed: output buffer full (client not reading)", $"{ConnectionId} device {_deviceName}: {buffered} bytes unflushed");
+        _door.Guard?.Report(Door, "connections closed: output buffer full (client not reading)", $"{ConnectionId} device {_deviceName}: {buffered} bytes unflushed");
         Abort("output buffer full");
         _connection.Abort(new ConnectionAbortedException("output buffer full"));
         return true;
@@ -837,7 +843,7 @@ internal sealed partial class MqttConnection : IDeviceSession
 
         if (_device is null)
         {
-            return now - _startedAt > (long)_options.ConnectTimeout.TotalMilliseconds;
+            return now - _startedAt > (long)_door.Options.ConnectTimeout.TotalMilliseconds;
         }
 
         return (_keepAliveSeconds > 0 && now - Volatile.Read(ref _lastActivity) > _keepAliveSeconds * 1500L)
@@ -849,16 +855,16 @@ internal sealed partial class MqttConnection : IDeviceSession
     {
         if (_device is null)
         {
-            MqttLog.ConnectTimeout(_logger, ConnectionId, _options.ConnectTimeout);
-            _guard?.Report(Door, "connections closed: no CONNECT in time", ConnectionId);
+            MqttLog.ConnectTimeout(_door.Logger, ConnectionId, _door.Options.ConnectTimeout);
+            _door.Guard?.Report(Door, "connections closed: no CONNECT in time", ConnectionId);
             Abort("connect timeout");
             return;
         }
 
         if (_keepAliveSeconds > 0 && now - Volatile.Read(ref _lastActivity) > _keepAliveSeconds * 1500L)
         {
-            MqttLog.KeepAliveExpired(_logger, ConnectionId, _deviceName, _keepAliveSeconds);
-            _guard?.Report(Door, "connections closed: keep-alive expired", $"{ConnectionId} device {_deviceName}");
+            MqttLog.KeepAliveExpired(_door.Logger, ConnectionId, _deviceName, _keepAliveSeconds);
+            _door.Guard?.Report(Door, "connections closed: keep-alive expired", $"{ConnectionId} device {_deviceName}");
             Abort("keep-alive expired");
             return;
         }
@@ -868,7 +874,7 @@ internal sealed partial class MqttConnection : IDeviceSession
 
     private void ResendExpired(long now)
     {
-        long retryMs = (long)_options.DownlinkRetryInterval.TotalMilliseconds;
+        long retryMs = (long)_door.Options.DownlinkRetryInterval.TotalMilliseconds;
         bool wrote = false;
         lock (_writeLock)
         {
@@ -897,8 +903,8 @@ internal sealed partial class MqttConnection : IDeviceSession
 
     private void OnViolation(MqttProtocolError error)
     {
-        MqttLog.ProtocolViolation(_logger, ConnectionId, _deviceName, error);
-        _guard?.Report(Door, "connections closed: protocol violation", $"{ConnectionId}: {error}");
+        MqttLog.ProtocolViolation(_door.Logger, ConnectionId, _deviceName, error);
+        _door.Guard?.Report(Door, "connections closed: protocol violation", $"{ConnectionId}: {error}");
         var code = error switch
         {
             MqttProtocolError.UnacceptableProtocolVersion => MqttConnectReturnCode.UnacceptableProtocolVersion,
@@ -909,7 +915,7 @@ internal sealed partial class MqttConnection : IDeviceSession
         // §3.2.2.3: a refused CONNECT is answered before the close; other violations just close.
         if (code != MqttConnectReturnCode.Accepted && _device is null)
         {
-            MqttLog.ConnectRefused(_logger, ConnectionId, code);
+            MqttLog.ConnectRefused(_door.Logger, ConnectionId, code);
             lock (_writeLock)
             {
                 MqttPacketWriter.WriteConnAck(_output, code);
@@ -942,17 +948,17 @@ internal sealed partial class MqttConnection : IDeviceSession
     private async Task ShutdownAsync()
     {
         _closing = true;
-        _ticker.Remove(this);
+        _door.Ticker.Remove(this);
         if (_registered)
         {
-            _sessions.Unregister(this);
+            _door.Sessions.Unregister(this);
         }
 
         if (_children is not null)
         {
             foreach (var child in _children.Values)
             {
-                _sessions.Unregister(child);
+                _door.Sessions.Unregister(child);
             }
         }
 
