@@ -156,6 +156,44 @@ public sealed class LeanSocketTransportTests : IAsyncLifetime
         Assert.Throws<ObjectDisposedException>(() => socket.Available);
     }
 
+    /// <summary>
+    /// The end callback (the connection gate's quota) runs once, when the connection is disposed; a second one is refused,
+    /// and so is one set after the dispose. Overridden values (a TLS middleware's transport, an id) are kept and read back.
+    /// </summary>
+    [Fact]
+    public async Task EndCallback_RunsOnceAtDispose_AndOverridesAreKept()
+    {
+        var end = Assert.IsAssignableFrom<ILeanConnectionEndFeature>(_server.Features.Get<ILeanConnectionEndFeature>());
+        int ran = 0;
+        object? seen = null;
+        var state = new object();
+        Assert.True(end.TryOnEnd(s => { ran++; seen = s; }, state));
+        Assert.False(end.TryOnEnd(_ => ran += 100, state));
+
+        var pipe = new Pipe();
+        var transport = new DuplexPipe(pipe.Reader, pipe.Writer);
+        _server.Transport = transport;
+        _server.ConnectionId = "override-id";
+        Assert.Same(transport, _server.Transport);
+        Assert.Equal("override-id", _server.ConnectionId);
+        _server.Transport = _server; // back to its own pipe, so the fixture's dispose closes it as usual
+
+        Assert.Equal(0, ran);
+        await _server.DisposeAsync();
+        await _server.DisposeAsync();
+        Assert.Equal(1, ran);
+        Assert.Same(state, seen);
+        Assert.False(end.TryOnEnd(_ => ran += 100, state));
+        Assert.Equal(1, ran);
+    }
+
+    private sealed class DuplexPipe(PipeReader input, PipeWriter output) : IDuplexPipe
+    {
+        public PipeReader Input { get; } = input;
+
+        public PipeWriter Output { get; } = output;
+    }
+
     [Fact]
     public async Task PartialConsumption_KeepsTheRestForTheNextRead()
     {

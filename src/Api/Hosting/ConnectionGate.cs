@@ -2,6 +2,7 @@ using System.Net;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Perf.Core;
+using Perf.Kestrel.Mqtt;
 
 namespace Perf.Api.Hosting;
 
@@ -17,25 +18,37 @@ public static class ConnectionGate
     /// <summary>Adds the gate; call before the door's <c>UseXxx()</c> (Kestrel runs connection middleware in the order added).</summary>
     public static ListenOptions UseConnectionGate(this ListenOptions listen, ConnectionGuard guard, ConnectionQuota quota)
     {
-        listen.Use(next => async connection =>
+        listen.Use(next => connection =>
         {
             var remote = (connection.RemoteEndPoint as IPEndPoint)?.Address;
             if (!guard.TryAdmit(quota.Door, remote) || !quota.TryEnter(remote))
             {
                 // Closed before the door reads a byte; returning alone would leave the socket open until the peer closes.
                 connection.Abort(new ConnectionAbortedException("refused by the connection gate"));
-                return;
+                return Task.CompletedTask;
             }
 
-            try
+            // On the lean transport the quota is left when the connection is disposed: no frame of ours is held by
+            // each open connection (issue 12, memory per idle connection).
+            if (connection.Features.Get<ILeanConnectionEndFeature>() is { } end && end.TryOnEnd(static q => ((ConnectionQuota)q).Exit(), quota))
             {
-                await next(connection);
+                return next(connection);
             }
-            finally
-            {
-                quota.Exit();
-            }
+
+            return RunThenExitAsync(next, connection, quota);
         });
         return listen;
+    }
+
+    private static async Task RunThenExitAsync(ConnectionDelegate next, ConnectionContext connection, ConnectionQuota quota)
+    {
+        try
+        {
+            await next(connection);
+        }
+        finally
+        {
+            quota.Exit();
+        }
     }
 }
