@@ -49,8 +49,9 @@ diag() { [ "$TARGET" = ours ] || return 0; curl -s "http://127.0.0.1:$HTTP_PORT/
          [ "${PERF_DIAGNOSTICS:-}" = true ] && { curl -s "http://127.0.0.1:$HTTP_PORT/health/heap"; echo; }; return 0; }
 # CENSUS=1 (ours, with PERF_DIAGNOSTICS=true): a ClrMD heap census (samples/HeapCensus) after the forced GC of
 # /health/heap, before and while the connections are held; the second prints live objects per connection.
+# OWNERS=TYPE (with CENSUS=1) also prints which types reference the objects of TYPE (e.g. System.Threading.Lock).
 CENSUS_TOOL=(dotnet samples/HeapCensus/bin/Release/net10.0/Perf.HeapCensus.dll)
-census() { [ -n "${CENSUS:-}" ] || return 0; "${CENSUS_TOOL[@]}" "$PID" --top "${TOP:-40}" "$@"; }
+census() { [ -n "${CENSUS:-}" ] || return 0; "${CENSUS_TOOL[@]}" "$PID" --top "${TOP:-40}" ${OWNERS:+--owners "$OWNERS"} "$@"; }
 { echo "target=$TARGET n=$N loadavg-start=$(cut -d' ' -f1-3 /proc/loadavg)"; echo "before: $(rss)"; diag; census --save "$OUT/census-before.tsv" >"$OUT/census-before.txt"; } >"$OUT/before.txt"
 "${LOAD[@]}" mqtt-connect --port "$MQTT_PORT" --connections "$N" --connect-rate 0 --concurrency "$CONCURRENCY" \
   --duration "$HOLD" --settle "$SETTLE" --server-pid "$PID" "${EXTRA[@]}" --json "$OUT/connect.json" >"$OUT/connect.txt" 2>"$OUT/connect.err" &

@@ -3,18 +3,20 @@ using Microsoft.Diagnostics.Runtime;
 
 // Heap census of a running .NET process (issue 12, memory per idle connection): live objects per type
 // (count, bytes), the GC segments' sizes, and optionally a second census's difference divided by N.
-//   Perf.HeapCensus <pid> [--top 40] [--save before.tsv] [--diff before.tsv --per 9000]
+//   Perf.HeapCensus <pid> [--top 40] [--save before.tsv] [--diff before.tsv --per 9000] [--owners TYPE]
+// --owners TYPE also counts, for the objects of TYPE (e.g. System.Threading.Lock), the types of the objects that
+// reference them: who holds them.
 // The process is suspended while the heap is walked (a few seconds for a few hundred MB). The walk sees
 // every object still on the heap, garbage included: force a full GC first (our host: GET /health/heap
 // with PERF_DIAGNOSTICS=true) for a census of live objects only.
 if (args.Length == 0 || !int.TryParse(args[0], CultureInfo.InvariantCulture, out int pid))
 {
-    Console.Error.WriteLine("usage: Perf.HeapCensus <pid> [--top 40] [--save file.tsv] [--diff file.tsv --per N]");
+    Console.Error.WriteLine("usage: Perf.HeapCensus <pid> [--top 40] [--save file.tsv] [--diff file.tsv --per N] [--owners TYPE]");
     return 2;
 }
 
 int top = 40;
-string? save = null, diff = null;
+string? save = null, diff = null, owned = null;
 double per = 1;
 for (int i = 1; i + 1 < args.Length; i += 2)
 {
@@ -24,11 +26,13 @@ for (int i = 1; i + 1 < args.Length; i += 2)
         case "--save": save = args[i + 1]; break;
         case "--diff": diff = args[i + 1]; break;
         case "--per": per = double.Parse(args[i + 1], CultureInfo.InvariantCulture); break;
+        case "--owners": owned = args[i + 1]; break;
         default: Console.Error.WriteLine($"unknown option {args[i]}"); return 2;
     }
 }
 
 var census = new Dictionary<string, (long Count, long Bytes)>(StringComparer.Ordinal);
+var owners = new Dictionary<string, long>(StringComparer.Ordinal);
 long total = 0, objects = 0;
 using (var target = DataTarget.AttachToProcess(pid, suspend: true))
 {
@@ -56,6 +60,25 @@ using (var target = DataTarget.AttachToProcess(pid, suspend: true))
         census[name] = (entry.Count + 1, entry.Bytes + size);
         total += size;
         objects++;
+        if (owned is not null)
+        {
+            foreach (var reference in obj.EnumerateReferences())
+            {
+                if (reference.Type?.Name == owned)
+                {
+                    owners[name] = owners.GetValueOrDefault(name) + 1;
+                }
+            }
+        }
+    }
+}
+
+if (owned is not null)
+{
+    Console.WriteLine($"objects referencing a {owned}, by type:");
+    foreach (var (type, count) in owners.OrderByDescending(kv => kv.Value).Take(top))
+    {
+        Console.WriteLine($"{count,12:N0}  {type}");
     }
 }
 

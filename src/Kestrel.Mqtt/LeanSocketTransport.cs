@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using System.Threading.Tasks.Sources;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
+using Microsoft.Win32.SafeHandles;
 using Perf.Kestrel.Mqtt.Internal;
 
 namespace Perf.Kestrel.Mqtt;
@@ -127,6 +128,16 @@ internal sealed class LeanSocketListener : IConnectionListener, IValueTaskSource
     private const int ENOBUFS = 105;
     private const int ENOMEM = 12;
 
+    /// <summary>The pause before an accept that ran out of descriptors or memory is tried again.</summary>
+    private const int StarvedRetryMs = 50;
+
+    /// <summary>
+    /// Descriptors held back from the accepts (on <c>/dev/null</c>): the door stops accepting while fewer than this many
+    /// would be left to the rest of the process (the runtime's threads, storage files, REST connections).
+    /// </summary>
+    internal const int ReservedDescriptors = 64;
+    private const long StarvedLogIntervalMs = 10_000;
+
     private const int Idle = 0;
     private const int Waiting = 1;
     private const int Signaled = 2;
@@ -141,6 +152,9 @@ internal sealed class LeanSocketListener : IConnectionListener, IValueTaskSource
     private ManualResetValueTaskSourceCore<bool> _readable = new() { RunContinuationsAsynchronously = true };
     private int _state;
     private int _closing;
+    private int _starvedRetries;
+    private SafeFileHandle[]? _reserve;
+    private long _starvedLoggedAt = long.MinValue / 2;
     private volatile bool _closed;
 
     public LeanSocketListener(Socket socket, LeanSocketTransportOptions options, ILogger logger)
@@ -152,6 +166,7 @@ internal sealed class LeanSocketListener : IConnectionListener, IValueTaskSource
         var local = (IPEndPoint)EndPoint;
         _sharedLocal = local.Address.Equals(IPAddress.Any) || local.Address.Equals(IPAddress.IPv6Any) ? null : local;
         _socket.Blocking = false;
+        TryTakeReserve();
         _epollToken = LeanEpoll.Shared.Register(socket.SafeHandle, this);
     }
 
@@ -206,14 +221,78 @@ internal sealed class LeanSocketListener : IConnectionListener, IValueTaskSource
                     return null;
                 case EMFILE or ENFILE or ENOBUFS or ENOMEM:
                     // Out of descriptors or memory: the connection stays in the backlog and the listener stays readable,
-                    // so retrying at once would spin. Retry after a pause, while connections close and free descriptors.
-                    MqttLog.LeanTransportAcceptFailed(_logger, EndPoint.ToString()!, LeanEpoll.ToSocketError(errno));
-                    await Task.Delay(50, cancellationToken);
+                    // so retrying at once would spin. The reserve goes back to the process first (the runtime needs a
+                    // descriptor to start a thread: without one it aborts with "Out of memory."), then the accept waits
+                    // until the reserve can be taken again, that is until connections have closed. One Warning per 10 s
+                    // of it, with the count, rather than one per retry.
+                    ReleaseReserve();
+                    _starvedRetries++;
+                    long now = Environment.TickCount64;
+                    if (now - _starvedLoggedAt >= StarvedLogIntervalMs)
+                    {
+                        MqttLog.LeanTransportAcceptStarved(_logger, EndPoint.ToString()!, LeanEpoll.ToSocketError(errno), _starvedRetries);
+                        _starvedLoggedAt = now;
+                        _starvedRetries = 0;
+                    }
+
+                    do
+                    {
+                        await Task.Delay(StarvedRetryMs, cancellationToken);
+                    }
+                    while (!_closed && !TryTakeReserve());
+
                     break;
                 default:
                     // A connection reset before it was accepted (ECONNABORTED), or a protocol error: keep accepting.
                     MqttLog.LeanTransportAcceptFailed(_logger, EndPoint.ToString()!, LeanEpoll.ToSocketError(errno));
                     break;
+            }
+        }
+    }
+
+    /// <summary>Opens the reserve (<see cref="ReservedDescriptors"/> descriptors); false, holding none, when the process has not that many left.</summary>
+    private bool TryTakeReserve()
+    {
+        if (_reserve is not null)
+        {
+            return true;
+        }
+
+        var reserve = new SafeFileHandle[ReservedDescriptors];
+        int opened = 0;
+        try
+        {
+            for (; opened < reserve.Length; opened++)
+            {
+                reserve[opened] = File.OpenHandle("/dev/null");
+            }
+        }
+        catch (IOException)
+        {
+            for (int i = 0; i < opened; i++)
+            {
+                reserve[i].Dispose();
+            }
+
+            return false;
+        }
+
+        _reserve = reserve;
+        if (_closed)
+        {
+            ReleaseReserve(); // closed meanwhile: the reserve goes with the listener
+        }
+
+        return true;
+    }
+
+    private void ReleaseReserve()
+    {
+        if (Interlocked.Exchange(ref _reserve, null) is { } reserve)
+        {
+            foreach (var handle in reserve)
+            {
+                handle.Dispose();
             }
         }
     }
@@ -282,5 +361,6 @@ internal sealed class LeanSocketListener : IConnectionListener, IValueTaskSource
         LeanEpoll.Shared.Deregister(_socket.SafeHandle, _epollToken);
         _socket.Dispose();
         OnReadable();
+        ReleaseReserve();
     }
 }

@@ -24,16 +24,17 @@ public sealed partial class HostProcess : IDisposable
 
     public string Output => string.Join('\n', _lines);
 
-    public static HostProcess Start(IReadOnlyDictionary<string, string?> environment)
+    /// <param name="openFileLimit">The process's open-file limit (soft and hard), set with util-linux's <c>prlimit</c>; the inherited limit when null.</param>
+    public static HostProcess Start(IReadOnlyDictionary<string, string?> environment, int? openFileLimit = null)
     {
         var dll = Path.Combine(AppContext.BaseDirectory, "Perf.Api.dll");
-        var info = new ProcessStartInfo("dotnet", [dll])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-            WorkingDirectory = AppContext.BaseDirectory,
-        };
+        var info = openFileLimit is { } limit
+            ? new ProcessStartInfo("prlimit", [$"--nofile={limit}:{limit}", "dotnet", dll])
+            : new ProcessStartInfo("dotnet", [dll]);
+        info.RedirectStandardOutput = true;
+        info.RedirectStandardError = true;
+        info.UseShellExecute = false;
+        info.WorkingDirectory = AppContext.BaseDirectory;
         foreach (var (key, value) in environment)
         {
             info.Environment[key] = value;

@@ -31,6 +31,89 @@ public sealed partial class ProcessTests
         }
     }
 
+    /// <summary>
+    /// Out of file descriptors (a 512 limit, then more MQTT connections than it leaves room for), the MQTT door waits:
+    /// new connections stay in the kernel's backlog, the door gives its 64 reserved descriptors back to the process and
+    /// accepts again only once it can take them back, without spinning a core; one Warning says so, and an HTTP connection
+    /// already open is still served. Once the clients close, the door accepts again and a new connection gets its CONNACK;
+    /// SIGTERM still ends the process with 0. Before: the accept was retried at once (2.6 to 3 s of CPU in 2 s, 31,000
+    /// Warnings in 5 s), and the runtime aborted ("Out of memory.") when it could not start a thread without a descriptor.
+    /// </summary>
+    [Fact]
+    public async Task Host_OutOfFileDescriptors_KeepsServing_DoesNotSpin_AndAcceptsAgainWhenTheyFree()
+    {
+        const int Limit = 512;
+        const string Starved = "cannot accept (TooManyOpenSockets";
+        var dataDir = Path.Combine(Path.GetTempPath(), "perf-proc-" + Guid.NewGuid().ToString("N"));
+        using var server = HostProcess.Start(HostFixture.FreePortSettings(dataDir), openFileLimit: Limit);
+        var clients = new List<System.Net.Sockets.Socket>();
+        try
+        {
+            var ports = await server.WaitForDoorsAsync(5, TimeSpan.FromSeconds(30));
+            using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 1, PooledConnectionIdleTimeout = TimeSpan.FromMinutes(5) })
+            {
+                BaseAddress = new Uri($"http://127.0.0.1:{ports["http"]}"),
+            };
+            Assert.Equal(System.Net.HttpStatusCode.OK, (await http.GetAsync("/health")).StatusCode);
+
+            // More connections than descriptors left: the kernel completes every handshake (backlog 4,096), the server
+            // accepts until it has none.
+            for (int i = 0; i < Limit + 100; i++)
+            {
+                clients.Add(await RawMqtt.OpenAsync(ports["mqtt"]));
+            }
+
+            await Eventually.TrueAsync(() => Task.FromResult(server.Output.Contains(Starved, StringComparison.Ordinal)), 20_000);
+
+            // Starved, the server does not spin: its CPU over 2 s stays low (a retry loop at once took a whole core).
+            long before = CpuTicks(server.Pid);
+            await Task.Delay(TimeSpan.FromSeconds(2));
+            double cpuSeconds = (CpuTicks(server.Pid) - before) / 100.0;
+            Assert.True(cpuSeconds < 1.0, $"the starved server used {cpuSeconds:F2} s of CPU in 2 s"); // the retry loop without a pause: 2.6 to 3 s
+            Assert.Equal(System.Net.HttpStatusCode.OK, (await http.GetAsync("/health")).StatusCode);
+            Assert.Equal(1, server.Output.Split('\n').Count(l => l.Contains(Starved, StringComparison.Ordinal)));
+        }
+        finally
+        {
+            clients.ForEach(c => c.Dispose());
+        }
+
+        try
+        {
+            // Descriptors free up as the server closes the connections the clients left: a new connection is served.
+            await Eventually.TrueAsync(async () =>
+            {
+                try
+                {
+                    using var socket = await RawMqtt.OpenAsync(server.Ports["mqtt"]);
+                    await socket.SendAsync(RawMqtt.Connect("no-such-token", "after-starvation"));
+                    var connAck = await RawMqtt.ReadExactlyAsync(socket, 4, TimeSpan.FromSeconds(2));
+                    return connAck[0] == 0x20;
+                }
+                catch (Exception)
+                {
+                    return false;
+                }
+            }, 30_000).ContinueWith(t => t.IsFaulted ? throw new Xunit.Sdk.XunitException("no CONNACK after the clients closed:\n" + server.Output, t.Exception) : t);
+
+            server.Terminate();
+            Assert.Equal(0, await server.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        }
+        finally
+        {
+            server.Kill();
+            TestDirectories.Delete(dataDir);
+        }
+    }
+
+    /// <summary>User and system CPU of a process, in clock ticks (<c>/proc/PID/stat</c> fields 14 and 15; 100 per second on Linux).</summary>
+    private static long CpuTicks(int pid)
+    {
+        var stat = File.ReadAllText($"/proc/{pid}/stat");
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return long.Parse(fields[11], System.Globalization.CultureInfo.InvariantCulture) + long.Parse(fields[12], System.Globalization.CultureInfo.InvariantCulture);
+    }
+
     /// <summary>A start-up failure is one clear line and exit code 1, not an unhandled exception and an abort (134).</summary>
     [Fact]
     public async Task Host_WhosePortIsTaken_ExitsOne_WithTheCauseInOneLine_AndStorageClosed()

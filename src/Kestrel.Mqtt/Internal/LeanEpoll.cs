@@ -289,6 +289,7 @@ internal sealed unsafe partial class LeanEpoll : IThreadPoolWorkItem
         EAGAIN => SocketError.WouldBlock,
         9 => SocketError.OperationAborted, // EBADF: closed under us
         12 or 105 => SocketError.NoBufferSpaceAvailable, // ENOMEM, ENOBUFS
+        23 or 24 => SocketError.TooManyOpenSockets, // ENFILE, EMFILE
         32 => SocketError.Shutdown, // EPIPE: the send side is shut down
         101 => SocketError.NetworkUnreachable,
         103 => SocketError.ConnectionAborted,

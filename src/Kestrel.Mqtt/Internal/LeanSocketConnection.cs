@@ -13,7 +13,8 @@ namespace Perf.Kestrel.Mqtt.Internal;
 /// own duplex pipe and feature collection, the reader receives on demand (an epoll registration while idle,
 /// a pooled buffer only while unconsumed data exists) and the writer sends on flush (a pooled buffer only
 /// while unsent data exists). An idle connection holds this object, its reader, writer and epoll
-/// registration (a GC handle), and the socket: no buffer, no loop, no cancellation source.
+/// registration (a GC handle), and its descriptor's handle (<see cref="LeanSocketHandle"/>): no buffer, no loop,
+/// no cancellation source, no <see cref="Socket"/> until one is needed.
 /// </summary>
 /// <remarks>
 /// Issue 12 (memory per idle connection): Kestrel's socket transport holds about 2.7 KB per connection
