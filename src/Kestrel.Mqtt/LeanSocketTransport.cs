@@ -221,8 +221,8 @@ internal sealed class LeanSocketListener : IConnectionListener, IValueTaskSource
                     return null;
                 case EMFILE or ENFILE or ENOBUFS or ENOMEM:
                     // Out of descriptors or memory: the connection stays in the backlog and the listener stays readable,
-                    // so retrying at once would spin. The reserve goes back to the process first (the runtime needs a
-                    // descriptor to start a thread: without one it aborts with "Out of memory."), then the accept waits
+                    // so retrying at once would spin. The reserve goes back to the process first (with no descriptor
+                    // free, a new thread-pool thread aborted the runtime with "Out of memory."), then the accept waits
                     // until the reserve can be taken again, that is until connections have closed. One Warning per 10 s
                     // of it, with the count, rather than one per retry.
                     ReleaseReserve();
