@@ -114,7 +114,7 @@ public sealed class LeanSocketTransportTests : IAsyncLifetime
         await listener.DisposeAsync();
     }
 
-    /// <summary>A listener on every address reports each connection's own local address (read from the socket).</summary>
+    /// <summary>A listener on every address reports each connection's own local address (read from the socket once, shared by the connections on that address).</summary>
     [Fact]
     public async Task WildcardListener_ReportsTheConnectionsOwnLocalAddress()
     {
@@ -127,6 +127,14 @@ public sealed class LeanSocketTransportTests : IAsyncLifetime
         await using var server = (LeanSocketConnection)(await accept.WaitAsync(Deadline))!;
         Assert.Equal(new IPEndPoint(IPAddress.Loopback, port), server.LocalEndPoint);
         Assert.Equal(client.LocalEndPoint, server.RemoteEndPoint);
+
+        // Read once, then kept; a second connection on the same address shares the same endpoint object.
+        Assert.Same(server.LocalEndPoint, server.LocalEndPoint);
+        using var second = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        var acceptSecond = listener.AcceptAsync().AsTask();
+        await second.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port));
+        await using var secondServer = (LeanSocketConnection)(await acceptSecond.WaitAsync(Deadline))!;
+        Assert.Same(server.LocalEndPoint, secondServer.LocalEndPoint);
     }
 
     /// <summary>

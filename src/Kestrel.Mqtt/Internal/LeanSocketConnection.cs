@@ -27,9 +27,12 @@ internal sealed class LeanSocketConnection : ConnectionContext, IDuplexPipe, IFe
 {
     private static long s_lastId;
 
+    /// <summary>The local endpoint last read from a socket of a wildcard listener; connections on the same address share it.</summary>
+    private static IPEndPoint? s_lastLocal;
+
     private readonly LeanSocketHandle _handle;
     private readonly LeanSocketHandle.PeerAddress _peer;
-    private readonly IPEndPoint? _sharedLocal;
+    private IPEndPoint? _local;
     private readonly long _id;
     private readonly LeanSocketReader _reader;
     private readonly LeanSocketWriter _writer;
@@ -55,7 +58,7 @@ internal sealed class LeanSocketConnection : ConnectionContext, IDuplexPipe, IFe
     {
         _handle = handle;
         _peer = peer;
-        _sharedLocal = sharedLocal;
+        _local = sharedLocal;
         _id = Interlocked.Increment(ref s_lastId);
         _reader = new LeanSocketReader(this);
         _writer = new LeanSocketWriter(this, maxUnsentBytes);
@@ -123,10 +126,14 @@ internal sealed class LeanSocketConnection : ConnectionContext, IDuplexPipe, IFe
         set => Overridden.Transport = value;
     }
 
-    /// <summary>The listener's endpoint when it is bound to one address; otherwise read from the socket at each call (kept only when set).</summary>
+    /// <summary>
+    /// The listener's endpoint when it is bound to one address. On a wildcard listener, read from the socket once
+    /// (<c>getsockname</c>; Kestrel's connection metrics read it at the start and the end of every connection), and shared
+    /// with the other connections on the same address rather than kept per connection.
+    /// </summary>
     public override EndPoint? LocalEndPoint
     {
-        get => _overrides?.LocalEndPoint ?? _sharedLocal ?? _handle.LocalEndPoint();
+        get => _overrides?.LocalEndPoint ?? (_local ??= Shared(_handle.LocalEndPoint()));
         set => Overridden.LocalEndPoint = value;
     }
 
@@ -276,6 +283,23 @@ internal sealed class LeanSocketConnection : ConnectionContext, IDuplexPipe, IFe
         {
             ThreadPool.UnsafeQueueUserWorkItem(static s => s.Cancel(), source, preferLocal: false);
         }
+    }
+
+    private static IPEndPoint? Shared(IPEndPoint? local)
+    {
+        if (local is null)
+        {
+            return null;
+        }
+
+        var last = Volatile.Read(ref s_lastLocal);
+        if (last is not null && last.Equals(local))
+        {
+            return last;
+        }
+
+        Volatile.Write(ref s_lastLocal, local);
+        return local;
     }
 
     /// <summary>Kestrel's id shape (13 characters, base32 of a counter), built only when asked for.</summary>
