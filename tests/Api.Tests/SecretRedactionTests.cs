@@ -109,6 +109,12 @@ public sealed class SecretRedactionTests
             var line = Assert.Single(sink.Lines);
             Assert.Contains("Request starting POST /api/v1/***/telemetry", line, StringComparison.Ordinal);
         }
+
+        // One formatting (and one redaction) for both providers.
+        int formatted = 0;
+        logger.Log(LogLevel.Information, default, "/api/v1/Tok/x", null, (s, _) => { formatted++; return "path " + s; });
+        Assert.Equal(1, formatted);
+        Assert.All(new[] { first, second }, sink => Assert.Contains("path /api/v1/***/x", sink.Lines[^1], StringComparison.Ordinal));
     }
 
     [Theory]

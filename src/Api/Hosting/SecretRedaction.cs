@@ -74,7 +74,7 @@ public class RedactingLoggerProvider : ILoggerProvider
     {
     }
 
-    /// <summary>Several providers behind one wrapper: each message is formatted and redacted once; scopes are not passed on.</summary>
+    /// <summary>Several providers behind one wrapper: each message is formatted and redacted once for all; scopes are not passed on.</summary>
     public RedactingLoggerProvider(ILoggerProvider[] inners, bool[] owned)
     {
         _inners = inners;
@@ -85,18 +85,13 @@ public class RedactingLoggerProvider : ILoggerProvider
 
     public ILogger CreateLogger(string categoryName)
     {
-        if (_inners.Length == 1)
-        {
-            return new RedactingLogger(_inners[0].CreateLogger(categoryName), null);
-        }
-
         var loggers = new ILogger[_inners.Length];
         for (int i = 0; i < loggers.Length; i++)
         {
             loggers[i] = _inners[i].CreateLogger(categoryName);
         }
 
-        return new RedactingLogger(null, loggers);
+        return new RedactingLogger(loggers);
     }
 
     public void Dispose()
@@ -110,20 +105,15 @@ public class RedactingLoggerProvider : ILoggerProvider
         }
     }
 
-    /// <summary>One provider's logger (<paramref name="single"/>, scopes passed on), or several (<paramref name="several"/>, no scopes).</summary>
-    private sealed class RedactingLogger(ILogger? single, ILogger[]? several) : ILogger
+    /// <summary>The wrapped providers' loggers: scopes go to a single one, and several take none (see the class remarks).</summary>
+    private sealed class RedactingLogger(ILogger[] loggers) : ILogger
     {
         public IDisposable? BeginScope<TState>(TState state)
-            where TState : notnull => single?.BeginScope(state);
+            where TState : notnull => loggers.Length == 1 ? loggers[0].BeginScope(state) : null;
 
         public bool IsEnabled(LogLevel logLevel)
         {
-            if (single is not null)
-            {
-                return single.IsEnabled(logLevel);
-            }
-
-            foreach (var logger in several!)
+            foreach (var logger in loggers)
             {
                 if (logger.IsEnabled(logLevel))
                 {
@@ -136,42 +126,47 @@ public class RedactingLoggerProvider : ILoggerProvider
 
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
         {
-            if (single is not null)
+            // Formatted and redacted once, whatever the number of providers that write it.
+            bool redacted = false;
+            (string? Text, bool ExceptionInText) clean = default;
+            foreach (var logger in loggers)
             {
-                if (single.IsEnabled(logLevel))
+                if (!logger.IsEnabled(logLevel))
                 {
-                    Write(single, logLevel, eventId, state, exception, formatter);
+                    continue;
                 }
 
-                return;
-            }
-
-            foreach (var logger in several!)
-            {
-                if (logger.IsEnabled(logLevel))
+                if (!redacted)
                 {
-                    Write(logger, logLevel, eventId, state, exception, formatter);
+                    clean = Redact(state, exception, formatter);
+                    redacted = true;
+                }
+
+                if (clean.Text is null)
+                {
+                    logger.Log(logLevel, eventId, state, exception, formatter);
+                }
+                else
+                {
+                    logger.Log(logLevel, eventId, clean.Text, clean.ExceptionInText ? null : exception, static (s, _) => s);
                 }
             }
         }
 
-        private static void Write<TState>(ILogger inner, LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        /// <summary>
+        /// The message with secrets masked, or null when it has none. When the exception's own text carries a secret
+        /// (e.g. a request target), it is written as redacted text after the message instead of as the exception.
+        /// </summary>
+        private static (string? Text, bool ExceptionInText) Redact<TState>(TState state, Exception? exception, Func<TState, Exception?, string> formatter)
         {
             var message = formatter(state, exception);
             var messageRedacted = SecretRedaction.TryRedact(message, out var cleanMessage);
             if (exception is not null && SecretRedaction.TryRedact(exception.ToString(), out var cleanException))
             {
-                // The exception's own text carries a secret (e.g. a request target): write it as redacted text.
-                inner.Log(logLevel, eventId, cleanMessage + Environment.NewLine + cleanException, null, static (s, _) => s);
+                return (cleanMessage + Environment.NewLine + cleanException, true);
             }
-            else if (messageRedacted)
-            {
-                inner.Log(logLevel, eventId, cleanMessage, exception, static (s, _) => s);
-            }
-            else
-            {
-                inner.Log(logLevel, eventId, state, exception, formatter);
-            }
+
+            return (messageRedacted ? cleanMessage : null, false);
         }
     }
 

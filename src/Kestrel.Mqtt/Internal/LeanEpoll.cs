@@ -40,8 +40,6 @@ internal sealed unsafe partial class LeanEpoll : IThreadPoolWorkItem
     private const int EPOLL_CLOEXEC = 0x80000;
     private const int MSG_DONTWAIT = 0x40;
     private const int MSG_NOSIGNAL = 0x4000;
-    private const int EINTR = 4;
-    private const int EAGAIN = 11;
     private const int MaxEvents = 256;
 
     /// <summary>How long one pool work item drains ready readers before it hands the rest to another (as .NET's engine).</summary>
@@ -156,13 +154,16 @@ internal sealed unsafe partial class LeanEpoll : IThreadPoolWorkItem
 
     private static int Transfer(SafeHandle handle, byte* data, int count, int flags, bool send, out SocketError error)
     {
-        // The reference keeps the descriptor from being closed (and its number reused by another connection)
-        // during the call; a socket already closed reports OperationAborted.
-        bool added = false;
+        // Held for the call, so the descriptor is not closed (and its number reused by another connection) under it; a
+        // socket already closed reports OperationAborted.
+        if (!LeanSocketHandle.TryAcquire(handle, out int fd))
+        {
+            error = SocketError.OperationAborted;
+            return -1;
+        }
+
         try
         {
-            handle.DangerousAddRef(ref added);
-            int fd = (int)handle.DangerousGetHandle();
             while (true)
             {
                 nint n = send ? SysSend(fd, data, count, flags) : SysRecv(fd, data, count, flags);
@@ -173,7 +174,7 @@ internal sealed unsafe partial class LeanEpoll : IThreadPoolWorkItem
                 }
 
                 int errno = Marshal.GetLastPInvokeError();
-                if (errno == EINTR)
+                if (errno == Errno.EINTR)
                 {
                     continue;
                 }
@@ -182,39 +183,27 @@ internal sealed unsafe partial class LeanEpoll : IThreadPoolWorkItem
                 return -1;
             }
         }
-        catch (ObjectDisposedException)
-        {
-            error = SocketError.OperationAborted;
-            return -1;
-        }
         finally
         {
-            if (added)
-            {
-                handle.DangerousRelease();
-            }
+            handle.DangerousRelease();
         }
     }
 
     /// <summary><c>epoll_ctl</c> on the socket's descriptor, held open for the call; -1 when it is already closed.</summary>
     private int Control(SafeHandle handle, int operation, byte* ev)
     {
-        bool added = false;
-        try
-        {
-            handle.DangerousAddRef(ref added);
-            return EpollCtl(_epoll, operation, (int)handle.DangerousGetHandle(), ev);
-        }
-        catch (ObjectDisposedException)
+        if (!LeanSocketHandle.TryAcquire(handle, out int fd))
         {
             return -1;
         }
+
+        try
+        {
+            return EpollCtl(_epoll, operation, fd, ev);
+        }
         finally
         {
-            if (added)
-            {
-                handle.DangerousRelease();
-            }
+            handle.DangerousRelease();
         }
     }
 
@@ -234,7 +223,7 @@ internal sealed unsafe partial class LeanEpoll : IThreadPoolWorkItem
             if (ready < 0)
             {
                 int errno = Marshal.GetLastPInvokeError();
-                if (errno == EINTR)
+                if (errno == Errno.EINTR)
                 {
                     continue;
                 }
@@ -286,18 +275,18 @@ internal sealed unsafe partial class LeanEpoll : IThreadPoolWorkItem
     /// <summary>Linux errno to <see cref="SocketError"/> (the codes a stream socket's recv, send and epoll_ctl give).</summary>
     internal static SocketError ToSocketError(int errno) => errno switch
     {
-        EAGAIN => SocketError.WouldBlock,
-        9 => SocketError.OperationAborted, // EBADF: closed under us
-        12 or 105 => SocketError.NoBufferSpaceAvailable, // ENOMEM, ENOBUFS
-        23 or 24 => SocketError.TooManyOpenSockets, // ENFILE, EMFILE
-        32 => SocketError.Shutdown, // EPIPE: the send side is shut down
-        101 => SocketError.NetworkUnreachable,
-        103 => SocketError.ConnectionAborted,
-        104 => SocketError.ConnectionReset,
-        107 => SocketError.NotConnected,
-        108 => SocketError.Shutdown,
-        110 => SocketError.TimedOut,
-        113 => SocketError.HostUnreachable,
+        Errno.EAGAIN => SocketError.WouldBlock,
+        Errno.EBADF => SocketError.OperationAborted, // closed under us
+        Errno.ENOMEM or Errno.ENOBUFS => SocketError.NoBufferSpaceAvailable,
+        Errno.ENFILE or Errno.EMFILE => SocketError.TooManyOpenSockets,
+        Errno.EPIPE => SocketError.Shutdown, // the send side is shut down
+        Errno.ENETUNREACH => SocketError.NetworkUnreachable,
+        Errno.ECONNABORTED => SocketError.ConnectionAborted,
+        Errno.ECONNRESET => SocketError.ConnectionReset,
+        Errno.ENOTCONN => SocketError.NotConnected,
+        Errno.ESHUTDOWN => SocketError.Shutdown,
+        Errno.ETIMEDOUT => SocketError.TimedOut,
+        Errno.EHOSTUNREACH => SocketError.HostUnreachable,
         _ => SocketError.SocketError,
     };
 

@@ -21,7 +21,7 @@ internal sealed unsafe partial class LeanSocketHandle : SafeHandle
     private const int AF_INET = 2;
     private const int AF_INET6 = 10;
     private const int SOCK_CLOEXEC = 0x80000;
-    private const int EINTR = 4;
+    private const int F_DUPFD_CLOEXEC = 1030;
 
     public LeanSocketHandle(int fd)
         : base(-1, ownsHandle: true) => SetHandle(fd);
@@ -31,21 +31,45 @@ internal sealed unsafe partial class LeanSocketHandle : SafeHandle
     protected override bool ReleaseHandle() => SysClose((int)handle) == 0;
 
     /// <summary>
+    /// Holds <paramref name="handle"/>'s descriptor open, so that it is not closed (and its number not reused by another
+    /// socket) during a system call: false, with no hold, when the handle is already closed. Every system call on a lean
+    /// socket goes between this and <see cref="SafeHandle.DangerousRelease"/>.
+    /// </summary>
+    public static bool TryAcquire(SafeHandle handle, out int fd)
+    {
+        bool added = false;
+        try
+        {
+            handle.DangerousAddRef(ref added);
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+
+        fd = added ? (int)handle.DangerousGetHandle() : -1;
+        return added;
+    }
+
+    /// <summary>
     /// <c>accept4</c> on <paramref name="listener"/> (non-blocking): the new descriptor (left in blocking mode, as
     /// the transport sends and receives with <c>MSG_DONTWAIT</c>) and the peer's address, or -1 with the errno.
     /// </summary>
     public static int Accept(SafeHandle listener, out PeerAddress peer, out int errno)
     {
-        byte* address = stackalloc byte[128];
-        bool added = false;
         peer = default;
+        if (!TryAcquire(listener, out int listenFd))
+        {
+            errno = Errno.EBADF; // the listener is closed
+            return -1;
+        }
+
         try
         {
-            listener.DangerousAddRef(ref added);
+            byte* address = stackalloc byte[128];
             while (true)
             {
                 int length = 128;
-                int fd = SysAccept4((int)listener.DangerousGetHandle(), address, &length, SOCK_CLOEXEC);
+                int fd = SysAccept4(listenFd, address, &length, SOCK_CLOEXEC);
                 if (fd >= 0)
                 {
                     errno = 0;
@@ -54,71 +78,55 @@ internal sealed unsafe partial class LeanSocketHandle : SafeHandle
                 }
 
                 errno = Marshal.GetLastPInvokeError();
-                if (errno != EINTR)
+                if (errno != Errno.EINTR)
                 {
                     return -1;
                 }
             }
         }
-        catch (ObjectDisposedException)
-        {
-            errno = 9; // EBADF: the listener is closed
-            return -1;
-        }
         finally
         {
-            if (added)
-            {
-                listener.DangerousRelease();
-            }
+            listener.DangerousRelease();
         }
     }
 
     /// <summary><c>shutdown</c>; false when the socket is already closed or not connected.</summary>
     public bool Shutdown(SocketShutdown how)
     {
-        bool added = false;
-        try
-        {
-            DangerousAddRef(ref added);
-            return SysShutdown((int)handle, (int)how) == 0;
-        }
-        catch (ObjectDisposedException)
+        if (!TryAcquire(this, out int fd))
         {
             return false;
         }
+
+        try
+        {
+            return SysShutdown(fd, (int)how) == 0;
+        }
         finally
         {
-            if (added)
-            {
-                DangerousRelease();
-            }
+            DangerousRelease();
         }
     }
 
     /// <summary>The local address (<c>getsockname</c>), or null once the socket is closed.</summary>
     public IPEndPoint? LocalEndPoint()
     {
-        byte* address = stackalloc byte[128];
-        bool added = false;
-        try
-        {
-            DangerousAddRef(ref added);
-            int length = 128;
-            return SysGetSockName((int)handle, address, &length) == 0
-                ? PeerAddress.From(new ReadOnlySpan<byte>(address, Math.Min(length, 128))).ToEndPoint()
-                : null;
-        }
-        catch (ObjectDisposedException)
+        if (!TryAcquire(this, out int fd))
         {
             return null;
         }
+
+        try
+        {
+            byte* address = stackalloc byte[128];
+            int length = 128;
+            return SysGetSockName(fd, address, &length) == 0
+                ? PeerAddress.From(new ReadOnlySpan<byte>(address, Math.Min(length, 128))).ToEndPoint()
+                : null;
+        }
         finally
         {
-            if (added)
-            {
-                DangerousRelease();
-            }
+            DangerousRelease();
         }
     }
 
@@ -128,32 +136,28 @@ internal sealed unsafe partial class LeanSocketHandle : SafeHandle
     /// </summary>
     public Socket CreateSocket()
     {
-        bool added = false;
+        ObjectDisposedException.ThrowIf(!TryAcquire(this, out int fd), this);
         try
         {
-            DangerousAddRef(ref added);
-            int fd = SysFcntlDupCloexec((int)handle, 1030 /* F_DUPFD_CLOEXEC */, 0);
-            if (fd < 0)
+            int duplicate = SysFcntlDupCloexec(fd, F_DUPFD_CLOEXEC, 0);
+            if (duplicate < 0)
             {
                 throw new SocketException((int)LeanEpoll.ToSocketError(Marshal.GetLastPInvokeError()));
             }
 
             try
             {
-                return new Socket(new SafeSocketHandle(fd, ownsHandle: true));
+                return new Socket(new SafeSocketHandle(duplicate, ownsHandle: true));
             }
             catch
             {
-                SysClose(fd);
+                SysClose(duplicate);
                 throw;
             }
         }
         finally
         {
-            if (added)
-            {
-                DangerousRelease();
-            }
+            DangerousRelease();
         }
     }
 
