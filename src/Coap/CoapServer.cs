@@ -46,6 +46,13 @@ public sealed class CoapServer : BackgroundService
     public override Task StartAsync(CancellationToken cancellationToken)
     {
         var socket = new Socket(_options.BindAddress.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+        if (_options.BindAddress.Equals(IPAddress.IPv6Any))
+        {
+            // [::] takes IPv4 datagrams too (as mapped addresses), as Kestrel's TCP listeners on [::] do: .NET opens
+            // an IPv6 socket IPv6-only, so BIND_ADDRESS=:: otherwise refused every IPv4 CoAP device.
+            socket.DualMode = true;
+        }
+
         socket.Bind(new IPEndPoint(_options.BindAddress, _options.Port));
         _socket = socket;
         _handler = new CoapRequestHandler(socket, _api, _sessions, _options, _logger, _guard, _limits);

@@ -1,3 +1,5 @@
+using System.Net;
+using System.Net.Sockets;
 using System.Text;
 using Perf.Coap.Internal;
 using Perf.Core;
@@ -21,6 +23,26 @@ public sealed class CoapServerTests
         Assert.Equal(id, reply.MessageId);
         Assert.Equal(Token, reply.Token);
         Assert.Equal([("telemetry", "{\"t\":1}")], h.Api.Calls);
+    }
+
+    [Fact]
+    public async Task OnTheIPv6Wildcard_BothIPv4AndIPv6DevicesAreAnswered()
+    {
+        await using var h = await CoapServerHarness.StartAsync(o => o.BindAddress = IPAddress.IPv6Any);
+        int port = h.Server.LocalEndPoint!.Port;
+        foreach (var (family, loopback) in new[] { (AddressFamily.InterNetwork, IPAddress.Loopback), (AddressFamily.InterNetworkV6, IPAddress.IPv6Loopback) })
+        {
+            using var client = new UdpClient(family);
+            client.Connect(loopback, port);
+            var id = h.NextId();
+            await client.SendAsync(CoapServerHarness.Request(CoapMessageType.Confirmable, CoapCode.Post, id, Token, "api/v1/good/telemetry", payload: "{\"t\":1}"u8.ToArray()));
+            using var cts = new CancellationTokenSource(5000);
+            var reply = CoapTestMessage.Parse((await client.ReceiveAsync(cts.Token)).Buffer);
+            Assert.Equal(CoapCode.Created, reply.Code);
+            Assert.Equal(id, reply.MessageId);
+        }
+
+        Assert.Equal(2, h.Api.Calls.Count);
     }
 
     [Theory]

@@ -173,7 +173,7 @@ internal sealed class CoapServerHarness : IAsyncDisposable
         var server = new CoapServer(NullLogger<CoapServer>.Instance, Options.Create(options), api, sessions);
         await server.StartAsync(CancellationToken.None);
         var client = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
-        client.Connect(server.LocalEndPoint!);
+        client.Connect(IPAddress.Loopback, server.LocalEndPoint!.Port);
         return new CoapServerHarness(server, api, sessions, client);
     }
 
