@@ -53,7 +53,18 @@ public sealed class CoapServer : BackgroundService
             socket.DualMode = true;
         }
 
-        socket.Bind(new IPEndPoint(_options.BindAddress, _options.Port));
+        var endPoint = new IPEndPoint(_options.BindAddress, _options.Port);
+        try
+        {
+            socket.Bind(endPoint);
+        }
+        catch (SocketException e)
+        {
+            socket.Dispose();
+            // Worded as Kestrel words its own bind failures, so the host names the door the same way for both.
+            throw new IOException($"Failed to bind to address udp://{endPoint}: {e.Message}.", e);
+        }
+
         _socket = socket;
         _handler = new CoapRequestHandler(socket, _api, _sessions, _options, _logger, _guard, _limits);
         CoapLog.Listening(_logger, LocalEndPoint!.ToString());

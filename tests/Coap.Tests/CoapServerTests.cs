@@ -26,6 +26,16 @@ public sealed class CoapServerTests
     }
 
     [Fact]
+    public async Task ATakenPort_FailsTheStart_WithTheAddressNamedAsKestrelNamesItsOwn()
+    {
+        using var taken = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
+        int port = ((IPEndPoint)taken.Client.LocalEndPoint!).Port;
+        var e = await Assert.ThrowsAsync<IOException>(() => CoapServerHarness.StartAsync(o => o.Port = port));
+        Assert.Equal($"Failed to bind to address udp://127.0.0.1:{port}: Address already in use.", e.Message);
+        Assert.IsType<SocketException>(e.InnerException);
+    }
+
+    [Fact]
     public async Task OnTheIPv6Wildcard_BothIPv4AndIPv6DevicesAreAnswered()
     {
         await using var h = await CoapServerHarness.StartAsync(o => o.BindAddress = IPAddress.IPv6Any);

@@ -114,7 +114,10 @@ public sealed partial class ProcessTests
         return long.Parse(fields[11], System.Globalization.CultureInfo.InvariantCulture) + long.Parse(fields[12], System.Globalization.CultureInfo.InvariantCulture);
     }
 
-    /// <summary>A start-up failure is one clear line and exit code 1, not an unhandled exception and an abort (134).</summary>
+    /// <summary>
+    /// A start-up failure is one clear line and exit code 1, not an unhandled exception and an abort (134). The port
+    /// taken is the MQTT one, as when a broker still runs on 1883: the line names the door and its setting.
+    /// </summary>
     [Fact]
     public async Task Host_WhosePortIsTaken_ExitsOne_WithTheCauseInOneLine_AndStorageClosed()
     {
@@ -123,13 +126,15 @@ public sealed partial class ProcessTests
         taken.Start();
         var port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port;
         var settings = HostFixture.FreePortSettings(dataDir);
-        settings["HTTP_BIND_PORT"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        settings["MQTT_BIND_PORT"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
         using var server = HostProcess.Start(settings);
         try
         {
             var exitCode = await server.WaitForExitAsync(TimeSpan.FromSeconds(60));
             Assert.True(exitCode == 1, $"exit code {exitCode}:\n{server.Output}");
-            Assert.Contains($"Start-up failed: Failed to bind to address http://127.0.0.1:{port}: address already in use. Exiting with code 1.", server.Output);
+            Assert.Contains(
+                $"Start-up failed: Door mqtt (MQTT_BIND_PORT={port}) could not listen: Failed to bind to address http://127.0.0.1:{port}: address already in use. Exiting with code 1.",
+                server.Output);
             Assert.DoesNotContain("Unhandled exception", server.Output);
             // The storage it had opened was checkpointed and closed as at any stop: a server on free ports opens it.
             Assert.Contains("Checkpoint into the FasterKV state store", server.Output);

@@ -1,59 +1,30 @@
-using System.Globalization;
 using Perf.Core;
 
 namespace Perf.Api.Hosting;
 
-/// <summary>Maps configuration onto <see cref="CoreOptions"/> (storage and device-API limits).</summary>
+/// <summary>
+/// Maps configuration onto <see cref="CoreOptions"/> (storage and device-API limits). An absent setting keeps the
+/// option's default; a value that does not parse stops the start (<see cref="ConfigValues"/>).
+/// </summary>
 internal static class CoreSettings
 {
     public static CoreOptions From(IConfiguration configuration, string dataDir)
     {
         var options = new CoreOptions { DataDir = dataDir };
-        if (int.TryParse(configuration["COMMIT_INTERVAL_MS"], CultureInfo.InvariantCulture, out var commit))
-        {
-            options.CommitIntervalMs = commit;
-        }
-
-        if (bool.TryParse(configuration["FSYNC_ON_COMMIT"], out var fsync))
-        {
-            options.FsyncOnCommit = fsync;
-        }
-
-        if (long.TryParse(configuration["CHECKPOINT_LOG_BYTES"], CultureInfo.InvariantCulture, out var checkpointBytes) && checkpointBytes > 0)
-        {
-            options.CheckpointLogBytes = checkpointBytes;
-        }
-
-        if (int.TryParse(configuration["TELEMETRY_RETENTION_DAYS"], CultureInfo.InvariantCulture, out var retention))
-        {
-            options.TelemetryRetentionDays = retention;
-        }
-
-        if (int.TryParse(configuration["MAX_PAYLOAD_SIZE"], CultureInfo.InvariantCulture, out var payload))
-        {
-            options.MaxPayloadSize = payload;
-        }
+        options.CommitIntervalMs = ConfigValues.Int(configuration, "COMMIT_INTERVAL_MS", options.CommitIntervalMs);
+        options.FsyncOnCommit = ConfigValues.Bool(configuration, "FSYNC_ON_COMMIT", options.FsyncOnCommit);
+        long checkpointBytes = ConfigValues.Long(configuration, "CHECKPOINT_LOG_BYTES", options.CheckpointLogBytes);
+        options.CheckpointLogBytes = checkpointBytes > 0
+            ? checkpointBytes
+            : throw new InvalidOperationException($"CHECKPOINT_LOG_BYTES '{configuration["CHECKPOINT_LOG_BYTES"]}' is not a positive number of bytes");
+        options.TelemetryRetentionDays = ConfigValues.Int(configuration, "TELEMETRY_RETENTION_DAYS", options.TelemetryRetentionDays);
+        options.MaxPayloadSize = ConfigValues.Int(configuration, "MAX_PAYLOAD_SIZE", options.MaxPayloadSize);
 
         // Persistent RPC, under the reference's variable names where it has them.
-        if (int.TryParse(configuration["ACTORS_RPC_MAX_RETRIES"], CultureInfo.InvariantCulture, out var retries))
-        {
-            options.RpcMaxRetries = retries;
-        }
-
-        if (bool.TryParse(configuration["ACTORS_RPC_SEQUENTIAL"], out var sequential))
-        {
-            options.RpcSequentialDelivery = sequential;
-        }
-
-        if (long.TryParse(configuration["SQL_RPC_TTL_CHECKING_INTERVAL"], CultureInfo.InvariantCulture, out var ttlCheck))
-        {
-            options.RpcTtlCheckIntervalMs = ttlCheck;
-        }
-
-        if (long.TryParse(configuration["RPC_TTL_MS"], CultureInfo.InvariantCulture, out var ttl))
-        {
-            options.PersistentRpcTtlMs = ttl;
-        }
+        options.RpcMaxRetries = ConfigValues.Int(configuration, "ACTORS_RPC_MAX_RETRIES", options.RpcMaxRetries);
+        options.RpcSequentialDelivery = ConfigValues.Bool(configuration, "ACTORS_RPC_SEQUENTIAL", options.RpcSequentialDelivery);
+        options.RpcTtlCheckIntervalMs = ConfigValues.Long(configuration, "SQL_RPC_TTL_CHECKING_INTERVAL", options.RpcTtlCheckIntervalMs);
+        options.PersistentRpcTtlMs = ConfigValues.Long(configuration, "RPC_TTL_MS", options.PersistentRpcTtlMs);
 
         // getSessionLimits advertises what the MQTT door enforces.
         if (configuration["Mqtt:DeviceMessagesRateLimit"] is { Length: > 0 } deviceLimit)
@@ -61,11 +32,7 @@ internal static class CoreSettings
             options.DeviceRateLimits = deviceLimit;
         }
 
-        if (int.TryParse(configuration["Mqtt:MaxInflight"], CultureInfo.InvariantCulture, out var inflight))
-        {
-            options.MaxInflightMessages = inflight;
-        }
-
+        options.MaxInflightMessages = ConfigValues.Int(configuration, "Mqtt:MaxInflight", options.MaxInflightMessages);
         return options;
     }
 }

@@ -1,4 +1,3 @@
-using System.Globalization;
 using Perf.Core;
 
 namespace Perf.Api.Hosting;
@@ -23,11 +22,11 @@ public sealed class LimitSettings
     {
         var guard = new ConnectionGuardOptions
         {
-            AuthFailuresBeforeBlock = Int(configuration, "AUTH_FAILURES_BEFORE_BLOCK", 10),
-            AuthBlockDuration = TimeSpan.FromSeconds(Double(configuration, "AUTH_BLOCK_SECONDS", 60)),
-            ExemptLoopback = Bool(configuration, "LIMITS_EXEMPT_LOOPBACK", true),
-            MaxTrackedAddresses = Int(configuration, "LIMITS_MAX_TRACKED_IPS", 65_536),
-            SummaryInterval = TimeSpan.FromSeconds(Double(configuration, "LIMITS_LOG_SUMMARY_SECONDS", 10)),
+            AuthFailuresBeforeBlock = ConfigValues.Int(configuration, "AUTH_FAILURES_BEFORE_BLOCK", 10),
+            AuthBlockDuration = TimeSpan.FromSeconds(ConfigValues.NonNegativeDouble(configuration, "AUTH_BLOCK_SECONDS", 60)),
+            ExemptLoopback = ConfigValues.Bool(configuration, "LIMITS_EXEMPT_LOOPBACK", true),
+            MaxTrackedAddresses = ConfigValues.Int(configuration, "LIMITS_MAX_TRACKED_IPS", 65_536),
+            SummaryInterval = TimeSpan.FromSeconds(ConfigValues.NonNegativeDouble(configuration, "LIMITS_LOG_SUMMARY_SECONDS", 10)),
         };
         if (configuration["CONN_RATE_PER_IP"] is { } rate)
         {
@@ -39,10 +38,10 @@ public sealed class LimitSettings
 
         return new LimitSettings
         {
-            MqttMaxConnections = Int(configuration, "MQTT_MAX_CONNECTIONS", 100_000),
-            TcpMaxConnections = Int(configuration, "TCP_INTEGRATION_MAX_CONNECTIONS", 10_000),
-            HttpMaxConnections = Int(configuration, "HTTP_MAX_CONNECTIONS", 10_000),
-            EdgesMaxConnections = Int(configuration, "EDGES_MAX_CONNECTIONS", 1_000),
+            MqttMaxConnections = ConfigValues.Int(configuration, "MQTT_MAX_CONNECTIONS", 100_000),
+            TcpMaxConnections = ConfigValues.Int(configuration, "TCP_INTEGRATION_MAX_CONNECTIONS", 10_000),
+            HttpMaxConnections = ConfigValues.Int(configuration, "HTTP_MAX_CONNECTIONS", 10_000),
+            EdgesMaxConnections = ConfigValues.Int(configuration, "EDGES_MAX_CONNECTIONS", 1_000),
             Guard = guard,
             // Named under Mqtt: for compatibility; since issue 13 they hold for the HTTP device API and CoAP too.
             TenantMessagesRateLimit = configuration["Mqtt:TenantMessagesRateLimit"],
@@ -50,19 +49,4 @@ public sealed class LimitSettings
             GatewayMessagesRateLimit = configuration["Mqtt:GatewayMessagesRateLimit"],
         };
     }
-
-    private static int Int(IConfiguration configuration, string name, int fallback) =>
-        configuration[name] is not { Length: > 0 } value ? fallback
-        : int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out var parsed) ? parsed
-        : throw new InvalidOperationException($"{name} '{value}' is not an integer");
-
-    private static double Double(IConfiguration configuration, string name, double fallback) =>
-        configuration[name] is not { Length: > 0 } value ? fallback
-        : double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out var parsed) && parsed >= 0 ? parsed
-        : throw new InvalidOperationException($"{name} '{value}' is not a non-negative number");
-
-    private static bool Bool(IConfiguration configuration, string name, bool fallback) =>
-        configuration[name] is not { Length: > 0 } value ? fallback
-        : bool.TryParse(value, out var parsed) ? parsed
-        : throw new InvalidOperationException($"{name} '{value}' is not true or false");
 }

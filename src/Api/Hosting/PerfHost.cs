@@ -236,7 +236,14 @@ public sealed class PerfHost : IAsyncDisposable
     {
         var logger = App.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Perf.Host");
         HostLog.DataDir(logger, Path.GetFullPath(Settings.DataDir));
-        await App.StartAsync(cancellationToken);
+        try
+        {
+            await App.StartAsync(cancellationToken);
+        }
+        catch (IOException e) when (Settings.NameTheDoor(e.Message) is var named && !ReferenceEquals(named, e.Message))
+        {
+            throw new IOException(named, e);
+        }
 
         Endpoints.Http = Report(logger, "http", "http", _listeners[0]);
         Endpoints.Mqtt = Report(logger, "mqtt", "mqtt", _listeners[1], Settings.MqttEnabled);

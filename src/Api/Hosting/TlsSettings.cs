@@ -55,9 +55,9 @@ public sealed class TlsSettings
         return new TlsSettings
         {
             Prefix = prefix,
-            Enabled = bool.TryParse(c[prefix + "ENABLED"], out var enabled) && enabled,
+            Enabled = ConfigValues.Bool(c, prefix + "ENABLED", false),
             BindAddress = bindAddress,
-            Port = HostSettings.Port(c, portName, defaultPort),
+            Port = ConfigValues.Port(c, portName, defaultPort),
             CredentialsType = string.IsNullOrWhiteSpace(type) || type.Equals("PEM", StringComparison.OrdinalIgnoreCase) ? TlsCredentialsType.Pem
                 : type.Equals("KEYSTORE", StringComparison.OrdinalIgnoreCase) ? TlsCredentialsType.KeyStore
                 : throw new InvalidOperationException($"{prefix}CREDENTIALS_TYPE '{type}' is not PEM or KEYSTORE"),
@@ -66,7 +66,7 @@ public sealed class TlsSettings
             PemKeyPassword = NullIfEmpty(c[prefix + "PEM_KEY_PASSWORD"]),
             KeyStore = c[prefix + "KEY_STORE"] is { Length: > 0 } store ? store : keyStore,
             KeyStorePassword = NullIfEmpty(c[prefix + "KEY_STORE_PASSWORD"]),
-            SkipValidityCheckForClientCert = bool.TryParse(c[prefix + "SKIP_VALIDITY_CHECK_FOR_CLIENT_CERT"], out var skip) && skip,
+            SkipValidityCheckForClientCert = ConfigValues.Bool(c, prefix + "SKIP_VALIDITY_CHECK_FOR_CLIENT_CERT", false),
             HandshakeTimeout = TimeSpan.FromSeconds(
                 double.TryParse(c["TLS_HANDSHAKE_TIMEOUT_SECONDS"], System.Globalization.CultureInfo.InvariantCulture, out var s) && s > 0 ? s : 10),
         };
