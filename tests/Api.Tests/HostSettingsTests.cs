@@ -42,7 +42,7 @@ public sealed class HostSettingsTests
     }
 
     [Fact]
-    public void CoreAndLimitSettings_RefuseWhatDoesNotParse_AndKeepDefaultsWhenAbsent()
+    public void CoreLimitAndEdgeSettings_RefuseWhatDoesNotParse_AndKeepDefaultsWhenAbsent()
     {
         var defaults = CoreSettings.From(Configuration(), "data");
         Assert.True(defaults.FsyncOnCommit);
@@ -56,6 +56,8 @@ public sealed class HostSettingsTests
 
         Assert.False(LimitSettings.From(Configuration(("LIMITS_EXEMPT_LOOPBACK", "off"))).Guard.ExemptLoopback);
         Assert.Throws<InvalidOperationException>(() => LimitSettings.From(Configuration(("MQTT_MAX_CONNECTIONS", "many"))));
+        Assert.Equal(3, Perf.Api.Edge.EdgeOptions.From(Configuration()).DownlinkAttempts);
+        Assert.Throws<InvalidOperationException>(() => Perf.Api.Edge.EdgeOptions.From(Configuration(("EDGES_DOWNLINK_ATTEMPTS", "three"))));
     }
 
     [Fact]

@@ -73,6 +73,11 @@ public sealed partial class ProcessTests
             Assert.Equal(System.Net.HttpStatusCode.OK, (await http.GetAsync("/health")).StatusCode);
             Assert.Equal(1, server.Output.Split('\n').Count(l => l.Contains(Starved, StringComparison.Ordinal)));
         }
+        catch (Exception e)
+        {
+            // Once failed in a full parallel run and never alone: the server's own account of it comes with the failure.
+            throw new Xunit.Sdk.XunitException($"{e.Message}\nwith {clients.Count} clients open; the server's output:\n{server.Output}", e);
+        }
         finally
         {
             clients.ForEach(c => c.Dispose());

@@ -1,4 +1,4 @@
-using System.Globalization;
+using Perf.Api.Hosting;
 
 namespace Perf.Api.Edge;
 
@@ -28,13 +28,10 @@ public sealed class EdgeOptions
 
     public static EdgeOptions From(IConfiguration configuration) => new()
     {
-        MaxInboundMessageSize = Int(configuration, "EDGES_MAX_INBOUND_MESSAGE_SIZE", 4 << 20),
-        DownlinkAttempts = Math.Max(1, Int(configuration, "EDGES_DOWNLINK_ATTEMPTS", 3)),
-        DownlinkRetryMs = Math.Max(1, Int(configuration, "EDGES_DOWNLINK_RETRY_MS", 60_000)),
-        MaxUplinkBatch = Math.Max(1, Int(configuration, "EDGES_MAX_UPLINK_BATCH", 50)),
-        UplinkRateLimit = Math.Max(0, Int(configuration, "EDGES_UPLINK_RATE_LIMIT", 0)),
+        MaxInboundMessageSize = ConfigValues.Int(configuration, "EDGES_MAX_INBOUND_MESSAGE_SIZE", 4 << 20),
+        DownlinkAttempts = Math.Max(1, ConfigValues.Int(configuration, "EDGES_DOWNLINK_ATTEMPTS", 3)),
+        DownlinkRetryMs = Math.Max(1, ConfigValues.Int(configuration, "EDGES_DOWNLINK_RETRY_MS", 60_000)),
+        MaxUplinkBatch = Math.Max(1, ConfigValues.Int(configuration, "EDGES_MAX_UPLINK_BATCH", 50)),
+        UplinkRateLimit = Math.Max(0, ConfigValues.Int(configuration, "EDGES_UPLINK_RATE_LIMIT", 0)),
     };
-
-    private static int Int(IConfiguration configuration, string name, int fallback) =>
-        int.TryParse(configuration[name], NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) ? value : fallback;
 }

@@ -67,8 +67,7 @@ public sealed class TlsSettings
             KeyStore = c[prefix + "KEY_STORE"] is { Length: > 0 } store ? store : keyStore,
             KeyStorePassword = NullIfEmpty(c[prefix + "KEY_STORE_PASSWORD"]),
             SkipValidityCheckForClientCert = ConfigValues.Bool(c, prefix + "SKIP_VALIDITY_CHECK_FOR_CLIENT_CERT", false),
-            HandshakeTimeout = TimeSpan.FromSeconds(
-                double.TryParse(c["TLS_HANDSHAKE_TIMEOUT_SECONDS"], System.Globalization.CultureInfo.InvariantCulture, out var s) && s > 0 ? s : 10),
+            HandshakeTimeout = TimeSpan.FromSeconds(ConfigValues.NonNegativeDouble(c, "TLS_HANDSHAKE_TIMEOUT_SECONDS", 10) is var s && s > 0 ? s : 10),
         };
     }
 

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Perf.Api.Hosting;
 using Perf.Core.Telemetry;
 
 namespace Perf.Api.Rest;
@@ -9,8 +10,8 @@ public static class RestApi
     public static IServiceCollection AddRestApi(this IServiceCollection services, IConfiguration configuration, string dataDir)
     {
         var key = JwtService.LoadOrCreateKey(configuration["JWT_SIGNING_KEY"], dataDir);
-        var access = TimeSpan.FromSeconds(double.TryParse(configuration["JWT_TOKEN_EXPIRATION_TIME"], System.Globalization.CultureInfo.InvariantCulture, out var a) ? a : 9000);
-        var refresh = TimeSpan.FromSeconds(double.TryParse(configuration["JWT_REFRESH_TOKEN_EXPIRATION_TIME"], System.Globalization.CultureInfo.InvariantCulture, out var r) ? r : 604800);
+        var access = TimeSpan.FromSeconds(ConfigValues.NonNegativeDouble(configuration, "JWT_TOKEN_EXPIRATION_TIME", 9000));
+        var refresh = TimeSpan.FromSeconds(ConfigValues.NonNegativeDouble(configuration, "JWT_REFRESH_TOKEN_EXPIRATION_TIME", 604800));
         services.AddSingleton(new JwtService(key, access, refresh));
         services.TryAddSingleton<KeyTable>(); // the host registers the core's table first, shared by every door
         services.AddSingleton<JwtAuthFilter>();
