@@ -32,6 +32,42 @@ public sealed class RestTests(HostFixture fixture)
         Assert.NotNull(claims["exp"]);
     }
 
+    /// <summary>
+    /// The errors ASP.NET Core answers by itself (no endpoint for the path or an id that is not a UUID, a method the path
+    /// does not take, a query value that does not parse) carry the REST API's JSON error body like every other; they had
+    /// an empty one. The device HTTP API keeps its bare binding status.
+    /// </summary>
+    [Theory]
+    [InlineData("GET", "/api/device/not-a-uuid", 404, 32, "No API endpoint serves GET /api/device/not-a-uuid")]
+    [InlineData("GET", "/api/no/such/thing", 404, 32, "No API endpoint serves GET /api/no/such/thing")]
+    [InlineData("PUT", "/api/auth/login", 405, 31, "Request method 'PUT' is not supported")]
+    [InlineData("GET", "/api/tenant/devices?pageSize=ten&page=0", 400, 31, "\"ten\"")]
+    public async Task ErrorsTheFrameworkAnswers_CarryTheJsonErrorBody(string method, string path, int status, int errorCode, string message)
+    {
+        using var rest = await Rest.LoginAsync(fixture);
+        using var request = new HttpRequestMessage(new HttpMethod(method), path);
+        var response = await rest.Http.SendAsync(request);
+        Assert.Equal(status, (int)response.StatusCode);
+        Assert.Equal("application/json", response.Content.Headers.ContentType?.MediaType);
+        var error = (await response.Content.ReadFromJsonAsync<JsonObject>())!;
+        Assert.Equal(status, error["status"]!.GetValue<int>());
+        Assert.Equal(errorCode, error["errorCode"]!.GetValue<int>());
+        Assert.Contains(message, error["message"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.True(error["timestamp"]!.GetValue<long>() > 0);
+
+        // Still a working connection and a working API after it.
+        Assert.Equal(HttpStatusCode.OK, (await rest.Http.GetAsync("/api/tenant/devices?pageSize=1&page=0")).StatusCode);
+    }
+
+    [Fact]
+    public async Task DeviceApi_BindingFailure_KeepsItsBareStatus()
+    {
+        using var http = fixture.CreateHttpClient();
+        var response = await http.GetAsync("/api/v1/any-token/rpc?timeout=soon");
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Empty(await response.Content.ReadAsByteArrayAsync());
+    }
+
     [Fact]
     public async Task RefreshToken_IssuesAWorkingAccessToken_AndIsNotAcceptedAsAnAccessToken()
     {

@@ -17,6 +17,8 @@ public static class RestApi
         services.AddSingleton<JwtAuthFilter>();
         services.AddSingleton<OtaDrafts>();
         services.AddOpenApi();
+        // A query or route value that does not parse throws, so RestErrorBodies answers it with the parameter named.
+        services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
         return services;
     }
 
@@ -25,6 +27,7 @@ public static class RestApi
     {
         // The one registered filter instance: AddEndpointFilter<JwtAuthFilter>() would construct a new filter, and resolve
         // its services, from the request's services on every call (issue 12 row 7: allocation per REST call).
+        app.UseRestErrorBodies();
         var secured = app.MapGroup("/api").AddEndpointFilter(app.Services.GetRequiredService<JwtAuthFilter>());
         app.MapAuthEndpoints(secured);
         secured.MapTenantEndpoints();
