@@ -128,10 +128,19 @@ internal sealed class LeanSocketListener : IConnectionListener, IValueTaskSource
     private const int StarvedRetryMs = 50;
 
     /// <summary>
-    /// Descriptors held back from the accepts (on <c>/dev/null</c>): the door stops accepting while fewer than this many
-    /// would be left to the rest of the process (the runtime's threads, storage files, REST connections).
+    /// Descriptors the door leaves to the rest of the process (the runtime's threads, storage files, REST connections):
+    /// it stops accepting once an accepted descriptor's number is within this many of the open-file limit. A new
+    /// runtime thread opens two or three descriptors as it starts and aborts the process ("Out of memory.") when it
+    /// cannot, so the door must not take the last ones even for a moment.
     /// </summary>
-    internal const int ReservedDescriptors = 64;
+    /// <remarks>
+    /// The kernel gives the lowest free number, so an accepted number N means N descriptors below it are in use, and
+    /// the door stops with at least this many free above it. It resumes once the lowest free number is twice this far
+    /// below the limit. The first design held 64 descriptors on <c>/dev/null</c> and gave them back when an accept
+    /// failed; but from the accept that took the last free descriptor to the failing one after it, nothing was free,
+    /// and a thread starting then aborted the process (once in a CI run).
+    /// </remarks>
+    internal const int SpareDescriptors = 64;
     private const long StarvedLogIntervalMs = 10_000;
 
     private const int Idle = 0;
@@ -149,7 +158,12 @@ internal sealed class LeanSocketListener : IConnectionListener, IValueTaskSource
     private int _state;
     private int _closing;
     private int _starvedRetries;
-    private SafeFileHandle[]? _reserve;
+
+    /// <summary>Set when the last accepted descriptor came within <see cref="SpareDescriptors"/> of the limit: the next accept waits first.</summary>
+    private bool _low;
+
+    /// <summary>The process's open-file limit (soft), read at start and again while waiting for descriptors.</summary>
+    private int _descriptorLimit = LeanSocketHandle.DescriptorLimit();
     private long _starvedLoggedAt = long.MinValue / 2;
     private volatile bool _closed;
 
@@ -162,7 +176,6 @@ internal sealed class LeanSocketListener : IConnectionListener, IValueTaskSource
         var local = (IPEndPoint)EndPoint;
         _sharedLocal = local.Address.Equals(IPAddress.Any) || local.Address.Equals(IPAddress.IPv6Any) ? null : local;
         _socket.Blocking = false;
-        TryTakeReserve();
         _epollToken = LeanEpoll.Shared.Register(socket.SafeHandle, this);
     }
 
@@ -178,9 +191,17 @@ internal sealed class LeanSocketListener : IConnectionListener, IValueTaskSource
             }
 
             cancellationToken.ThrowIfCancellationRequested();
+            if (_low)
+            {
+                await WaitForDescriptorsAsync(Errno.EMFILE, cancellationToken);
+                continue;
+            }
+
             int fd = LeanSocketHandle.Accept(_socket.SafeHandle, out var peer, out int errno);
             if (fd >= 0)
             {
+                // This connection is served; the next accept waits if it took one of the last descriptors.
+                _low = fd >= _descriptorLimit - SpareDescriptors;
                 var handle = new LeanSocketHandle(fd);
                 try
                 {
@@ -216,27 +237,10 @@ internal sealed class LeanSocketListener : IConnectionListener, IValueTaskSource
                     // Closed (UnbindAsync, DisposeAsync).
                     return null;
                 case Errno.EMFILE or Errno.ENFILE or Errno.ENOBUFS or Errno.ENOMEM:
-                    // Out of descriptors or memory: the connection stays in the backlog and the listener stays readable,
-                    // so retrying at once would spin. The reserve goes back to the process first (with no descriptor
-                    // free, a new thread-pool thread aborted the runtime with "Out of memory."), then the accept waits
-                    // until the reserve can be taken again, that is until connections have closed. One Warning per 10 s
-                    // of it, with the count, rather than one per retry.
-                    ReleaseReserve();
-                    _starvedRetries++;
-                    long now = Environment.TickCount64;
-                    if (now - _starvedLoggedAt >= StarvedLogIntervalMs)
-                    {
-                        MqttLog.LeanTransportAcceptStarved(_logger, EndPoint.ToString()!, LeanEpoll.ToSocketError(errno), _starvedRetries);
-                        _starvedLoggedAt = now;
-                        _starvedRetries = 0;
-                    }
-
-                    do
-                    {
-                        await Task.Delay(StarvedRetryMs, cancellationToken);
-                    }
-                    while (!_closed && !TryTakeReserve());
-
+                    // Out of descriptors (taken by the rest of the process) or memory: the connection stays in the
+                    // backlog and the listener stays readable, so retrying at once would spin.
+                    _low = true;
+                    await WaitForDescriptorsAsync(errno, cancellationToken);
                     break;
                 default:
                     // A connection reset before it was accepted (ECONNABORTED), or a protocol error: keep accepting.
@@ -246,49 +250,29 @@ internal sealed class LeanSocketListener : IConnectionListener, IValueTaskSource
         }
     }
 
-    /// <summary>Opens the reserve (<see cref="ReservedDescriptors"/> descriptors); false, holding none, when the process has not that many left.</summary>
-    private bool TryTakeReserve()
+    /// <summary>
+    /// Waits, 50 ms at a time, until the lowest free descriptor is 2 x <see cref="SpareDescriptors"/> below the limit
+    /// (connections have closed). One Warning per 10 s of it, with the count, rather than one per retry.
+    /// </summary>
+    private async ValueTask WaitForDescriptorsAsync(int errno, CancellationToken cancellationToken)
     {
-        if (_reserve is not null)
+        _starvedRetries++;
+        long now = Environment.TickCount64;
+        if (now - _starvedLoggedAt >= StarvedLogIntervalMs)
         {
-            return true;
+            MqttLog.LeanTransportAcceptStarved(_logger, EndPoint.ToString()!, LeanEpoll.ToSocketError(errno), SpareDescriptors, _starvedRetries);
+            _starvedLoggedAt = now;
+            _starvedRetries = 0;
         }
 
-        var reserve = new SafeFileHandle[ReservedDescriptors];
-        int opened = 0;
-        try
+        while (!_closed)
         {
-            for (; opened < reserve.Length; opened++)
+            await Task.Delay(StarvedRetryMs, cancellationToken);
+            _descriptorLimit = LeanSocketHandle.DescriptorLimit();
+            if (LeanSocketHandle.LowestFreeDescriptor() is int free and >= 0 && free < _descriptorLimit - 2 * SpareDescriptors)
             {
-                reserve[opened] = File.OpenHandle("/dev/null");
-            }
-        }
-        catch (IOException)
-        {
-            for (int i = 0; i < opened; i++)
-            {
-                reserve[i].Dispose();
-            }
-
-            return false;
-        }
-
-        _reserve = reserve;
-        if (_closed)
-        {
-            ReleaseReserve(); // closed meanwhile: the reserve goes with the listener
-        }
-
-        return true;
-    }
-
-    private void ReleaseReserve()
-    {
-        if (Interlocked.Exchange(ref _reserve, null) is { } reserve)
-        {
-            foreach (var handle in reserve)
-            {
-                handle.Dispose();
+                _low = false;
+                return;
             }
         }
     }
@@ -357,6 +341,5 @@ internal sealed class LeanSocketListener : IConnectionListener, IValueTaskSource
         LeanEpoll.Shared.Deregister(_socket.SafeHandle, _epollToken);
         _socket.Dispose();
         OnReadable();
-        ReleaseReserve();
     }
 }

@@ -156,10 +156,10 @@ public sealed class CoapServerTests
         var session = Assert.Single(h.Sessions.Sessions);
         Assert.True(session.WantsRpc);
         Assert.Equal("COAP", session.Transport);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         Assert.True(session.PushRpcRequest(new RpcRequest(7, Guid.NewGuid(), "reboot", "{\"now\":true}", false, 0, false)));
 
         var times = new List<long>();
-        var clock = System.Diagnostics.Stopwatch.StartNew();
         var notification = await h.ReceiveAsync();
         times.Add(clock.ElapsedMilliseconds);
         Assert.Equal(CoapMessageType.Confirmable, notification.Type);
@@ -175,11 +175,15 @@ public sealed class CoapServerTests
         }
 
         Assert.True(await h.NothingWithinAsync(2500));
-        // Back-off doubles: gaps of at least 100, 200, 400 and 800 ms (each timer restarts when its send
-        // happens, so a late tick on a busy machine lengthens a gap but never shortens the next one).
+        // Back-off doubles: the k-th retransmission is sent at least 100 + 200 + ... + (100 << (k - 1)) ms after the
+        // notification, itself sent after the push. Timed from the push, at the client: a busy machine can only make
+        // an arrival later, never earlier (gaps between arrivals are not a measure: a stalled test thread once read
+        // two datagrams in the same millisecond).
+        long due = 0;
         for (var i = 1; i < times.Count; i++)
         {
-            Assert.True(times[i] - times[i - 1] >= (100 << (i - 1)) - 50, string.Join(",", times));
+            due += 100 << (i - 1);
+            Assert.True(times[i] >= due - 50, $"retransmission {i} at {times[i]} ms, due after {due} ms: {string.Join(",", times)}");
         }
 
         Assert.Empty(h.Sessions.Sessions); // gave up: observer removed, session unregistered

@@ -28,6 +28,30 @@ public sealed class LeanSocketTransportTests : IAsyncLifetime
         await _listener.DisposeAsync();
     }
 
+    /// <summary>
+    /// What the listener's descriptor water mark reads: the soft open-file limit, as /proc/self/limits says, and the
+    /// number the kernel gives next (the lowest free one), which the listener compares with the limit.
+    /// </summary>
+    [Fact]
+    public void DescriptorLimit_IsTheSoftLimit_AndLowestFreeDescriptor_IsTheNumberTheNextOpenGets()
+    {
+        var line = File.ReadAllLines("/proc/self/limits").Single(l => l.StartsWith("Max open files", StringComparison.Ordinal));
+        var soft = line["Max open files".Length..].Split(' ', StringSplitOptions.RemoveEmptyEntries)[0];
+        Assert.Equal(soft == "unlimited" ? int.MaxValue : int.Parse(soft, System.Globalization.CultureInfo.InvariantCulture), LeanSocketHandle.DescriptorLimit());
+
+        // Other tests open and close sockets meanwhile, so a few attempts: the numbers must agree when nothing came between.
+        bool agreed = false;
+        for (int attempt = 0; attempt < 20 && !agreed; attempt++)
+        {
+            int free = LeanSocketHandle.LowestFreeDescriptor();
+            Assert.True(free > 2, $"lowest free descriptor {free}");
+            using var opened = File.OpenHandle("/dev/null");
+            agreed = free == (int)opened.DangerousGetHandle() && LeanSocketHandle.LowestFreeDescriptor() != free;
+        }
+
+        Assert.True(agreed, "the lowest free descriptor never matched the number an open got");
+    }
+
     [Fact]
     public void Factory_BindsOnlyLeanEndPoints()
     {

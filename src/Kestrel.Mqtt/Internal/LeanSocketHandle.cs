@@ -216,6 +216,43 @@ internal sealed unsafe partial class LeanSocketHandle : SafeHandle
         }
     }
 
+    /// <summary>The process's soft open-file limit (<c>RLIMIT_NOFILE</c>); <see cref="int.MaxValue"/> when unlimited or unknown.</summary>
+    public static int DescriptorLimit()
+    {
+        ResourceLimit limit;
+        return SysGetRLimit(RLimitNoFile, &limit) == 0 && limit.Current < int.MaxValue ? (int)limit.Current : int.MaxValue;
+    }
+
+    /// <summary>
+    /// The lowest free descriptor number, which the kernel gives to the next open or accept (opened on <c>/dev/null</c>
+    /// and closed again); -1 when none is free.
+    /// </summary>
+    public static int LowestFreeDescriptor()
+    {
+        int fd = SysOpen("/dev/null", OpenReadOnlyCloexec);
+        if (fd >= 0)
+        {
+            SysClose(fd);
+        }
+
+        return fd;
+    }
+
+    private const int RLimitNoFile = 7;
+    private const int OpenReadOnlyCloexec = 0x80000; // O_RDONLY | O_CLOEXEC
+
+    private struct ResourceLimit
+    {
+        public ulong Current;
+        public ulong Maximum;
+    }
+
+    [LibraryImport("libc", EntryPoint = "getrlimit", SetLastError = true)]
+    private static partial int SysGetRLimit(int resource, ResourceLimit* limit);
+
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int SysOpen(string path, int flags);
+
     [LibraryImport("libc", EntryPoint = "accept4", SetLastError = true)]
     private static partial int SysAccept4(int fd, byte* address, int* length, int flags);
 

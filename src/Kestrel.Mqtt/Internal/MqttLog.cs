@@ -43,8 +43,8 @@ internal static partial class MqttLog
     [LoggerMessage(12, LogLevel.Warning, "Lean socket transport on {EndPoint}: accept failed ({Error}), still accepting")]
     public static partial void LeanTransportAcceptFailed(ILogger logger, string endPoint, System.Net.Sockets.SocketError error);
 
-    [LoggerMessage(13, LogLevel.Warning, "Lean socket transport on {EndPoint}: cannot accept ({Error}: out of file descriptors or memory); new connections wait in the backlog until connections close and 64 descriptors are free for the rest of the process ({Retries} times since the last report)")]
-    public static partial void LeanTransportAcceptStarved(ILogger logger, string endPoint, System.Net.Sockets.SocketError error, int retries);
+    [LoggerMessage(13, LogLevel.Warning, "Lean socket transport on {EndPoint}: cannot accept ({Error}: out of file descriptors or memory, or fewer than {Spare} left to the rest of the process); new connections wait in the backlog until connections close ({Retries} times since the last report)")]
+    public static partial void LeanTransportAcceptStarved(ILogger logger, string endPoint, System.Net.Sockets.SocketError error, int spare, int retries);
 
     // 40..49: TLS (ids kept apart from other branches' additions).
     [LoggerMessage(40, LogLevel.Information, "MQTT {ConnectionId} client certificate {Subject} (SHA-1 {Thumbprint}) is not the X.509 credentials of any device")]
