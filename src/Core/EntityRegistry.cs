@@ -21,6 +21,7 @@ public sealed class EntityRegistry
 
     /// <summary>Credentials type of X.509 client certificates (MQTT over TLS).</summary>
     public const string X509Certificate = "X509_CERTIFICATE";
+    public const string MqttBasic = "MQTT_BASIC";
 
     private const int Pbkdf2Iterations = 100_000;
     private const string TokenAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -46,6 +47,12 @@ public sealed class EntityRegistry
     // A separate index, so a certificate's id (derived from a public certificate) never works as an access token.
     private readonly ConcurrentDictionary<Guid, DeviceCredentials> _certificatesByDevice = new();
     private readonly ConcurrentDictionary<string, Guid> _devicesByCertificate = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// MQTT basic credentials, parsed, by device. They also sit in <see cref="_certificatesByDevice"/> and
+    /// <see cref="_devicesByCertificate"/> under their id: a device has one kind of credentials besides a token.
+    /// </summary>
+    private readonly ConcurrentDictionary<Guid, MqttBasicCredentials> _mqttBasicByDevice = new();
     private readonly ConcurrentDictionary<string, Guid>.AlternateLookup<ReadOnlySpan<char>> _certificateLookup;
     private readonly ConcurrentDictionary<Guid, Edge> _edges = new();
     private readonly ConcurrentDictionary<string, Guid> _edgesByRoutingKey = new(StringComparer.Ordinal);
@@ -328,6 +335,32 @@ public sealed class EntityRegistry
         return AfterMirrors(deviceId, _log.Append(ref w, () => ApplyX509Credentials(deviceId, value)));
     }
 
+    /// <summary>
+    /// Makes MQTT basic credentials the device's (its access token or certificate stops working).
+    /// <paramref name="value"/> is the reference's JSON, <c>{"clientId","userName","password"}</c>; the device is then
+    /// found by <see cref="FindDeviceByMqttBasic"/>.
+    /// </summary>
+    public Task<RegistryResult<DeviceCredentials>> UpdateMqttBasicAsync(Guid deviceId, string? value)
+    {
+        if (!_devices.ContainsKey(deviceId))
+        {
+            return Task.FromResult(RegistryResult<DeviceCredentials>.Fail(RegistryStatus.NotFound, "device not found"));
+        }
+        if (MqttBasicCredentials.TryParse(value, out var error) is not { } basic)
+        {
+            return Task.FromResult(RegistryResult<DeviceCredentials>.Fail(RegistryStatus.Invalid, error!));
+        }
+        if (CredentialsOwner(basic.Id) is { } owner && owner != deviceId)
+        {
+            return Task.FromResult(RegistryResult<DeviceCredentials>.Fail(RegistryStatus.Conflict, "these MQTT basic credentials are already another device's"));
+        }
+        var stored = basic.Value;
+        var w = new RecordWriter(RecordKind.MqttBasicCredentials);
+        w.WriteGuid(deviceId);
+        w.WriteString(stored);
+        return AfterMirrors(deviceId, _log.Append(ref w, () => ApplyMqttBasicCredentials(deviceId, stored)));
+    }
+
     public Task<RegistryResult<Device>> DeleteDeviceAsync(Guid deviceId)
     {
         if (!_devices.ContainsKey(deviceId))
@@ -360,8 +393,38 @@ public sealed class EntityRegistry
         }
         Span<char> id = stackalloc char[CertificateCredentials.IdChars];
         CertificateCredentials.WriteId(der, id);
-        return _certificateLookup.TryGetValue(id, out var deviceId) ? _devices.GetValueOrDefault(deviceId) : null;
+        return _certificateLookup.TryGetValue(id, out var deviceId) && !_mqttBasicByDevice.ContainsKey(deviceId) ? _devices.GetValueOrDefault(deviceId) : null;
     }
+
+    /// <summary>
+    /// The device whose MQTT basic credentials a CONNECT presents, with the reference's order: with a user name, the
+    /// credentials of client id and user name together, then of the user name alone; without one, of the client id
+    /// alone. Each part the credentials set must match, and their password if they have one. Null when none match (and
+    /// at once when no device has such credentials).
+    /// </summary>
+    public Device? FindDeviceByMqttBasic(string clientId, string? userName, ReadOnlySpan<byte> password)
+    {
+        if (_mqttBasicByDevice.IsEmpty)
+        {
+            return null;
+        }
+
+        if (string.IsNullOrEmpty(userName))
+        {
+            return string.IsNullOrEmpty(clientId) ? null : MatchMqttBasic(MqttBasicCredentials.IdOf(clientId, null), clientId, null, password);
+        }
+
+        return (string.IsNullOrEmpty(clientId) ? null : MatchMqttBasic(MqttBasicCredentials.IdOf(clientId, userName), clientId, userName, password))
+            ?? MatchMqttBasic(MqttBasicCredentials.IdOf(null, userName), clientId, userName, password);
+    }
+
+    private Device? MatchMqttBasic(string id, string clientId, string? userName, ReadOnlySpan<byte> password) =>
+        _devicesByCertificate.TryGetValue(id, out var deviceId)
+        && _mqttBasicByDevice.TryGetValue(deviceId, out var basic)
+        && basic.Id == id
+        && basic.Accepts(clientId, userName, password)
+            ? _devices.GetValueOrDefault(deviceId)
+            : null;
 
     /// <summary>The device holding credentials id <paramref name="credentialsId"/> (an access token or a certificate id).</summary>
     private Guid? CredentialsOwner(string credentialsId) =>
@@ -766,12 +829,41 @@ public sealed class EntityRegistry
         return RegistryResult<DeviceCredentials>.Ok(credentials);
     }
 
+    private RegistryResult<DeviceCredentials> ApplyMqttBasicCredentials(Guid deviceId, string value)
+    {
+        if (!_devices.ContainsKey(deviceId))
+        {
+            return RegistryResult<DeviceCredentials>.Fail(RegistryStatus.NotFound, "device not found");
+        }
+        if (MqttBasicCredentials.TryParse(value, out var error) is not { } basic)
+        {
+            return RegistryResult<DeviceCredentials>.Fail(RegistryStatus.Invalid, error!);
+        }
+        if (CredentialsOwner(basic.Id) is { } owner && owner != deviceId)
+        {
+            return RegistryResult<DeviceCredentials>.Fail(RegistryStatus.Conflict, "these MQTT basic credentials are already another device's");
+        }
+        if (_tokensByDevice.TryRemove(deviceId, out var token))
+        {
+            _devicesByToken.TryRemove(token, out _);
+        }
+        RemoveCertificate(deviceId);
+        var credentials = new DeviceCredentials(deviceId, MqttBasic, basic.Id, value);
+        _mqttBasicByDevice[deviceId] = basic;
+        _certificatesByDevice[deviceId] = credentials;
+        _devicesByCertificate[basic.Id] = deviceId;
+        CredentialsSaved?.Invoke(credentials);
+        return RegistryResult<DeviceCredentials>.Ok(credentials);
+    }
+
+    /// <summary>Removes the device's credentials other than a token: a certificate or MQTT basic credentials.</summary>
     private void RemoveCertificate(Guid deviceId)
     {
         if (_certificatesByDevice.TryRemove(deviceId, out var old))
         {
             _devicesByCertificate.TryRemove(old.CredentialsId, out _);
         }
+        _mqttBasicByDevice.TryRemove(deviceId, out _);
     }
 
     private RegistryResult<Device> ApplyDeviceDelete(Guid deviceId)
@@ -860,6 +952,9 @@ public sealed class EntityRegistry
             case RecordKind.X509Credentials:
                 ApplyX509Credentials(r.ReadGuid(), r.ReadString());
                 break;
+            case RecordKind.MqttBasicCredentials:
+                ApplyMqttBasicCredentials(r.ReadGuid(), r.ReadString());
+                break;
             case RecordKind.Edge:
                 ApplyEdge(new Edge(r.ReadGuid(), r.ReadGuid(), r.ReadGuid(), r.ReadString(), r.ReadString(), r.ReadString(), r.ReadString(), r.ReadInt64()));
                 break;
@@ -913,8 +1008,9 @@ public sealed class EntityRegistry
         }
         foreach (var c in _certificatesByDevice.Values)
         {
-            // Loaded in the store's second pass, after the devices it refers to.
-            var w = new RecordWriter(RecordKind.X509Credentials);
+            // Loaded in the store's second pass, after the devices it refers to. One key per device: a device has one
+            // kind of credentials besides a token.
+            var w = new RecordWriter(c.CredentialsType == MqttBasic ? RecordKind.MqttBasicCredentials : RecordKind.X509Credentials);
             w.WriteGuid(c.DeviceId);
             w.WriteString(c.CredentialsValue!);
             _stateKeys.Write(state, StateKeys.X509Credentials(c.DeviceId), ref w);

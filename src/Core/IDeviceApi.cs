@@ -56,6 +56,12 @@ public interface IDeviceApi
     /// </summary>
     Device? AuthenticateCertificate(ReadOnlySpan<byte> certificateDer) => null;
 
+    /// <summary>
+    /// Resolves an MQTT CONNECT's client id, user name and password to the device whose MQTT basic credentials
+    /// (<c>MQTT_BASIC</c>) they are; null when none.
+    /// </summary>
+    Device? AuthenticateMqttBasic(string clientId, string? userName, ReadOnlySpan<byte> password) => null;
+
     ValueTask<UplinkResult> PostTelemetryAsync(Device device, ReadOnlySequence<byte> json);
 
     ValueTask<UplinkResult> PostAttributesAsync(Device device, ReadOnlySequence<byte> json);

@@ -30,6 +30,44 @@ public sealed class MqttMosquittoTests(HostFixture fixture)
         mosquitto_sub -d -h "127.0.0.1" -t "v1/devices/me/attributes" -u "$ACCESS_TOKEN"
         """;
 
+    /// <summary>
+    /// MQTT basic credentials set over REST as the reference takes them (credentialsValue a JSON string), then
+    /// <c>mosquitto_pub -i -u -P</c>: the right three connect and publish; a wrong password gets CONNACK 5.
+    /// </summary>
+    [Fact]
+    public async Task MqttBasicCredentials_FromRest_ConnectMosquittoPub_AndAWrongPasswordIsRefused()
+    {
+        Assert.True(MosquittoShell.Available, "mosquitto-clients is not installed (apt-get install -y mosquitto-clients)");
+        using var rest = await TenantRest.LoginAsync(fixture);
+        var (id, token, _) = await rest.CreateDeviceAsync("mosq-basic");
+        var saved = await rest.Http.PostAsJsonAsync("/api/device/credentials", new
+        {
+            deviceId = new { entityType = "DEVICE", id },
+            credentialsType = "MQTT_BASIC",
+            credentialsValue = "{\"clientId\":\"basic-client\",\"userName\":\"basic-user\",\"password\":\"basic-secret\"}",
+        });
+        var body = (await saved.Content.ReadFromJsonAsync<JsonObject>())!;
+        Assert.True(saved.IsSuccessStatusCode, body.ToJsonString());
+        Assert.Equal("MQTT_BASIC", body["credentialsType"]!.GetValue<string>());
+        Assert.Equal(64, body["credentialsId"]!.GetValue<string>().Length);
+
+        using var shell = new MosquittoShell(fixture, token);
+        var (exit, stdout, stderr) = await shell.RunAsync(
+            "mosquitto_pub -d -h 127.0.0.1 -q 1 -i basic-client -u basic-user -P basic-secret -t v1/devices/me/telemetry -m '{\"basic\":7}'");
+        Assert.True(exit == 0, $"exit {exit}: {stdout} {stderr}");
+        Assert.Contains("received CONNACK (0)", stdout, StringComparison.Ordinal);
+        await Eventually.TrueAsync(async () => (await rest.LatestTimeseriesAsync(id, "basic")).Count == 1);
+        Assert.Equal("7", (await rest.LatestTimeseriesAsync(id, "basic"))["basic"].Value);
+
+        var (refusedExit, refusedOut, refusedErr) = await shell.RunAsync(
+            "mosquitto_pub -d -h 127.0.0.1 -q 1 -i basic-client -u basic-user -P wrong -t v1/devices/me/telemetry -m '{\"basic\":8}'");
+        Assert.NotEqual(0, refusedExit);
+        Assert.Contains("received CONNACK (5)", refusedOut + refusedErr, StringComparison.Ordinal);
+        // The access token the device had before stopped working.
+        var (_, tokenOut, tokenErr) = await shell.RunAsync("mosquitto_pub -d -h 127.0.0.1 -u \"$ACCESS_TOKEN\" -t v1/devices/me/telemetry -m '{\"basic\":9}'");
+        Assert.Contains("received CONNACK (5)", tokenOut + tokenErr, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task SeedTelemetryScript_StoresAllThreeForms_ReadableOverRest()
     {

@@ -25,6 +25,9 @@ internal sealed class DeviceApi(
 
     public Device? AuthenticateCertificate(ReadOnlySpan<byte> certificateDer) => registry.FindDeviceByCertificate(certificateDer);
 
+    public Device? AuthenticateMqttBasic(string clientId, string? userName, ReadOnlySpan<byte> password) =>
+        registry.FindDeviceByMqttBasic(clientId, userName, password);
+
     public ValueTask<UplinkResult> PostTelemetryAsync(Device device, ReadOnlySequence<byte> json)
     {
         if (json.Length > options.MaxPayloadSize)

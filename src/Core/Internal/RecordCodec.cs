@@ -32,6 +32,9 @@ internal enum RecordKind : byte
     /// </summary>
     TelemetryHistory = 15,
 
+    /// <summary>A device's MQTT basic credentials (replace its access token or certificate); the value is their JSON. Loads after the devices.</summary>
+    MqttBasicCredentials = 16,
+
     // Entity deletes (20..29).
     TenantDelete = 20,
     CustomerDelete = 21,

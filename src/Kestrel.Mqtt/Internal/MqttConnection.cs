@@ -264,14 +264,17 @@ internal sealed partial class MqttConnection : IDeviceSession
 
         if (!TryAuthenticateByCertificate(out var device))
         {
-            if (connect.UserName is not { Length: > 0 } token)
+            // The user name as an access token first, then the reference's MQTT basic credentials (client id, user
+            // name, password), which answer nothing at once when no device has any.
+            var userName = connect.UserName;
+            device = userName is { Length: > 0 } ? _door.Api.Authenticate(userName) : null;
+            device ??= _door.Api.AuthenticateMqttBasic(connect.ClientId, userName is null ? null : System.Text.Encoding.UTF8.GetString(userName), connect.Password);
+            if (device is null && userName is not { Length: > 0 })
             {
                 _door.Guard?.AuthFailed(Door, remote, "empty user name");
                 Refuse(MqttConnectReturnCode.BadUserNameOrPassword);
                 return;
             }
-
-            device = _door.Api.Authenticate(token);
         }
 
         if (device is null)
