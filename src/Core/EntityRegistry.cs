@@ -42,18 +42,16 @@ public sealed class EntityRegistry
     private readonly ConcurrentDictionary<string, Guid> _devicesByToken = new(SecretComparer.Instance);
     private readonly ConcurrentDictionary<string, Guid>.AlternateLookup<ReadOnlySpan<char>> _tokenLookup;
 
-    // X.509 credentials by device and the device of each certificate id. A device has these or an access token,
-    // never both; ids are unique across both kinds (the reference's credentials_id is unique server-wide).
-    // A separate index, so a certificate's id (derived from a public certificate) never works as an access token.
-    private readonly ConcurrentDictionary<Guid, DeviceCredentials> _certificatesByDevice = new();
-    private readonly ConcurrentDictionary<string, Guid> _devicesByCertificate = new(StringComparer.Ordinal);
+    // A device's credentials other than an access token (X.509 or MQTT basic) by device, and the device of each of
+    // their ids. A device has one kind of credentials; ids are unique across all kinds (the reference's credentials_id
+    // is unique server-wide). A separate index from the tokens', so a certificate's id (derived from a public
+    // certificate) or a basic credentials id never works as an access token. Lookups check the kind (OwnerOf).
+    private readonly ConcurrentDictionary<Guid, DeviceCredentials> _otherCredentialsByDevice = new();
+    private readonly ConcurrentDictionary<string, Guid> _devicesByOtherCredentials = new(StringComparer.Ordinal);
 
-    /// <summary>
-    /// MQTT basic credentials, parsed, by device. They also sit in <see cref="_certificatesByDevice"/> and
-    /// <see cref="_devicesByCertificate"/> under their id: a device has one kind of credentials besides a token.
-    /// </summary>
+    /// <summary>MQTT basic credentials, parsed, by device (also in <see cref="_otherCredentialsByDevice"/>).</summary>
     private readonly ConcurrentDictionary<Guid, MqttBasicCredentials> _mqttBasicByDevice = new();
-    private readonly ConcurrentDictionary<string, Guid>.AlternateLookup<ReadOnlySpan<char>> _certificateLookup;
+    private readonly ConcurrentDictionary<string, Guid>.AlternateLookup<ReadOnlySpan<char>> _otherCredentialsLookup;
     private readonly ConcurrentDictionary<Guid, Edge> _edges = new();
     private readonly ConcurrentDictionary<string, Guid> _edgesByRoutingKey = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<Guid, OtaPackage> _ota = new();
@@ -64,7 +62,7 @@ public sealed class EntityRegistry
         _time = time;
         _otaDir = Path.Combine(dataDir, "ota");
         _tokenLookup = _devicesByToken.GetAlternateLookup<ReadOnlySpan<char>>();
-        _certificateLookup = _devicesByCertificate.GetAlternateLookup<ReadOnlySpan<char>>();
+        _otherCredentialsLookup = _devicesByOtherCredentials.GetAlternateLookup<ReadOnlySpan<char>>();
     }
 
     /// <summary>Raised on the apply thread (live and replay) after a device was removed.</summary>
@@ -378,7 +376,7 @@ public sealed class EntityRegistry
         _devicesByName.TryGetValue((tenantId, name), out var id) ? _devices.GetValueOrDefault(id) : null;
 
     public DeviceCredentials? GetCredentials(Guid deviceId) =>
-        _certificatesByDevice.TryGetValue(deviceId, out var certificate) ? certificate
+        _otherCredentialsByDevice.TryGetValue(deviceId, out var certificate) ? certificate
         : _tokensByDevice.TryGetValue(deviceId, out var token) ? new DeviceCredentials(deviceId, AccessToken, token) : null;
 
     /// <summary>
@@ -387,48 +385,53 @@ public sealed class EntityRegistry
     /// </summary>
     public Device? FindDeviceByCertificate(ReadOnlySpan<byte> der)
     {
-        if (der.IsEmpty || der.Length > CertificateCredentials.MaxDerBytes || _devicesByCertificate.IsEmpty)
+        if (der.IsEmpty || der.Length > CertificateCredentials.MaxDerBytes || _devicesByOtherCredentials.IsEmpty)
         {
             return null;
         }
         Span<char> id = stackalloc char[CertificateCredentials.IdChars];
         CertificateCredentials.WriteId(der, id);
-        return _certificateLookup.TryGetValue(id, out var deviceId) && !_mqttBasicByDevice.ContainsKey(deviceId) ? _devices.GetValueOrDefault(deviceId) : null;
+        return _otherCredentialsLookup.TryGetValue(id, out var deviceId) && HasCredentialsOfType(deviceId, X509Certificate) ? _devices.GetValueOrDefault(deviceId) : null;
     }
 
     /// <summary>
-    /// The device whose MQTT basic credentials a CONNECT presents, with the reference's order: with a user name, the
-    /// credentials of client id and user name together, then of the user name alone; without one, of the client id
-    /// alone. Each part the credentials set must match, and their password if they have one. Null when none match (and
-    /// at once when no device has such credentials).
+    /// The device whose MQTT basic credentials a CONNECT presents (its client id, UTF-8 user name and password), with
+    /// the reference's order: with a user name, the credentials of client id and user name together, then of the user
+    /// name alone; without one, of the client id alone. Each part the credentials set must match, and their password if
+    /// they have one. Null when none match, at once and without allocating when no device has such credentials.
     /// </summary>
-    public Device? FindDeviceByMqttBasic(string clientId, string? userName, ReadOnlySpan<byte> password)
+    public Device? FindDeviceByMqttBasic(string clientId, ReadOnlySpan<byte> utf8UserName, ReadOnlySpan<byte> password)
     {
         if (_mqttBasicByDevice.IsEmpty)
         {
             return null;
         }
 
-        if (string.IsNullOrEmpty(userName))
+        if (utf8UserName.IsEmpty)
         {
             return string.IsNullOrEmpty(clientId) ? null : MatchMqttBasic(MqttBasicCredentials.IdOf(clientId, null), clientId, null, password);
         }
 
+        var userName = Encoding.UTF8.GetString(utf8UserName);
         return (string.IsNullOrEmpty(clientId) ? null : MatchMqttBasic(MqttBasicCredentials.IdOf(clientId, userName), clientId, userName, password))
             ?? MatchMqttBasic(MqttBasicCredentials.IdOf(null, userName), clientId, userName, password);
     }
 
     private Device? MatchMqttBasic(string id, string clientId, string? userName, ReadOnlySpan<byte> password) =>
-        _devicesByCertificate.TryGetValue(id, out var deviceId)
+        _devicesByOtherCredentials.TryGetValue(id, out var deviceId)
+        && HasCredentialsOfType(deviceId, MqttBasic)
         && _mqttBasicByDevice.TryGetValue(deviceId, out var basic)
-        && basic.Id == id
         && basic.Accepts(clientId, userName, password)
             ? _devices.GetValueOrDefault(deviceId)
             : null;
 
+    /// <summary>Whether the device's credentials other than a token are of this type (X.509 or MQTT basic).</summary>
+    private bool HasCredentialsOfType(Guid deviceId, string credentialsType) =>
+        _otherCredentialsByDevice.TryGetValue(deviceId, out var credentials) && credentials.CredentialsType == credentialsType;
+
     /// <summary>The device holding credentials id <paramref name="credentialsId"/> (an access token or a certificate id).</summary>
     private Guid? CredentialsOwner(string credentialsId) =>
-        _devicesByToken.TryGetValue(credentialsId, out var owner) || _devicesByCertificate.TryGetValue(credentialsId, out owner) ? owner : null;
+        _devicesByToken.TryGetValue(credentialsId, out var owner) || _devicesByOtherCredentials.TryGetValue(credentialsId, out owner) ? owner : null;
 
     public Device? FindDeviceByToken(string token) =>
         _devicesByToken.TryGetValue(token, out var id) ? _devices.GetValueOrDefault(id) : null;
@@ -797,7 +800,7 @@ public sealed class EntityRegistry
         {
             _devicesByToken.TryRemove(old, out _);
         }
-        RemoveCertificate(deviceId);
+        RemoveOtherCredentials(deviceId);
         _tokensByDevice[deviceId] = token;
         _devicesByToken[token] = deviceId;
         var credentials = new DeviceCredentials(deviceId, AccessToken, token);
@@ -821,10 +824,10 @@ public sealed class EntityRegistry
         {
             _devicesByToken.TryRemove(token, out _);
         }
-        RemoveCertificate(deviceId);
+        RemoveOtherCredentials(deviceId);
         var credentials = new DeviceCredentials(deviceId, X509Certificate, id, value);
-        _certificatesByDevice[deviceId] = credentials;
-        _devicesByCertificate[id] = deviceId;
+        _otherCredentialsByDevice[deviceId] = credentials;
+        _devicesByOtherCredentials[id] = deviceId;
         CredentialsSaved?.Invoke(credentials);
         return RegistryResult<DeviceCredentials>.Ok(credentials);
     }
@@ -847,21 +850,21 @@ public sealed class EntityRegistry
         {
             _devicesByToken.TryRemove(token, out _);
         }
-        RemoveCertificate(deviceId);
+        RemoveOtherCredentials(deviceId);
         var credentials = new DeviceCredentials(deviceId, MqttBasic, basic.Id, value);
         _mqttBasicByDevice[deviceId] = basic;
-        _certificatesByDevice[deviceId] = credentials;
-        _devicesByCertificate[basic.Id] = deviceId;
+        _otherCredentialsByDevice[deviceId] = credentials;
+        _devicesByOtherCredentials[basic.Id] = deviceId;
         CredentialsSaved?.Invoke(credentials);
         return RegistryResult<DeviceCredentials>.Ok(credentials);
     }
 
     /// <summary>Removes the device's credentials other than a token: a certificate or MQTT basic credentials.</summary>
-    private void RemoveCertificate(Guid deviceId)
+    private void RemoveOtherCredentials(Guid deviceId)
     {
-        if (_certificatesByDevice.TryRemove(deviceId, out var old))
+        if (_otherCredentialsByDevice.TryRemove(deviceId, out var old))
         {
-            _devicesByCertificate.TryRemove(old.CredentialsId, out _);
+            _devicesByOtherCredentials.TryRemove(old.CredentialsId, out _);
         }
         _mqttBasicByDevice.TryRemove(deviceId, out _);
     }
@@ -877,7 +880,7 @@ public sealed class EntityRegistry
         {
             _devicesByToken.TryRemove(token, out _);
         }
-        RemoveCertificate(deviceId);
+        RemoveOtherCredentials(deviceId);
         DeviceRemoved?.Invoke(deviceId);
         return RegistryResult<Device>.Ok(device);
     }
@@ -1006,7 +1009,7 @@ public sealed class EntityRegistry
             WriteDevice(ref w, d, _tokensByDevice.GetValueOrDefault(d.Id));
             _stateKeys.Write(state, StateKeys.Device(d.Id), ref w);
         }
-        foreach (var c in _certificatesByDevice.Values)
+        foreach (var c in _otherCredentialsByDevice.Values)
         {
             // Loaded in the store's second pass, after the devices it refers to. One key per device: a device has one
             // kind of credentials besides a token.

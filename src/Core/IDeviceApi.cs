@@ -60,7 +60,7 @@ public interface IDeviceApi
     /// Resolves an MQTT CONNECT's client id, user name and password to the device whose MQTT basic credentials
     /// (<c>MQTT_BASIC</c>) they are; null when none.
     /// </summary>
-    Device? AuthenticateMqttBasic(string clientId, string? userName, ReadOnlySpan<byte> password) => null;
+    Device? AuthenticateMqttBasic(string clientId, ReadOnlySpan<byte> utf8UserName, ReadOnlySpan<byte> password) => null;
 
     ValueTask<UplinkResult> PostTelemetryAsync(Device device, ReadOnlySequence<byte> json);
 

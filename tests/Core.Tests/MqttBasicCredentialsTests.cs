@@ -26,11 +26,11 @@ public sealed class MqttBasicCredentialsTests
             Assert.Equal(EntityRegistry.MqttBasic, engine.Registry.GetCredentials(deviceA)!.CredentialsType);
             Assert.Null(engine.DeviceApi.Authenticate(token)); // the token stopped working
 
-            Assert.Equal(deviceA, engine.DeviceApi.AuthenticateMqttBasic("c1", "u1", Utf8("p1"))?.Id);
-            Assert.Null(engine.DeviceApi.AuthenticateMqttBasic("c1", "u1", Utf8("wrong")));
-            Assert.Null(engine.DeviceApi.AuthenticateMqttBasic("c1", "u1", default));
-            Assert.Null(engine.DeviceApi.AuthenticateMqttBasic("c2", "u1", Utf8("p1")));
-            Assert.Null(engine.DeviceApi.AuthenticateMqttBasic("c1", null, Utf8("p1")));
+            Assert.Equal(deviceA, engine.DeviceApi.AuthenticateMqttBasic("c1", Utf8("u1"), Utf8("p1"))?.Id);
+            Assert.Null(engine.DeviceApi.AuthenticateMqttBasic("c1", Utf8("u1"), Utf8("wrong")));
+            Assert.Null(engine.DeviceApi.AuthenticateMqttBasic("c1", Utf8("u1"), default));
+            Assert.Null(engine.DeviceApi.AuthenticateMqttBasic("c2", Utf8("u1"), Utf8("p1")));
+            Assert.Null(engine.DeviceApi.AuthenticateMqttBasic("c1", default, Utf8("p1")));
 
             await engine.CheckpointAsync();
             var second = await engine.Registry.CreateDeviceAsync(tenant, "b");
@@ -44,21 +44,21 @@ public sealed class MqttBasicCredentialsTests
 
         await using (var engine = await Engines.OpenAsync(dir.Path))
         {
-            Assert.Equal(deviceA, engine.DeviceApi.AuthenticateMqttBasic("c1", "u1", Utf8("p1"))?.Id);
-            Assert.Equal(deviceB, engine.DeviceApi.AuthenticateMqttBasic("any-client", "only-user", default)?.Id);
-            Assert.Null(engine.DeviceApi.AuthenticateMqttBasic("any-client", "u1", Utf8("p1")));
+            Assert.Equal(deviceA, engine.DeviceApi.AuthenticateMqttBasic("c1", Utf8("u1"), Utf8("p1"))?.Id);
+            Assert.Equal(deviceB, engine.DeviceApi.AuthenticateMqttBasic("any-client", Utf8("only-user"), default)?.Id);
+            Assert.Null(engine.DeviceApi.AuthenticateMqttBasic("any-client", Utf8("u1"), Utf8("p1")));
 
             Assert.True((await engine.Registry.UpdateAccessTokenAsync(deviceB, "b-token")).IsOk);
-            Assert.Null(engine.DeviceApi.AuthenticateMqttBasic("any-client", "only-user", default));
+            Assert.Null(engine.DeviceApi.AuthenticateMqttBasic("any-client", Utf8("only-user"), default));
             Assert.True((await engine.Registry.DeleteDeviceAsync(deviceA)).IsOk);
-            Assert.Null(engine.DeviceApi.AuthenticateMqttBasic("c1", "u1", Utf8("p1")));
+            Assert.Null(engine.DeviceApi.AuthenticateMqttBasic("c1", Utf8("u1"), Utf8("p1")));
             await engine.CheckpointAsync();
         }
 
         await using (var engine = await Engines.OpenAsync(dir.Path))
         {
-            Assert.Null(engine.DeviceApi.AuthenticateMqttBasic("c1", "u1", Utf8("p1")));
-            Assert.Null(engine.DeviceApi.AuthenticateMqttBasic("any-client", "only-user", default));
+            Assert.Null(engine.DeviceApi.AuthenticateMqttBasic("c1", Utf8("u1"), Utf8("p1")));
+            Assert.Null(engine.DeviceApi.AuthenticateMqttBasic("any-client", Utf8("only-user"), default));
             Assert.Equal(deviceB, engine.DeviceApi.Authenticate("b-token")?.Id);
         }
     }
@@ -71,13 +71,42 @@ public sealed class MqttBasicCredentialsTests
         var (_, device, _) = await Engines.CreateDeviceAsync(engine);
         Assert.True((await engine.Registry.UpdateMqttBasicAsync(device.Id, "{\"clientId\":\"sensor-7\",\"userName\":\"\",\"password\":\"\"}")).IsOk);
         Assert.Equal("{\"clientId\":\"sensor-7\"}", engine.Registry.GetCredentials(device.Id)!.CredentialsValue);
-        Assert.Equal(device.Id, engine.DeviceApi.AuthenticateMqttBasic("sensor-7", null, default)?.Id);
-        Assert.Equal(device.Id, engine.DeviceApi.AuthenticateMqttBasic("sensor-7", "", default)?.Id);
-        Assert.Null(engine.DeviceApi.AuthenticateMqttBasic("sensor-8", null, default));
+        Assert.Equal(device.Id, engine.DeviceApi.AuthenticateMqttBasic("sensor-7", default, default)?.Id);
+        Assert.Equal(device.Id, engine.DeviceApi.AuthenticateMqttBasic("sensor-7", Utf8(""), default)?.Id);
+        Assert.Null(engine.DeviceApi.AuthenticateMqttBasic("sensor-8", default, default));
 
         Assert.True((await engine.Registry.UpdateAccessTokenAsync(device.Id, "t-7")).IsOk);
-        Assert.Null(engine.DeviceApi.AuthenticateMqttBasic("sensor-7", null, default));
+        Assert.Null(engine.DeviceApi.AuthenticateMqttBasic("sensor-7", default, default));
         Assert.Equal(EntityRegistry.AccessToken, engine.Registry.GetCredentials(device.Id)!.CredentialsType);
+    }
+
+    [Fact]
+    public async Task WithNoBasicCredentials_AWrongUserName_IsRefusedWithoutAllocating()
+    {
+        using var dir = new TempDir();
+        await using var engine = await Engines.OpenAsync(dir.Path);
+        await Engines.CreateDeviceAsync(engine);
+        var userName = Utf8("not-a-token");
+        var password = Utf8("secret");
+        Assert.Null(engine.DeviceApi.AuthenticateMqttBasic("client", userName, password)); // warm up
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var device = engine.DeviceApi.AuthenticateMqttBasic("client", userName, password);
+        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.Null(device);
+        Assert.Equal(0, allocated);
+    }
+
+    [Fact]
+    public async Task TheBasicCredentialsId_NeverWorksAsAnAccessToken()
+    {
+        using var dir = new TempDir();
+        await using var engine = await Engines.OpenAsync(dir.Path);
+        var (_, device, _) = await Engines.CreateDeviceAsync(engine);
+        Assert.True((await engine.Registry.UpdateMqttBasicAsync(device.Id, "{\"clientId\":\"c9\"}")).IsOk);
+        Assert.Equal(device.Id, engine.DeviceApi.AuthenticateMqttBasic("c9", default, default)?.Id);
+        Assert.Null(engine.DeviceApi.Authenticate(engine.Registry.GetCredentials(device.Id)!.CredentialsId));
     }
 
     [Theory]

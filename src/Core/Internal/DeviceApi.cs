@@ -25,8 +25,8 @@ internal sealed class DeviceApi(
 
     public Device? AuthenticateCertificate(ReadOnlySpan<byte> certificateDer) => registry.FindDeviceByCertificate(certificateDer);
 
-    public Device? AuthenticateMqttBasic(string clientId, string? userName, ReadOnlySpan<byte> password) =>
-        registry.FindDeviceByMqttBasic(clientId, userName, password);
+    public Device? AuthenticateMqttBasic(string clientId, ReadOnlySpan<byte> utf8UserName, ReadOnlySpan<byte> password) =>
+        registry.FindDeviceByMqttBasic(clientId, utf8UserName, password);
 
     public ValueTask<UplinkResult> PostTelemetryAsync(Device device, ReadOnlySequence<byte> json)
     {

@@ -268,7 +268,7 @@ internal sealed partial class MqttConnection : IDeviceSession
             // name, password), which answer nothing at once when no device has any.
             var userName = connect.UserName;
             device = userName is { Length: > 0 } ? _door.Api.Authenticate(userName) : null;
-            device ??= _door.Api.AuthenticateMqttBasic(connect.ClientId, userName is null ? null : System.Text.Encoding.UTF8.GetString(userName), connect.Password);
+            device ??= _door.Api.AuthenticateMqttBasic(connect.ClientId, userName, connect.Password);
             if (device is null && userName is not { Length: > 0 })
             {
                 _door.Guard?.AuthFailed(Door, remote, "empty user name");
