@@ -74,6 +74,12 @@ public sealed class EntityRegistry
     /// <summary>Raised on the apply thread after a device's credentials were set.</summary>
     public event Action<DeviceCredentials>? CredentialsSaved;
 
+    /// <summary>
+    /// Raised on the apply thread after a device's credentials were replaced by different ones (not when saved again
+    /// unchanged): the sessions they opened must end, as the reference closes them ("device credentials updated").
+    /// </summary>
+    internal event Action<Guid>? CredentialsChanged;
+
     /// <summary>True when a device's changes are mirrored on apply into records of their own (an edge it is assigned to).</summary>
     internal Func<Guid, bool>? IsMirrored { get; set; }
 
@@ -792,6 +798,7 @@ public sealed class EntityRegistry
         {
             return RegistryResult<DeviceCredentials>.Fail(RegistryStatus.NotFound, "device not found");
         }
+        var before = GetCredentials(deviceId);
         if (CredentialsOwner(token) is { } owner && owner != deviceId)
         {
             return RegistryResult<DeviceCredentials>.Fail(RegistryStatus.Conflict, "access token already in use");
@@ -804,7 +811,7 @@ public sealed class EntityRegistry
         _tokensByDevice[deviceId] = token;
         _devicesByToken[token] = deviceId;
         var credentials = new DeviceCredentials(deviceId, AccessToken, token);
-        CredentialsSaved?.Invoke(credentials);
+        Saved(before, credentials);
         return RegistryResult<DeviceCredentials>.Ok(credentials);
     }
 
@@ -814,6 +821,7 @@ public sealed class EntityRegistry
         {
             return RegistryResult<DeviceCredentials>.Fail(RegistryStatus.NotFound, "device not found");
         }
+        var before = GetCredentials(deviceId);
         // The id is recomputed from the stored certificate (not stored), so it follows the platform's hash (see CertificateCredentials).
         var id = CertificateCredentials.Id(Convert.FromBase64String(value));
         if (CredentialsOwner(id) is { } owner && owner != deviceId)
@@ -828,7 +836,7 @@ public sealed class EntityRegistry
         var credentials = new DeviceCredentials(deviceId, X509Certificate, id, value);
         _otherCredentialsByDevice[deviceId] = credentials;
         _devicesByOtherCredentials[id] = deviceId;
-        CredentialsSaved?.Invoke(credentials);
+        Saved(before, credentials);
         return RegistryResult<DeviceCredentials>.Ok(credentials);
     }
 
@@ -838,6 +846,7 @@ public sealed class EntityRegistry
         {
             return RegistryResult<DeviceCredentials>.Fail(RegistryStatus.NotFound, "device not found");
         }
+        var before = GetCredentials(deviceId);
         if (MqttBasicCredentials.TryParse(value, out var error) is not { } basic)
         {
             return RegistryResult<DeviceCredentials>.Fail(RegistryStatus.Invalid, error!);
@@ -855,8 +864,18 @@ public sealed class EntityRegistry
         _mqttBasicByDevice[deviceId] = basic;
         _otherCredentialsByDevice[deviceId] = credentials;
         _devicesByOtherCredentials[basic.Id] = deviceId;
-        CredentialsSaved?.Invoke(credentials);
+        Saved(before, credentials);
         return RegistryResult<DeviceCredentials>.Ok(credentials);
+    }
+
+    /// <summary>Raises <see cref="CredentialsSaved"/>, and <see cref="CredentialsChanged"/> when they replace other credentials.</summary>
+    private void Saved(DeviceCredentials? before, DeviceCredentials credentials)
+    {
+        CredentialsSaved?.Invoke(credentials);
+        if (before is not null && before != credentials)
+        {
+            CredentialsChanged?.Invoke(credentials.DeviceId);
+        }
     }
 
     /// <summary>Removes the device's credentials other than a token: a certificate or MQTT basic credentials.</summary>

@@ -43,6 +43,13 @@ public interface IDeviceSession
     /// </summary>
     bool ReportsRpcDelivery => false;
 
-    /// <summary>The core asks the session to end (replaced by a newer session, device deleted, shutdown).</summary>
+    /// <summary>
+    /// True when the device opened this session with its credentials (an access token, a certificate, MQTT basic
+    /// credentials), so it ends when they are replaced. False where the door speaks for the device without them
+    /// (an edge, the TCP integration).
+    /// </summary>
+    bool EndsWhenCredentialsChange => true;
+
+    /// <summary>The core asks the session to end (replaced by a newer session, device deleted or its credentials changed, shutdown).</summary>
     void Close(string reason);
 }

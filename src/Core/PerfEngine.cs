@@ -89,6 +89,16 @@ public sealed class PerfEngine : IAsyncDisposable
                 session.Close("device deleted");
             }
         };
+        Registry.CredentialsChanged += id =>
+        {
+            foreach (var session in Sessions.GetSessions(id))
+            {
+                if (session.EndsWhenCredentialsChange)
+                {
+                    session.Close("device credentials updated");
+                }
+            }
+        };
     }
 
     public IDeviceApi DeviceApi { get; }

@@ -248,4 +248,31 @@ public sealed class MqttDeviceApiTests(HostFixture fixture)
         await closed.Task.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.True(second.Client.IsConnected);
     }
+
+    [Fact]
+    public async Task ChangingTheAccessToken_ClosesTheSessionTheOldOneOpened_SavingItUnchangedDoesNot()
+    {
+        using var rest = await TenantRest.LoginAsync(fixture);
+        var (id, token, _) = await rest.CreateDeviceAsync("mqttnet-new-token");
+        await using var device = await MqttDevice.ConnectAsync(fixture, token);
+        var closed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        device.Client.DisconnectedAsync += _ =>
+        {
+            closed.TrySetResult();
+            return Task.CompletedTask;
+        };
+
+        // The same token saved again: the session stays (a PUBACK after the save's 200 proves it).
+        (await rest.Http.PostAsJsonAsync("/api/device/credentials", new { deviceId = new { entityType = "DEVICE", id }, credentialsType = "ACCESS_TOKEN", credentialsId = token })).EnsureSuccessStatusCode();
+        await device.PublishAsync("v1/devices/me/telemetry", """{"kept":1}""");
+        Assert.False(closed.Task.IsCompleted);
+
+        var newToken = token + "-new";
+        (await rest.Http.PostAsJsonAsync("/api/device/credentials", new { deviceId = new { entityType = "DEVICE", id }, credentialsType = "ACCESS_TOKEN", credentialsId = newToken })).EnsureSuccessStatusCode();
+
+        await closed.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        await using var renewed = await MqttDevice.ConnectAsync(fixture, newToken);
+        await renewed.PublishAsync("v1/devices/me/telemetry", """{"renewed":1}""");
+        Assert.Equal("1", (await rest.LatestTimeseriesAsync(id, "renewed"))["renewed"].Value);
+    }
 }

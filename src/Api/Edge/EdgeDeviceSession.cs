@@ -23,6 +23,9 @@ internal sealed class EdgeDeviceSession(EdgeConnection connection, Guid deviceId
     /// <summary>A persistent RPC is DELIVERED when the edge acknowledges the downlink that carried it.</summary>
     public bool ReportsRpcDelivery => true;
 
+    /// <summary>The edge speaks for the device with its own routing key and secret, not the device's credentials.</summary>
+    public bool EndsWhenCredentialsChange => false;
+
     public void PushAttributeUpdate(IReadOnlyList<KvEntry> updated, IReadOnlyList<string> deleted)
     {
     }

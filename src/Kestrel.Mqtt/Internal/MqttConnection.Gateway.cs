@@ -290,6 +290,9 @@ internal sealed partial class MqttConnection
 
         public bool PushRpcRequest(RpcRequest request) => !gateway._closing && gateway.PushGatewayRpc(Device, request);
 
+        /// <summary>The gateway speaks for the child with its own credentials.</summary>
+        public bool EndsWhenCredentialsChange => false;
+
         /// <summary>A child replaced by another session keeps its entry here until the gateway disconnects it; pushes then go to the newer session.</summary>
         public void Close(string reason)
         {

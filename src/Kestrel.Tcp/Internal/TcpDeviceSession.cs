@@ -27,6 +27,9 @@ internal sealed class TcpDeviceSession(TcpConnection owner, Guid deviceId, strin
     public string DeviceName { get; } = deviceName;
     public string DeviceType { get; } = deviceType;
     public string Transport => "TCP";
+
+    /// <summary>The integration creates and speaks for its devices without their credentials.</summary>
+    public bool EndsWhenCredentialsChange => false;
     public string ConnectionId => owner.ConnectionId;
     public bool WantsAttributeUpdates => owner.CanDownlink;
     public bool WantsRpc => owner.CanDownlink;
