@@ -54,10 +54,46 @@ public class AttributeTests
         Assert.True((await engine.DeviceApi.ClaimAsync(device, Engines.Json("{\"secretKey\":\"abc\",\"durationMs\":60000}"))).IsOk);
         Assert.True(engine.Attributes.TryGet(device.Id, AttributeScope.Server, "claimingAllowed", out var allowed));
         Assert.True(allowed.Entry.BooleanValue);
-        Assert.True(engine.Attributes.TryGet(device.Id, AttributeScope.Server, "claimData", out var data));
+        Assert.True(engine.Attributes.TryGet(device.Id, AttributeScope.Server, "claimingData", out var data));
         using var doc = JsonDocument.Parse(data.Entry.Text!);
         Assert.Equal("abc", doc.RootElement.GetProperty("secretKey").GetString());
         Assert.True(doc.RootElement.GetProperty("expirationTime").GetInt64() > DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+    }
+
+    [Theory]
+    [InlineData("{\"secretKey\":5,\"durationMs\":\"60000\"}", "5", 60_000)]
+    [InlineData("{\"secretKey\":true,\"durationMs\":60000.9}", "true", 60_000)]
+    [InlineData("{\"secretKey\":{\"a\":1},\"durationMs\":null}", "", 30_000)]
+    [InlineData("{\"durationMs\":-5}", "", 30_000)]
+    public async Task Claim_ReadsItsFieldsAsTheReferenceDoes(string body, string secretKey, long durationMs)
+    {
+        using var dir = new TempDir();
+        await using var engine = await Engines.OpenAsync(dir.Path, o => o.DefaultClaimDurationMs = 30_000);
+        var (_, device, _) = await Engines.CreateDeviceAsync(engine);
+        var before = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var result = await engine.DeviceApi.ClaimAsync(device, Engines.Json(body));
+        Assert.True(result.IsOk, result.Reason);
+        Assert.True(engine.Attributes.TryGet(device.Id, AttributeScope.Server, "claimingData", out var data));
+        using var doc = JsonDocument.Parse(data.Entry.Text!);
+        Assert.Equal(secretKey, doc.RootElement.GetProperty("secretKey").GetString());
+        var expires = doc.RootElement.GetProperty("expirationTime").GetInt64() - before;
+        Assert.InRange(expires, durationMs - 1_000, durationMs + 5_000);
+    }
+
+    [Theory]
+    [InlineData("{\"durationMs\":\"x\"}")]
+    [InlineData("{\"durationMs\":true}")]
+    [InlineData("{\"durationMs\":{}}")]
+    [InlineData("{\"durationMs\":1e300}")]
+    public async Task Claim_WithADurationThatIsNoNumber_IsABadPayload_NamingIt(string body)
+    {
+        using var dir = new TempDir();
+        await using var engine = await Engines.OpenAsync(dir.Path);
+        var (_, device, _) = await Engines.CreateDeviceAsync(engine);
+        var result = await engine.DeviceApi.ClaimAsync(device, Engines.Json(body));
+        Assert.Equal(UplinkStatus.BadPayload, result.Status);
+        Assert.Contains("durationMs", result.Reason, StringComparison.Ordinal);
+        Assert.False(engine.Attributes.TryGet(device.Id, AttributeScope.Server, "claimingData", out _));
     }
 
     [Fact]

@@ -53,6 +53,17 @@ public sealed class HttpDeviceApiTests(HostFixture fixture)
         Assert.Equal(400, error!["status"]!.GetValue<int>());
     }
 
+    [Fact]
+    public async Task ClaimWithADurationThatIsNoNumber_Is400NamingIt()
+    {
+        using var rest = await DeviceApiRest.LoginAsync(fixture);
+        var device = await rest.CreateDeviceAsync("http-claim-bad");
+        var response = await rest.Http.PostAsync($"/api/v1/{device.Token}/claim", Json("{\"durationMs\":\"x\"}"));
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var error = await response.Content.ReadFromJsonAsync<JsonObject>();
+        Assert.Contains("durationMs", error!["message"]!.GetValue<string>(), StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("rpc")]
     [InlineData("rpc/1")]

@@ -110,7 +110,7 @@ public sealed class MqttDeviceApiTests(HostFixture fixture)
 
         var server = await rest.AttributesAsync(id, "SERVER_SCOPE");
         Assert.Equal("true", server["claimingAllowed"]);
-        Assert.Contains("\"secretKey\":\"value\"", server["claimData"], StringComparison.Ordinal);
+        Assert.Contains("\"secretKey\":\"value\"", server["claimingData"], StringComparison.Ordinal);
     }
 
     [Fact]

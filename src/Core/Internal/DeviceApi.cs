@@ -184,8 +184,11 @@ internal sealed class DeviceApi(
     }
 
     /// <summary>
-    /// Records a claim request as server attributes: <c>claimingAllowed</c>=true and <c>claimData</c>
-    /// = {"secretKey":..,"expirationTime":ms}. An empty body claims without a secret for the default duration.
+    /// Records a claim request as server attributes: <c>claimingAllowed</c>=true and <c>claimingData</c>
+    /// = {"secretKey":..,"expirationTime":ms} (the reference's names). An empty body claims without a secret for the
+    /// default duration. The fields are read as the reference reads them: <c>secretKey</c> any JSON scalar as its
+    /// text; <c>durationMs</c> a number or a numeric string (null, absent or not above 0: the default). Anything
+    /// else is a bad payload.
     /// </summary>
     public ValueTask<UplinkResult> ClaimAsync(Device device, ReadOnlySequence<byte> json)
     {
@@ -205,13 +208,25 @@ internal sealed class DeviceApi(
                 {
                     return new(new UplinkResult(UplinkStatus.BadPayload, "claim body must be a JSON object"));
                 }
-                if (doc.RootElement.TryGetProperty("secretKey", out var s) && s.ValueKind == JsonValueKind.String)
+                if (doc.RootElement.TryGetProperty("secretKey", out var s))
                 {
-                    secretKey = s.GetString()!;
+                    secretKey = s.ValueKind switch
+                    {
+                        JsonValueKind.String => s.GetString()!,
+                        JsonValueKind.Number or JsonValueKind.True or JsonValueKind.False => s.GetRawText(),
+                        _ => string.Empty,
+                    };
                 }
-                if (doc.RootElement.TryGetProperty("durationMs", out var d) && d.TryGetInt64(out var ms) && ms > 0)
+                if (doc.RootElement.TryGetProperty("durationMs", out var d) && d.ValueKind != JsonValueKind.Null)
                 {
-                    durationMs = ms;
+                    if (!TryReadMilliseconds(d, out var ms))
+                    {
+                        return new(new UplinkResult(UplinkStatus.BadPayload, $"'durationMs' must be a number of milliseconds, not {d.GetRawText()}"));
+                    }
+                    if (ms > 0)
+                    {
+                        durationMs = ms;
+                    }
                 }
             }
             catch (JsonException e)
@@ -221,8 +236,26 @@ internal sealed class DeviceApi(
         }
         var claimData = "{\"secretKey\":" + JsonString(secretKey) + ",\"expirationTime\":" +
             (Now + durationMs).ToString(CultureInfo.InvariantCulture) + "}";
-        KvEntry[] entries = [new KvEntry(keys.Intern("claimingAllowed"), true), new KvEntry(keys.Intern("claimData"), claimData, isJson: true)];
+        KvEntry[] entries = [new KvEntry(keys.Intern("claimingAllowed"), true), new KvEntry(keys.Intern("claimingData"), claimData, isJson: true)];
         return Await(attributes.SaveAsync(device.Id, AttributeScope.Server, entries), attributes: true);
+    }
+
+    /// <summary>A JSON number (a fraction cut off) or a string holding a whole number, as milliseconds.</summary>
+    private static bool TryReadMilliseconds(JsonElement value, out long ms)
+    {
+        ms = 0;
+        switch (value.ValueKind)
+        {
+            case JsonValueKind.Number when value.TryGetInt64(out ms):
+                return true;
+            case JsonValueKind.Number when value.TryGetDouble(out var d) && d is >= long.MinValue and <= long.MaxValue:
+                ms = (long)d;
+                return true;
+            case JsonValueKind.String:
+                return long.TryParse(value.GetString(), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out ms);
+            default:
+                return false;
+        }
     }
 
     public ValueTask<FirmwareChunkResult> GetFirmwareChunkAsync(Device device, string? title, string? version, int chunkSize, int chunkIndex)
