@@ -66,8 +66,13 @@ public interface IDeviceApi
 
     ValueTask<UplinkResult> PostAttributesAsync(Device device, ReadOnlySequence<byte> json);
 
-    /// <summary>Client and shared attributes; a null key list means all keys of that scope.</summary>
-    ValueTask<AttributesReply> RequestAttributesAsync(Device device, IReadOnlyList<string>? clientKeys, IReadOnlyList<string>? sharedKeys);
+    /// <summary>
+    /// Client and shared attributes, chosen by the reference's rule: with no key in either list (null or empty), all
+    /// of both scopes; else only the keys named, and nothing of a scope whose list names none. With
+    /// <paramref name="onlyShared"/> (a CoAP observation), no client attributes, and all shared ones when no shared
+    /// key is named. Missing keys are skipped.
+    /// </summary>
+    ValueTask<AttributesReply> RequestAttributesAsync(Device device, IReadOnlyList<string>? clientKeys, IReadOnlyList<string>? sharedKeys, bool onlyShared = false);
 
     /// <summary>The device's reply to server-side RPC <paramref name="requestId"/>.</summary>
     ValueTask<UplinkResult> RpcReplyAsync(Device device, int requestId, ReadOnlySequence<byte> json);

@@ -56,7 +56,7 @@ internal sealed class FakeDeviceApi : IDeviceApi
     public ValueTask<UplinkResult> RpcReplyAsync(Device device, int requestId, ReadOnlySequence<byte> json) => Record($"rpc-reply:{requestId}", json);
     public ValueTask<UplinkResult> ClaimAsync(Device device, ReadOnlySequence<byte> json) => Record("claim", json);
 
-    public ValueTask<AttributesReply> RequestAttributesAsync(Device device, IReadOnlyList<string>? clientKeys, IReadOnlyList<string>? sharedKeys) =>
+    public ValueTask<AttributesReply> RequestAttributesAsync(Device device, IReadOnlyList<string>? clientKeys, IReadOnlyList<string>? sharedKeys, bool onlyShared = false) =>
         new(new AttributesReply([new AttributeKv(1, new KvEntry("a", 1L))], Shared));
 
     public ValueTask<ClientRpcResult> ClientRpcAsync(Device device, ReadOnlySequence<byte> json, CancellationToken cancellationToken)

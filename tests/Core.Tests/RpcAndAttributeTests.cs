@@ -42,6 +42,19 @@ public class AttributeTests
         var some = await engine.DeviceApi.RequestAttributesAsync(device, ["b", "zz"], []);
         Assert.Equal("two", Assert.Single(some.Client).Entry.Text);
         Assert.Empty(some.Shared);
+        // The reference's rule: a scope whose list names no key gives nothing when the other names one.
+        var clientOnly = await engine.DeviceApi.RequestAttributesAsync(device, ["a"], null);
+        Assert.Equal("a", Assert.Single(clientOnly.Client).Entry.Key);
+        Assert.Empty(clientOnly.Shared);
+        var sharedOnly = await engine.DeviceApi.RequestAttributesAsync(device, null, ["s"]);
+        Assert.Empty(sharedOnly.Client);
+        Assert.Equal("s", Assert.Single(sharedOnly.Shared).Entry.Key);
+        var bothEmpty = await engine.DeviceApi.RequestAttributesAsync(device, [], []);
+        Assert.Equal(2, bothEmpty.Client.Count);
+        Assert.Single(bothEmpty.Shared);
+        var observed = await engine.DeviceApi.RequestAttributesAsync(device, null, null, onlyShared: true);
+        Assert.Empty(observed.Client);
+        Assert.Single(observed.Shared);
         Assert.Equal(UplinkStatus.BadPayload, (await engine.DeviceApi.PostAttributesAsync(device, Engines.Json("[1,"))).Status);
     }
 

@@ -75,7 +75,7 @@ internal sealed class FakeDeviceApi : IDeviceApi
     public ValueTask<UplinkResult> RpcReplyAsync(Device device, int requestId, ReadOnlySequence<byte> json) => Record($"rpc-reply:{requestId}", device, json);
     public ValueTask<UplinkResult> ClaimAsync(Device device, ReadOnlySequence<byte> json) => Record("claim", device, json);
 
-    public ValueTask<AttributesReply> RequestAttributesAsync(Device device, IReadOnlyList<string>? clientKeys, IReadOnlyList<string>? sharedKeys)
+    public ValueTask<AttributesReply> RequestAttributesAsync(Device device, IReadOnlyList<string>? clientKeys, IReadOnlyList<string>? sharedKeys, bool onlyShared = false)
     {
         lock (Calls)
         {

@@ -452,7 +452,7 @@ internal sealed class CoapRequestHandler
     {
         if (request.Observe == 0)
         {
-            _ = ObserveAttributesAsync(exchange, device, _api.RequestAttributesAsync(device, [], null));
+            _ = ObserveAttributesAsync(exchange, device, _api.RequestAttributesAsync(device, null, null, onlyShared: true));
             return;
         }
 

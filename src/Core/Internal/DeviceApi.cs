@@ -73,10 +73,14 @@ internal sealed class DeviceApi(
         return attributes ? CoreMetrics.Attributes(result) : CoreMetrics.Telemetry(result);
     }
 
-    public ValueTask<AttributesReply> RequestAttributesAsync(Device device, IReadOnlyList<string>? clientKeys, IReadOnlyList<string>? sharedKeys) =>
-        new(new AttributesReply(
-            attributes.Get(device.Id, AttributeScope.Client, clientKeys),
-            attributes.Get(device.Id, AttributeScope.Shared, sharedKeys)));
+    public ValueTask<AttributesReply> RequestAttributesAsync(Device device, IReadOnlyList<string>? clientKeys, IReadOnlyList<string>? sharedKeys, bool onlyShared = false)
+    {
+        bool anyClient = clientKeys is { Count: > 0 };
+        bool anyShared = sharedKeys is { Count: > 0 };
+        IReadOnlyList<AttributeKv> client = onlyShared || (anyShared && !anyClient) ? [] : attributes.Get(device.Id, AttributeScope.Client, anyClient ? clientKeys : null);
+        IReadOnlyList<AttributeKv> shared = anyClient && !anyShared && !onlyShared ? [] : attributes.Get(device.Id, AttributeScope.Shared, anyShared ? sharedKeys : null);
+        return new(new AttributesReply(client, shared));
+    }
 
     public ValueTask<UplinkResult> RpcReplyAsync(Device device, int requestId, ReadOnlySequence<byte> json)
     {

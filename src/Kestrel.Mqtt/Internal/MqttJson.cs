@@ -81,7 +81,7 @@ internal static class MqttJson
         w.WriteEndObject();
     }
 
-    /// <summary>Reads <c>{"clientKeys":"a,b","sharedKeys":"c,d"}</c>; a missing list means all keys.</summary>
+    /// <summary>Reads <c>{"clientKeys":"a,b","sharedKeys":"c,d"}</c>; a missing list is null (Core applies the reference's rule).</summary>
     public static void ReadAttributeRequest(ReadOnlySequence<byte> json, out IReadOnlyList<string>? clientKeys, out IReadOnlyList<string>? sharedKeys)
     {
         clientKeys = sharedKeys = null;
