@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Nodes;
+using MQTTnet.Protocol;
 using Perf.Core;
 
 namespace Perf.EndToEnd;
@@ -38,6 +39,8 @@ public sealed class MqttGatewayAndFirmwareTests(HostFixture fixture)
         var push = await gateway.ReceiveJsonAsync("v1/gateway/attributes");
         Assert.Equal(a, push["device"]!.GetValue<string>());
         Assert.Equal(19, push["data"]!["setpoint"]!.GetValue<int>());
+        // At the QoS the gateway subscribed at, as the reference publishes (and re-sent until PUBACKed).
+        Assert.Equal(MqttQualityOfServiceLevel.AtLeastOnce, gateway.QoSByTopic["v1/gateway/attributes"]);
 
         // Attribute request for a child.
         await gateway.PublishAsync("v1/gateway/attributes/request", $$"""{"id":7,"device":"{{a}}","client":false,"key":"setpoint"}""");
@@ -45,6 +48,7 @@ public sealed class MqttGatewayAndFirmwareTests(HostFixture fixture)
         Assert.Equal(7, reply["id"]!.GetValue<int>());
         Assert.Equal(a, reply["device"]!.GetValue<string>());
         Assert.Equal(19, reply["value"]!.GetValue<int>());
+        Assert.Equal(MqttQualityOfServiceLevel.AtLeastOnce, gateway.QoSByTopic["v1/gateway/attributes/response"]);
 
         await gateway.PublishAsync("v1/gateway/attributes/request", $$"""{"id":8,"device":"{{a}}","client":true,"keys":["model"]}""");
         var clientReply = await gateway.ReceiveJsonAsync("v1/gateway/attributes/response");
@@ -57,6 +61,7 @@ public sealed class MqttGatewayAndFirmwareTests(HostFixture fixture)
         Assert.Equal(a, rpc["device"]!.GetValue<string>());
         Assert.Equal("setTemperature", rpc["data"]!["method"]!.GetValue<string>());
         Assert.Equal(20, rpc["data"]!["params"]!["value"]!.GetValue<int>());
+        Assert.Equal(MqttQualityOfServiceLevel.AtLeastOnce, gateway.QoSByTopic["v1/gateway/rpc"]);
         int rpcId = rpc["data"]!["id"]!.GetValue<int>();
         await gateway.PublishAsync("v1/gateway/rpc", $$$"""{"device":"{{{a}}}","id":{{{rpcId}}},"data":{"success":true}}""");
         var outcome = await call;

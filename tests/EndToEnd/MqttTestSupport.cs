@@ -93,12 +93,16 @@ internal sealed class MqttDevice : IAsyncDisposable
         Client = client;
         client.ApplicationMessageReceivedAsync += e =>
         {
+            QoSByTopic[e.ApplicationMessage.Topic] = e.ApplicationMessage.QualityOfServiceLevel;
             _received.Writer.TryWrite((e.ApplicationMessage.Topic, e.ApplicationMessage.Payload.ToArray()));
             return Task.CompletedTask;
         };
     }
 
     public IMqttClient Client { get; }
+
+    /// <summary>The QoS of the last message received on each topic.</summary>
+    public System.Collections.Concurrent.ConcurrentDictionary<string, MqttQualityOfServiceLevel> QoSByTopic { get; } = new();
 
     public static MqttClientOptions Options(HostFixture fixture, string? token) => Options(fixture.Endpoints.Mqtt!.Port, token);
 

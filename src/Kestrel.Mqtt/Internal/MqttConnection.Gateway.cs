@@ -132,7 +132,7 @@ internal sealed partial class MqttConnection
 
             w.WriteEndObject();
             w.Flush();
-            WritePublishLocked(MqttTopics.GatewayAttributeResponse, _json.WrittenSpan, 0);
+            WritePublishLocked(MqttTopics.GatewayAttributeResponse, _json.WrittenSpan, QoS(TopicSubscription.GatewayAttributeResponses));
         }
     }
 
@@ -250,7 +250,7 @@ internal sealed partial class MqttConnection
             MqttJson.WriteAttributeUpdate(_jsonWriter, updated, deleted);
             _jsonWriter.WriteEndObject();
             _jsonWriter.Flush();
-            WritePublishLocked(MqttTopics.GatewayAttributes, _json.WrittenSpan, _attributeQoS);
+            WritePublishLocked(MqttTopics.GatewayAttributes, _json.WrittenSpan, QoS(TopicSubscription.GatewayAttributes));
         }
 
         RequestFlush();
@@ -268,7 +268,7 @@ internal sealed partial class MqttConnection
             MqttJson.WriteRpcRequest(_jsonWriter, request, withId: true);
             _jsonWriter.WriteEndObject();
             _jsonWriter.Flush();
-            ok = WritePublishLocked(MqttTopics.GatewayRpc, _json.WrittenSpan, _rpcQoS);
+            ok = WritePublishLocked(MqttTopics.GatewayRpc, _json.WrittenSpan, QoS(TopicSubscription.GatewayRpc));
         }
 
         RequestFlush();

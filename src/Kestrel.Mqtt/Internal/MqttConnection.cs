@@ -53,8 +53,9 @@ internal sealed partial class MqttConnection : IDeviceSession
     private volatile bool _closing;
     private string? _closeReason;
     private TopicSubscription _subscriptions;
-    private byte _attributeQoS;
-    private byte _rpcQoS;
+    // The topics subscribed at QoS 1: what the server publishes on them goes at QoS 1, as the reference publishes at
+    // the subscribed QoS (attribute pushes, RPC requests, responses, firmware chunks, gateway downlinks).
+    private TopicSubscription _qos1;
     private bool _unknownTopicLogged;
     private ushort _nextPacketId;
     private byte[]? _topicScratch;
@@ -339,15 +340,7 @@ internal sealed partial class MqttConnection : IDeviceSession
                 continue;
             }
 
-            if (kind is TopicSubscription.AttributeUpdates or TopicSubscription.AttributeUpdatesV2)
-            {
-                _attributeQoS = granted;
-            }
-            else if (kind is TopicSubscription.RpcRequests or TopicSubscription.RpcRequestsV2)
-            {
-                _rpcQoS = granted;
-            }
-
+            _qos1 = granted == 1 ? _qos1 | kind : _qos1 & ~kind;
             _subscriptions |= kind;
             codes[count++] = granted;
         }
@@ -390,7 +383,9 @@ internal sealed partial class MqttConnection : IDeviceSession
         var filters = new MqttTopicFilterReader(packet);
         while (filters.TryNext(out var filter, out _))
         {
-            _subscriptions &= ~MqttTopics.Classify(TopicSpan(filter));
+            var kind = MqttTopics.Classify(TopicSpan(filter));
+            _subscriptions &= ~kind;
+            _qos1 &= ~kind;
         }
 
         lock (_writeLock)
@@ -536,7 +531,7 @@ internal sealed partial class MqttConnection : IDeviceSession
             ResetJson();
             MqttJson.WriteAttributesReply(_jsonWriter, reply);
             _jsonWriter.Flush();
-            WritePublishLocked(topic[..len], _json.WrittenSpan, 0);
+            WritePublishLocked(topic[..len], _json.WrittenSpan, QoS(TopicSubscription.AttributeResponses));
         }
 
         RequestFlush();
@@ -552,7 +547,7 @@ internal sealed partial class MqttConnection : IDeviceSession
         {
             ResetJson();
             System.Text.EncodingExtensions.GetBytes(System.Text.Encoding.UTF8, body, _json);
-            WritePublishLocked(topic[..len], _json.WrittenSpan, 0);
+            WritePublishLocked(topic[..len], _json.WrittenSpan, QoS(TopicSubscription.RpcResponses));
         }
 
         RequestFlush();
@@ -601,7 +596,7 @@ internal sealed partial class MqttConnection : IDeviceSession
         lock (_writeLock)
         {
             var body = result.Result.IsOk ? result.Data.Span : System.Text.Encoding.UTF8.GetBytes(result.Result.Reason ?? result.Result.Status.ToString());
-            WritePublishLocked(topic[..len], body, 0);
+            WritePublishLocked(topic[..len], body, QoS(TopicSubscription.Firmware));
         }
 
         RequestFlush();
@@ -616,13 +611,14 @@ internal sealed partial class MqttConnection : IDeviceSession
             return;
         }
 
-        var topic = (_subscriptions & TopicSubscription.AttributeUpdates) != 0 ? MqttTopics.Attributes : MqttTopics.AttributesV2;
+        bool v1 = (_subscriptions & TopicSubscription.AttributeUpdates) != 0;
+        var topic = v1 ? MqttTopics.Attributes : MqttTopics.AttributesV2;
         lock (_writeLock)
         {
             ResetJson();
             MqttJson.WriteAttributeUpdate(_jsonWriter, updated, deleted);
             _jsonWriter.Flush();
-            if (!WritePublishLocked(topic, _json.WrittenSpan, _attributeQoS))
+            if (!WritePublishLocked(topic, _json.WrittenSpan, QoS(v1 ? TopicSubscription.AttributeUpdates : TopicSubscription.AttributeUpdatesV2)))
             {
                 return;
             }
@@ -647,7 +643,7 @@ internal sealed partial class MqttConnection : IDeviceSession
             ResetJson();
             MqttJson.WriteRpcRequest(_jsonWriter, request, withId: false);
             _jsonWriter.Flush();
-            ok = WritePublishLocked(topic[..len], _json.WrittenSpan, _rpcQoS, request.RequestId);
+            ok = WritePublishLocked(topic[..len], _json.WrittenSpan, QoS(v1 ? TopicSubscription.RpcRequests : TopicSubscription.RpcRequestsV2), request.RequestId);
         }
 
         RequestFlush();
@@ -655,7 +651,10 @@ internal sealed partial class MqttConnection : IDeviceSession
     }
 
     /// <summary>With QoS 1 the PUBACK reports delivery (<see cref="IDeviceApi.RpcDelivered"/>); with QoS 0 the push is the delivery.</summary>
-    public bool ReportsRpcDelivery => _rpcQoS > 0;
+    public bool ReportsRpcDelivery => QoS((_subscriptions & TopicSubscription.RpcRequests) != 0 ? TopicSubscription.RpcRequests : TopicSubscription.RpcRequestsV2) > 0;
+
+    /// <summary>The QoS the client subscribed to <paramref name="kind"/> at (0 when it did not).</summary>
+    private byte QoS(TopicSubscription kind) => (_qos1 & kind) != 0 ? (byte)1 : (byte)0;
 
     public void Close(string reason)
     {

@@ -32,7 +32,12 @@ internal enum TopicSubscription : ushort
     RpcRequestsV2 = 16,
     RpcResponses = 32,
     Firmware = 64,
-    Gateway = 128,
+    GatewayAttributes = 128,
+    GatewayRpc = 256,
+    GatewayAttributeResponses = 512,
+
+    /// <summary>Any gateway topic: a gateway subscribed to one receives its children's attribute pushes and RPCs.</summary>
+    Gateway = GatewayAttributes | GatewayRpc | GatewayAttributeResponses,
 }
 
 /// <summary>Device API topics as pre-encoded UTF-8; routing matches bytes, never strings.</summary>
@@ -168,8 +173,9 @@ internal static class MqttTopics
         _ when filter.SequenceEqual("v1/devices/me/rpc/response/+"u8) || filter.SequenceEqual("v1/devices/me/rpc/response/#"u8)
             || filter.SequenceEqual("v2/r/res/+"u8) => TopicSubscription.RpcResponses,
         _ when filter.SequenceEqual("v2/fw/response/+/chunk/+"u8) || filter.SequenceEqual("v2/fw/response/#"u8) || filter.SequenceEqual(FirmwareError) => TopicSubscription.Firmware,
-        _ when filter.SequenceEqual(GatewayAttributes) || filter.SequenceEqual(GatewayRpc) || filter.SequenceEqual(GatewayAttributeResponse)
-            || filter.SequenceEqual("v1/gateway/attributes/response/+"u8) => TopicSubscription.Gateway,
+        _ when filter.SequenceEqual(GatewayAttributes) => TopicSubscription.GatewayAttributes,
+        _ when filter.SequenceEqual(GatewayRpc) => TopicSubscription.GatewayRpc,
+        _ when filter.SequenceEqual(GatewayAttributeResponse) || filter.SequenceEqual("v1/gateway/attributes/response/+"u8) => TopicSubscription.GatewayAttributeResponses,
         _ => TopicSubscription.None,
     };
 
