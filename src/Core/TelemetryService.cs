@@ -194,26 +194,32 @@ public sealed class TelemetryService
         if (intervalMs <= 0)
         {
             intervalMs = endTs - startTs;
+            if (intervalMs <= 0)
+            {
+                intervalMs = long.MaxValue; // the range's length overflowed: one bucket
+            }
         }
         result = [];
         var index = 0;
-        for (var bucketStart = startTs; bucketStart < endTs && index < points.Length; bucketStart += intervalMs)
+        while (index < points.Length)
         {
-            var bucketEnd = Math.Min(bucketStart + intervalMs, endTs);
+            // Straight to the bucket of the next point: empty buckets cost nothing, so a tiny interval over a long
+            // range is as cheap as the points in it. Unsigned, as the offset of a point from startTs may pass long.MaxValue.
+            var offset = unchecked((ulong)(points[index].Ts - startTs));
+            var bucketStart = unchecked(startTs + (long)(offset / (ulong)intervalMs * (ulong)intervalMs));
+            var bucketEnd = bucketStart > long.MaxValue - intervalMs ? endTs : Math.Min(bucketStart + intervalMs, endTs);
+            var last = bucketEnd == endTs; // takes the rest, with a point at long.MaxValue when endTs is
             var accumulator = new Accumulator();
-            while (index < points.Length && points[index].Ts < bucketEnd)
+            while (index < points.Length && (last || points[index].Ts < bucketEnd))
             {
-                if (points[index].Ts >= bucketStart)
-                {
-                    accumulator.Add(points[index].Entry);
-                }
+                accumulator.Add(points[index].Entry);
                 index++;
             }
             if (accumulator.TryGetResult(key, agg, out var value))
             {
                 result.Add(new TsKvEntry(bucketStart + (bucketEnd - bucketStart) / 2, value));
             }
-            if (bucketStart > long.MaxValue - intervalMs)
+            if (!descending && result.Count >= limit)
             {
                 break;
             }
@@ -229,9 +235,13 @@ public sealed class TelemetryService
         return result;
     }
 
-    /// <summary>Deletes keys' latest values and/or their history in [startTs, endTs).</summary>
+    /// <summary>
+    /// Deletes keys' history in [startTs, endTs) and, with <paramref name="deleteLatest"/>, their latest value when its
+    /// timestamp is in that range (as the reference does); with <paramref name="rewriteLatest"/> the newest point left
+    /// in the history becomes the latest value instead.
+    /// </summary>
     public Task DeleteAsync(Guid deviceId, IReadOnlyList<string> keys, bool deleteLatest, bool deleteHistory,
-        long startTs = long.MinValue, long endTs = long.MaxValue)
+        long startTs = long.MinValue, long endTs = long.MaxValue, bool rewriteLatest = false)
     {
         ArgumentNullException.ThrowIfNull(keys);
         if (keys.Count == 0 || !_devices.ContainsKey(deviceId))
@@ -240,7 +250,9 @@ public sealed class TelemetryService
         }
         var w = new RecordWriter(RecordKind.TelemetryDelete);
         w.WriteGuid(deviceId);
-        w.WriteBool(deleteLatest);
+        // The latest value's fate, one byte: 0 kept, 1 deleted when in range, 2 rewritten from the history (older logs hold 0 or 1).
+        var latestMode = (byte)(!deleteLatest ? 0 : rewriteLatest ? 2 : 1);
+        w.WriteByte(latestMode);
         w.WriteBool(deleteHistory);
         w.WriteInt64(startTs);
         w.WriteInt64(endTs);
@@ -251,7 +263,7 @@ public sealed class TelemetryService
         }
         return _log.Append(ref w, () =>
         {
-            ApplyDelete(deviceId, keys, deleteLatest, deleteHistory, startTs, endTs);
+            ApplyDelete(deviceId, keys, latestMode, deleteHistory, startTs, endTs);
             return true;
         });
     }
@@ -285,7 +297,7 @@ public sealed class TelemetryService
         return true;
     }
 
-    private void ApplyDelete(Guid deviceId, IReadOnlyList<string> keys, bool deleteLatest, bool deleteHistory, long startTs, long endTs)
+    private void ApplyDelete(Guid deviceId, IReadOnlyList<string> keys, byte latestMode, bool deleteHistory, long startTs, long endTs)
     {
         if (!_devices.TryGetValue(deviceId, out var device))
         {
@@ -293,7 +305,7 @@ public sealed class TelemetryService
         }
         foreach (var key in keys)
         {
-            if (device.TryGetValue(key, out var series) && series.Delete(deleteLatest, deleteHistory, startTs, endTs))
+            if (device.TryGetValue(key, out var series) && series.Delete(latestMode, deleteHistory, startTs, endTs))
             {
                 device.TryRemove(key, out _);
             }
@@ -353,7 +365,7 @@ public sealed class TelemetryService
         }
         else
         {
-            var deleteLatest = r.ReadBool();
+            var latestMode = r.ReadByte();
             var deleteHistory = r.ReadBool();
             var startTs = r.ReadInt64();
             var endTs = r.ReadInt64();
@@ -363,7 +375,7 @@ public sealed class TelemetryService
             {
                 keys[i] = r.ReadKey();
             }
-            ApplyDelete(deviceId, keys, deleteLatest, deleteHistory, startTs, endTs);
+            ApplyDelete(deviceId, keys, latestMode, deleteHistory, startTs, endTs);
         }
     }
 
@@ -438,8 +450,11 @@ public sealed class TelemetryService
             }
         }
 
-        /// <summary>Returns true when the series is now empty.</summary>
-        public bool Delete(bool latest, bool history, long startTs, long endTs)
+        /// <summary>
+        /// Deletes history in the range; <paramref name="latestMode"/> 1 deletes the latest value when its timestamp is
+        /// in the range, 2 replaces it then with the newest point left. Returns true when the series is now empty.
+        /// </summary>
+        public bool Delete(byte latestMode, bool history, long startTs, long endTs)
         {
             lock (_lock)
             {
@@ -448,10 +463,13 @@ public sealed class TelemetryService
                     _changedFromTs = Math.Min(_changedFromTs, startTs);
                     _history.Delete(startTs, endTs);
                 }
-                if (latest)
+                if (latestMode != 0 && _hasLatest && _latest.Ts >= startTs && (_latest.Ts < endTs || endTs == long.MaxValue))
                 {
-                    _hasLatest = false;
-                    _latest = default;
+                    _hasLatest = latestMode == 2 && _history.TryGetLast(key, out _latest);
+                    if (!_hasLatest)
+                    {
+                        _latest = default;
+                    }
                 }
                 return !_hasLatest && _history.Count == 0;
             }

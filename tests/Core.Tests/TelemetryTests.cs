@@ -112,6 +112,49 @@ public class TelemetryTests
     }
 
     [Fact]
+    public async Task Query_ATinyIntervalOverAHugeRange_CostsOnlyItsPoints()
+    {
+        using var dir = new TempDir();
+        var (engine, id) = await SeedAsync(dir);
+        await using var _ = engine;
+        // 1.8e12 one-millisecond buckets, 20 of them with a point: walked bucket by bucket, this took hours.
+        var counts = engine.Telemetry.Query(id, "t", 0, 1_800_000_000_000, 1, 100, Aggregation.Count, false);
+        Assert.Equal(Enumerable.Range(0, 20).Select(i => i * 100L), counts.Select(e => e.Ts));
+        Assert.All(counts, e => Assert.Equal(1L, e.Entry.LongValue));
+        Assert.Equal([0L, 100, 200], engine.Telemetry.Query(id, "t", 0, 1_800_000_000_000, 1, 3, Aggregation.Count, false).Select(e => e.Ts));
+        Assert.Equal([1900L, 1800], engine.Telemetry.Query(id, "t", 0, 1_800_000_000_000, 1, 2, Aggregation.Count, true).Select(e => e.Ts));
+        // The whole range of timestamps, no interval: one bucket.
+        Assert.Equal(20L, Assert.Single(engine.Telemetry.Query(id, "t", long.MinValue, long.MaxValue, 0, 100, Aggregation.Count, false)).Entry.LongValue);
+        Assert.Equal(20L, Assert.Single(engine.Telemetry.Query(id, "t", long.MinValue, long.MaxValue, long.MaxValue, 100, Aggregation.Count, false)).Entry.LongValue);
+    }
+
+    [Fact]
+    public async Task DeleteARange_TakesTheLatestValueOnlyWhenItIsInTheRange_OrRewritesIt_AndReplays()
+    {
+        using var dir = new TempDir();
+        Guid id;
+        {
+            var (engine, seeded) = await SeedAsync(dir);
+            await using var _ = engine;
+            id = seeded;
+            await engine.Telemetry.DeleteAsync(id, ["t"], deleteLatest: true, deleteHistory: true, 0, 1500);
+            Assert.Equal(1900, Assert.Single(engine.Telemetry.GetLatest(id, ["t"])).Ts); // outside the range: kept
+            await engine.Telemetry.DeleteAsync(id, ["t"], deleteLatest: true, deleteHistory: true, 1800, 2000, rewriteLatest: true);
+            var rewritten = Assert.Single(engine.Telemetry.GetLatest(id, ["t"]));
+            Assert.Equal(1700, rewritten.Ts);
+            Assert.Equal(17.5, rewritten.Entry.DoubleValue);
+        }
+
+        await using (var reopened = await Engines.OpenAsync(dir.Path))
+        {
+            Assert.Equal(1700, Assert.Single(reopened.Telemetry.GetLatest(id, ["t"])).Ts);
+            Assert.Equal([1500L, 1600, 1700], reopened.Telemetry.Query(id, "t", 0, 5000, 0, 0, Aggregation.None, false).Select(e => e.Ts));
+            await reopened.Telemetry.DeleteAsync(id, ["t"], deleteLatest: true, deleteHistory: true, 1600, 1800);
+            Assert.Empty(reopened.Telemetry.GetLatest(id, ["t"]));
+        }
+    }
+
+    [Fact]
     public async Task Retention_TrimsHistoryOlderThanWindow_AtOpen()
     {
         using var dir = new TempDir();

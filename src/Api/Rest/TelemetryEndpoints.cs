@@ -244,7 +244,7 @@ internal static class TelemetryEndpoints
     }
 
     private static async Task<IResult> DeleteTimeseries(string entityType, Guid entityId, HttpContext context, PerfEngine engine, string? keys,
-        bool? deleteAllDataForKeys, long? startTs, long? endTs, bool? deleteLatest)
+        bool? deleteAllDataForKeys, long? startTs, long? endTs, bool? deleteLatest, bool? rewriteLatestIfDeleted)
     {
         if (Resolve(entityType, entityId, context, engine, out var device) is { } error)
         {
@@ -267,7 +267,7 @@ internal static class TelemetryEndpoints
                 return ApiError.BadRequest("'startTs' and 'endTs' are required unless deleteAllDataForKeys=true");
             }
 
-            await engine.Telemetry.DeleteAsync(device!.Id, keyList, deleteLatest ?? true, deleteHistory: true, startTs.Value, endTs.Value);
+            await engine.Telemetry.DeleteAsync(device!.Id, keyList, deleteLatest ?? true, deleteHistory: true, startTs.Value, endTs.Value, rewriteLatestIfDeleted ?? false);
         }
 
         return Results.Ok();

@@ -91,6 +91,27 @@ internal sealed class TelemetryHistory : IDisposable
         Rebuild(index, ts, value, payloadSize);
     }
 
+    /// <summary>The newest point, if any.</summary>
+    public bool TryGetLast(string key, out TsKvEntry last)
+    {
+        last = default;
+        for (var i = _blocks.Count - 1; i >= 0; i--)
+        {
+            var cursor = new PointCursor(_blocks[i]);
+            var found = false;
+            while (cursor.Next())
+            {
+                last = new TsKvEntry(cursor.Ts, Decode(key, cursor.Payload));
+                found = true;
+            }
+            if (found)
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
     /// <summary>
     /// The points in [<paramref name="startTs"/>, <paramref name="endTs"/>), ascending; an end of
     /// <see cref="long.MaxValue"/> includes a point at <see cref="long.MaxValue"/>.
