@@ -172,13 +172,42 @@ internal static class RpcEndpoints
         return outcome.Status switch
         {
             RpcStatus.Success when oneWay => Results.Ok(),
-            RpcStatus.Success => Results.Text(outcome.ResponseJson ?? string.Empty, "application/json"),
+            RpcStatus.Success when string.IsNullOrEmpty(outcome.ResponseJson) => Results.Ok(),
+            RpcStatus.Success when !IsJson(outcome.ResponseJson) =>
+                ApiError.Of(406, "The device's reply is not JSON", ErrorCode.General),
+            RpcStatus.Success => Results.Text(outcome.ResponseJson, "application/json"),
             RpcStatus.NotFound => ApiError.NotFound("Device with requested id wasn't found!"),
             RpcStatus.TooManyRequests when !v2 => ApiError.Of(409, "Too many pending RPC requests for the device", ErrorCode.TooManyRequests),
             RpcStatus.TooManyRequests => ApiError.Of(504, "Too many pending RPC requests for the device", ErrorCode.TooManyRequests),
             RpcStatus.DeviceOffline => ApiError.Of(v2 ? 504 : 408, "Device is offline: no active connection took the request in time", ErrorCode.General),
             _ => ApiError.Of(v2 ? 504 : 408, "Device did not respond in time", ErrorCode.General),
         };
+    }
+
+    /// <summary>
+    /// Whether a device's reply is one JSON value (the reference answers 406 Not Acceptable when it is not). Read in a
+    /// pooled buffer: nothing is allocated per call.
+    /// </summary>
+    private static bool IsJson(string text)
+    {
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(System.Text.Encoding.UTF8.GetMaxByteCount(text.Length));
+        try
+        {
+            var reader = new Utf8JsonReader(buffer.AsSpan(0, System.Text.Encoding.UTF8.GetBytes(text, buffer)));
+            while (reader.Read())
+            {
+            }
+
+            return reader.BytesConsumed > 0;
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
 
     private sealed record RpcRequestBody(string Method, string ParamsJson, long TimeoutMs, long? ExpirationTime, bool Persistent, int? Retries, string? AdditionalInfoJson);
@@ -191,10 +220,13 @@ internal static class RpcEndpoints
             return null;
         }
 
-        if (!TryLong(body, "timeout", DefaultTimeoutMs, out var timeout) || timeout < MinTimeoutMs)
+        // A timeout below the minimum is raised to it, as the reference does (Math.max(minTimeout, timeout)).
+        if (!TryLong(body, "timeout", DefaultTimeoutMs, out var timeout))
         {
             return null;
         }
+
+        timeout = Math.Max(timeout, MinTimeoutMs);
 
         long? expirationTime = null;
         if (Present(body, "expirationTime"))
@@ -236,9 +268,9 @@ internal static class RpcEndpoints
             return ApiError.BadRequest("'params' is required (use {} when the method takes none)");
         }
 
-        if (!TryLong(body, "timeout", DefaultTimeoutMs, out var timeout) || timeout < MinTimeoutMs)
+        if (!TryLong(body, "timeout", DefaultTimeoutMs, out _))
         {
-            return ApiError.BadRequest($"'timeout' must be a number of milliseconds, at least {MinTimeoutMs}");
+            return ApiError.BadRequest("'timeout' must be a number of milliseconds");
         }
 
         if (Present(body, "retries") && (!TryLong(body, "retries", 0, out var r) || r < 0))
