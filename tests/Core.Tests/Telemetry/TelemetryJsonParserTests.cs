@@ -255,6 +255,19 @@ public class TelemetryJsonParserTests
     }
 
     [Theory]
+    [InlineData("1795589401273.456", 1795589401273)]
+    [InlineData("1.5e12", 1500000000000)]
+    [InlineData("\"1451649600600\"", 1451649600600)]
+    [InlineData("\"-5\"", -5)]
+    [InlineData("-2.9", -2)]
+    public void ATsWithAFractionOrInAString_IsReadAsTheReferenceReadsIt(string ts, long expected)
+    {
+        List<TsKvEntry> entries = Telemetry("{\"ts\":" + ts + ",\"values\":{\"a\":1}}");
+
+        Assert.Equal([new TsKvEntry(expected, new KvEntry("a", 1L))], entries);
+    }
+
+    [Theory]
     [InlineData("42", "expected a JSON object or array at byte 0")]
     [InlineData(" \"text\"", "expected a JSON object or array at byte 1")]
     [InlineData("true", "expected a JSON object or array at byte 0")]
@@ -262,7 +275,9 @@ public class TelemetryJsonParserTests
     [InlineData("[1,2]", "expected an object in the telemetry array at byte 1")]
     [InlineData("""[{"a":1},[{"b":2}]]""", "expected an object in the telemetry array at byte 9")]
     [InlineData("""{"ts":"x","values":{"a":1}}""", "expected an integer for 'ts' at byte 6")]
-    [InlineData("""{"ts":1.5,"values":{"a":1}}""", "expected an integer for 'ts' at byte 6")]
+    [InlineData("""{"ts":"1.5","values":{"a":1}}""", "expected an integer for 'ts' at byte 6")]
+    [InlineData("""{"ts":1e400,"values":{"a":1}}""", "expected an integer for 'ts' at byte 6")]
+    [InlineData("""{"ts":{},"values":{"a":1}}""", "expected an integer for 'ts' at byte 6")]
     [InlineData("""{"values":{"a":1},"ts":null}""", "expected an integer for 'ts' at byte 23")]
     [InlineData("""{"ts":1,"values":5}""", "expected an object for 'values' at byte 17")]
     [InlineData("""{"ts":1,"values":[{"a":1}]}""", "expected an object for 'values' at byte 17")]

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Diagnostics.CodeAnalysis;
+using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
@@ -325,7 +326,7 @@ internal ref struct KvJsonReader
                 // Duplicate keys: the last one wins, as with the reference's JSON object model.
                 sawTs = true;
                 Next();
-                badTsAt = _reader.TokenType == JsonTokenType.Number && TryGetInt64(out ts) ? -1 : _reader.TokenStartIndex;
+                badTsAt = TryReadTs(out ts) ? -1 : _reader.TokenStartIndex;
                 _reader.Skip();
             }
             else if (KeyIs(ref _reader, "values"u8))
@@ -467,6 +468,45 @@ internal ref struct KvJsonReader
 
         present = true;
         return true;
+    }
+
+    /// <summary>
+    /// A "ts" as the reference reads it (Gson's getAsLong): an integer; a number with a fraction or an exponent, cut
+    /// to its whole milliseconds (firmware sends <c>Date.now()</c>-style and <c>time.time()*1000</c> values); or a
+    /// string holding an integer. Nothing is allocated.
+    /// </summary>
+    private readonly bool TryReadTs(out long ts)
+    {
+        ts = 0;
+        switch (_reader.TokenType)
+        {
+            case JsonTokenType.Number:
+                if (TryGetInt64(out ts))
+                {
+                    return true;
+                }
+
+                // 2^63 is exact as a double; a value below it (and at least -2^63) fits a long.
+                if (TryGetDouble(out double d) && d >= -9.223372036854775808E18 && d < 9.223372036854775808E18)
+                {
+                    ts = (long)d;
+                    return true;
+                }
+
+                return false;
+            case JsonTokenType.String:
+                long length = _reader.HasValueSequence ? _reader.ValueSequence.Length : _reader.ValueSpan.Length;
+                if (length > StackNumberLimit)
+                {
+                    return false;
+                }
+
+                Span<char> chars = stackalloc char[StackNumberLimit];
+                int written = _reader.CopyString(chars);
+                return long.TryParse(chars[..written], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out ts);
+            default:
+                return false;
+        }
     }
 
     /// <summary>
