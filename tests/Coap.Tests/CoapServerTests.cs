@@ -302,6 +302,67 @@ public sealed class CoapServerTests
     }
 
     [Fact]
+    public async Task LargeObservations_GoOutBlockByBlock_AndTheRestComesFromTheSameRepresentation()
+    {
+        await using var h = await CoapServerHarness.StartAsync(o => o.BlockSize = 16);
+        for (var i = 0; i < 10; i++)
+        {
+            h.Api.Shared.Add(new AttributeKv(1, new Perf.Core.Telemetry.KvEntry("key" + i, "value" + i)));
+        }
+
+        // The registration's answer: shared attributes only, first block, then the rest by GET with Block2 and no
+        // Observe; a fresh GET would serve the client-and-shared representation and corrupt the stitched document.
+        await h.SendAsync(CoapServerHarness.Request(CoapMessageType.Confirmable, CoapCode.Get, h.NextId(), Token, "api/v1/good/attributes",
+            w => w.UInt(CoapOptionNumber.Observe, 0)));
+        var registered = await h.ReceiveAsync();
+        Assert.NotNull(registered.UInt(CoapOptionNumber.Observe));
+        var shared = await RestOfBlocksAsync(h, registered, "api/v1/good/attributes");
+        Assert.StartsWith("{\"s\":\"x\",\"key0\":\"value0\"", shared);
+        Assert.EndsWith("\"key9\":\"value9\"}", shared);
+
+        // A notification larger than a block carries its first block; the datagram never exceeds it.
+        var session = Assert.Single(h.Sessions.Sessions);
+        var big = new string('v', 100);
+        session.PushAttributeUpdate([new Perf.Core.Telemetry.KvEntry("big", big)], []);
+        var notification = await h.ReceiveAsync();
+        Assert.Equal(16, notification.Payload.Length);
+        await h.SendAsync([0x60, 0x00, (byte)(notification.MessageId >> 8), (byte)notification.MessageId]);
+        Assert.Equal("{\"big\":\"" + big + "\"}", await RestOfBlocksAsync(h, notification, "api/v1/good/attributes"));
+
+        // The same for a large RPC on the rpc resource.
+        await h.SendAsync(CoapServerHarness.Request(CoapMessageType.Confirmable, CoapCode.Get, h.NextId(), Token, "api/v1/good/rpc",
+            w => w.UInt(CoapOptionNumber.Observe, 0)));
+        Assert.Equal(CoapCode.Content, (await h.ReceiveAsync()).Code);
+        Assert.True(session.PushRpcRequest(new RpcRequest(9, Guid.NewGuid(), "configure", "{\"blob\":\"" + big + "\"}", false, 0, false)));
+        var rpc = await h.ReceiveAsync();
+        await h.SendAsync([0x60, 0x00, (byte)(rpc.MessageId >> 8), (byte)rpc.MessageId]);
+        Assert.Equal("{\"id\":9,\"method\":\"configure\",\"params\":{\"blob\":\"" + big + "\"}}", await RestOfBlocksAsync(h, rpc, "api/v1/good/rpc"));
+    }
+
+    /// <summary>RFC 7959 §3.4: the first block came in <paramref name="first"/>; GETs the following ones by NUM, no Observe.</summary>
+    private static async Task<string> RestOfBlocksAsync(CoapServerHarness h, CoapTestMessage first, string path)
+    {
+        Assert.True(CoapBlock.TryDecode(first.UInt(CoapOptionNumber.Block2)!.Value, out var block));
+        Assert.True(block.More);
+        var size2 = (int)first.UInt(CoapOptionNumber.Size2)!.Value;
+        var body = new List<byte>(first.Payload.ToArray());
+        for (var n = 1; block.More; n++)
+        {
+            var num = n;
+            await h.SendAsync(CoapServerHarness.Request(CoapMessageType.Confirmable, CoapCode.Get, h.NextId(), Token, path,
+                w => w.UInt(CoapOptionNumber.Block2, new CoapBlock(num, false, block.SizeExponent).Encode())));
+            var reply = await h.ReceiveAsync();
+            Assert.Equal(CoapCode.Content, reply.Code);
+            Assert.True(CoapBlock.TryDecode(reply.UInt(CoapOptionNumber.Block2)!.Value, out block));
+            Assert.Equal(num, block.Number);
+            body.AddRange(reply.Payload.ToArray());
+        }
+
+        Assert.Equal(size2, body.Count);
+        return Encoding.UTF8.GetString(body.ToArray());
+    }
+
+    [Fact]
     public async Task ClientRpc_AnswersContentWithTheCoreReply()
     {
         await using var h = await CoapServerHarness.StartAsync();

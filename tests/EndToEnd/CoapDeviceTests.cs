@@ -71,6 +71,24 @@ public sealed class CoapDeviceTests(HostFixture fixture)
     }
 
     [Fact]
+    public async Task ObservingLargeSharedAttributes_WithCoapClient_GivesOneWholeJsonDocument()
+    {
+        using var rest = await DeviceApiRest.LoginAsync(fixture);
+        var device = await rest.CreateDeviceAsync("coap-observe-big");
+        var big = new string('x', 5000);
+        await rest.SaveSharedAsync(device.Id, "{\"note\":\"" + big + "\",\"mode\":\"eco\"}");
+        (await rest.Http.PostAsync($"/api/v1/{device.Token}/attributes", new StringContent("{\"model\":\"X1\"}"))).EnsureSuccessStatusCode();
+
+        // -s 1: observe for a second; libcoap fetches the blocks after the first with GETs of its own (RFC 7959 §3.4).
+        var (exit, output) = await RunAsync("-m", "get", "-s", "1", Uri(device.Token, "attributes"));
+        Assert.True(exit == 0, output);
+        var json = System.Text.Json.Nodes.JsonNode.Parse(output.Trim())!.AsObject();
+        Assert.Equal(big, json["note"]!.GetValue<string>());
+        Assert.Equal("eco", json["mode"]!.GetValue<string>());
+        Assert.False(json.ContainsKey("client"), output[..Math.Min(200, output.Length)]);
+    }
+
+    [Fact]
     public async Task BadToken_Is401_AndBadJson_Is400()
     {
         using var rest = await DeviceApiRest.LoginAsync(fixture);

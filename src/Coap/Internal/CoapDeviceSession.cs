@@ -23,6 +23,13 @@ internal sealed class CoapObserver(CoapDeviceSession session, CoapObserveKind ki
 
     /// <summary>§3.4: a 24-bit sequence number that increases with every notification.</summary>
     public uint NextSequence() => (uint)Interlocked.Increment(ref _sequence) & 0xFFFFFF;
+
+    /// <summary>
+    /// The last representation sent to this observer that did not fit one block (RFC 7959 §3.4): its first block
+    /// went in the notification, and the client asks for the rest with a GET carrying Block2 and no Observe,
+    /// answered from here so every block comes from the same representation. Null when the last one fit.
+    /// </summary>
+    public ReadOnlyMemory<byte>? LastLargeRepresentation { get; set; }
 }
 
 /// <summary>
@@ -74,6 +81,23 @@ internal sealed class CoapDeviceSession(CoapRequestHandler handler, Guid deviceI
         }
 
         return observer;
+    }
+
+    /// <summary>The observer of <paramref name="kind"/> from <paramref name="endpoint"/>, if any.</summary>
+    public CoapObserver? Find(CoapObserveKind kind, CoapEndpointKey endpoint)
+    {
+        lock (_lock)
+        {
+            foreach (var observer in _observers)
+            {
+                if (observer.Kind == kind && observer.Endpoint == endpoint)
+                {
+                    return observer;
+                }
+            }
+
+            return null;
+        }
     }
 
     /// <summary>Removes the observer of <paramref name="kind"/> from <paramref name="endpoint"/> (Observe=1, §3.6).</summary>

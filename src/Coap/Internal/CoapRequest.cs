@@ -110,6 +110,23 @@ internal ref struct CoapRequest
         return request;
     }
 
+    /// <summary>Whether the request carries any Uri-Query option.</summary>
+    public readonly bool HasQuery
+    {
+        get
+        {
+            foreach (var option in new CoapOptionEnumerator(OptionBytes))
+            {
+                if (option.Number == CoapOptionNumber.UriQuery)
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
+    }
+
     /// <summary>The value of Uri-Query <c>name=value</c>, or null.</summary>
     public readonly string? Query(ReadOnlySpan<byte> name)
     {

@@ -460,6 +460,10 @@ internal sealed class CoapRequestHandler
         {
             CancelObserver(device, CoapObserveKind.Attributes, exchange.Endpoint);
         }
+        else if (TryCompleteFromObservation(exchange, request, device, CoapObserveKind.Attributes))
+        {
+            return;
+        }
 
         var reply = _api.RequestAttributesAsync(device, Keys(request.Query(QueryClientKeys)), Keys(request.Query(QuerySharedKeys)));
         _ = AttributesAsync(exchange, reply);
@@ -496,7 +500,9 @@ internal sealed class CoapRequestHandler
         {
             var current = await pending;
             var observer = AddObserver(device, CoapObserveKind.Attributes, exchange);
-            Complete(exchange, new CoapReply(CoapCode.Content, DeviceJson.SharedAttributes(current), CoapContentFormat.Json, observer.NextSequence()));
+            var representation = DeviceJson.SharedAttributes(current);
+            observer.LastLargeRepresentation = representation.Length > BlockSize ? representation : null;
+            Complete(exchange, new CoapReply(CoapCode.Content, representation, CoapContentFormat.Json, observer.NextSequence()));
             SubscriptionsChanged(observer.Session);
         }
         catch (Exception ex)
@@ -522,6 +528,8 @@ internal sealed class CoapRequestHandler
             case 1:
                 CancelObserver(device, CoapObserveKind.Rpc, exchange.Endpoint);
                 Complete(exchange, new CoapReply(CoapCode.Content));
+                return;
+            case null when TryCompleteFromObservation(exchange, request, device, CoapObserveKind.Rpc):
                 return;
             default:
                 Complete(exchange, new CoapReply(CoapCode.BadRequest));
@@ -646,6 +654,27 @@ internal sealed class CoapRequestHandler
         }
     }
 
+    /// <summary>The block size responses are cut at: the configured one, as a power of two from 16 to 1024.</summary>
+    private int BlockSize => 1 << (CoapBlock.ExponentFor(_options.BlockSize) + 4);
+
+    /// <summary>
+    /// RFC 7959 §3.4: a GET with Block2 and no Observe from an endpoint whose observation's last notification did not
+    /// fit one block asks for that notification's further blocks: they are answered from the same representation
+    /// (a fresh one could differ and would corrupt what the client stitches together).
+    /// </summary>
+    private bool TryCompleteFromObservation(CoapExchange exchange, in CoapRequest request, Device device, CoapObserveKind kind)
+    {
+        if (request.Observe is not null || request.Block2 is not { Number: > 0 } || request.HasQuery
+            || !_deviceSessions.TryGetValue(device.Id, out var session)
+            || session.Find(kind, exchange.Endpoint)?.LastLargeRepresentation is not { } representation)
+        {
+            return false;
+        }
+
+        Complete(exchange, new CoapReply(CoapCode.Content, representation, CoapContentFormat.Json));
+        return true;
+    }
+
     /// <summary>Sends a confirmable 2.05 notification (RFC 7641 §4.2) and retransmits it until acknowledged.</summary>
     public void Notify(CoapObserver observer, ReadOnlyMemory<byte> json)
     {
@@ -656,6 +685,23 @@ internal sealed class CoapRequestHandler
         exchange.TokenLength = observer.Token.Length;
         exchange.Observer = observer;
         exchange.State = CoapExchange.StateDone;
+        var payload = json.Span;
+        CoapBlock? block2 = null;
+        int? size2 = null;
+        if (payload.Length > BlockSize)
+        {
+            // RFC 7959 §3.4: the notification carries the first block; the client GETs the rest (answered from
+            // the observer's copy, see TryCompleteFromObservation), so a datagram never exceeds one block.
+            observer.LastLargeRepresentation = json;
+            block2 = new CoapBlock(0, true, CoapBlock.ExponentFor(BlockSize));
+            size2 = payload.Length;
+            payload = payload[..BlockSize];
+        }
+        else
+        {
+            observer.LastLargeRepresentation = null;
+        }
+
         var response = new CoapResponse
         {
             Type = CoapMessageType.Confirmable,
@@ -664,7 +710,9 @@ internal sealed class CoapRequestHandler
             Token = exchange.Token,
             Observe = observer.NextSequence(),
             ContentFormat = CoapContentFormat.Json,
-            Payload = json.Span,
+            Block2 = block2,
+            Size2 = size2,
+            Payload = payload,
         };
         var buffer = exchange.EnsureBuffer(response.GetSize());
         exchange.Length = response.WriteTo(buffer);
@@ -702,7 +750,7 @@ internal sealed class CoapRequestHandler
         var payload = reply.Payload.Span;
         var block2 = reply.Block2;
         var size2 = reply.Size2;
-        var blockSize = 1 << (CoapBlock.ExponentFor(_options.BlockSize) + 4);
+        var blockSize = BlockSize;
         if (block2 is null && (payload.Length > blockSize || exchange.Block2Request is not null) && reply.Code == CoapCode.Content)
         {
             // RFC 7959 §2.4: slice the representation; the client asks for the following blocks by NUM.
