@@ -231,6 +231,34 @@ public sealed class MqttDeviceApiTests(HostFixture fixture)
     }
 
     [Fact]
+    public async Task InvalidClientRpcJson_OnQoS1_ClosesTheConnection_OnQoS0_IsAnsweredWithTheError()
+    {
+        using var rest = await TenantRest.LoginAsync(fixture);
+        var (_, token, _) = await rest.CreateDeviceAsync("mqttnet-bad-client-rpc");
+        await using (var lenient = await MqttDevice.ConnectAsync(fixture, token, "v1/devices/me/rpc/response/+"))
+        {
+            await lenient.PublishAsync("v1/devices/me/rpc/request/6", "not json", MqttQualityOfServiceLevel.AtMostOnce);
+            var error = await lenient.ReceiveJsonAsync("v1/devices/me/rpc/response/6");
+            Assert.NotNull(error["error"]);
+            Assert.True(lenient.Client.IsConnected);
+        }
+
+        await using var device = await MqttDevice.ConnectAsync(fixture, token, "v1/devices/me/rpc/response/+");
+        var disconnected = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        device.Client.DisconnectedAsync += _ =>
+        {
+            disconnected.TrySetResult();
+            return Task.CompletedTask;
+        };
+
+        var publish = device.Client.PublishAsync(new MqttApplicationMessageBuilder()
+            .WithTopic("v1/devices/me/rpc/request/7").WithPayload(Encoding.UTF8.GetBytes("not json")).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
+
+        await disconnected.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        await Assert.ThrowsAnyAsync<Exception>(() => publish);
+    }
+
+    [Fact]
     public async Task SecondConnectWithTheSameToken_ClosesTheOlderSession()
     {
         using var rest = await TenantRest.LoginAsync(fixture);

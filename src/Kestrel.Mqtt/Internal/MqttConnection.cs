@@ -442,8 +442,7 @@ internal sealed partial class MqttConnection : IDeviceSession
                 Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packetId, qos, route);
                 break;
             case TopicRoute.ClientRpcRequest:
-                StartRequest(RespondClientRpcAsync(_door.Api.ClientRpcAsync(device, packet.Payload, ClosedToken()), id));
-                Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packetId, qos, route);
+                HandleClientRpc(_door.Api.ClientRpcAsync(device, packet.Payload, ClosedToken()), id, packetId, qos, route);
                 break;
             case TopicRoute.FirmwareChunk:
                 HandleFirmwareRequest(device, topic, packet.Payload);
@@ -535,6 +534,28 @@ internal sealed partial class MqttConnection : IDeviceSession
         }
 
         RequestFlush();
+    }
+
+    /// <summary>
+    /// A client-side RPC: answered on its response topic when the core has it. Invalid JSON at QoS 1 closes the
+    /// connection without PUBACK, as on every other topic (README); at QoS 0 the device gets the error as the reply.
+    /// </summary>
+    private void HandleClientRpc(ValueTask<ClientRpcResult> call, int id, ushort packetId, byte qos, TopicRoute route)
+    {
+        if (call.IsCompletedSuccessfully)
+        {
+            var done = call.Result;
+            if (qos > 0 && done.Result.Status == UplinkStatus.BadPayload)
+            {
+                Enqueue(new ValueTask<UplinkResult>(done.Result), packetId, qos, route);
+                return;
+            }
+
+            call = new ValueTask<ClientRpcResult>(done);
+        }
+
+        StartRequest(RespondClientRpcAsync(call, id));
+        Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packetId, qos, route);
     }
 
     private async Task RespondClientRpcAsync(ValueTask<ClientRpcResult> request, int id)
