@@ -237,8 +237,10 @@ internal static class EdgeProto
             // Duplicate keys are a parse error here: JsonObject's indexer threw ArgumentException for them (found by tests/Fuzz).
             json = JsonNode.Parse(entity, documentOptions: EntityOptions) as JsonObject;
         }
-        catch (JsonException e)
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
+            // InvalidOperationException: the duplicate-key check unescapes each key, and a lone surrogate escape in
+            // one (\ud800) cannot be read as a string (found by tests/Fuzz).
             error = "device entity is not JSON: " + e.Message;
             return false;
         }

@@ -87,6 +87,13 @@ public class EdgeProtoRegressionTests
     }
 
     [Fact]
+    public void ADeviceEntityWithALoneSurrogateInAKey_IsNotJsonForTheServer()
+    {
+        Assert.False(EdgeProto.TryReadDeviceEntity("{\"\\ud800\":\"Edge device 1\",\"type\":\"thermostat\"}", out _, out var error));
+        Assert.StartsWith("device entity is not JSON: ", error);
+    }
+
+    [Fact]
     public void AWellFormedDeviceEntity_IsRead()
     {
         Assert.True(EdgeProto.TryReadDeviceEntity("{\"name\":\"Edge device 1\",\"type\":\"thermostat\",\"label\":null,\"additionalInfo\":{\"a\":1}}", out var device, out _));
