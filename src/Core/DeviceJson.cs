@@ -83,7 +83,7 @@ public static class DeviceJson
         {
             case DataType.Boolean: w.WriteBoolean(e.Key, e.BooleanValue); break;
             case DataType.Long: w.WriteNumber(e.Key, e.LongValue); break;
-            case DataType.Double: w.WriteNumber(e.Key, e.DoubleValue); break;
+            case DataType.Double: JavaNumbers.WriteNumber(w, e.Key, e.DoubleValue); break;
             case DataType.Json:
                 w.WritePropertyName(e.Key);
                 w.WriteRawValue(e.Text ?? "null");

@@ -259,6 +259,31 @@ public sealed class MqttDeviceApiTests(HostFixture fixture)
     }
 
     [Fact]
+    public async Task Numbers_AreTypedAndRenderedAsTheReferenceDoes()
+    {
+        using var rest = await TenantRest.LoginAsync(fixture);
+        var (id, token, _) = await rest.CreateDeviceAsync("mqttnet-numbers");
+        await using var device = await MqttDevice.ConnectAsync(fixture, token, "v1/devices/me/attributes");
+
+        // The seed's "doubleKey":42.0 reads back as 42.0; an integer beyond a long is kept exactly; 1e3 is a long.
+        await device.PublishAsync("v1/devices/me/telemetry", """{"doubleKey":42.0,"big":12345678901234567890,"e":1e3,"tiny":1e-7}""");
+        var latest = await rest.LatestTimeseriesAsync(id, "doubleKey,big,e,tiny");
+        Assert.Equal("42.0", latest["doubleKey"].Value);
+        Assert.Equal("12345678901234567890", latest["big"].Value);
+        Assert.Equal("1000", latest["e"].Value);
+        Assert.Equal("1.0E-7", latest["tiny"].Value);
+        var strict = await rest.Http.GetStringAsync($"/api/plugins/telemetry/DEVICE/{id}/values/timeseries?keys=doubleKey,big,e&useStrictDataTypes=true");
+        Assert.Contains("\"value\":42.0", strict, StringComparison.Ordinal);
+        Assert.Contains("\"value\":\"12345678901234567890\"", strict, StringComparison.Ordinal);
+        Assert.Contains("\"value\":1000}", strict, StringComparison.Ordinal);
+
+        // A shared double is pushed to the device as the reference writes it.
+        await rest.SaveSharedAsync(id, """{"setpoint":22.0}""");
+        var (_, payload) = await device.ReceiveAsync(t => t == "v1/devices/me/attributes");
+        Assert.Equal("""{"setpoint":22.0}""", Encoding.UTF8.GetString(payload));
+    }
+
+    [Fact]
     public async Task SecondConnectWithTheSameToken_ClosesTheOlderSession()
     {
         using var rest = await TenantRest.LoginAsync(fixture);

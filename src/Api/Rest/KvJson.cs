@@ -19,7 +19,8 @@ public static class KvJson
         {
             DataType.Boolean => JsonValue.Create(entry.BooleanValue),
             DataType.Long => JsonValue.Create(entry.LongValue),
-            DataType.Double => JsonValue.Create(entry.DoubleValue),
+            DataType.Double when double.IsFinite(entry.DoubleValue) => JsonNode.Parse(JavaNumbers.Format(entry.DoubleValue)), // 42.0, as the reference
+            DataType.Double => JsonValue.Create(entry.ValueAsString()),
             DataType.Json => ParseOrString(entry.Text),
             _ => JsonValue.Create(entry.Text),
         };

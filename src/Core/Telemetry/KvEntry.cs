@@ -46,7 +46,7 @@ public readonly struct KvEntry : IEquatable<KvEntry>
     {
         DataType.Boolean => BooleanValue ? "true" : "false",
         DataType.Long => LongValue.ToString(System.Globalization.CultureInfo.InvariantCulture),
-        DataType.Double => DoubleValue.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
+        DataType.Double => JavaNumbers.Format(DoubleValue),
         _ => Text ?? string.Empty,
     };
 

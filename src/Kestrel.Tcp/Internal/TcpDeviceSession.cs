@@ -139,7 +139,7 @@ internal sealed class TcpDeviceSession(TcpConnection owner, Guid deviceId, strin
                         writer.WriteNumber(entry.Key, entry.LongValue);
                         break;
                     case DataType.Double:
-                        writer.WriteNumber(entry.Key, entry.DoubleValue);
+                        JavaNumbers.WriteNumber(writer, entry.Key, entry.DoubleValue);
                         break;
                     case DataType.Json:
                         writer.WritePropertyName(entry.Key);

@@ -236,8 +236,15 @@ internal sealed class TelemetryJsonTarget : FuzzTarget
                 w.WriteNumberValue(e.LongValue);
                 break;
             case DataType.Double:
-                // "R" round-trips; keep a fraction so 1.0 stays a double and does not come back as a long.
+                // "R" round-trips; keep a fraction so 1.0 stays a double and does not come back as a long. A whole
+                // double in exponent form (1E+20) would come back as a long or an exact integer string (the
+                // reference's rule for exponents): written plain with a fraction, it stays a double.
                 var text = e.DoubleValue.ToString("R", CultureInfo.InvariantCulture);
+                if (text.AsSpan().IndexOfAny('E', 'e') >= 0 && Math.Floor(e.DoubleValue) == e.DoubleValue)
+                {
+                    text = e.DoubleValue.ToString("F1", CultureInfo.InvariantCulture);
+                }
+
                 w.WriteRawValue(text.AsSpan().IndexOfAny('.', 'E', 'e') >= 0 ? text : text + ".0", skipInputValidation: true);
                 break;
             case DataType.String:

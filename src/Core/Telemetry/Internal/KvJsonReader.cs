@@ -427,18 +427,13 @@ internal ref struct KvJsonReader
                 entry = new KvEntry(key, false);
                 break;
             case JsonTokenType.Number:
-                // An integer literal that fits is Long; a fraction, an exponent or a larger integer is Double.
+                // An integer literal that fits is Long; the rest follows the reference's rule (ReadOtherNumber).
                 if (TryGetInt64(out long integer))
                 {
                     entry = new KvEntry(key, integer);
                 }
-                else if (TryGetDouble(out double real) && double.IsFinite(real))
+                else if (!TryReadOtherNumber(key, out entry))
                 {
-                    entry = new KvEntry(key, real);
-                }
-                else
-                {
-                    // Utf8JsonReader reads 1e400 as infinity; no stored value or JSON rendering can hold that.
                     return Fail($"number out of range for '{key}' at byte {_reader.TokenStartIndex}", _reader.TokenStartIndex);
                 }
 
@@ -470,6 +465,160 @@ internal ref struct KvJsonReader
         return true;
     }
 
+    /// <summary>The longest whole number kept as text (the reference keeps any; 1e1000 and beyond is refused).</summary>
+    private const int MaxPlainIntegerDigits = 1000;
+
+    /// <summary>
+    /// A number that is not an integer fitting a long, typed as the reference types it (its JSON converter with type
+    /// casts on, the default): an integer literal too large for a long is kept exactly, as a string; a literal with an
+    /// exponent that is a whole number (<c>1e3</c>, <c>2.5E1</c>) is a long, or that string when it is too large; any
+    /// other literal with a fraction or an exponent is a double (infinite: false). Allocates only the string of a
+    /// whole number beyond a long.
+    /// </summary>
+    private readonly bool TryReadOtherNumber(string key, out KvEntry entry)
+    {
+        entry = default;
+        long length = _reader.HasValueSequence ? _reader.ValueSequence.Length : _reader.ValueSpan.Length;
+        byte[]? rented = null;
+        Span<byte> literal = length <= StackNumberLimit ? stackalloc byte[StackNumberLimit] : (rented = ArrayPool<byte>.Shared.Rent((int)length));
+        try
+        {
+            literal = literal[..(int)length];
+            if (_reader.HasValueSequence)
+            {
+                _reader.ValueSequence.CopyTo(literal);
+            }
+            else
+            {
+                _reader.ValueSpan.CopyTo(literal);
+            }
+
+            var exponentAt = literal.IndexOfAny((byte)'e', (byte)'E');
+            if (exponentAt < 0 && literal.IndexOf((byte)'.') < 0)
+            {
+                entry = new KvEntry(key, Encoding.ASCII.GetString(literal)); // an integer beyond a long
+                return true;
+            }
+
+            if (exponentAt >= 0)
+            {
+                if (TryWholeNumber(literal, exponentAt, out var plain, out var tooLarge))
+                {
+                    entry = long.TryParse(plain, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var whole)
+                        ? new KvEntry(key, whole)
+                        : new KvEntry(key, plain);
+                    return true;
+                }
+
+                if (tooLarge)
+                {
+                    return false;
+                }
+            }
+
+            if (TryGetDouble(out double real) && double.IsFinite(real))
+            {
+                entry = new KvEntry(key, real);
+                return true;
+            }
+
+            return false; // Utf8JsonReader reads 1.5e400 as infinity; no stored value or JSON rendering can hold that.
+        }
+        finally
+        {
+            if (rented is not null)
+            {
+                ArrayPool<byte>.Shared.Return(rented);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Whether a literal with an exponent is a whole number, and its plain digits when it is (with its sign);
+    /// <paramref name="tooLarge"/> when it is whole but longer than <see cref="MaxPlainIntegerDigits"/>.
+    /// </summary>
+    private static bool TryWholeNumber(ReadOnlySpan<byte> literal, int exponentAt, [NotNullWhen(true)] out string? plain, out bool tooLarge)
+    {
+        plain = null;
+        tooLarge = false;
+        var negative = literal[0] == (byte)'-';
+        var mantissa = literal[(negative ? 1 : 0)..exponentAt];
+        var exponentText = literal[(exponentAt + 1)..];
+        var exponentNegative = !exponentText.IsEmpty && exponentText[0] == (byte)'-';
+        long exponent = 0;
+        foreach (var c in exponentText)
+        {
+            if (c is >= (byte)'0' and <= (byte)'9' && exponent < 1_000_000)
+            {
+                exponent = (exponent * 10) + (c - '0');
+            }
+        }
+
+        exponent = exponentNegative ? -exponent : exponent;
+        var pointAt = mantissa.IndexOf((byte)'.');
+        var integerPart = pointAt < 0 ? mantissa : mantissa[..pointAt];
+        var fraction = pointAt < 0 ? default : mantissa[(pointAt + 1)..];
+
+        // The significant digits, and where the decimal point falls among them.
+        Span<byte> digits = stackalloc byte[Math.Min(mantissa.Length, 128)];
+        if (mantissa.Length > 128)
+        {
+            return false; // a mantissa that long is a measurement, not a whole number: read as a double
+        }
+
+        var count = 0;
+        var point = integerPart.Length + exponent;
+        foreach (var c in integerPart)
+        {
+            digits[count++] = c;
+        }
+
+        foreach (var c in fraction)
+        {
+            digits[count++] = c;
+        }
+
+        var first = 0;
+        while (first < count && digits[first] == (byte)'0')
+        {
+            first++;
+            point--;
+        }
+
+        var significant = digits[first..count];
+        if (significant.IsEmpty)
+        {
+            plain = "0";
+            return true;
+        }
+
+        if (point < significant.Length && (point <= 0 || significant[(int)point..].ContainsAnyExcept((byte)'0')))
+        {
+            return false; // a fraction remains
+        }
+
+        if (point > MaxPlainIntegerDigits)
+        {
+            tooLarge = true;
+            return false;
+        }
+
+        Span<char> text = stackalloc char[(negative ? 1 : 0) + (int)point];
+        var at = 0;
+        if (negative)
+        {
+            text[at++] = '-';
+        }
+
+        for (var i = 0; i < point; i++)
+        {
+            text[at++] = i < significant.Length ? (char)significant[i] : '0';
+        }
+
+        plain = new string(text);
+        return true;
+    }
+
     /// <summary>
     /// A "ts" as the reference reads it (Gson's getAsLong): an integer; a number with a fraction or an exponent, cut
     /// to its whole milliseconds (firmware sends <c>Date.now()</c>-style and <c>time.time()*1000</c> values); or a
@@ -495,15 +644,25 @@ internal ref struct KvJsonReader
 
                 return false;
             case JsonTokenType.String:
+                // The raw bytes, read as Long.parseLong reads text: an optional sign, then ASCII digits only (an
+                // escaped string, or one that is not valid UTF-8, is no integer).
                 long length = _reader.HasValueSequence ? _reader.ValueSequence.Length : _reader.ValueSpan.Length;
-                if (length > StackNumberLimit)
+                if (length > StackNumberLimit || _reader.ValueIsEscaped)
                 {
                     return false;
                 }
 
-                Span<char> chars = stackalloc char[StackNumberLimit];
-                int written = _reader.CopyString(chars);
-                return long.TryParse(chars[..written], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out ts);
+                Span<byte> raw = stackalloc byte[StackNumberLimit];
+                if (_reader.HasValueSequence)
+                {
+                    _reader.ValueSequence.CopyTo(raw);
+                }
+                else
+                {
+                    _reader.ValueSpan.CopyTo(raw);
+                }
+
+                return long.TryParse(raw[..(int)length], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out ts);
             default:
                 return false;
         }
