@@ -125,6 +125,14 @@ public sealed class EntityRegistry
         {
             return Task.FromResult(RegistryResult<Customer>.Fail(RegistryStatus.Invalid, "title is required"));
         }
+        foreach (var existing in _customers.Values)
+        {
+            if (existing.TenantId == tenantId && string.Equals(existing.Title, title, StringComparison.Ordinal))
+            {
+                // The reference's answer; checked before logging, so a log written before this check still replays.
+                return Task.FromResult(RegistryResult<Customer>.Fail(RegistryStatus.Conflict, "Customer with such title already exists!"));
+            }
+        }
         var customer = new Customer(Guid.NewGuid(), tenantId, title, Now);
         var w = new RecordWriter(RecordKind.Customer);
         WriteCustomer(ref w, customer);
@@ -274,6 +282,10 @@ public sealed class EntityRegistry
         if (!_devices.TryGetValue(deviceId, out var device))
         {
             return Task.FromResult(RegistryResult<Device>.Fail(RegistryStatus.NotFound, "device not found"));
+        }
+        if (device.CustomerId == Guid.Empty)
+        {
+            return Task.FromResult(RegistryResult<Device>.Fail(RegistryStatus.Invalid, "Device isn't assigned to any customer!")); // the reference's answer
         }
         return PutDeviceAsync(device with { CustomerId = Guid.Empty }, null);
     }
@@ -464,7 +476,8 @@ public sealed class EntityRegistry
     /// name substring, case-insensitively; <paramref name="sortProperty"/> is name, createdTime, type or label.
     /// </summary>
     public PageResult<Device> ListDevices(
-        Guid tenantId, Guid? customerId, int pageSize, int page, string? textSearch = null, string? sortProperty = null, bool ascending = true)
+        Guid tenantId, Guid? customerId, int pageSize, int page, string? textSearch = null, string? sortProperty = null, bool ascending = true,
+        string? type = null)
     {
         pageSize = Math.Max(1, pageSize);
         page = Math.Max(0, page);
@@ -476,6 +489,10 @@ public sealed class EntityRegistry
         if (!string.IsNullOrEmpty(textSearch))
         {
             query = query.Where(d => d.Name.Contains(textSearch, StringComparison.OrdinalIgnoreCase));
+        }
+        if (!string.IsNullOrEmpty(type))
+        {
+            query = query.Where(d => string.Equals(d.Type, type, StringComparison.Ordinal));
         }
         var all = query.ToList();
         Comparison<Device> compare = sortProperty switch
@@ -494,12 +511,19 @@ public sealed class EntityRegistry
 
     internal IEnumerable<Device> AllDevices => _devices.Values;
 
+    /// <summary>The longest device name, as the reference's database column takes it.</summary>
+    public const int MaxNameChars = 255;
+
     private static string? Validate(string name, string? additionalInfoJson, string? token, out bool isGateway)
     {
         isGateway = false;
         if (string.IsNullOrWhiteSpace(name))
         {
             return "name is required";
+        }
+        if (name.Length > MaxNameChars)
+        {
+            return $"name length must be equal or less than {MaxNameChars}"; // the reference's column limit
         }
         if (token is not null && token.Length is 0 or > MaxTokenChars)
         {

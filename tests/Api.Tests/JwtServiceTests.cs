@@ -25,6 +25,12 @@ public sealed class JwtServiceTests
         Assert.Equal(Tenant.Id, user!.UserId);
         Assert.Equal(Authority.TenantAdmin, user.Authority);
         Assert.Equal(Tenant.TenantId, user.TenantId);
+        Assert.Equal(Guid.Empty, user.CustomerId);
+
+        // No customer travels as the reference's NULL_UUID, as in entity JSON.
+        var payload = token.Split('.')[1].Replace('-', '+').Replace('_', '/');
+        var claims = System.Text.Json.Nodes.JsonNode.Parse(Convert.FromBase64String(payload.PadRight(payload.Length + ((4 - (payload.Length % 4)) % 4), '=')))!;
+        Assert.Equal("13814000-1dd2-11b2-8080-808080808080", claims["customerId"]!.GetValue<string>());
     }
 
     [Fact]

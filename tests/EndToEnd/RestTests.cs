@@ -136,6 +136,37 @@ public sealed class RestTests(HostFixture fixture)
     }
 
     [Fact]
+    public async Task ReferenceValidations_EmptySaves_DuplicateCustomer_Unassigned_LongName_NegativePage_TypeFilter()
+    {
+        using var rest = await Rest.LoginAsync(fixture);
+        var (id, _) = await rest.CreateDeviceAsync(Unique("checks"));
+
+        async Task<string> BadRequestMessage(HttpResponseMessage response)
+        {
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            return (await response.Content.ReadFromJsonAsync<JsonObject>())!["message"]!.GetValue<string>();
+        }
+
+        Assert.Equal("No attributes data found in request body!",
+            await BadRequestMessage(await rest.Http.PostAsync($"/api/plugins/telemetry/DEVICE/{id}/attributes/SERVER_SCOPE", new StringContent("{}", Encoding.UTF8, "application/json"))));
+        Assert.Equal("No timeseries data found in request body!",
+            await BadRequestMessage(await rest.Http.PostAsync($"/api/plugins/telemetry/DEVICE/{id}/timeseries/ANY", new StringContent("{}", Encoding.UTF8, "application/json"))));
+
+        var title = Unique("cust");
+        await rest.PostAsync("/api/customer", new { title });
+        Assert.Equal("Customer with such title already exists!", await BadRequestMessage(await rest.Http.PostAsJsonAsync("/api/customer", new { title })));
+
+        Assert.Equal("Device isn't assigned to any customer!", await BadRequestMessage(await rest.Http.DeleteAsync($"/api/customer/device/{id}")));
+        Assert.Contains("255", await BadRequestMessage(await rest.Http.PostAsJsonAsync("/api/device", new { name = new string('n', 256) })), StringComparison.Ordinal);
+        Assert.Contains("'page'", await BadRequestMessage(await rest.Http.GetAsync("/api/tenant/devices?pageSize=10&page=-1")), StringComparison.Ordinal);
+
+        var type = Unique("kind");
+        await rest.PostAsync("/api/device", new { name = Unique("typed"), type });
+        var page = await rest.GetAsync($"/api/tenant/devices?pageSize=100&page=0&type={type}");
+        Assert.Equal(type, Assert.Single(page["data"]!.AsArray())!["type"]!.GetValue<string>());
+    }
+
+    [Fact]
     public async Task BadJson_Answers400NamingTheProblem_AndUnknownDeviceAnswers404()
     {
         using var rest = await Rest.LoginAsync(fixture);

@@ -81,7 +81,7 @@ internal static class DeviceEndpoints
         }).Roles(Authority.TenantAdmin);
 
         api.MapGet("/tenant/devices", (HttpContext context, PerfEngine engine, string? deviceName, int? pageSize, int? page,
-            string? textSearch, string? sortProperty, string? sortOrder) =>
+            string? textSearch, string? sortProperty, string? sortOrder, string? type) =>
         {
             var user = JwtAuthFilter.GetUser(context);
             if (deviceName is not null)
@@ -96,13 +96,18 @@ internal static class DeviceEndpoints
                 return ApiError.BadRequest("'pageSize' is required and must be positive");
             }
 
+            if (page is < 0)
+            {
+                return ApiError.BadRequest("'page' must be zero or more");
+            }
+
             var result = engine.Registry.ListDevices(user.TenantId, null, pageSize.Value, page ?? 0, textSearch, sortProperty,
-                !string.Equals(sortOrder, "DESC", StringComparison.OrdinalIgnoreCase));
+                !string.Equals(sortOrder, "DESC", StringComparison.OrdinalIgnoreCase), type);
             return Results.Json(EntityJson.Page(result, d => EntityJson.Device(d)));
         }).Roles(Authority.TenantAdmin);
 
         api.MapGet("/customer/{customerId:guid}/devices", (Guid customerId, HttpContext context, PerfEngine engine, int? pageSize, int? page,
-            string? textSearch, string? sortProperty, string? sortOrder) =>
+            string? textSearch, string? sortProperty, string? sortOrder, string? type) =>
         {
             var user = JwtAuthFilter.GetUser(context);
             if (engine.Registry.GetCustomer(customerId) is not { } customer || !Access.CanSee(user, customer))
@@ -115,8 +120,13 @@ internal static class DeviceEndpoints
                 return ApiError.BadRequest("'pageSize' is required and must be positive");
             }
 
+            if (page is < 0)
+            {
+                return ApiError.BadRequest("'page' must be zero or more");
+            }
+
             var result = engine.Registry.ListDevices(user.TenantId, customerId, pageSize.Value, page ?? 0, textSearch, sortProperty,
-                !string.Equals(sortOrder, "DESC", StringComparison.OrdinalIgnoreCase));
+                !string.Equals(sortOrder, "DESC", StringComparison.OrdinalIgnoreCase), type);
             return Results.Json(EntityJson.Page(result, d => EntityJson.Device(d)));
         }).Roles(Authority.TenantAdmin, Authority.CustomerUser);
 

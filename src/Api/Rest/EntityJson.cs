@@ -30,8 +30,11 @@ public static class EntityJson
             return null;
         }
 
-        return id == NullUid ? Guid.Empty : id;
+        return FromNullUid(id);
     }
+
+    /// <summary>The reference's NULL_UUID as no id (<see cref="Guid.Empty"/>); any other id as itself.</summary>
+    public static Guid FromNullUid(Guid id) => id == NullUid ? Guid.Empty : id;
 
     public static JsonObject Device(Device device, string? customerTitle = null)
     {

@@ -211,8 +211,8 @@ public sealed class JwtService
                 Guid.Parse(root.GetProperty("userId").GetString()!),
                 root.GetProperty("sub").GetString()!,
                 authority,
-                Guid.Parse(root.GetProperty("tenantId").GetString()!),
-                Guid.Parse(root.GetProperty("customerId").GetString()!));
+                EntityJson.FromNullUid(Guid.Parse(root.GetProperty("tenantId").GetString()!)),
+                EntityJson.FromNullUid(Guid.Parse(root.GetProperty("customerId").GetString()!)));
             if (!refresh)
             {
                 if (_checked.Count >= MaxCheckedTokens)
@@ -293,6 +293,8 @@ public sealed class JwtService
         _ => throw new FormatException($"unknown authority '{name}'"),
     };
 
+    private static Guid OrNullUid(Guid id) => id == Guid.Empty ? EntityJson.NullUid : id;
+
     private string Sign(User user, long now, TimeSpan lifetime, bool refresh)
     {
         var claims = new Dictionary<string, object>
@@ -300,8 +302,9 @@ public sealed class JwtService
             ["sub"] = user.Email,
             ["userId"] = user.Id.ToString(),
             ["scopes"] = new[] { refresh ? RefreshScope : AuthorityName(user.Authority) },
-            ["tenantId"] = user.TenantId.ToString(),
-            ["customerId"] = user.CustomerId.ToString(),
+            // No tenant (a system administrator) or no customer is the reference's NULL_UUID, as in entity JSON.
+            ["tenantId"] = OrNullUid(user.TenantId).ToString(),
+            ["customerId"] = OrNullUid(user.CustomerId).ToString(),
             ["iss"] = Issuer,
             ["jti"] = Guid.NewGuid().ToString("N"),
             ["iat"] = now,

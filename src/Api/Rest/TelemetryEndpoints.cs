@@ -92,6 +92,11 @@ internal static class TelemetryEndpoints
             return ApiError.BadRequest($"Invalid attributes JSON: {parseError.Message}");
         }
 
+        if (entries.Count == 0)
+        {
+            return ApiError.BadRequest("No attributes data found in request body!"); // the reference's answer
+        }
+
         await engine.Attributes.SaveAsync(device!.Id, attributeScope, entries);
         return Results.Ok();
     }
@@ -237,6 +242,11 @@ internal static class TelemetryEndpoints
         if (!TelemetryJsonParser.TryParseTelemetry(body.Bytes, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), keyTable, entries, out var parseError))
         {
             return ApiError.BadRequest($"Invalid telemetry JSON: {parseError.Message}");
+        }
+
+        if (entries.Count == 0)
+        {
+            return ApiError.BadRequest("No timeseries data found in request body!"); // the reference's answer
         }
 
         await engine.Telemetry.SaveAsync(device!.Id, entries);
