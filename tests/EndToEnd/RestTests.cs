@@ -412,6 +412,42 @@ public sealed class RestTests(HostFixture fixture)
     }
 
     [Fact]
+    public async Task LegacyWebSocket_HistoryCmd_AnswersOnceWithThePoints_NewestFirst_AndErrorsWithTheReferencesCodes()
+    {
+        using var rest = await Rest.LoginAsync(fixture);
+        var (id, _) = await rest.CreateDeviceAsync(Unique("legacy-history"));
+        await rest.PostAsync($"/api/plugins/telemetry/DEVICE/{id}/timeseries/ANY",
+            new JsonArray(new JsonObject { ["ts"] = 1000, ["values"] = new JsonObject { ["temp"] = 20.5 } },
+                new JsonObject { ["ts"] = 2000, ["values"] = new JsonObject { ["temp"] = 21 } },
+                new JsonObject { ["ts"] = 3000, ["values"] = new JsonObject { ["temp"] = 22 } }));
+        using var socket = new ClientWebSocket();
+        await socket.ConnectAsync(new Uri($"ws://127.0.0.1:{fixture.Endpoints.Http!.Port}/api/ws/plugins/telemetry?token={rest.Token}"), CancellationToken.None);
+
+        await SendAsync(socket, new JsonObject
+        {
+            ["historyCmds"] = new JsonArray(new JsonObject { ["entityType"] = "DEVICE", ["entityId"] = id, ["keys"] = "temp", ["startTs"] = 0, ["endTs"] = 2500, ["cmdId"] = 8 }),
+        });
+        var history = await ReceiveAsync(socket);
+        Assert.Equal(8, history["subscriptionId"]!.GetValue<int>());
+        Assert.Equal(0, history["errorCode"]!.GetValue<int>());
+        Assert.Equal("""[[2000,"21"],[1000,"20.5"]]""", history["data"]!["temp"]!.ToJsonString());
+
+        await SendAsync(socket, new JsonObject
+        {
+            ["historyCmds"] = new JsonArray(new JsonObject { ["entityType"] = "DEVICE", ["entityId"] = id, ["keys"] = "temp", ["startTs"] = 0, ["endTs"] = 4000, ["interval"] = 4000, ["agg"] = "MAX", ["cmdId"] = 9 }),
+        });
+        Assert.Equal("""[[2000,"22.0"]]""", (await ReceiveAsync(socket))["data"]!["temp"]!.ToJsonString()); // a bucket mixing doubles and longs is a double
+
+        await SendAsync(socket, new JsonObject { ["historyCmds"] = new JsonArray(new JsonObject { ["entityId"] = id, ["cmdId"] = 10 }) });
+        var noKeys = await ReceiveAsync(socket);
+        Assert.Equal(2, noKeys["errorCode"]!.GetValue<int>());
+        Assert.Equal("Keys are empty!", noKeys["errorMsg"]!.GetValue<string>());
+
+        await SendAsync(socket, new JsonObject { ["historyCmds"] = new JsonArray(new JsonObject { ["entityId"] = Guid.NewGuid().ToString(), ["keys"] = "temp", ["cmdId"] = 11 }) });
+        Assert.Equal(3, (await ReceiveAsync(socket))["errorCode"]!.GetValue<int>());
+    }
+
+    [Fact]
     public async Task LegacyWebSocket_WithABadToken_IsRefused()
     {
         using var socket = new ClientWebSocket();

@@ -17,6 +17,11 @@ internal static class WebSocketEndpoints
 {
     private const int MaxMessageBytes = 64 * 1024;
 
+    // The reference's subscription error codes (SubscriptionErrorCode) and its message for a refused entity.
+    private const int BadRequest = 2;
+    private const int Unauthorized = 3;
+    private const string UnauthorizedMessage = "You don't have permission to perform this operation!";
+
     public static void MapWebSocketEndpoints(this WebApplication app)
     {
         app.Map("/api/ws", context => Serve(context, legacyToken: null));
@@ -161,6 +166,81 @@ internal static class WebSocketEndpoints
                     }
                 }
             }
+
+            if (root["historyCmds"] is JsonArray history)
+            {
+                foreach (var cmd in history.OfType<JsonObject>())
+                {
+                    History(cmd);
+                }
+            }
+        }
+
+        /// <summary>
+        /// The reference's one-shot history query (<c>historyCmds</c>): keys, startTs, endTs, interval, limit (0: 100)
+        /// and agg (absent: NONE), answered once with every key's points, newest first, values as strings.
+        /// </summary>
+        private void History(JsonObject cmd)
+        {
+            var cmdId = cmd["cmdId"] is JsonValue idValue && idValue.TryGetValue<int>(out var id) ? id : 0;
+            if (!Guid.TryParse(cmd["entityId"]?.GetValue<string>(), out var deviceId))
+            {
+                Send(Error(cmdId, BadRequest, "Device id is empty!"));
+                return;
+            }
+
+            if (KvJson.Keys(cmd["keys"] is JsonValue k && k.TryGetValue<string>(out var csv) ? csv : null) is not { Length: > 0 } keys)
+            {
+                Send(Error(cmdId, BadRequest, "Keys are empty!"));
+                return;
+            }
+
+            if (engine.Registry.GetDevice(deviceId) is not { } device || !Access.CanSee(_user!, device))
+            {
+                Send(Error(cmdId, Unauthorized, UnauthorizedMessage));
+                return;
+            }
+
+            var agg = cmd["agg"] is JsonValue a && a.TryGetValue<string>(out var aggText) && aggText.Length > 0 ? aggText : "NONE";
+            if (!Enum.TryParse<Aggregation>(agg, ignoreCase: true, out var aggregation) || !Number(cmd, "startTs", out var startTs) ||
+                !Number(cmd, "endTs", out var endTs) || !Number(cmd, "interval", out var interval) || !Number(cmd, "limit", out var limit))
+            {
+                Send(Error(cmdId, BadRequest, "startTs, endTs, interval and limit must be numbers; agg one of NONE, MIN, MAX, AVG, SUM, COUNT"));
+                return;
+            }
+
+            var data = new JsonObject();
+            foreach (var key in keys)
+            {
+                var points = new JsonArray();
+                var found = engine.Telemetry.Query(deviceId, key, startTs, endTs, interval, limit == 0 ? 100 : (int)Math.Clamp(limit, 1, int.MaxValue), aggregation, descending: true);
+                foreach (var point in found)
+                {
+                    points.Add(new JsonArray(point.Ts, KvJson.Value(point.Entry, strict: false)));
+                }
+
+                data[key] = points;
+            }
+
+            Send(Update(cmdId, data));
+        }
+
+        /// <summary>A member as a whole number (a fraction cut off); absent or null is 0.</summary>
+        private static bool Number(JsonObject cmd, string name, out long value)
+        {
+            value = 0;
+            if (cmd[name] is not JsonValue v || v.TryGetValue(out value))
+            {
+                return true;
+            }
+
+            if (v.TryGetValue<double>(out var d) && d >= long.MinValue && d < long.MaxValue)
+            {
+                value = (long)d;
+                return true;
+            }
+
+            return false;
         }
 
         private void Command(JsonObject cmd, DeviceUpdateKind kind, bool known)
@@ -178,14 +258,14 @@ internal static class WebSocketEndpoints
 
             if (!known)
             {
-                Send(Error(cmdId, 2, $"Unsupported command type '{cmd["type"]}'"));
+                Send(Error(cmdId, BadRequest, $"Unsupported command type '{cmd["type"]}'"));
                 return;
             }
 
             if (!Guid.TryParse(cmd["entityId"]?.GetValue<string>(), out var deviceId) || engine.Registry.GetDevice(deviceId) is not { } device ||
                 !Access.CanSee(_user!, device))
             {
-                Send(Error(cmdId, 32, "Device not found"));
+                Send(Error(cmdId, Unauthorized, UnauthorizedMessage));
                 return;
             }
 
