@@ -80,6 +80,9 @@ public sealed class CoreOptions
     /// <summary>Per-device rate limit advertised by <c>getSessionLimits</c>, reference format "20:1,600:60"; empty = none.</summary>
     public string DeviceRateLimits { get; set; } = string.Empty;
 
+    /// <summary>Per-gateway rate limit advertised to gateways by <c>getSessionLimits</c> (as <c>gatewayRateLimits</c>); empty = none.</summary>
+    public string GatewayRateLimits { get; set; } = string.Empty;
+
     /// <summary>
     /// Log bytes appended since the last checkpoint after which the state is checkpointed into the
     /// FasterKV store (every record upserted, vanished keys deleted, FASTER fold-over checkpoint) and the

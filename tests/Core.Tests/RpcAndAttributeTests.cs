@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Perf.Core.Domain;
 using Perf.Core.Telemetry;
 
@@ -107,6 +108,28 @@ public class AttributeTests
         Assert.Equal(UplinkStatus.BadPayload, result.Status);
         Assert.Contains("durationMs", result.Reason, StringComparison.Ordinal);
         Assert.False(engine.Attributes.TryGet(device.Id, AttributeScope.Server, "claimingData", out _));
+    }
+
+    [Fact]
+    public async Task GetSessionLimits_AdvertisesOnlyTheLimitsEnforced_TheGatewaysAsGatewayRateLimits()
+    {
+        using var dir = new TempDir();
+        await using var engine = await Engines.OpenAsync(dir.Path, o =>
+        {
+            o.DeviceRateLimits = "5:10,100:60";
+            o.GatewayRateLimits = "3:10";
+        });
+        var (_, device, _) = await Engines.CreateDeviceAsync(engine, "plain");
+        var (_, gateway, _) = await Engines.CreateDeviceAsync(engine, "gw", "{\"gateway\":true}");
+        var ask = Engines.Json("{\"method\":\"getSessionLimits\"}");
+
+        var forDevice = JsonNode.Parse((await engine.DeviceApi.ClientRpcAsync(device, ask, CancellationToken.None)).ResponseJson!)!;
+        Assert.Equal("""{"messages":"5:10,100:60","telemetryMessages":"5:10,100:60"}""", forDevice["rateLimits"]!.ToJsonString());
+        Assert.Null(forDevice["gatewayRateLimits"]);
+
+        var forGateway = JsonNode.Parse((await engine.DeviceApi.ClientRpcAsync(gateway, ask, CancellationToken.None)).ResponseJson!)!;
+        Assert.Equal("""{"messages":"3:10","telemetryMessages":"3:10"}""", forGateway["gatewayRateLimits"]!.ToJsonString());
+        Assert.Equal("{}", forGateway["rateLimits"]!.ToJsonString());
     }
 
     [Fact]

@@ -32,6 +32,11 @@ internal static class CoreSettings
             options.DeviceRateLimits = deviceLimit;
         }
 
+        if (configuration["Mqtt:GatewayMessagesRateLimit"] is { Length: > 0 } gatewayLimit)
+        {
+            options.GatewayRateLimits = gatewayLimit;
+        }
+
         options.MaxInflightMessages = ConfigValues.Int(configuration, "Mqtt:MaxInflight", options.MaxInflightMessages);
         return options;
     }

@@ -142,7 +142,7 @@ internal sealed class DeviceApi(
                 return new(new ClientRpcResult(UplinkResult.Success,
                     "{\"currentTime\":" + Now.ToString(CultureInfo.InvariantCulture) + "}"));
             case "getSessionLimits":
-                return new(new ClientRpcResult(UplinkResult.Success, SessionLimitsJson()));
+                return new(new ClientRpcResult(UplinkResult.Success, SessionLimitsJson(device.IsGateway)));
         }
 
         if (rpc.ClientRpcHandler is not { } handler)
@@ -172,19 +172,34 @@ internal sealed class DeviceApi(
     private static string JsonString(string value) =>
         "\"" + JsonEncodedText.Encode(value, JavaScriptEncoder.UnsafeRelaxedJsonEscaping).ToString() + "\"";
 
-    private string SessionLimitsJson()
+    /// <summary>
+    /// The reference's getSessionLimits answer, with only the limits the server enforces: the message limit (every
+    /// message counts, telemetry ones too, so it bounds telemetry messages as well); a gateway gets its own limit as
+    /// <c>gatewayRateLimits</c>. Data points are not limited, so none is advertised.
+    /// </summary>
+    private string SessionLimitsJson(bool gateway)
     {
         var sb = new StringBuilder(128);
         sb.Append("{\"maxPayloadSize\":").Append(options.MaxPayloadSize.ToString(CultureInfo.InvariantCulture))
-          .Append(",\"maxInflightMessages\":").Append(options.MaxInflightMessages.ToString(CultureInfo.InvariantCulture))
-          .Append(",\"rateLimits\":{");
-        if (!string.IsNullOrEmpty(options.DeviceRateLimits))
+          .Append(",\"maxInflightMessages\":").Append(options.MaxInflightMessages.ToString(CultureInfo.InvariantCulture));
+        AppendRateLimits(sb, "rateLimits", gateway ? string.Empty : options.DeviceRateLimits);
+        if (gateway)
         {
-            sb.Append("\"messages\":").Append(JsonString(options.DeviceRateLimits))
-              .Append(",\"telemetryMessages\":").Append(JsonString(options.DeviceRateLimits))
-              .Append(",\"telemetryDataPoints\":").Append(JsonString(options.DeviceRateLimits));
+            AppendRateLimits(sb, "gatewayRateLimits", options.GatewayRateLimits);
         }
-        return sb.Append("}}").ToString();
+
+        return sb.Append('}').ToString();
+    }
+
+    private static void AppendRateLimits(StringBuilder sb, string name, string limits)
+    {
+        sb.Append(",\"").Append(name).Append("\":{");
+        if (!string.IsNullOrEmpty(limits))
+        {
+            sb.Append("\"messages\":").Append(JsonString(limits)).Append(",\"telemetryMessages\":").Append(JsonString(limits));
+        }
+
+        sb.Append('}');
     }
 
     /// <summary>
