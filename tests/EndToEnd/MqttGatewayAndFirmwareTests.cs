@@ -75,6 +75,24 @@ public sealed class MqttGatewayAndFirmwareTests(HostFixture fixture)
     }
 
     [Fact]
+    public async Task GatewayClaim_RecordsEachChildsClaim()
+    {
+        using var rest = await TenantRest.LoginAsync(fixture);
+        var (_, token, _) = await rest.CreateDeviceAsync("gw-claim", gateway: true);
+        await using var gateway = await MqttDevice.ConnectAsync(fixture, token);
+        string a = "claim-a-" + Guid.NewGuid().ToString("N")[..6], b = "claim-b-" + Guid.NewGuid().ToString("N")[..6];
+
+        await gateway.PublishAsync("v1/gateway/claim", $$$"""{"{{{a}}}":{"secretKey":"value_A","durationMs":60000},"{{{b}}}":{"secretKey":"value_B","durationMs":60000}}""");
+
+        foreach (var (name, secret) in new[] { (a, "value_A"), (b, "value_B") })
+        {
+            var server = await rest.AttributesAsync(await rest.DeviceIdByNameAsync(name), "SERVER_SCOPE");
+            Assert.Equal("true", server["claimingAllowed"]);
+            Assert.Contains($"\"secretKey\":\"{secret}\"", server["claimingData"], StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
     public async Task NonGatewayDevice_GatewayTopics_AreAcknowledgedAndIgnored()
     {
         using var rest = await TenantRest.LoginAsync(fixture);

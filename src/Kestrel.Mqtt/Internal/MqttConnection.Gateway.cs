@@ -30,6 +30,15 @@ internal sealed partial class MqttConnection
                 }
 
                 break;
+            case TopicRoute.GatewayClaim:
+                // {"A":{"secretKey":..,"durationMs":..},"B":{...}}: each child's claim, as the device's own claim topic.
+                foreach (var (name, start, length) in SplitByDevice(payload))
+                {
+                    var child = await GetChildAsync(gateway, name, null);
+                    Enqueue(_door.Api.ClaimAsync(child.Device, payload.Slice(start, length)), 0, 0, route);
+                }
+
+                break;
             case TopicRoute.GatewayConnect:
                 if (ReadDeviceHeader(payload, out var connectName, out var type, out _, out _, out _))
                 {

@@ -18,6 +18,7 @@ internal enum TopicRoute : byte
     GatewayAttributes,
     GatewayAttributeRequest,
     GatewayRpc,
+    GatewayClaim,
 }
 
 /// <summary>What a SUBSCRIBE filter asks for; unsupported filters get 0x80.</summary>
@@ -71,6 +72,7 @@ internal static class MqttTopics
     public static ReadOnlySpan<byte> GatewayAttributeRequest => "v1/gateway/attributes/request"u8;
     public static ReadOnlySpan<byte> GatewayAttributeResponse => "v1/gateway/attributes/response"u8;
     public static ReadOnlySpan<byte> GatewayRpc => "v1/gateway/rpc"u8;
+    public static ReadOnlySpan<byte> GatewayClaim => "v1/gateway/claim"u8;
 
     /// <summary>Routes a PUBLISH topic; <paramref name="id"/> is the trailing request id where the topic has one.</summary>
     public static TopicRoute Route(ReadOnlySpan<byte> topic, out int id, out bool v2)
@@ -143,6 +145,7 @@ internal static class MqttTopics
                 _ when topic.SequenceEqual(GatewayDisconnect) => TopicRoute.GatewayDisconnect,
                 _ when topic.SequenceEqual(GatewayAttributeRequest) => TopicRoute.GatewayAttributeRequest,
                 _ when topic.SequenceEqual(GatewayRpc) => TopicRoute.GatewayRpc,
+                _ when topic.SequenceEqual(GatewayClaim) => TopicRoute.GatewayClaim,
                 _ => TopicRoute.Unknown,
             };
         }
