@@ -92,6 +92,15 @@ public sealed class CoapServerTests
     }
 
     [Fact]
+    public async Task ABlockSizeOf2048_ReservedSzx7_Is400()
+    {
+        await using var h = await CoapServerHarness.StartAsync();
+        await h.SendAsync(CoapServerHarness.Request(CoapMessageType.Confirmable, CoapCode.Get, h.NextId(), Token, "api/v1/good/attributes",
+            w => w.UInt(CoapOptionNumber.Block2, 7)));
+        Assert.Equal(CoapCode.BadRequest, (await h.ReceiveAsync()).Code);
+    }
+
+    [Fact]
     public async Task NonConfirmableRequest_GetsANonConfirmableResponse()
     {
         await using var h = await CoapServerHarness.StartAsync();

@@ -27,6 +27,9 @@ internal ref struct CoapRequest
     public int? Size1;
     public bool HasUnknownCritical;
     public bool HasBadBlock;
+
+    /// <summary>A Block1 or Block2 with SZX 7, reserved: RFC 7959 §2.2 answers it 4.00 (not 4.02).</summary>
+    public bool HasReservedBlockSize;
     public ReadOnlySpan<byte> OptionBytes;
     public uint PathHash;
 
@@ -75,10 +78,12 @@ internal ref struct CoapRequest
                     request.ContentFormat = (ushort)option.GetUInt();
                     break;
                 case CoapOptionNumber.Block1:
+                    request.HasReservedBlockSize |= option.Value.Length <= 3 && (option.GetUInt() & 0x7) == 7;
                     request.HasBadBlock |= option.Value.Length > 3 || !CoapBlock.TryDecode(option.GetUInt(), out var b1);
                     request.Block1 = CoapBlock.TryDecode(option.GetUInt(), out b1) ? b1 : null;
                     break;
                 case CoapOptionNumber.Block2:
+                    request.HasReservedBlockSize |= option.Value.Length <= 3 && (option.GetUInt() & 0x7) == 7;
                     request.HasBadBlock |= option.Value.Length > 3 || !CoapBlock.TryDecode(option.GetUInt(), out var b2);
                     request.Block2 = CoapBlock.TryDecode(option.GetUInt(), out b2) ? b2 : null;
                     break;

@@ -181,6 +181,12 @@ internal sealed class CoapRequestHandler
             return;
         }
 
+        if (request.HasReservedBlockSize)
+        {
+            Complete(exchange, new CoapReply(CoapCode.BadRequest)); // RFC 7959 §2.2: SZX 7 is reserved
+            return;
+        }
+
         if (request.HasUnknownCritical || request.HasBadBlock)
         {
             Complete(exchange, new CoapReply(CoapCode.BadOption)); // §5.4.1
