@@ -55,6 +55,10 @@ public sealed class MqttGatewayAndFirmwareTests(HostFixture fixture)
         Assert.Equal(8, clientReply["id"]!.GetValue<int>());
         Assert.Equal("T1000", clientReply["values"]!["model"]!.GetValue<string>());
 
+        // Nothing found: neither "value" nor "values", as the reference.
+        await gateway.PublishAsync("v1/gateway/attributes/request", $$"""{"id":9,"device":"{{a}}","client":false,"key":"missing"}""");
+        Assert.Equal($$"""{"id":9,"device":"{{a}}"}""", (await gateway.ReceiveJsonAsync("v1/gateway/attributes/response")).ToJsonString());
+
         // Server-side RPC to a child travels on v1/gateway/rpc; the gateway's reply completes it.
         var call = fixture.Host.Engine.Rpc.SendAsync(aId, "setTemperature", """{"value":20}""", oneWay: false, timeoutMs: 10_000, CancellationToken.None);
         var rpc = await gateway.ReceiveJsonAsync("v1/gateway/rpc");

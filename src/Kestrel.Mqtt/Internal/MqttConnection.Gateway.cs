@@ -123,12 +123,13 @@ internal sealed partial class MqttConnection
             w.WriteStartObject();
             w.WriteNumber("id", id);
             w.WriteString("device", name);
-            // As the reference (3.4+): "key" asks for one value and gets "value"; "keys" gets a "values" object.
+            // As the reference (3.4+): "key" asks for one value and gets "value"; "keys" gets a "values" object;
+            // nothing found, neither.
             if (!multiple && values.Count == 1)
             {
                 WriteValueAs(w, "value", values[0].Entry);
             }
-            else
+            else if (values.Count > 0)
             {
                 w.WriteStartObject("values");
                 foreach (var v in values)
