@@ -106,6 +106,7 @@ public sealed class AuthorizationMatrixTests(HostFixture fixture)
         S("GET", Telemetry + "/values/attributes", w => $"/api/plugins/telemetry/DEVICE/{w.D1}/values/attributes", DeviceRead),
         S("GET", Telemetry + "/values/attributes/{scope}", w => $"/api/plugins/telemetry/DEVICE/{w.D1}/values/attributes/SHARED_SCOPE", DeviceRead),
         S("GET", Telemetry + "/keys/attributes", w => $"/api/plugins/telemetry/DEVICE/{w.D1}/keys/attributes", DeviceRead),
+        S("GET", Telemetry + "/keys/attributes/{scope}", w => $"/api/plugins/telemetry/DEVICE/{w.D1}/keys/attributes/SHARED_SCOPE", DeviceRead),
         S("GET", Telemetry + "/keys/timeseries", w => $"/api/plugins/telemetry/DEVICE/{w.D1}/keys/timeseries", DeviceRead),
         S("GET", Telemetry + "/values/timeseries", w => $"/api/plugins/telemetry/DEVICE/{w.D1}/values/timeseries?keys=t", DeviceRead),
         S("POST", Telemetry + "/timeseries/{scope}", w => $"/api/plugins/telemetry/DEVICE/{w.D1}/timeseries/ANY", DeviceWrite, _ => new { t = 1 }),

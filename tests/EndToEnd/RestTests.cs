@@ -252,6 +252,11 @@ public sealed class RestTests(HostFixture fixture)
 
         var badScope = await rest.Http.PostAsJsonAsync($"/api/plugins/telemetry/DEVICE/{id}/attributes/NOPE_SCOPE", new { a = 1 });
         Assert.Equal(HttpStatusCode.BadRequest, badScope.StatusCode);
+
+        // Keys of one scope, and of all.
+        Assert.Equal("""["enabled","targetTemperature"]""", (await rest.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/keys/attributes/SHARED_SCOPE")).ToJsonString());
+        Assert.Equal("""["enabled","floor","targetTemperature"]""", (await rest.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/keys/attributes")).ToJsonString());
+        Assert.Equal(HttpStatusCode.BadRequest, (await rest.Http.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/keys/attributes/NOPE_SCOPE")).StatusCode);
     }
 
     [Fact]

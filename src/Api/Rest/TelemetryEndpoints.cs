@@ -20,28 +20,40 @@ internal static class TelemetryEndpoints
         api.MapGet(Prefix + "/values/attributes/{scope}", (string entityType, Guid entityId, string scope, string? keys, HttpContext context, PerfEngine engine) =>
             ReadAttributes(entityType, entityId, scope, keys, context, engine));
         api.MapGet(Prefix + "/keys/attributes", (string entityType, Guid entityId, HttpContext context, PerfEngine engine) =>
-        {
-            if (Resolve(entityType, entityId, context, engine, out var device) is { } error)
-            {
-                return error;
-            }
-
-            var keys = new SortedSet<string>(StringComparer.Ordinal);
-            foreach (var scope in new[] { AttributeScope.Client, AttributeScope.Server, AttributeScope.Shared })
-            {
-                foreach (var a in engine.Attributes.Get(device!.Id, scope))
-                {
-                    keys.Add(a.Entry.Key);
-                }
-            }
-
-            return Results.Json(keys);
-        });
+            AttributeKeys(entityType, entityId, null, context, engine));
+        api.MapGet(Prefix + "/keys/attributes/{scope}", (string entityType, Guid entityId, string scope, HttpContext context, PerfEngine engine) =>
+            AttributeKeys(entityType, entityId, scope, context, engine));
         api.MapGet(Prefix + "/keys/timeseries", (string entityType, Guid entityId, HttpContext context, PerfEngine engine) =>
             Resolve(entityType, entityId, context, engine, out var device) ?? Results.Json(engine.Telemetry.GetKeys(device!.Id)));
         api.MapGet(Prefix + "/values/timeseries", ReadTimeseries);
         api.MapPost(Prefix + "/timeseries/{scope}", SaveTimeseries).Roles(Authority.TenantAdmin, Authority.CustomerUser);
         api.MapDelete(Prefix + "/timeseries/delete", DeleteTimeseries).Roles(Authority.TenantAdmin, Authority.CustomerUser);
+    }
+
+    /// <summary>The attribute keys of one scope, or of all three when <paramref name="scope"/> is null; sorted.</summary>
+    private static IResult AttributeKeys(string entityType, Guid entityId, string? scope, HttpContext context, PerfEngine engine)
+    {
+        if (Resolve(entityType, entityId, context, engine, out var device) is { } error)
+        {
+            return error;
+        }
+
+        AttributeScope one = default;
+        if (scope is not null && !TryScope(scope, out one))
+        {
+            return ApiError.BadRequest($"Invalid attribute scope '{scope}'");
+        }
+
+        var keys = new SortedSet<string>(StringComparer.Ordinal);
+        foreach (var s in scope is null ? [AttributeScope.Client, AttributeScope.Server, AttributeScope.Shared] : new[] { one })
+        {
+            foreach (var a in engine.Attributes.Get(device!.Id, s))
+            {
+                keys.Add(a.Entry.Key);
+            }
+        }
+
+        return Results.Json(keys);
     }
 
     private static IResult? Resolve(string entityType, Guid entityId, HttpContext context, PerfEngine engine, out Device? device)
