@@ -142,6 +142,7 @@ public sealed class CoapDeviceTests(HostFixture fixture)
         var title = "fw-" + Guid.NewGuid().ToString("N")[..6];
         var created = await fixture.Host.Engine.Registry.CreateOtaPackageAsync(device.TenantId, title, "2.1", package);
         Assert.True(created.IsOk, created.Error);
+        (await rest.Http.PostAsync($"/api/device/{device.Id}/firmware/{created.Value!.Id}", null)).EnsureSuccessStatusCode();
 
         var file = Path.Combine(Path.GetTempPath(), "coap-fw-" + Guid.NewGuid().ToString("N"));
         try

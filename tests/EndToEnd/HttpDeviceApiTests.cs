@@ -199,12 +199,16 @@ public sealed class HttpDeviceApiTests(HostFixture fixture)
         var title = "fw-" + Guid.NewGuid().ToString("N")[..6];
         var created = await fixture.Host.Engine.Registry.CreateOtaPackageAsync(device.TenantId, title, "1.0", package);
         Assert.True(created.IsOk, created.Error);
+        Assert.Equal(HttpStatusCode.NotFound, (await rest.Http.GetAsync($"/api/v1/{device.Token}/firmware?title={title}&version=1.0")).StatusCode); // not assigned yet
+        (await rest.Http.PostAsync($"/api/device/{device.Id}/firmware/{created.Value!.Id}", null)).EnsureSuccessStatusCode();
 
         var whole = await rest.Http.GetByteArrayAsync($"/api/v1/{device.Token}/firmware?title={title}&version=1.0");
         Assert.Equal(package, whole);
         var chunk = await rest.Http.GetByteArrayAsync($"/api/v1/{device.Token}/firmware?title={title}&version=1.0&size=1000&chunk=3");
         Assert.Equal(package.AsSpan(3000, 1000).ToArray(), chunk);
-        var missing = await rest.Http.GetAsync($"/api/v1/{device.Token}/firmware?title=nope&version=1.0");
-        Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
+        // Another title or version than the assigned package's: the reference's 400.
+        var wrong = await rest.Http.GetAsync($"/api/v1/{device.Token}/firmware?title=nope&version=1.0");
+        Assert.Equal(HttpStatusCode.BadRequest, wrong.StatusCode);
+        Assert.Contains("Wrong title or version!", await wrong.Content.ReadAsStringAsync(), StringComparison.Ordinal);
     }
 }

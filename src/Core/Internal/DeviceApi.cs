@@ -279,19 +279,17 @@ internal sealed class DeviceApi(
 
     public ValueTask<FirmwareChunkResult> GetFirmwareChunkAsync(Device device, string? title, string? version, int chunkSize, int chunkIndex)
     {
-        OtaPackage? package;
-        if (title is not null && version is not null)
-        {
-            package = registry.FindOtaPackage(device.TenantId, title, version);
-        }
-        else
-        {
-            var current = registry.GetDevice(device.Id);
-            package = current?.FirmwareId is { } id ? registry.GetOtaPackage(id) : null;
-        }
+        // The device's assigned package only; a title and version that name another are refused, as the reference
+        // answers them ("Wrong title or version!", 400).
+        var current = registry.GetDevice(device.Id);
+        var package = current?.FirmwareId is { } id ? registry.GetOtaPackage(id) : null;
         if (package is null)
         {
             return new(new FirmwareChunkResult(new UplinkResult(UplinkStatus.NotFound, "no firmware assigned"), ReadOnlyMemory<byte>.Empty));
+        }
+        if ((title is not null && title != package.Title) || (version is not null && version != package.Version))
+        {
+            return new(new FirmwareChunkResult(new UplinkResult(UplinkStatus.BadPayload, "Wrong title or version!"), ReadOnlyMemory<byte>.Empty));
         }
         if (chunkSize <= 0 || chunkIndex < 0)
         {
