@@ -502,11 +502,9 @@ internal ref struct KvJsonReader
 
             if (exponentAt >= 0)
             {
-                if (TryWholeNumber(literal, exponentAt, out var plain, out var tooLarge))
+                if (TryWholeNumber(literal, exponentAt, out var whole, out var beyondLong, out var tooLarge))
                 {
-                    entry = long.TryParse(plain, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var whole)
-                        ? new KvEntry(key, whole)
-                        : new KvEntry(key, plain);
+                    entry = beyondLong is null ? new KvEntry(key, whole) : new KvEntry(key, beyondLong);
                     return true;
                 }
 
@@ -534,12 +532,14 @@ internal ref struct KvJsonReader
     }
 
     /// <summary>
-    /// Whether a literal with an exponent is a whole number, and its plain digits when it is (with its sign);
-    /// <paramref name="tooLarge"/> when it is whole but longer than <see cref="MaxPlainIntegerDigits"/>.
+    /// Whether a literal with an exponent is a whole number: as <paramref name="whole"/> when it fits a long, else as its
+    /// plain digits with its sign in <paramref name="beyondLong"/>; <paramref name="tooLarge"/> when it is whole but
+    /// longer than <see cref="MaxPlainIntegerDigits"/>.
     /// </summary>
-    private static bool TryWholeNumber(ReadOnlySpan<byte> literal, int exponentAt, [NotNullWhen(true)] out string? plain, out bool tooLarge)
+    private static bool TryWholeNumber(ReadOnlySpan<byte> literal, int exponentAt, out long whole, out string? beyondLong, out bool tooLarge)
     {
-        plain = null;
+        whole = 0;
+        beyondLong = null;
         tooLarge = false;
         var negative = literal[0] == (byte)'-';
         var mantissa = literal[(negative ? 1 : 0)..exponentAt];
@@ -588,8 +588,7 @@ internal ref struct KvJsonReader
         var significant = digits[first..count];
         if (significant.IsEmpty)
         {
-            plain = "0";
-            return true;
+            return true; // zero
         }
 
         if (point < significant.Length && (point <= 0 || significant[(int)point..].ContainsAnyExcept((byte)'0')))
@@ -615,7 +614,11 @@ internal ref struct KvJsonReader
             text[at++] = i < significant.Length ? (char)significant[i] : '0';
         }
 
-        plain = new string(text);
+        if (!long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out whole))
+        {
+            beyondLong = new string(text);
+        }
+
         return true;
     }
 
