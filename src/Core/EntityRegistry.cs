@@ -45,7 +45,7 @@ public sealed class EntityRegistry
     // A device's credentials other than an access token (X.509 or MQTT basic) by device, and the device of each of
     // their ids. A device has one kind of credentials; ids are unique across all kinds (the reference's credentials_id
     // is unique server-wide). A separate index from the tokens', so a certificate's id (derived from a public
-    // certificate) or a basic credentials id never works as an access token. Lookups check the kind (OwnerOf).
+    // certificate) or a basic credentials id never works as an access token. Lookups check the kind (HasCredentialsOfType).
     private readonly ConcurrentDictionary<Guid, DeviceCredentials> _otherCredentialsByDevice = new();
     private readonly ConcurrentDictionary<string, Guid> _devicesByOtherCredentials = new(StringComparer.Ordinal);
 
