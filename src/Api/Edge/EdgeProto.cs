@@ -69,7 +69,7 @@ internal static class EdgeProto
             error = $"non-finite double_v for key '{kv.Key}'";
             return false;
         }
-        if (kv.Type == KeyValueType.JsonV && !IsJson(kv.JsonV))
+        if (kv.Type == KeyValueType.JsonV && !Rest.RestBody.IsJson(kv.JsonV))
         {
             error = $"json_v for key '{kv.Key}' is not JSON";
             return false;
@@ -111,19 +111,6 @@ internal static class EdgeProto
             case var other:
                 error = $"device entity '{field}' must be a string, not {other.GetValueKind()}";
                 return false;
-        }
-    }
-
-    private static bool IsJson(string text)
-    {
-        try
-        {
-            using var document = JsonDocument.Parse(text);
-            return true;
-        }
-        catch (JsonException)
-        {
-            return false;
         }
     }
 

@@ -173,7 +173,7 @@ internal static class RpcEndpoints
         {
             RpcStatus.Success when oneWay => Results.Ok(),
             RpcStatus.Success when string.IsNullOrEmpty(outcome.ResponseJson) => Results.Ok(),
-            RpcStatus.Success when !IsJson(outcome.ResponseJson) =>
+            RpcStatus.Success when !RestBody.IsJson(outcome.ResponseJson) => // the reference answers 406
                 ApiError.Of(406, "The device's reply is not JSON", ErrorCode.General),
             RpcStatus.Success => Results.Text(outcome.ResponseJson, "application/json"),
             RpcStatus.NotFound => ApiError.NotFound("Device with requested id wasn't found!"),
@@ -182,32 +182,6 @@ internal static class RpcEndpoints
             RpcStatus.DeviceOffline => ApiError.Of(v2 ? 504 : 408, "Device is offline: no active connection took the request in time", ErrorCode.General),
             _ => ApiError.Of(v2 ? 504 : 408, "Device did not respond in time", ErrorCode.General),
         };
-    }
-
-    /// <summary>
-    /// Whether a device's reply is one JSON value (the reference answers 406 Not Acceptable when it is not). Read in a
-    /// pooled buffer: nothing is allocated per call.
-    /// </summary>
-    private static bool IsJson(string text)
-    {
-        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(System.Text.Encoding.UTF8.GetMaxByteCount(text.Length));
-        try
-        {
-            var reader = new Utf8JsonReader(buffer.AsSpan(0, System.Text.Encoding.UTF8.GetBytes(text, buffer)));
-            while (reader.Read())
-            {
-            }
-
-            return reader.BytesConsumed > 0;
-        }
-        catch (JsonException)
-        {
-            return false;
-        }
-        finally
-        {
-            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
-        }
     }
 
     private sealed record RpcRequestBody(string Method, string ParamsJson, long TimeoutMs, long? ExpirationTime, bool Persistent, int? Retries, string? AdditionalInfoJson);
@@ -293,25 +267,7 @@ internal static class RpcEndpoints
             return true;
         }
 
-        return member.ValueKind switch
-        {
-            JsonValueKind.Null => true,
-            JsonValueKind.Number => member.TryGetInt64(out value) || TryDouble(member, out value),
-            JsonValueKind.String => long.TryParse(member.GetString(), System.Globalization.CultureInfo.InvariantCulture, out value),
-            _ => false,
-        };
-    }
-
-    private static bool TryDouble(JsonElement v, out long value)
-    {
-        value = 0;
-        if (!v.TryGetDouble(out var d) || double.IsNaN(d) || d < long.MinValue || d > long.MaxValue)
-        {
-            return false;
-        }
-
-        value = (long)d;
-        return true;
+        return member.ValueKind == JsonValueKind.Null || Perf.Core.Telemetry.JavaNumbers.TryReadLong(member, out value);
     }
 
     /// <summary>A value as compact JSON text, as <see cref="JsonNode.ToJsonString"/> writes it (JSON null as <c>null</c>).</summary>

@@ -681,6 +681,19 @@ internal sealed class CoapRequestHandler
         return true;
     }
 
+    /// <summary>
+    /// RFC 7959 §2.4: block <paramref name="block"/> of a representation, with its Block2 option (More when bytes
+    /// follow) and, on block 0, the representation's Size2.
+    /// </summary>
+    private static ReadOnlySpan<byte> SliceBlock(ReadOnlySpan<byte> representation, CoapBlock block, out CoapBlock block2, out int? size2)
+    {
+        var offset = Math.Min(block.Offset, representation.Length);
+        var end = Math.Min(offset + block.Size, representation.Length);
+        block2 = block with { More = end < representation.Length };
+        size2 = block.Number == 0 ? representation.Length : null;
+        return representation[offset..end];
+    }
+
     /// <summary>Sends a confirmable 2.05 notification (RFC 7641 §4.2) and retransmits it until acknowledged.</summary>
     public void Notify(CoapObserver observer, ReadOnlyMemory<byte> json)
     {
@@ -699,9 +712,8 @@ internal sealed class CoapRequestHandler
             // RFC 7959 §3.4: the notification carries the first block; the client GETs the rest (answered from
             // the observer's copy, see TryCompleteFromObservation), so a datagram never exceeds one block.
             observer.LastLargeRepresentation = json;
-            block2 = new CoapBlock(0, true, CoapBlock.ExponentFor(BlockSize));
-            size2 = payload.Length;
-            payload = payload[..BlockSize];
+            payload = SliceBlock(payload, new CoapBlock(0, false, CoapBlock.ExponentFor(BlockSize)), out var first, out size2);
+            block2 = first;
         }
         else
         {
@@ -762,11 +774,8 @@ internal sealed class CoapRequestHandler
             // RFC 7959 §2.4: slice the representation; the client asks for the following blocks by NUM.
             var requested = exchange.Block2Request ?? new CoapBlock(0, false, CoapBlock.ExponentFor(blockSize));
             var block = requested with { SizeExponent = Math.Min(requested.SizeExponent, CoapBlock.ExponentFor(blockSize)) };
-            var offset = Math.Min(block.Offset, payload.Length);
-            var end = Math.Min(offset + block.Size, payload.Length);
-            block2 = block with { More = end < payload.Length };
-            size2 = block.Number == 0 ? payload.Length : null;
-            payload = payload[offset..end];
+            payload = SliceBlock(payload, block, out var sliced, out size2);
+            block2 = sliced;
         }
 
         var response = new CoapResponse

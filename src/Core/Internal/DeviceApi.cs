@@ -238,7 +238,7 @@ internal sealed class DeviceApi(
                 }
                 if (doc.RootElement.TryGetProperty("durationMs", out var d) && d.ValueKind != JsonValueKind.Null)
                 {
-                    if (!TryReadMilliseconds(d, out var ms))
+                    if (!JavaNumbers.TryReadLong(d, out var ms))
                     {
                         return new(new UplinkResult(UplinkStatus.BadPayload, $"'durationMs' must be a number of milliseconds, not {d.GetRawText()}"));
                     }
@@ -257,24 +257,6 @@ internal sealed class DeviceApi(
             (Now + durationMs).ToString(CultureInfo.InvariantCulture) + "}";
         KvEntry[] entries = [new KvEntry(keys.Intern("claimingAllowed"), true), new KvEntry(keys.Intern("claimingData"), claimData, isJson: true)];
         return Await(attributes.SaveAsync(device.Id, AttributeScope.Server, entries), attributes: true);
-    }
-
-    /// <summary>A JSON number (a fraction cut off) or a string holding a whole number, as milliseconds.</summary>
-    private static bool TryReadMilliseconds(JsonElement value, out long ms)
-    {
-        ms = 0;
-        switch (value.ValueKind)
-        {
-            case JsonValueKind.Number when value.TryGetInt64(out ms):
-                return true;
-            case JsonValueKind.Number when value.TryGetDouble(out var d) && d is >= long.MinValue and <= long.MaxValue:
-                ms = (long)d;
-                return true;
-            case JsonValueKind.String:
-                return long.TryParse(value.GetString(), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out ms);
-            default:
-                return false;
-        }
     }
 
     public ValueTask<FirmwareChunkResult> GetFirmwareChunkAsync(Device device, string? title, string? version, int chunkSize, int chunkIndex)

@@ -154,6 +154,34 @@ public static class JavaNumbers
         return negative ? -value : value;
     }
 
+    /// <summary>
+    /// A JSON value as a whole number the way the reference reads one (Gson's getAsLong, Jackson's asLong): an integer;
+    /// a number with a fraction or an exponent, cut to its whole part; or a string holding an integer. False for any
+    /// other value or one outside a long.
+    /// </summary>
+    public static bool TryReadLong(System.Text.Json.JsonElement value, out long result)
+    {
+        result = 0;
+        switch (value.ValueKind)
+        {
+            case System.Text.Json.JsonValueKind.Number when value.TryGetInt64(out result):
+                return true;
+            case System.Text.Json.JsonValueKind.Number:
+                // 2^63 is exact as a double; a value below it (and at least -2^63) fits a long.
+                if (value.TryGetDouble(out var d) && d >= -9.223372036854775808E18 && d < 9.223372036854775808E18)
+                {
+                    result = (long)d;
+                    return true;
+                }
+
+                return false;
+            case System.Text.Json.JsonValueKind.String:
+                return long.TryParse(value.GetString(), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out result);
+            default:
+                return false;
+        }
+    }
+
     /// <summary>Writes a JSON property holding <paramref name="value"/> in Java's form (a non-finite one, which JSON cannot hold, as a string).</summary>
     public static void WriteNumber(System.Text.Json.Utf8JsonWriter writer, string propertyName, double value)
     {

@@ -483,15 +483,7 @@ internal ref struct KvJsonReader
         Span<byte> literal = length <= StackNumberLimit ? stackalloc byte[StackNumberLimit] : (rented = ArrayPool<byte>.Shared.Rent((int)length));
         try
         {
-            literal = literal[..(int)length];
-            if (_reader.HasValueSequence)
-            {
-                _reader.ValueSequence.CopyTo(literal);
-            }
-            else
-            {
-                _reader.ValueSpan.CopyTo(literal);
-            }
+            literal = literal[..CopyRawValue(literal)];
 
             var exponentAt = literal.IndexOfAny((byte)'e', (byte)'E');
             if (exponentAt < 0 && literal.IndexOf((byte)'.') < 0)
@@ -656,19 +648,23 @@ internal ref struct KvJsonReader
                 }
 
                 Span<byte> raw = stackalloc byte[StackNumberLimit];
-                if (_reader.HasValueSequence)
-                {
-                    _reader.ValueSequence.CopyTo(raw);
-                }
-                else
-                {
-                    _reader.ValueSpan.CopyTo(raw);
-                }
-
-                return long.TryParse(raw[..(int)length], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out ts);
+                return long.TryParse(raw[..CopyRawValue(raw)], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out ts);
             default:
                 return false;
         }
+    }
+
+    /// <summary>The current token's raw bytes (as in the input, escapes kept) copied into <paramref name="destination"/>; returns their count.</summary>
+    private readonly int CopyRawValue(Span<byte> destination)
+    {
+        if (_reader.HasValueSequence)
+        {
+            _reader.ValueSequence.CopyTo(destination);
+            return (int)_reader.ValueSequence.Length;
+        }
+
+        _reader.ValueSpan.CopyTo(destination);
+        return _reader.ValueSpan.Length;
     }
 
     /// <summary>
