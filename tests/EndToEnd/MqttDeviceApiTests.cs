@@ -81,6 +81,12 @@ public sealed class MqttDeviceApiTests(HostFixture fixture)
 
         var reply = await device.ReceiveJsonAsync("v1/devices/me/attributes/response/1");
         Assert.True(JsonNode.DeepEquals(JsonNode.Parse("""{"client":{"attribute1":"value1"},"shared":{"shared1":"s"}}"""), reply), reply.ToJsonString());
+
+        // As the reference's JsonConverter: a scope with nothing found is left out, and nothing found at all is {}.
+        await device.PublishAsync("v1/devices/me/attributes/request/2", """{"clientKeys":"attribute2","sharedKeys":"shared1"}""");
+        Assert.Equal("""{"shared":{"shared1":"s"}}""", (await device.ReceiveJsonAsync("v1/devices/me/attributes/response/2")).ToJsonString());
+        await device.PublishAsync("v1/devices/me/attributes/request/3", """{"clientKeys":"nothing","sharedKeys":"none"}""");
+        Assert.Equal("{}", (await device.ReceiveJsonAsync("v1/devices/me/attributes/response/3")).ToJsonString());
     }
 
     [Fact]

@@ -389,14 +389,42 @@ public class MqttConnectionHandlerTests
         Assert.Equal("{\"fw_version\":\"1.2\",\"deleted\":[\"old\"]}", push.Payload);
     }
 
-    [Fact]
-    public async Task ClientRpc_IsAnsweredOnRpcResponseTopic()
+    [Theory]
+    [InlineData("v1/devices/me/rpc/request/12", "v1/devices/me/rpc/response/12")]
+    [InlineData("v2/r/req/12", "v2/r/res/12")]
+    public async Task ClientRpc_IsAnsweredOnRpcResponseTopic(string request, string response)
     {
         await using var host = await ConnectedAsync();
-        await host.PublishAsync("v1/devices/me/rpc/request/12", "{\"method\":\"getCurrentTime\",\"params\":{}}");
+        await host.PublishAsync(request, "{\"method\":\"getCurrentTime\",\"params\":{}}");
         var reply = await host.ReceiveAsync();
-        Assert.Equal("v1/devices/me/rpc/response/12", reply.Topic);
+        Assert.Equal(response, reply.Topic);
         Assert.Equal("{\"time\":42}", reply.Payload);
+    }
+
+    [Theory]
+    [InlineData("v1/devices/me/attributes/request/abc")]
+    [InlineData("v1/devices/me/attributes/request/")]
+    [InlineData("v1/devices/me/rpc/request/1.5")]
+    [InlineData("v1/devices/me/rpc/response/99999999999")]
+    [InlineData("v2/a/req/x")]
+    [InlineData("v2/r/res/")]
+    public async Task RequestIdThatIsNotANumber_OnQoS1_ClosesWithoutPubAck_AndReachesNothing(string topic)
+    {
+        // The reference's Integer.parseInt of the id fails the publish, and an MQTT 3.1.1 session is closed.
+        await using var host = await ConnectedAsync();
+        await host.PublishAsync(topic, "{}", 1, 4);
+        Assert.True(await host.ClosedWithinAsync(2000));
+        Assert.Empty(host.Api.Calls);
+    }
+
+    [Fact]
+    public async Task RequestIdThatIsNotANumber_OnQoS0_IsDropped_AndTheSessionStays()
+    {
+        await using var host = await ConnectedAsync();
+        await host.PublishAsync("v1/devices/me/attributes/request/abc", "{}");
+        await host.PublishAsync("v1/devices/me/rpc/request/3", "{\"method\":\"getCurrentTime\",\"params\":{}}");
+        Assert.Equal("v1/devices/me/rpc/response/3", (await host.ReceiveAsync()).Topic);
+        Assert.Equal("client-rpc", Assert.Single(host.Api.Calls).Call);
     }
 
     [Fact]

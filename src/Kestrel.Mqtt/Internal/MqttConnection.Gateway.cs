@@ -134,7 +134,7 @@ internal sealed partial class MqttConnection
                 w.WriteStartObject("values");
                 foreach (var v in values)
                 {
-                    MqttJson.WriteValue(w, v.Entry);
+                    DeviceJson.WriteValue(w, v.Entry);
                 }
 
                 w.WriteEndObject();
@@ -146,7 +146,7 @@ internal sealed partial class MqttConnection
         }
     }
 
-    private static void WriteValueAs(Utf8JsonWriter w, string name, KvEntry e) => MqttJson.WriteValue(w, e.Type switch
+    private static void WriteValueAs(Utf8JsonWriter w, string name, KvEntry e) => DeviceJson.WriteValue(w, e.Type switch
     {
         DataType.Boolean => new KvEntry(name, e.BooleanValue),
         DataType.Long => new KvEntry(name, e.LongValue),
@@ -257,7 +257,7 @@ internal sealed partial class MqttConnection
             _jsonWriter.WriteStartObject();
             _jsonWriter.WriteString("device", child.Name);
             _jsonWriter.WritePropertyName("data");
-            MqttJson.WriteAttributeUpdate(_jsonWriter, updated, deleted);
+            DeviceJson.WriteAttributeUpdate(_jsonWriter, updated, deleted);
             _jsonWriter.WriteEndObject();
             _jsonWriter.Flush();
             WritePublishLocked(MqttTopics.GatewayAttributes, _json.WrittenSpan, QoS(TopicSubscription.GatewayAttributes));
@@ -275,7 +275,7 @@ internal sealed partial class MqttConnection
             _jsonWriter.WriteStartObject();
             _jsonWriter.WriteString("device", child.Name);
             _jsonWriter.WritePropertyName("data");
-            MqttJson.WriteRpcRequest(_jsonWriter, request, withId: true);
+            DeviceJson.WriteRpcRequest(_jsonWriter, request, withId: true);
             _jsonWriter.WriteEndObject();
             _jsonWriter.Flush();
             ok = WritePublishLocked(MqttTopics.GatewayRpc, _json.WrittenSpan, QoS(TopicSubscription.GatewayRpc));

@@ -442,7 +442,10 @@ internal sealed partial class MqttConnection : IDeviceSession
                 Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packetId, qos, route);
                 break;
             case TopicRoute.ClientRpcRequest:
-                HandleClientRpc(_door.Api.ClientRpcAsync(device, packet.Payload, ClosedToken()), id, packetId, qos, route);
+                HandleClientRpc(_door.Api.ClientRpcAsync(device, packet.Payload, ClosedToken()), id, v2, packetId, qos, route);
+                break;
+            case TopicRoute.BadRequestId:
+                Enqueue(new ValueTask<UplinkResult>(new UplinkResult(UplinkStatus.BadPayload, "the request id at the end of the topic is not a number")), packetId, qos, route);
                 break;
             case TopicRoute.FirmwareChunk:
                 HandleFirmwareRequest(device, topic, packet.Payload);
@@ -528,7 +531,7 @@ internal sealed partial class MqttConnection : IDeviceSession
         lock (_writeLock)
         {
             ResetJson();
-            MqttJson.WriteAttributesReply(_jsonWriter, reply);
+            DeviceJson.WriteAttributesReply(_jsonWriter, reply);
             _jsonWriter.Flush();
             WritePublishLocked(topic[..len], _json.WrittenSpan, QoS(TopicSubscription.AttributeResponses));
         }
@@ -540,7 +543,7 @@ internal sealed partial class MqttConnection : IDeviceSession
     /// A client-side RPC: answered on its response topic when the core has it. Invalid JSON at QoS 1 closes the
     /// connection without PUBACK, as on every other topic (README); at QoS 0 the device gets the error as the reply.
     /// </summary>
-    private void HandleClientRpc(ValueTask<ClientRpcResult> call, int id, ushort packetId, byte qos, TopicRoute route)
+    private void HandleClientRpc(ValueTask<ClientRpcResult> call, int id, bool v2, ushort packetId, byte qos, TopicRoute route)
     {
         if (call.IsCompletedSuccessfully)
         {
@@ -554,15 +557,15 @@ internal sealed partial class MqttConnection : IDeviceSession
             call = new ValueTask<ClientRpcResult>(done);
         }
 
-        StartRequest(RespondClientRpcAsync(call, id));
+        StartRequest(RespondClientRpcAsync(call, id, v2));
         Enqueue(new ValueTask<UplinkResult>(UplinkResult.Success), packetId, qos, route);
     }
 
-    private async Task RespondClientRpcAsync(ValueTask<ClientRpcResult> request, int id)
+    private async Task RespondClientRpcAsync(ValueTask<ClientRpcResult> request, int id, bool v2)
     {
         var result = await request;
         Span<byte> topic = stackalloc byte[64];
-        int len = MqttTopics.Compose(topic, MqttTopics.RpcResponsePrefix, id);
+        int len = MqttTopics.Compose(topic, v2 ? MqttTopics.RpcResponsePrefixV2 : MqttTopics.RpcResponsePrefix, id);
         var body = result.ResponseJson ?? (result.Result.IsOk ? "{}" : JsonSerializer.Serialize(new { error = result.Result.Reason ?? result.Result.Status.ToString() }));
         lock (_writeLock)
         {
@@ -637,7 +640,7 @@ internal sealed partial class MqttConnection : IDeviceSession
         lock (_writeLock)
         {
             ResetJson();
-            MqttJson.WriteAttributeUpdate(_jsonWriter, updated, deleted);
+            DeviceJson.WriteAttributeUpdate(_jsonWriter, updated, deleted);
             _jsonWriter.Flush();
             if (!WritePublishLocked(topic, _json.WrittenSpan, QoS(v1 ? TopicSubscription.AttributeUpdates : TopicSubscription.AttributeUpdatesV2)))
             {
@@ -662,7 +665,7 @@ internal sealed partial class MqttConnection : IDeviceSession
         lock (_writeLock)
         {
             ResetJson();
-            MqttJson.WriteRpcRequest(_jsonWriter, request, withId: false);
+            DeviceJson.WriteRpcRequest(_jsonWriter, request, withId: false);
             _jsonWriter.Flush();
             ok = WritePublishLocked(topic[..len], _json.WrittenSpan, QoS(v1 ? TopicSubscription.RpcRequests : TopicSubscription.RpcRequestsV2), request.RequestId);
         }

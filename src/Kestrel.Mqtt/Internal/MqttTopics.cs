@@ -19,6 +19,9 @@ internal enum TopicRoute : byte
     GatewayAttributeRequest,
     GatewayRpc,
     GatewayClaim,
+
+    /// <summary>A request or response topic whose trailing id is not a number: refused as a bad payload (the reference closes).</summary>
+    BadRequestId,
 }
 
 /// <summary>What a SUBSCRIBE filter asks for; unsupported filters get 0x80.</summary>
@@ -91,19 +94,11 @@ internal static class MqttTopics
                 return TopicRoute.Attributes;
             }
 
-            if (TryId(topic, AttributeRequestPrefix, out id))
+            if (WithId(topic, AttributeRequestPrefix, TopicRoute.AttributeRequest, out id, out var route)
+                || WithId(topic, RpcResponsePrefix, TopicRoute.RpcReply, out id, out route)
+                || WithId(topic, RpcRequestPrefix, TopicRoute.ClientRpcRequest, out id, out route))
             {
-                return TopicRoute.AttributeRequest;
-            }
-
-            if (TryId(topic, RpcResponsePrefix, out id))
-            {
-                return TopicRoute.RpcReply;
-            }
-
-            if (TryId(topic, RpcRequestPrefix, out id))
-            {
-                return TopicRoute.ClientRpcRequest;
+                return route;
             }
 
             return topic.SequenceEqual(Claim) ? TopicRoute.Claim : TopicRoute.Unknown;
@@ -122,14 +117,11 @@ internal static class MqttTopics
                 return TopicRoute.Attributes;
             }
 
-            if (TryId(topic, AttributeRequestPrefixV2, out id))
+            if (WithId(topic, AttributeRequestPrefixV2, TopicRoute.AttributeRequest, out id, out var route)
+                || WithId(topic, RpcResponsePrefixV2, TopicRoute.RpcReply, out id, out route)
+                || WithId(topic, RpcRequestPrefixV2, TopicRoute.ClientRpcRequest, out id, out route))
             {
-                return TopicRoute.AttributeRequest;
-            }
-
-            if (TryId(topic, RpcResponsePrefixV2, out id))
-            {
-                return TopicRoute.RpcReply;
+                return route;
             }
 
             return topic.StartsWith(FirmwareRequestPrefix) ? TopicRoute.FirmwareChunk : TopicRoute.Unknown;
@@ -190,10 +182,22 @@ internal static class MqttTopics
         return prefix.Length + written;
     }
 
-    private static bool TryId(ReadOnlySpan<byte> topic, ReadOnlySpan<byte> prefix, out int id)
+    /// <summary>
+    /// True when <paramref name="topic"/> starts with <paramref name="prefix"/>: <paramref name="route"/> is then
+    /// <paramref name="matched"/> with its id, or <see cref="TopicRoute.BadRequestId"/> when the rest is not an int
+    /// (the reference's <c>Integer.parseInt</c> fails the publish).
+    /// </summary>
+    private static bool WithId(ReadOnlySpan<byte> topic, ReadOnlySpan<byte> prefix, TopicRoute matched, out int id, out TopicRoute route)
     {
         id = 0;
-        return topic.Length > prefix.Length && topic.StartsWith(prefix) && TryInt(topic[prefix.Length..], out id);
+        route = TopicRoute.Unknown;
+        if (!topic.StartsWith(prefix))
+        {
+            return false;
+        }
+
+        route = TryInt(topic[prefix.Length..], out id) ? matched : TopicRoute.BadRequestId;
+        return true;
     }
 
     private static bool TryInt(ReadOnlySpan<byte> text, out int value) =>

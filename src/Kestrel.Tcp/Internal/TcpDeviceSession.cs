@@ -124,34 +124,10 @@ internal sealed class TcpDeviceSession(TcpConnection owner, Guid deviceId, strin
     /// <summary>Shared attributes as the reference's ATTRIBUTES_UPDATED body: <c>{"key":value,...}</c>.</summary>
     internal static string KvJson(IReadOnlyList<KvEntry> entries)
     {
-        var buffer = new ArrayBufferWriter<byte>(64 * entries.Count);
+        var buffer = new ArrayBufferWriter<byte>(64 * Math.Max(1, entries.Count));
         using (var writer = new Utf8JsonWriter(buffer))
         {
-            writer.WriteStartObject();
-            foreach (var entry in entries)
-            {
-                switch (entry.Type)
-                {
-                    case DataType.Boolean:
-                        writer.WriteBoolean(entry.Key, entry.BooleanValue);
-                        break;
-                    case DataType.Long:
-                        writer.WriteNumber(entry.Key, entry.LongValue);
-                        break;
-                    case DataType.Double:
-                        JavaNumbers.WriteNumber(writer, entry.Key, entry.DoubleValue);
-                        break;
-                    case DataType.Json:
-                        writer.WritePropertyName(entry.Key);
-                        writer.WriteRawValue(entry.Text ?? "null");
-                        break;
-                    default:
-                        writer.WriteString(entry.Key, entry.Text);
-                        break;
-                }
-            }
-
-            writer.WriteEndObject();
+            DeviceJson.WriteValues(writer, entries);
         }
 
         return Encoding.UTF8.GetString(buffer.WrittenSpan);
