@@ -327,6 +327,77 @@ public sealed class RestTests(HostFixture fixture)
     }
 
     [Fact]
+    public async Task WebSocket_TimeseriesWithATimeWindow_SendsTheWindowsHistoryFirst_ThenUpdates()
+    {
+        using var rest = await Rest.LoginAsync(fixture);
+        var (id, _) = await rest.CreateDeviceAsync(Unique("ws-window"));
+        await rest.PostAsync($"/api/plugins/telemetry/DEVICE/{id}/timeseries/ANY",
+            new JsonArray(new JsonObject { ["ts"] = 1000, ["values"] = new JsonObject { ["temp"] = 20, ["hum"] = 1 } },
+                new JsonObject { ["ts"] = 2000, ["values"] = new JsonObject { ["temp"] = 21 } },
+                new JsonObject { ["ts"] = 3000, ["values"] = new JsonObject { ["temp"] = 25 } },
+                new JsonObject { ["ts"] = 9000, ["values"] = new JsonObject { ["temp"] = 30 } }));
+        using var socket = new ClientWebSocket();
+        await socket.ConnectAsync(new Uri($"ws://127.0.0.1:{fixture.Endpoints.Http!.Port}/api/ws"), CancellationToken.None);
+
+        // A dashboard's time window: [startTs, startTs + timeWindow], as the reference's handleWsTimeseriesSubscriptionByKeys.
+        await SendAsync(socket, new JsonObject
+        {
+            ["authCmd"] = new JsonObject { ["cmdId"] = 0, ["token"] = rest.Token },
+            ["cmds"] = new JsonArray(new JsonObject
+            {
+                ["type"] = "TIMESERIES", ["entityType"] = "DEVICE", ["entityId"] = id, ["keys"] = "temp,hum", ["cmdId"] = 4,
+                ["startTs"] = 1500, ["timeWindow"] = 2000, ["interval"] = 0, ["limit"] = 0, ["agg"] = "NONE",
+            }),
+        });
+        var history = await ReceiveAsync(socket);
+        Assert.Equal(4, history["subscriptionId"]!.GetValue<int>());
+        Assert.Equal("""[[3000,"25"],[2000,"21"]]""", history["data"]!["temp"]!.ToJsonString());
+        Assert.Equal("[]", history["data"]!["hum"]!.ToJsonString());
+
+        // Aggregated over the window, on a second subscription.
+        await SendAsync(socket, new JsonObject
+        {
+            ["cmds"] = new JsonArray(new JsonObject
+            {
+                ["type"] = "TIMESERIES", ["entityType"] = "DEVICE", ["entityId"] = id, ["keys"] = "temp", ["cmdId"] = 5,
+                ["startTs"] = 0, ["timeWindow"] = 4000, ["interval"] = 4000, ["agg"] = "AVG",
+            }),
+        });
+        var avg = await ReceiveAsync(socket);
+        Assert.Equal(5, avg["subscriptionId"]!.GetValue<int>());
+        Assert.Equal("""[[2000,"22.0"]]""", avg["data"]!["temp"]!.ToJsonString());
+
+        // Then updates, as for a latest-values subscription.
+        await SendAsync(socket, new JsonObject
+        {
+            ["cmds"] = new JsonArray(
+                new JsonObject { ["type"] = "TIMESERIES", ["entityId"] = id, ["cmdId"] = 5, ["unsubscribe"] = true },
+                new JsonObject { ["type"] = "NOPE", ["cmdId"] = 50 }),
+        });
+        Assert.Equal(50, (await ReceiveAsync(socket))["subscriptionId"]!.GetValue<int>()); // the unsubscribe is done
+        await rest.PostAsync($"/api/plugins/telemetry/DEVICE/{id}/timeseries/ANY", new { temp = 42 });
+        var update = await ReceiveAsync(socket);
+        Assert.Equal(4, update["subscriptionId"]!.GetValue<int>());
+        Assert.Equal("42", update["data"]!["temp"]![0]![1]!.GetValue<string>());
+
+        // A window that is not a number is the reference's bad request (2). An unsubscribe without an entity id, in
+        // the same message, ends every subscription of the session (the reference's cancelAllSessionSubscriptions).
+        await SendAsync(socket, new JsonObject
+        {
+            ["cmds"] = new JsonArray(
+                new JsonObject { ["type"] = "TIMESERIES", ["cmdId"] = 0, ["unsubscribe"] = true },
+                new JsonObject { ["type"] = "TIMESERIES", ["entityType"] = "DEVICE", ["entityId"] = id, ["keys"] = "temp", ["cmdId"] = 6, ["timeWindow"] = "soon" }),
+        });
+        var bad = await ReceiveAsync(socket);
+        Assert.Equal(6, bad["subscriptionId"]!.GetValue<int>());
+        Assert.Equal(2, bad["errorCode"]!.GetValue<int>());
+
+        await rest.PostAsync($"/api/plugins/telemetry/DEVICE/{id}/timeseries/ANY", new { temp = 43 });
+        await SendAsync(socket, new JsonObject { ["cmds"] = new JsonArray(new JsonObject { ["type"] = "NOPE", ["cmdId"] = 7 }) });
+        Assert.Equal(7, (await ReceiveAsync(socket))["subscriptionId"]!.GetValue<int>());
+    }
+
+    [Fact]
     public async Task OpenApiDescription_IsServed()
     {
         using var http = fixture.CreateHttpClient();

@@ -21,6 +21,7 @@ internal static class WebSocketEndpoints
     private const int BadRequest = 2;
     private const int Unauthorized = 3;
     private const string UnauthorizedMessage = "You don't have permission to perform this operation!";
+    private const string HistoryArguments = "startTs, endTs, timeWindow, interval and limit must be numbers; agg one of NONE, MIN, MAX, AVG, SUM, COUNT";
 
     public static void MapWebSocketEndpoints(this WebApplication app)
     {
@@ -201,15 +202,30 @@ internal static class WebSocketEndpoints
                 return;
             }
 
-            var agg = cmd["agg"] is JsonValue a && a.TryGetValue<string>(out var aggText) && aggText.Length > 0 ? aggText : "NONE";
-            if (!Enum.TryParse<Aggregation>(agg, ignoreCase: true, out var aggregation) || !Number(cmd, "startTs", out var startTs) ||
-                !Number(cmd, "endTs", out var endTs) || !Number(cmd, "interval", out var interval) || !Number(cmd, "limit", out var limit))
+            if (!Number(cmd, "startTs", out var startTs) || !Number(cmd, "endTs", out var endTs) || !TryHistory(cmd, deviceId, keys, startTs, endTs, out var data))
             {
-                Send(Error(cmdId, BadRequest, "startTs, endTs, interval and limit must be numbers; agg one of NONE, MIN, MAX, AVG, SUM, COUNT"));
+                Send(Error(cmdId, BadRequest, HistoryArguments));
                 return;
             }
 
-            var data = new JsonObject();
+            Send(Update(cmdId, data));
+        }
+
+        /// <summary>
+        /// Every key's points in [<paramref name="startTs"/>, <paramref name="endTs"/>] by the command's interval, limit
+        /// (0: 100) and agg (absent: NONE), newest first, values as strings: what the reference's <c>tsService.findAll</c>
+        /// answers a history command or a subscription with a time window. False when a member is not what it should be.
+        /// </summary>
+        private bool TryHistory(JsonObject cmd, Guid deviceId, string[] keys, long startTs, long endTs, out JsonObject data)
+        {
+            data = new JsonObject();
+            var agg = cmd["agg"] is JsonValue a && a.TryGetValue<string>(out var aggText) && aggText.Length > 0 ? aggText : "NONE";
+            if (!Enum.TryParse<Aggregation>(agg, ignoreCase: true, out var aggregation) || !Enum.IsDefined(aggregation) ||
+                !Number(cmd, "interval", out var interval) || !Number(cmd, "limit", out var limit))
+            {
+                return false;
+            }
+
             foreach (var key in keys)
             {
                 var points = new JsonArray();
@@ -222,7 +238,7 @@ internal static class WebSocketEndpoints
                 data[key] = points;
             }
 
-            Send(Update(cmdId, data));
+            return true;
         }
 
         /// <summary>A member as a whole number (a fraction cut off); absent or null is 0.</summary>
@@ -248,7 +264,17 @@ internal static class WebSocketEndpoints
             var cmdId = cmd["cmdId"] is JsonValue idValue && idValue.TryGetValue<int>(out var id) ? id : 0;
             if (cmd["unsubscribe"] is JsonValue u && u.TryGetValue<bool>(out var unsubscribe) && unsubscribe)
             {
-                if (_subscriptions.Remove(cmdId, out var existing))
+                // As the reference: without an entity id, every subscription of the session ends.
+                if (cmd["entityId"] is not JsonValue entity || !entity.TryGetValue<string>(out var entityText) || entityText.Length == 0)
+                {
+                    foreach (var subscription in _subscriptions.Values)
+                    {
+                        subscription.Dispose();
+                    }
+
+                    _subscriptions.Clear();
+                }
+                else if (_subscriptions.Remove(cmdId, out var existing))
                 {
                     existing.Dispose();
                 }
@@ -284,9 +310,26 @@ internal static class WebSocketEndpoints
                 previous.Dispose();
             }
 
-            // Current values first, then committed updates.
+            // Current values first, then committed updates. A time series subscription naming its keys and a time
+            // window gets that window's history first, as the reference's handleWsTimeseriesSubscriptionByKeys.
             var initial = new JsonObject();
-            if (kind == DeviceUpdateKind.Telemetry)
+            long timeWindow = 0, startTs = 0;
+            if (kind == DeviceUpdateKind.Telemetry && keys is { Length: > 0 } && (!Number(cmd, "timeWindow", out timeWindow) || !Number(cmd, "startTs", out startTs)))
+            {
+                Send(Error(cmdId, BadRequest, HistoryArguments));
+                return;
+            }
+
+            if (timeWindow > 0)
+            {
+                long endTs = startTs > long.MaxValue - timeWindow ? long.MaxValue : startTs + timeWindow;
+                if (!TryHistory(cmd, deviceId, keys!, startTs, endTs, out initial))
+                {
+                    Send(Error(cmdId, BadRequest, HistoryArguments));
+                    return;
+                }
+            }
+            else if (kind == DeviceUpdateKind.Telemetry)
             {
                 foreach (var latest in engine.Telemetry.GetLatest(deviceId, keys))
                 {
