@@ -110,6 +110,7 @@ public sealed class AuthorizationMatrixTests(HostFixture fixture)
         S("GET", Telemetry + "/keys/timeseries", w => $"/api/plugins/telemetry/DEVICE/{w.D1}/keys/timeseries", DeviceRead),
         S("GET", Telemetry + "/values/timeseries", w => $"/api/plugins/telemetry/DEVICE/{w.D1}/values/timeseries?keys=t", DeviceRead),
         S("POST", Telemetry + "/timeseries/{scope}", w => $"/api/plugins/telemetry/DEVICE/{w.D1}/timeseries/ANY", DeviceWrite, _ => new { t = 1 }),
+        S("POST", Telemetry + "/timeseries/{scope}/{ttl}", w => $"/api/plugins/telemetry/DEVICE/{w.D1}/timeseries/ANY/60", DeviceWrite, _ => new { t = 1 }),
         S("DELETE", Telemetry + "/timeseries/delete", w => $"/api/plugins/telemetry/DEVICE/{w.D1}/timeseries/delete?keys=none", DeviceWrite),
 
         // ---- RPC to D1 (offline: answered without waiting)

@@ -293,6 +293,14 @@ public sealed class RestTests(HostFixture fixture)
 
         var badAgg = await rest.Http.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/values/timeseries?keys=temperature&startTs=0&endTs=5000&agg=MEDIAN");
         Assert.Equal(HttpStatusCode.BadRequest, badAgg.StatusCode);
+
+        // The SDKs' saveEntityTelemetryWithTTL saves as without the ttl (the reference's SQL storage); a ttl that is not
+        // an integer is 400.
+        await rest.PostAsync($"/api/plugins/telemetry/DEVICE/{id}/timeseries/ANY/3600", new { ts = 4000, values = new { temperature = 19 } });
+        Assert.Equal("19", (await rest.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/values/timeseries?keys=temperature"))["temperature"]![0]!["value"]!.GetValue<string>());
+        var badTtl = await rest.Http.PostAsJsonAsync($"/api/plugins/telemetry/DEVICE/{id}/timeseries/ANY/soon", new { temperature = 1 });
+        Assert.Equal(HttpStatusCode.BadRequest, badTtl.StatusCode);
+        Assert.Contains("ttl", (await badTtl.Content.ReadFromJsonAsync<JsonObject>())!["message"]!.GetValue<string>(), StringComparison.Ordinal);
     }
 
     [Fact]

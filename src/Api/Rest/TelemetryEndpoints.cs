@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json.Nodes;
 using Perf.Core;
 using Perf.Core.Domain;
@@ -27,6 +28,14 @@ internal static class TelemetryEndpoints
             Resolve(entityType, entityId, context, engine, out var device) ?? Results.Json(engine.Telemetry.GetKeys(device!.Id)));
         api.MapGet(Prefix + "/values/timeseries", ReadTimeseries);
         api.MapPost(Prefix + "/timeseries/{scope}", SaveTimeseries).Roles(Authority.TenantAdmin, Authority.CustomerUser);
+
+        // The reference's saveEntityTelemetryWithTTL: "the ttl parameter takes effect only in case of Cassandra DB". On
+        // its SQL storage, as here, the points are saved as without it and kept by the retention (TELEMETRY_RETENTION_DAYS).
+        api.MapPost(Prefix + "/timeseries/{scope}/{ttl}", (string entityType, Guid entityId, string ttl, HttpContext context, PerfEngine engine, KeyTable keyTable) =>
+            long.TryParse(ttl, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out _)
+                ? SaveTimeseries(entityType, entityId, context, engine, keyTable)
+                : Task.FromResult(ApiError.BadRequest($"ttl '{ttl}' is not a number of seconds")))
+            .Roles(Authority.TenantAdmin, Authority.CustomerUser);
         api.MapDelete(Prefix + "/timeseries/delete", DeleteTimeseries).Roles(Authority.TenantAdmin, Authority.CustomerUser);
     }
 
