@@ -154,12 +154,13 @@ public sealed class TelemetryService
     }
 
     /// <summary>
-    /// History of one key over [<paramref name="startTs"/>, <paramref name="endTs"/>). With
-    /// <see cref="Aggregation.None"/> the raw points, at most <paramref name="limit"/>, newest first when
-    /// <paramref name="descending"/>. Otherwise buckets of <paramref name="intervalMs"/> from startTs; each
-    /// non-empty bucket yields one point stamped at the bucket's middle (as the reference does). MIN, MAX
-    /// and SUM of integers stay integers, AVG is a double, COUNT counts every value; non-numeric values are
-    /// ignored by MIN/MAX/SUM/AVG.
+    /// History of one key over [<paramref name="startTs"/>, <paramref name="endTs"/>), as the reference's
+    /// <c>AbstractChunkedAggregationTimeseriesDao.findAllAsync</c>. With <see cref="Aggregation.None"/>, or an
+    /// <paramref name="intervalMs"/> below 1, the raw points, at most <paramref name="limit"/>, newest first when
+    /// <paramref name="descending"/>. Otherwise every bucket of <paramref name="intervalMs"/> from startTs, oldest first
+    /// (order and limit apply to raw points only); each non-empty bucket yields one point stamped at the bucket's middle.
+    /// MIN, MAX and SUM of integers stay integers, AVG is a double, COUNT counts every value; MIN and MAX of a bucket
+    /// with no number are its least and greatest string; other non-numeric values are ignored.
     /// </summary>
     public IReadOnlyList<TsKvEntry> Query(
         Guid deviceId, string key, long startTs, long endTs, long intervalMs, int limit, Aggregation agg, bool descending)
@@ -171,7 +172,7 @@ public sealed class TelemetryService
         limit = limit <= 0 ? int.MaxValue : limit;
         var points = series.Range(startTs, endTs);
         List<TsKvEntry> result;
-        if (agg == Aggregation.None)
+        if (agg == Aggregation.None || intervalMs < 1)
         {
             result = new List<TsKvEntry>(Math.Min(points.Length, limit));
             if (descending)
@@ -191,20 +192,13 @@ public sealed class TelemetryService
             return result;
         }
 
-        if (intervalMs <= 0)
-        {
-            intervalMs = endTs - startTs;
-            if (intervalMs <= 0)
-            {
-                intervalMs = long.MaxValue; // the range's length overflowed: one bucket
-            }
-        }
         result = [];
         var index = 0;
         while (index < points.Length)
         {
             // Straight to the bucket of the next point: empty buckets cost nothing, so a tiny interval over a long
-            // range is as cheap as the points in it. Unsigned, as the offset of a point from startTs may pass long.MaxValue.
+            // range is as cheap as the points in it (never more buckets than points). Unsigned, as the offset of a
+            // point from startTs may pass long.MaxValue.
             var offset = unchecked((ulong)(points[index].Ts - startTs));
             var bucketStart = unchecked(startTs + (long)(offset / (ulong)intervalMs * (ulong)intervalMs));
             var bucketEnd = bucketStart > long.MaxValue - intervalMs ? endTs : Math.Min(bucketStart + intervalMs, endTs);
@@ -219,18 +213,6 @@ public sealed class TelemetryService
             {
                 result.Add(new TsKvEntry(bucketStart + (bucketEnd - bucketStart) / 2, value));
             }
-            if (!descending && result.Count >= limit)
-            {
-                break;
-            }
-        }
-        if (descending)
-        {
-            result.Reverse();
-        }
-        if (result.Count > limit)
-        {
-            result.RemoveRange(limit, result.Count - limit);
         }
         return result;
     }
@@ -565,10 +547,20 @@ public sealed class TelemetryService
         private double _max;
         private long _longMin;
         private long _longMax;
+        private string? _textMin;
+        private string? _textMax;
 
         public void Add(in KvEntry entry)
         {
             _count++;
+            if (entry.Type == DataType.String && entry.Text is { } text)
+            {
+                // The reference's findStringMin/findStringMax, used when a bucket holds no number.
+                _textMin = _textMin is null || string.CompareOrdinal(text, _textMin) < 0 ? text : _textMin;
+                _textMax = _textMax is null || string.CompareOrdinal(text, _textMax) > 0 ? text : _textMax;
+                return;
+            }
+
             var value = entry.AsDouble();
             if (double.IsNaN(value))
             {
@@ -607,7 +599,13 @@ public sealed class TelemetryService
             result = default;
             if (_numeric == 0)
             {
-                return false;
+                var text = agg switch { Aggregation.Min => _textMin, Aggregation.Max => _textMax, _ => null };
+                if (text is not null)
+                {
+                    result = new KvEntry(key, text);
+                }
+
+                return text is not null;
             }
             result = agg switch
             {

@@ -59,8 +59,32 @@ public class TelemetryTests
         Assert.Equal(1000, max[0].Ts);
         var empty = engine.Telemetry.Query(id, "t", 5000, 6000, 100, 100, Aggregation.Sum, false);
         Assert.Empty(empty);
-        var desc = engine.Telemetry.Query(id, "t", 0, 2000, 500, 100, Aggregation.Count, true);
-        Assert.Equal([1750L, 1250, 750, 250], desc.Select(e => e.Ts));
+        // As the reference's chunked aggregation: buckets oldest first, every one, whatever the order and the limit.
+        var buckets = engine.Telemetry.Query(id, "t", 0, 2000, 500, 1, Aggregation.Count, true);
+        Assert.Equal([250L, 750, 1250, 1750], buckets.Select(e => e.Ts));
+    }
+
+    [Fact]
+    public async Task Query_MinAndMaxOfABucketWithNoNumber_AreItsLeastAndGreatestString()
+    {
+        using var dir = new TempDir();
+        await using var engine = await Engines.OpenAsync(dir.Path);
+        var (_, device, _) = await Engines.CreateDeviceAsync(engine);
+        await engine.Telemetry.SaveAsync(device.Id,
+        [
+            new TsKvEntry(100, new KvEntry("s", "B2")), new TsKvEntry(200, new KvEntry("s", "A1")), new TsKvEntry(300, new KvEntry("s", "A2")),
+            new TsKvEntry(1100, new KvEntry("s", "Z")), new TsKvEntry(1200, new KvEntry("s", 7L)),
+        ]);
+
+        // The reference's findStringMin/findStringMax when a bucket has no number; a number wins where there is one.
+        var min = engine.Telemetry.Query(device.Id, "s", 0, 2000, 1000, 100, Aggregation.Min, false);
+        Assert.Equal("A1", min[0].Entry.Text);
+        Assert.Equal((DataType.Long, 7L), (min[1].Entry.Type, min[1].Entry.LongValue));
+        var max = engine.Telemetry.Query(device.Id, "s", 0, 2000, 1000, 100, Aggregation.Max, false);
+        Assert.Equal("B2", max[0].Entry.Text);
+        Assert.Equal(7L, max[1].Entry.LongValue);
+        Assert.Empty(engine.Telemetry.Query(device.Id, "s", 0, 1000, 1000, 100, Aggregation.Avg, false));
+        Assert.Equal(3L, Assert.Single(engine.Telemetry.Query(device.Id, "s", 0, 1000, 1000, 100, Aggregation.Count, false)).Entry.LongValue);
     }
 
     [Fact]
@@ -121,10 +145,9 @@ public class TelemetryTests
         var counts = engine.Telemetry.Query(id, "t", 0, 1_800_000_000_000, 1, 100, Aggregation.Count, false);
         Assert.Equal(Enumerable.Range(0, 20).Select(i => i * 100L), counts.Select(e => e.Ts));
         Assert.All(counts, e => Assert.Equal(1L, e.Entry.LongValue));
-        Assert.Equal([0L, 100, 200], engine.Telemetry.Query(id, "t", 0, 1_800_000_000_000, 1, 3, Aggregation.Count, false).Select(e => e.Ts));
-        Assert.Equal([1900L, 1800], engine.Telemetry.Query(id, "t", 0, 1_800_000_000_000, 1, 2, Aggregation.Count, true).Select(e => e.Ts));
-        // The whole range of timestamps, no interval: one bucket.
-        Assert.Equal(20L, Assert.Single(engine.Telemetry.Query(id, "t", long.MinValue, long.MaxValue, 0, 100, Aggregation.Count, false)).Entry.LongValue);
+        // No interval is no aggregation (the reference's rule): the raw points, by the limit.
+        Assert.Equal([1900L, 1800], engine.Telemetry.Query(id, "t", long.MinValue, long.MaxValue, 0, 2, Aggregation.Count, true).Select(e => e.Ts));
+        // The whole range of timestamps in one interval: one bucket.
         Assert.Equal(20L, Assert.Single(engine.Telemetry.Query(id, "t", long.MinValue, long.MaxValue, long.MaxValue, 100, Aggregation.Count, false)).Entry.LongValue);
     }
 

@@ -284,6 +284,16 @@ public sealed class RestTests(HostFixture fixture)
         var max = await rest.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/values/timeseries?keys=temperature&startTs=0&endTs=5000&interval=5000&agg=MAX&useStrictDataTypes=true");
         Assert.Equal(30, max["temperature"]![0]!["value"]!.GetValue<double>());
 
+        // As the reference: aggregated buckets oldest first and all of them (limit and orderBy are for raw points), an
+        // interval of 0 is no aggregation, a string's MIN is the least string, a negative interval is 400.
+        var buckets = await rest.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/values/timeseries?keys=temperature&startTs=0&endTs=4000&interval=1000&agg=AVG&limit=1");
+        Assert.Equal([1500L, 2500, 3500], buckets["temperature"]!.AsArray().Select(p => p!["ts"]!.GetValue<long>()));
+        var raw = await rest.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/values/timeseries?keys=temperature&startTs=0&endTs=5000&agg=AVG");
+        Assert.Equal([3000L, 2000, 1000], raw["temperature"]!.AsArray().Select(p => p!["ts"]!.GetValue<long>()));
+        var label = await rest.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/values/timeseries?keys=label&startTs=0&endTs=5000&interval=5000&agg=MIN");
+        Assert.Equal("a", label["label"]![0]!["value"]!.GetValue<string>());
+        Assert.Equal(HttpStatusCode.BadRequest, (await rest.Http.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/values/timeseries?keys=temperature&startTs=0&endTs=5000&interval=-5&agg=MAX")).StatusCode);
+
         var keys = (await rest.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/keys/timeseries")).AsArray().Select(k => k!.GetValue<string>()).ToArray();
         Assert.Contains("label", keys);
 

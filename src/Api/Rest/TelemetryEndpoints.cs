@@ -218,11 +218,17 @@ internal static class TelemetryEndpoints
             return ApiError.BadRequest($"Invalid 'agg' '{agg}': use NONE, MIN, MAX, AVG, SUM or COUNT");
         }
 
+        if (interval < 0)
+        {
+            return ApiError.BadRequest($"'interval' must be greater than 0, but got {interval}");
+        }
+
+        // As the reference: an interval of 0 (the default) is a NONE aggregation; aggregated buckets come oldest first,
+        // every one of them (orderBy and limit are for raw points).
         var descending = !string.Equals(orderBy, "ASC", StringComparison.OrdinalIgnoreCase);
-        var intervalMs = interval is > 0 ? interval.Value : endTs.Value - startTs.Value;
         foreach (var key in keyList)
         {
-            var points = engine.Telemetry.Query(device!.Id, key, startTs.Value, endTs.Value, intervalMs, limit ?? 100, aggregation, descending);
+            var points = engine.Telemetry.Query(device!.Id, key, startTs.Value, endTs.Value, interval ?? 0, limit ?? 100, aggregation, descending);
             if (points.Count == 0)
             {
                 continue;
