@@ -99,13 +99,21 @@ public sealed class EntityRegistry
 
     // ---------------------------------------------------------------- tenants, customers, users
 
-    public Task<RegistryResult<Tenant>> CreateTenantAsync(string title)
+    public Task<RegistryResult<Tenant>> CreateTenantAsync(string title, string? detailsJson = null) =>
+        PutTenantAsync(new Tenant(Guid.NewGuid(), title, Now, detailsJson));
+
+    /// <summary>Saves a tenant's title and details (the reference's save with an existing id).</summary>
+    public Task<RegistryResult<Tenant>> UpdateTenantAsync(Guid id, string title, string? detailsJson) =>
+        _tenants.TryGetValue(id, out var existing)
+            ? PutTenantAsync(existing with { Title = title, DetailsJson = detailsJson })
+            : Task.FromResult(RegistryResult<Tenant>.Fail(RegistryStatus.NotFound, "tenant not found"));
+
+    private Task<RegistryResult<Tenant>> PutTenantAsync(Tenant tenant)
     {
-        if (string.IsNullOrWhiteSpace(title))
+        if (string.IsNullOrWhiteSpace(tenant.Title))
         {
             return Task.FromResult(RegistryResult<Tenant>.Fail(RegistryStatus.Invalid, "title is required"));
         }
-        var tenant = new Tenant(Guid.NewGuid(), title, Now);
         var w = new RecordWriter(RecordKind.Tenant);
         WriteTenant(ref w, tenant);
         return _log.Append(ref w, () => ApplyTenant(tenant));
@@ -115,25 +123,31 @@ public sealed class EntityRegistry
 
     public IReadOnlyList<Tenant> ListTenants() => [.. _tenants.Values.OrderBy(t => t.CreatedTime)];
 
-    public Task<RegistryResult<Customer>> CreateCustomerAsync(Guid tenantId, string title)
+    public Task<RegistryResult<Customer>> CreateCustomerAsync(Guid tenantId, string title, string? detailsJson = null) =>
+        _tenants.ContainsKey(tenantId)
+            ? PutCustomerAsync(new Customer(Guid.NewGuid(), tenantId, title, Now, detailsJson))
+            : Task.FromResult(RegistryResult<Customer>.Fail(RegistryStatus.NotFound, "tenant not found"));
+
+    /// <summary>Saves a customer's title and details (the reference's save with an existing id).</summary>
+    public Task<RegistryResult<Customer>> UpdateCustomerAsync(Guid id, string title, string? detailsJson) =>
+        _customers.TryGetValue(id, out var existing)
+            ? PutCustomerAsync(existing with { Title = title, DetailsJson = detailsJson })
+            : Task.FromResult(RegistryResult<Customer>.Fail(RegistryStatus.NotFound, "customer not found"));
+
+    private Task<RegistryResult<Customer>> PutCustomerAsync(Customer customer)
     {
-        if (!_tenants.ContainsKey(tenantId))
-        {
-            return Task.FromResult(RegistryResult<Customer>.Fail(RegistryStatus.NotFound, "tenant not found"));
-        }
-        if (string.IsNullOrWhiteSpace(title))
+        if (string.IsNullOrWhiteSpace(customer.Title))
         {
             return Task.FromResult(RegistryResult<Customer>.Fail(RegistryStatus.Invalid, "title is required"));
         }
         foreach (var existing in _customers.Values)
         {
-            if (existing.TenantId == tenantId && string.Equals(existing.Title, title, StringComparison.Ordinal))
+            if (existing.TenantId == customer.TenantId && existing.Id != customer.Id && string.Equals(existing.Title, customer.Title, StringComparison.Ordinal))
             {
                 // The reference's answer; checked before logging, so a log written before this check still replays.
                 return Task.FromResult(RegistryResult<Customer>.Fail(RegistryStatus.Conflict, "Customer with such title already exists!"));
             }
         }
-        var customer = new Customer(Guid.NewGuid(), tenantId, title, Now);
         var w = new RecordWriter(RecordKind.Customer);
         WriteCustomer(ref w, customer);
         return _log.Append(ref w, () => ApplyCustomer(customer));
@@ -146,21 +160,41 @@ public sealed class EntityRegistry
 
     /// <summary>Creates a user; the password is stored as a PBKDF2-SHA256 hash (100,000 iterations).</summary>
     public Task<RegistryResult<User>> CreateUserAsync(
-        Guid tenantId, Guid customerId, string email, Authority authority, string password, string? firstName = null, string? lastName = null)
+        Guid tenantId, Guid customerId, string email, Authority authority, string password, string? firstName = null, string? lastName = null,
+        string? detailsJson = null)
     {
-        if (string.IsNullOrWhiteSpace(email) || !email.Contains('@', StringComparison.Ordinal))
-        {
-            return Task.FromResult(RegistryResult<User>.Fail(RegistryStatus.Invalid, "a valid email is required"));
-        }
         if (authority != Authority.SysAdmin && !_tenants.ContainsKey(tenantId))
         {
             return Task.FromResult(RegistryResult<User>.Fail(RegistryStatus.NotFound, "tenant not found"));
         }
-        if (_usersByEmail.ContainsKey(email))
+        return PutUserAsync(new User(Guid.NewGuid(), tenantId, customerId, email, authority, HashPassword(password), firstName, lastName, Now, detailsJson));
+    }
+
+    /// <summary>
+    /// Saves a user's e-mail, names and details (the reference's save with an existing id); the password, authority,
+    /// tenant and customer are kept.
+    /// </summary>
+    public Task<RegistryResult<User>> UpdateUserAsync(Guid id, string email, string? firstName, string? lastName, string? detailsJson) =>
+        _users.TryGetValue(id, out var existing)
+            ? PutUserAsync(existing with { Email = email, FirstName = firstName, LastName = lastName, DetailsJson = detailsJson })
+            : Task.FromResult(RegistryResult<User>.Fail(RegistryStatus.NotFound, "user not found"));
+
+    /// <summary>Sets a user's password (stored as a PBKDF2-SHA256 hash).</summary>
+    public Task<RegistryResult<User>> SetPasswordAsync(Guid id, string password) =>
+        _users.TryGetValue(id, out var existing)
+            ? PutUserAsync(existing with { PasswordHash = HashPassword(password) })
+            : Task.FromResult(RegistryResult<User>.Fail(RegistryStatus.NotFound, "user not found"));
+
+    private Task<RegistryResult<User>> PutUserAsync(User user)
+    {
+        if (string.IsNullOrWhiteSpace(user.Email) || !user.Email.Contains('@', StringComparison.Ordinal))
+        {
+            return Task.FromResult(RegistryResult<User>.Fail(RegistryStatus.Invalid, "a valid email is required"));
+        }
+        if (_usersByEmail.TryGetValue(user.Email, out var other) && other != user.Id)
         {
             return Task.FromResult(RegistryResult<User>.Fail(RegistryStatus.Conflict, "a user with this email already exists"));
         }
-        var user = new User(Guid.NewGuid(), tenantId, customerId, email, authority, HashPassword(password), firstName, lastName, Now);
         var w = new RecordWriter(RecordKind.User);
         WriteUser(ref w, user);
         return _log.Append(ref w, () => ApplyUser(user));
@@ -964,14 +998,15 @@ public sealed class EntityRegistry
         switch (kind)
         {
             case RecordKind.Tenant:
-                ApplyTenant(new Tenant(r.ReadGuid(), r.ReadString(), r.ReadInt64()));
+                // The details came later: a record written before them ends after the created time.
+                ApplyTenant(new Tenant(r.ReadGuid(), r.ReadString(), r.ReadInt64(), r.End ? null : r.ReadNullableString()));
                 break;
             case RecordKind.Customer:
-                ApplyCustomer(new Customer(r.ReadGuid(), r.ReadGuid(), r.ReadString(), r.ReadInt64()));
+                ApplyCustomer(new Customer(r.ReadGuid(), r.ReadGuid(), r.ReadString(), r.ReadInt64(), r.End ? null : r.ReadNullableString()));
                 break;
             case RecordKind.User:
                 ApplyUser(new User(r.ReadGuid(), r.ReadGuid(), r.ReadGuid(), r.ReadString(), (Authority)r.ReadByte(), r.ReadString(),
-                    r.ReadNullableString(), r.ReadNullableString(), r.ReadInt64()));
+                    r.ReadNullableString(), r.ReadNullableString(), r.ReadInt64(), r.End ? null : r.ReadNullableString()));
                 break;
             case RecordKind.Device:
             {
@@ -1081,6 +1116,7 @@ public sealed class EntityRegistry
         w.WriteGuid(t.Id);
         w.WriteString(t.Title);
         w.WriteInt64(t.CreatedTime);
+        w.WriteNullableString(t.DetailsJson);
     }
 
     private static void WriteCustomer(ref RecordWriter w, Customer c)
@@ -1089,6 +1125,7 @@ public sealed class EntityRegistry
         w.WriteGuid(c.TenantId);
         w.WriteString(c.Title);
         w.WriteInt64(c.CreatedTime);
+        w.WriteNullableString(c.DetailsJson);
     }
 
     private static void WriteUser(ref RecordWriter w, User u)
@@ -1102,6 +1139,7 @@ public sealed class EntityRegistry
         w.WriteNullableString(u.FirstName);
         w.WriteNullableString(u.LastName);
         w.WriteInt64(u.CreatedTime);
+        w.WriteNullableString(u.DetailsJson);
     }
 
     private static void WriteDevice(ref RecordWriter w, Device d, string? token)

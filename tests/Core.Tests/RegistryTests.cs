@@ -34,6 +34,42 @@ public class RegistryTests
         Assert.Equal(RegistryStatus.Invalid, (await engine.Registry.CreateDeviceAsync(tenant, "y", additionalInfoJson: "{bad")).Status);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task TenantCustomerAndUserUpdates_KeepTheirIds_AndSurviveARestart(bool checkpoint)
+    {
+        using var dir = new TempDir();
+        Guid tenant, customer, user;
+        {
+            await using var engine = await Engines.OpenAsync(dir.Path);
+            tenant = (await engine.Registry.CreateTenantAsync("t")).Value!.Id;
+            customer = (await engine.Registry.CreateCustomerAsync(tenant, "c")).Value!.Id;
+            user = (await engine.Registry.CreateUserAsync(tenant, customer, "u@example.com", Authority.CustomerUser, "pw-1")).Value!.Id;
+            var other = (await engine.Registry.CreateCustomerAsync(tenant, "taken")).Value!;
+
+            Assert.True((await engine.Registry.UpdateTenantAsync(tenant, "t2", """{"city":"Lviv"}""")).IsOk);
+            Assert.True((await engine.Registry.UpdateCustomerAsync(customer, "c2", """{"phone":"+1"}""")).IsOk);
+            Assert.Equal(RegistryStatus.Conflict, (await engine.Registry.UpdateCustomerAsync(customer, other.Title, null)).Status);
+            Assert.True((await engine.Registry.UpdateUserAsync(user, "v@example.com", "Ann", null, """{"phone":"+2"}""")).IsOk);
+            Assert.True((await engine.Registry.SetPasswordAsync(user, "pw-2")).IsOk);
+            Assert.Equal(RegistryStatus.NotFound, (await engine.Registry.UpdateCustomerAsync(Guid.NewGuid(), "x", null)).Status);
+            if (checkpoint)
+            {
+                await engine.CheckpointAsync();
+            }
+        }
+
+        await using var reopened = await Engines.OpenAsync(dir.Path);
+        Assert.Equal(("t2", """{"city":"Lviv"}"""), (reopened.Registry.GetTenant(tenant)!.Title, reopened.Registry.GetTenant(tenant)!.DetailsJson));
+        Assert.Equal(("c2", """{"phone":"+1"}"""), (reopened.Registry.GetCustomer(customer)!.Title, reopened.Registry.GetCustomer(customer)!.DetailsJson));
+        var saved = reopened.Registry.GetUser(user)!;
+        Assert.Equal(("v@example.com", "Ann", """{"phone":"+2"}""", Authority.CustomerUser), (saved.Email, saved.FirstName, saved.DetailsJson, saved.Authority));
+        Assert.Null(reopened.Registry.FindUserByEmail("u@example.com"));
+        Assert.Equal(user, reopened.Registry.VerifyPassword("v@example.com", "pw-2")?.Id);
+        Assert.Null(reopened.Registry.VerifyPassword("v@example.com", "pw-1"));
+    }
+
     [Fact]
     public async Task ConcurrentCreatesOfSameName_ExactlyOneWins()
     {

@@ -455,6 +455,49 @@ public sealed class RestTests(HostFixture fixture)
     }
 
     [Fact]
+    public async Task SavingWithAnExistingId_UpdatesTheTenantCustomerAndUser_AndKeepsTheirContactFields()
+    {
+        // The reference's save is "create or update": an SDK's get, modify, save loop must not make duplicates.
+        using var rest = await Rest.LoginAsync(fixture);
+        var customer = await rest.PostAsync("/api/customer", new { title = Unique("c"), email = "ops@example.com", additionalInfo = new { description = "d" } });
+        Assert.Equal("ops@example.com", customer["email"]!.GetValue<string>());
+        Assert.Null(customer["phone"]);
+        var id = customer["id"]!["id"]!.GetValue<string>();
+        customer["title"] = Unique("renamed");
+        customer["phone"] = "+380";
+        var renamed = await rest.PostAsync("/api/customer", customer);
+        Assert.Equal(id, renamed["id"]!["id"]!.GetValue<string>());
+        var read = await rest.GetAsync($"/api/customer/{id}");
+        Assert.Equal((customer["title"]!.GetValue<string>(), "+380", "d"),
+            (read["title"]!.GetValue<string>(), read["phone"]!.GetValue<string>(), read["additionalInfo"]!["description"]!.GetValue<string>()));
+        Assert.Equal(HttpStatusCode.NotFound, (await rest.Http.PostAsJsonAsync("/api/customer", new { id = new { entityType = "CUSTOMER", id = Guid.NewGuid() }, title = "x" })).StatusCode);
+
+        var email = Unique("u") + "@example.com";
+        var user = await rest.PostAsync("/api/user", new { email, authority = "CUSTOMER_USER", customerId = new { id }, password = "pw-123456" });
+        var userId = user["id"]!["id"]!.GetValue<string>();
+        var newEmail = Unique("v") + "@example.com";
+        user["email"] = newEmail;
+        user["firstName"] = "Ann";
+        user["phone"] = "+1";
+        var updated = await rest.PostAsync("/api/user", user);
+        Assert.Equal((userId, newEmail, "Ann", "+1"), (updated["id"]!["id"]!.GetValue<string>(), updated["email"]!.GetValue<string>(),
+            updated["firstName"]!.GetValue<string>(), updated["phone"]!.GetValue<string>()));
+        using (var moved = await Rest.LoginAsync(fixture, newEmail, "pw-123456"))
+        {
+            Assert.Equal(userId, (await moved.GetAsync("/api/auth/user"))["id"]!["id"]!.GetValue<string>());
+        }
+
+        using var sys = await Rest.LoginAsync(fixture, "sysadmin@example.com", "sysadmin");
+        var tenant = await sys.PostAsync("/api/tenant", new { title = Unique("t") });
+        tenant["title"] = "renamed tenant";
+        tenant["city"] = "Kyiv";
+        var savedTenant = await sys.PostAsync("/api/tenant", tenant);
+        Assert.Equal(tenant["id"]!["id"]!.GetValue<string>(), savedTenant["id"]!["id"]!.GetValue<string>());
+        Assert.Equal(("renamed tenant", "Kyiv"), (savedTenant["title"]!.GetValue<string>(), savedTenant["city"]!.GetValue<string>()));
+        Assert.Single((await sys.GetAsync("/api/tenants?pageSize=1000"))["data"]!.AsArray(), t => t!["title"]!.GetValue<string>() == "renamed tenant");
+    }
+
+    [Fact]
     public async Task OversizedBody_Answers413WithJsonError()
     {
         using var rest = await Rest.LoginAsync(fixture);

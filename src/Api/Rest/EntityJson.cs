@@ -76,24 +76,45 @@ public static class EntityJson
         ["credentialsValue"] = credentials.CredentialsValue,
     };
 
-    public static JsonObject Tenant(Tenant tenant) => new()
+    /// <summary>The reference's contact fields (ContactBased) and additionalInfo: what a tenant or customer keeps besides its title.</summary>
+    public static readonly string[] ContactFields = ["country", "state", "city", "address", "address2", "zip", "phone", "email", "additionalInfo"];
+
+    /// <summary>What a user keeps besides its e-mail and names.</summary>
+    public static readonly string[] UserFields = ["phone", "additionalInfo"];
+
+    /// <summary>The members of <paramref name="body"/> named in <paramref name="fields"/> that are not null, as one JSON object; null when none.</summary>
+    public static string? ReadDetails(JsonObject body, string[] fields)
+    {
+        var details = new JsonObject();
+        foreach (var name in fields)
+        {
+            if (body[name] is { } value)
+            {
+                details[name] = value.DeepClone();
+            }
+        }
+
+        return details.Count == 0 ? null : details.ToJsonString();
+    }
+
+    public static JsonObject Tenant(Tenant tenant) => WithDetails(new JsonObject
     {
         ["id"] = Id("TENANT", tenant.Id),
         ["createdTime"] = tenant.CreatedTime,
         ["title"] = tenant.Title,
         ["name"] = tenant.Title,
-    };
+    }, tenant.DetailsJson, ContactFields);
 
-    public static JsonObject Customer(Customer customer) => new()
+    public static JsonObject Customer(Customer customer) => WithDetails(new JsonObject
     {
         ["id"] = Id("CUSTOMER", customer.Id),
         ["createdTime"] = customer.CreatedTime,
         ["tenantId"] = Id("TENANT", customer.TenantId),
         ["title"] = customer.Title,
         ["name"] = customer.Title,
-    };
+    }, customer.DetailsJson, ContactFields);
 
-    public static JsonObject User(User user) => new()
+    public static JsonObject User(User user) => WithDetails(new JsonObject
     {
         ["id"] = Id("USER", user.Id),
         ["createdTime"] = user.CreatedTime,
@@ -104,7 +125,19 @@ public static class EntityJson
         ["authority"] = JwtService.AuthorityName(user.Authority),
         ["firstName"] = user.FirstName,
         ["lastName"] = user.LastName,
-    };
+    }, user.DetailsJson, UserFields);
+
+    /// <summary>Adds every field of <paramref name="fields"/>: its saved value, or null as the reference shows an unset one.</summary>
+    private static JsonObject WithDetails(JsonObject entity, string? detailsJson, string[] fields)
+    {
+        var details = detailsJson is null ? null : JsonNode.Parse(detailsJson) as JsonObject;
+        foreach (var name in fields)
+        {
+            entity[name] = details?[name]?.DeepClone();
+        }
+
+        return entity;
+    }
 
     public static JsonObject Page<T>(Perf.Core.PageResult<T> page, Func<T, JsonNode> map)
     {

@@ -16,7 +16,12 @@ internal static class TenantEndpoints
                 return error;
             }
 
-            var result = await engine.Registry.CreateTenantAsync(RestBody.String(body!, "title") ?? string.Empty);
+            // The reference's save: with the id of an existing tenant it updates that tenant.
+            var title = RestBody.String(body!, "title") ?? string.Empty;
+            var details = EntityJson.ReadDetails(body!, EntityJson.ContactFields);
+            var result = EntityJson.ReadId(body!["id"]) is { } id && id != Guid.Empty
+                ? await engine.Registry.UpdateTenantAsync(id, title, details)
+                : await engine.Registry.CreateTenantAsync(title, details);
             return result.IsOk ? Results.Json(EntityJson.Tenant(result.Value!)) : RegistryError(result.Status, result.Error);
         }).Roles(Authority.SysAdmin);
 
@@ -43,7 +48,24 @@ internal static class TenantEndpoints
                 return error;
             }
 
-            var result = await engine.Registry.CreateCustomerAsync(user.TenantId, RestBody.String(body!, "title") ?? string.Empty);
+            // The reference's save: with the id of one of the tenant's customers it updates that customer.
+            var title = RestBody.String(body!, "title") ?? string.Empty;
+            var details = EntityJson.ReadDetails(body!, EntityJson.ContactFields);
+            RegistryResult<Customer> result;
+            if (EntityJson.ReadId(body!["id"]) is { } id && id != Guid.Empty)
+            {
+                if (engine.Registry.GetCustomer(id) is not { } existing || !Access.CanSee(user, existing))
+                {
+                    return ApiError.NotFound();
+                }
+
+                result = await engine.Registry.UpdateCustomerAsync(id, title, details);
+            }
+            else
+            {
+                result = await engine.Registry.CreateCustomerAsync(user.TenantId, title, details);
+            }
+
             return result.IsOk ? Results.Json(EntityJson.Customer(result.Value!)) : RegistryError(result.Status, result.Error);
         }).Roles(Authority.TenantAdmin);
 
@@ -99,6 +121,21 @@ internal static class TenantEndpoints
                 return error;
             }
 
+            var email = RestBody.String(body!, "email") ?? string.Empty;
+            var details = EntityJson.ReadDetails(body!, EntityJson.UserFields);
+            if (EntityJson.ReadId(body!["id"]) is { } id && id != Guid.Empty)
+            {
+                // The reference's save with an existing id: e-mail, names and details change; the password, authority,
+                // tenant and customer stay.
+                if (engine.Registry.GetUser(id) is not { } existing || !Access.CanSee(caller, existing))
+                {
+                    return ApiError.NotFound();
+                }
+
+                var updated = await engine.Registry.UpdateUserAsync(id, email, RestBody.String(body!, "firstName"), RestBody.String(body!, "lastName"), details);
+                return updated.IsOk ? Results.Json(EntityJson.User(updated.Value!)) : RegistryError(updated.Status, updated.Error);
+            }
+
             Authority authority;
             try
             {
@@ -139,8 +176,7 @@ internal static class TenantEndpoints
             // The reference activates users by e-mail; scripts may give an initial password instead.
             var password = RestBody.String(body!, "password") ?? Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(24));
             var result = await engine.Registry.CreateUserAsync(
-                tenantId, customerId, RestBody.String(body!, "email") ?? string.Empty, authority, password,
-                RestBody.String(body!, "firstName"), RestBody.String(body!, "lastName"));
+                tenantId, customerId, email, authority, password, RestBody.String(body!, "firstName"), RestBody.String(body!, "lastName"), details);
             return result.IsOk ? Results.Json(EntityJson.User(result.Value!)) : RegistryError(result.Status, result.Error);
         }).Roles(Authority.SysAdmin, Authority.TenantAdmin);
 

@@ -7,10 +7,13 @@ public enum Authority : byte
     CustomerUser = 3,
 }
 
-public sealed record Tenant(Guid Id, string Title, long CreatedTime);
+/// <summary>A tenant. <see cref="DetailsJson"/> is a JSON object of the reference's contact fields and additionalInfo, as saved.</summary>
+public sealed record Tenant(Guid Id, string Title, long CreatedTime, string? DetailsJson = null);
 
-public sealed record Customer(Guid Id, Guid TenantId, string Title, long CreatedTime);
+/// <summary>A customer. <see cref="DetailsJson"/> is a JSON object of the reference's contact fields and additionalInfo, as saved.</summary>
+public sealed record Customer(Guid Id, Guid TenantId, string Title, long CreatedTime, string? DetailsJson = null);
 
+/// <summary>A user. <see cref="DetailsJson"/> is a JSON object of the reference's phone and additionalInfo, as saved.</summary>
 public sealed record User(
     Guid Id,
     Guid TenantId,
@@ -20,7 +23,8 @@ public sealed record User(
     string PasswordHash,
     string? FirstName,
     string? LastName,
-    long CreatedTime);
+    long CreatedTime,
+    string? DetailsJson = null);
 
 /// <summary>A device. <see cref="CustomerId"/> is <see cref="Guid.Empty"/> when unassigned (the reference's NULL_UID).</summary>
 public sealed record Device(
