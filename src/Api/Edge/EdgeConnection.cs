@@ -55,6 +55,9 @@ internal sealed class EdgeConnection
     /// <summary>Seq of a queued full sync's syncCompletedMsg not yet handled; a repeated full-sync request meanwhile is redundant.</summary>
     public long PendingSyncCompletedSeq;
 
+    /// <summary>1 while the full sync queued at the edge's first connect stands for the sync request the edge sends itself right after.</summary>
+    public int FirstConnectSync;
+
     public void Close()
     {
         try

@@ -23,6 +23,9 @@ internal static partial class EdgeLog
     [LoggerMessage(7, LogLevel.Information, "Edge {EdgeId}: full sync queued, {Devices} devices")]
     public static partial void FullSyncQueued(ILogger logger, Guid edgeId, int devices);
 
+    [LoggerMessage(9, LogLevel.Debug, "Edge {EdgeId} uplink {UplinkId}: skipped the data of {EntityType} {EntityId}, which the server does not have")]
+    public static partial void Skipped(ILogger logger, Guid edgeId, int uplinkId, string entityType, Guid entityId);
+
     [LoggerMessage(8, LogLevel.Error, "Edge {EdgeId}: stream failed")]
     public static partial void StreamFailed(ILogger logger, Guid edgeId, Exception error);
 }

@@ -93,6 +93,7 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
         {
             if (firstConnect)
             {
+                connection.FirstConnectSync = 1;
                 Interlocked.Exchange(ref connection.PendingSyncCompletedSeq, await hub.QueueFullSyncAsync(edge.Id, version));
             }
             await hub.Engine.Edges.RecordConnectAsync(edge.Id, version, syncQueued: true);
@@ -160,9 +161,10 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
             await hub.QueueSyncCompletedAsync(connection.EdgeId);
             return;
         }
-        if (Interlocked.Read(ref connection.PendingSyncCompletedSeq) != 0)
+        if (Interlocked.Exchange(ref connection.FirstConnectSync, 0) == 1 || Interlocked.Read(ref connection.PendingSyncCompletedSeq) != 0)
         {
-            // The edge's automatic request right after its first connect: that sync is already queued.
+            // The edge's automatic request right after its first connect (that sync is already queued, and may even be
+            // done by now), or a repeat while a full sync is still on its way: every device would be sent twice.
             return;
         }
         Interlocked.Exchange(ref connection.PendingSyncCompletedSeq, await hub.QueueFullSyncAsync(connection.EdgeId, connection.EdgeVersion));
@@ -193,7 +195,8 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
         string? error;
         if (!connection.TryTakeUplinkSlot())
         {
-            error = "rate limit exceeded";
+            // The reference's RATE_LIMIT_REACHED: the edge backs off 60 s only when the text contains it.
+            error = "Rate limit reached";
         }
         else
         {
@@ -234,14 +237,17 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
         foreach (var data in uplink.EntityData)
         {
             var deviceId = EdgeProto.Join(data.EntityIdMSB, data.EntityIdLSB);
+            // As the reference's BaseTelemetryProcessor: data of an entity the server does not have (a device deleted
+            // meanwhile, or an entity type it keeps no data for) is skipped, not refused: a refusal makes the edge
+            // retry the whole pack of up to 50 events, so one deleted device would stall its upload.
             if (data.EntityType is { Length: > 0 } type && type != EdgeProto.DeviceEntityType)
             {
-                error ??= $"entity type {type} is not supported";
+                EdgeLog.Skipped(hub.Logger, edge.Id, uplink.UplinkMsgId, type, deviceId);
                 continue;
             }
             if (engine.Registry.GetDevice(deviceId) is not { } device || device.TenantId != edge.TenantId)
             {
-                error ??= $"device {deviceId} not found";
+                EdgeLog.Skipped(hub.Logger, edge.Id, uplink.UplinkMsgId, EdgeProto.DeviceEntityType, deviceId);
                 continue;
             }
             if (data.PostTelemetryMsg is { } telemetry)
@@ -282,7 +288,7 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
         {
             foreach (var (deviceId, entries) in telemetryByDevice)
             {
-                pending.Add(Saved(engine.Telemetry.SaveAsync(deviceId, entries), deviceId));
+                pending.Add(Done(engine.Telemetry.SaveAsync(deviceId, entries))); // false: deleted meanwhile, skipped as above
             }
         }
 
@@ -303,7 +309,7 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
             {
                 if (engine.Registry.GetDevice(deviceId) is not { } device || device.TenantId != edge.TenantId)
                 {
-                    error ??= $"device {deviceId} not found";
+                    EdgeLog.Skipped(hub.Logger, edge.Id, uplink.UplinkMsgId, EdgeProto.DeviceEntityType, deviceId);
                     continue;
                 }
                 // A client-side RPC of a device behind the edge: acknowledged now, answered by a downlink
@@ -317,7 +323,7 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
             var deviceId = EdgeProto.Join(request.EntityIdMSB, request.EntityIdLSB);
             if (engine.Registry.GetDevice(deviceId) is not { } device || device.TenantId != edge.TenantId)
             {
-                error ??= $"device {deviceId} not found";
+                EdgeLog.Skipped(hub.Logger, edge.Id, uplink.UplinkMsgId, EdgeProto.DeviceEntityType, deviceId);
                 continue;
             }
             var scopes = EdgeProto.Scope(request.Scope, AttributeScope.Shared) is { } s ? [s] : new[] { AttributeScope.Server, AttributeScope.Shared };
@@ -347,13 +353,11 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
                     return $"device {deviceId}: {kvError}";
                 }
             }
-            return await engine.Attributes.SaveAsync(deviceId, scope, entries, data.HasAttributeTs ? data.AttributeTs : null)
-                ? null
-                : $"device {deviceId} not found";
+            // False only for a device deleted meanwhile: skipped, as above.
+            await engine.Attributes.SaveAsync(deviceId, scope, entries, data.HasAttributeTs ? data.AttributeTs : null);
+            return null;
         }
     }
-
-    private static async Task<string?> Saved(Task<bool> save, Guid deviceId) => await save ? null : $"device {deviceId} not found";
 
     private static async Task<string?> Done(Task task)
     {

@@ -214,6 +214,12 @@ public sealed class PerfHost : IAsyncDisposable
         });
 
         var app = builder.Build();
+        if (settings.EdgesEnabled)
+        {
+            // The edge listener is made when Kestrel reads its options, at start: read at request time.
+            app.UseEdgeDoorFilter(() => listeners[3]?.IPEndPoint?.Port);
+        }
+
         // WebSockets only where they are served: the middleware sets a handshake feature object on every request it
         // sees (64 B per REST call otherwise).
         app.UseWhen(static context => context.Request.Path.StartsWithSegments("/api/ws", StringComparison.OrdinalIgnoreCase), static ws => ws.UseWebSockets());
