@@ -257,8 +257,13 @@ public sealed class EntityRegistry
     /// </summary>
     public Task<RegistryResult<Device>> CreateDeviceAsync(
         Guid tenantId, string name, string? type = null, string? label = null, string? additionalInfoJson = null,
-        string? accessToken = null, Guid customerId = default)
+        string? accessToken = null, Guid customerId = default, Guid id = default)
     {
+        if (id != Guid.Empty && _devices.ContainsKey(id))
+        {
+            // An id given by the caller (an edge keeps the ids of the devices it creates) names no other device.
+            return Task.FromResult(RegistryResult<Device>.Fail(RegistryStatus.Conflict, $"device id {id} is taken"));
+        }
         if (!_tenants.ContainsKey(tenantId))
         {
             return Task.FromResult(RegistryResult<Device>.Fail(RegistryStatus.NotFound, "tenant not found"));
@@ -271,7 +276,7 @@ public sealed class EntityRegistry
         {
             return Task.FromResult(RegistryResult<Device>.Fail(RegistryStatus.Invalid, error));
         }
-        var device = new Device(Guid.NewGuid(), tenantId, customerId, name, string.IsNullOrEmpty(type) ? "default" : type,
+        var device = new Device(id == Guid.Empty ? Guid.NewGuid() : id, tenantId, customerId, name, string.IsNullOrEmpty(type) ? "default" : type,
             label, Now, additionalInfoJson, isGateway);
         return PutDeviceAsync(device, accessToken ?? NewToken());
     }
@@ -337,6 +342,21 @@ public sealed class EntityRegistry
         }
         return PutDeviceAsync(device with { FirmwareId = otaId }, null);
     }
+
+    /// <summary>
+    /// Sets a device's credentials of any type, as the reference's saveDeviceCredentials: ACCESS_TOKEN with
+    /// <paramref name="credentialsId"/> the token (none: a new one), X509_CERTIFICATE with <paramref name="credentialsValue"/>
+    /// the PEM, MQTT_BASIC with <paramref name="credentialsValue"/> its JSON.
+    /// </summary>
+    public Task<RegistryResult<DeviceCredentials>> SaveCredentialsAsync(Guid deviceId, string credentialsType, string? credentialsId, string? credentialsValue) =>
+        credentialsType switch
+        {
+            AccessToken => UpdateAccessTokenAsync(deviceId, credentialsId),
+            X509Certificate => UpdateX509CertificateAsync(deviceId, credentialsValue),
+            MqttBasic => UpdateMqttBasicAsync(deviceId, credentialsValue),
+            _ => Task.FromResult(RegistryResult<DeviceCredentials>.Fail(RegistryStatus.Invalid,
+                $"credentialsType '{credentialsType}' is not supported; use ACCESS_TOKEN, X509_CERTIFICATE or MQTT_BASIC")),
+        };
 
     /// <summary>Replaces the device's access token (null: generate one).</summary>
     public Task<RegistryResult<DeviceCredentials>> UpdateAccessTokenAsync(Guid deviceId, string? token)

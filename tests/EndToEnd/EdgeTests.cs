@@ -179,6 +179,63 @@ public sealed class EdgeTests(HostFixture fixture)
     }
 
     [Fact]
+    public async Task DeviceCreatedOnTheEdge_KeepsItsId_AndCredentials_AndANameTakenOnTheServerGetsASuffixSentBack()
+    {
+        using var rest = await Rest.LoginAsync(fixture);
+        var (edgeId, routingKey, secret) = await CreateEdgeAsync(rest);
+        var (serverDevice, _) = await rest.CreateDeviceAsync("edge-taken-" + Guid.NewGuid().ToString("N")[..6]);
+        var serverName = (await rest.GetAsync($"/api/device/{serverDevice}"))["name"]!.GetValue<string>();
+        await using var edge = new EdgeTestClient(EdgePort);
+        Assert.Equal(ConnectResponseCode.Accepted, (await edge.ConnectAsync(routingKey, secret)).ResponseCode);
+        await edge.UntilSyncCompletedAsync();
+
+        // As the reference's saveOrUpdateDevice: the edge's id is kept, the device is the edge's, and its credentials
+        // are the ones the edge sends (DeviceCredentialsUpdateMsg in the uplink).
+        var id = Guid.NewGuid();
+        var (msb, lsb) = EdgeTestClient.Split(id);
+        var name = "edge-made-" + Guid.NewGuid().ToString("N")[..6];
+        var token = "edge-token-" + Guid.NewGuid().ToString("N")[..8];
+        var created = new UplinkMsg();
+        created.DeviceUpdateMsg.Add(new DeviceUpdateMsg
+        {
+            MsgType = UpdateMsgType.EntityCreatedRpcMessage, IdMSB = msb, IdLSB = lsb,
+            Entity = $$"""{"name":"{{name}}","type":"thermostat","label":"Room 1"}""",
+        });
+        created.DeviceCredentialsUpdateMsg.Add(new DeviceCredentialsUpdateMsg
+        {
+            Entity = $$"""{"deviceId":{"entityType":"DEVICE","id":"{{id}}"},"credentialsType":"ACCESS_TOKEN","credentialsId":"{{token}}","credentialsValue":null}""",
+        });
+        var telemetry = new PostTelemetryMsg();
+        telemetry.TsKvList.Add(new TsKvListProto { Ts = 1_000, Kv = { new KeyValueProto { Key = "t", Type = KeyValueType.LongV, LongV = 5 } } });
+        created.EntityData.Add(new EntityDataProto { EntityIdMSB = msb, EntityIdLSB = lsb, EntityType = "DEVICE", PostTelemetryMsg = telemetry });
+        var response = await edge.UplinkAsync(created);
+        Assert.True(response.Success, response.ErrorMsg);
+
+        var device = await rest.GetAsync($"/api/device/{id}");
+        Assert.Equal((name, "thermostat"), (device["name"]!.GetValue<string>(), device["type"]!.GetValue<string>()));
+        Assert.Equal(token, (await rest.GetAsync($"/api/device/{id}/credentials"))["credentialsId"]!.GetValue<string>());
+        Assert.Equal(5, (await rest.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/values/timeseries?keys=t&useStrictDataTypes=true"))["t"]![0]!["value"]!.GetValue<long>());
+        Assert.Contains((await rest.GetAsync($"/api/edge/{edgeId}/devices?pageSize=100&page=0"))["data"]!.AsArray(), d => d!["id"]!["id"]!.GetValue<string>() == id.ToString());
+
+        // A name another server device has: that device is untouched; the edge's gets a suffix, sent back to the edge.
+        var other = Guid.NewGuid();
+        var (omsb, olsb) = EdgeTestClient.Split(other);
+        var clash = new UplinkMsg();
+        clash.DeviceUpdateMsg.Add(new DeviceUpdateMsg
+        {
+            MsgType = UpdateMsgType.EntityCreatedRpcMessage, IdMSB = omsb, IdLSB = olsb, Entity = $$"""{"name":"{{serverName}}","type":"zzz","label":"edge's"}""",
+        });
+        Assert.True((await edge.UplinkAsync(clash)).Success);
+        var untouched = await rest.GetAsync($"/api/device/{serverDevice}");
+        Assert.Equal((serverName, "default"), (untouched["name"]!.GetValue<string>(), untouched["type"]!.GetValue<string>()));
+        var renamed = (await rest.GetAsync($"/api/device/{other}"))["name"]!.GetValue<string>();
+        Assert.StartsWith(serverName + "_", renamed, StringComparison.Ordinal);
+        var rename = await edge.NextDownlinkAsync(m => m.DeviceUpdateMsg.Count > 0);
+        Assert.Equal(other, EdgeTestClient.Id(rename.DeviceUpdateMsg[0].IdMSB, rename.DeviceUpdateMsg[0].IdLSB));
+        Assert.Contains(renamed, rename.DeviceUpdateMsg[0].Entity, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Rpc_ToADeviceBehindTheEdge_GoesThroughTheEdge_AndItsReplyCompletesTheCall()
     {
         using var rest = await Rest.LoginAsync(fixture);

@@ -173,6 +173,14 @@ public sealed class EdgeHub : IDisposable
         return msg;
     }
 
+    /// <summary>Queues the device as it now is to one edge (a rename the server made to a device that edge created).</summary>
+    internal Task<long> QueueDeviceUpdateAsync(Guid edgeId, Device device)
+    {
+        var msg = new DownlinkMsg();
+        msg.DeviceUpdateMsg.Add(DeviceUpdate(device, UpdateMsgType.EntityUpdatedRpcMessage));
+        return Enqueue(edgeId, msg);
+    }
+
     private static DeviceUpdateMsg DeviceUpdate(Device device, UpdateMsgType type)
     {
         var (msb, lsb) = EdgeProto.Split(device.Id);
@@ -253,12 +261,12 @@ public sealed class EdgeHub : IDisposable
     /// and shared attributes, or its removal). Completes once both are durable, so an acknowledged
     /// assignment reaches the edge even across a crash.
     /// </summary>
-    public async Task<bool> SetAssignmentAsync(Guid edgeId, Guid deviceId, bool assigned)
+    public async Task<bool> SetAssignmentAsync(Guid edgeId, Guid deviceId, bool assigned, bool tellTheEdge = true)
     {
         var changed = await _engine.Edges.SetAssignmentAsync(edgeId, deviceId, assigned);
-        if (!changed)
+        if (!changed || !tellTheEdge)
         {
-            return false;
+            return changed;
         }
         var msg = assigned
             ? DeviceSnapshot(deviceId, UpdateMsgType.EntityCreatedRpcMessage, _engine.Edges.GetConnectionInfo(edgeId).EdgeVersion)

@@ -3,6 +3,8 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Perf.Api.Edge.Protos;
 using Perf.Api.Edge.Protos.Transport;
+using Perf.Api.Rest;
+using Perf.Core;
 using Perf.Core.Domain;
 using Perf.Core.Telemetry;
 
@@ -265,7 +267,61 @@ internal static class EdgeProto
         error = null;
         return true;
     }
+
+    /// <summary>
+    /// Reads a <c>DeviceCredentialsUpdateMsg</c> entity: <c>{"deviceId":{"id":..},"credentialsType":..,"credentialsId":..,
+    /// "credentialsValue":..}</c>; a MQTT_BASIC value may be a JSON object or its text.
+    /// </summary>
+    public static bool TryReadCredentialsEntity(string entity, out EdgeCredentialsEntity credentials, [System.Diagnostics.CodeAnalysis.NotNullWhen(false)] out string? error)
+    {
+        credentials = default;
+        JsonObject? json;
+        Guid? deviceId;
+        try
+        {
+            json = JsonNode.Parse(entity, documentOptions: EntityOptions) as JsonObject;
+            deviceId = json is null ? null : EntityJson.ReadId(json["deviceId"]);
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
+        {
+            // InvalidOperationException: a deviceId whose id is not a string, or a key with a lone surrogate escape.
+            error = "device credentials entity is not JSON with a deviceId: " + e.Message;
+            return false;
+        }
+        if (json is null || deviceId is null || deviceId == Guid.Empty)
+        {
+            error = "device credentials entity has no deviceId";
+            return false;
+        }
+        if (!TryGetString(json, "credentialsType", out var type, out var fieldError) || !TryGetString(json, "credentialsId", out var id, out fieldError))
+        {
+            error = fieldError!;
+            return false;
+        }
+        string? value;
+        try
+        {
+            value = json["credentialsValue"] is JsonObject o ? o.ToJsonString() : null;
+            if (value is null && !TryGetString(json, "credentialsValue", out value, out var valueError))
+            {
+                error = valueError!;
+                return false;
+            }
+        }
+        catch (Exception e) when (e is InvalidOperationException or JsonException)
+        {
+            error = "device credentials entity 'credentialsValue' is not valid UTF-16 text";
+            return false;
+        }
+
+        credentials = new EdgeCredentialsEntity(deviceId.Value, string.IsNullOrEmpty(type) ? EntityRegistry.AccessToken : type, id, value);
+        error = null;
+        return true;
+    }
 }
+
+/// <summary>What the server takes from an edge's device credentials entity (the reference's DeviceCredentials JSON).</summary>
+internal readonly record struct EdgeCredentialsEntity(Guid DeviceId, string Type, string? CredentialsId, string? CredentialsValue);
 
 /// <summary>What the server takes from an edge's device entity.</summary>
 internal readonly record struct EdgeDeviceEntity(string Name, string? Type, string? Label, string? AdditionalInfo);

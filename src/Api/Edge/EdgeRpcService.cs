@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -200,7 +201,7 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
         }
         else
         {
-            var events = uplink.EntityData.Count + uplink.DeviceUpdateMsg.Count + uplink.DeviceRpcCallMsg.Count + uplink.AttributesRequestMsg.Count;
+            var events = uplink.EntityData.Count + uplink.DeviceUpdateMsg.Count + uplink.DeviceCredentialsUpdateMsg.Count + uplink.DeviceRpcCallMsg.Count + uplink.AttributesRequestMsg.Count;
             if (events > hub.Options.MaxUplinkBatch)
             {
                 error = $"{events} events in one uplink; at most {hub.Options.MaxUplinkBatch}";
@@ -233,6 +234,17 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
         var pending = new List<Task<string?>>(uplink.EntityData.Count + uplink.DeviceUpdateMsg.Count);
         string? error = null;
         Dictionary<Guid, List<TsKvEntry>>? telemetryByDevice = null;
+
+        // Devices first, then their credentials, then data: an uplink may carry a new device with its data.
+        foreach (var update in uplink.DeviceUpdateMsg)
+        {
+            error ??= await ApplyDeviceUpdateAsync(edge, update);
+        }
+
+        foreach (var update in uplink.DeviceCredentialsUpdateMsg)
+        {
+            error ??= await ApplyCredentialsUpdateAsync(edge, update);
+        }
 
         foreach (var data in uplink.EntityData)
         {
@@ -292,10 +304,6 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
             }
         }
 
-        foreach (var update in uplink.DeviceUpdateMsg)
-        {
-            pending.Add(ApplyDeviceUpdateAsync(edge, update));
-        }
 
         foreach (var call in uplink.DeviceRpcCallMsg)
         {
@@ -393,7 +401,12 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
         }
     }
 
-    /// <summary>A device created, changed or removed on the edge. Removal on the edge unassigns it (the server's device stays).</summary>
+    /// <summary>
+    /// A device created, changed or removed on the edge, as the reference's <c>BaseDeviceProcessor.saveOrUpdateDevice</c>:
+    /// the server keeps the edge's id, and a name another device of the tenant has gets a unique suffix, which goes
+    /// back to the edge. The device is assigned to the edge without being sent back to it, and its credentials come
+    /// from the edge (<see cref="ApplyCredentialsUpdateAsync"/>). Removal on the edge unassigns it (the server's device stays).
+    /// </summary>
     private async Task<string?> ApplyDeviceUpdateAsync(Perf.Core.Domain.Edge edge, DeviceUpdateMsg update)
     {
         var registry = hub.Engine.Registry;
@@ -412,18 +425,45 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
             return entityError;
         }
         var (name, type, label, info) = entity;
-        var existing = registry.GetDevice(id) is { } byId && byId.TenantId == edge.TenantId ? byId : registry.FindDeviceByName(edge.TenantId, name);
-        RegistryResult<Device> result = existing is not null
-            ? await registry.UpdateDeviceAsync(existing.Id, name, type, label, info)
-            : await registry.CreateDeviceAsync(edge.TenantId, name, type, label, info);
+        var existing = registry.GetDevice(id);
+        if (existing is not null && existing.TenantId != edge.TenantId)
+        {
+            return $"device id {id} is taken";
+        }
+        var renamed = registry.FindDeviceByName(edge.TenantId, name) is { } sameName && sameName.Id != id;
+        if (renamed)
+        {
+            name = name + "_" + RandomNumberGenerator.GetString("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", 15);
+        }
+        var result = existing is not null
+            ? await registry.UpdateDeviceAsync(id, name, type, label, info)
+            : await registry.CreateDeviceAsync(edge.TenantId, name, type, label, info, id: id);
         if (!result.IsOk)
         {
             return result.Error;
         }
-        if (!hub.Engine.Edges.IsAssigned(edge.Id, result.Value!.Id))
+        await hub.SetAssignmentAsync(edge.Id, id, assigned: true, tellTheEdge: false);
+        if (renamed)
         {
-            await hub.SetAssignmentAsync(edge.Id, result.Value.Id, assigned: true);
+            await hub.QueueDeviceUpdateAsync(edge.Id, result.Value!);
         }
         return null;
+    }
+
+    /// <summary>The credentials an edge gives a device of its tenant (the reference's processDeviceCredentialsMsgFromEdge).</summary>
+    private async Task<string?> ApplyCredentialsUpdateAsync(Perf.Core.Domain.Edge edge, DeviceCredentialsUpdateMsg update)
+    {
+        if (!EdgeProto.TryReadCredentialsEntity(update.Entity, out var credentials, out var error))
+        {
+            return error;
+        }
+        var registry = hub.Engine.Registry;
+        if (registry.GetDevice(credentials.DeviceId) is not { } device || device.TenantId != edge.TenantId)
+        {
+            EdgeLog.Skipped(hub.Logger, edge.Id, 0, EdgeProto.DeviceEntityType, credentials.DeviceId);
+            return null;
+        }
+        var result = await registry.SaveCredentialsAsync(device.Id, credentials.Type, credentials.CredentialsId, credentials.CredentialsValue);
+        return result.IsOk ? null : $"device {device.Id}: {result.Error}";
     }
 }

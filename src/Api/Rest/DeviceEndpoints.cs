@@ -151,15 +151,8 @@ internal static class DeviceEndpoints
             // ACCESS_TOKEN: credentialsId is the token (none: a new one). X509_CERTIFICATE: credentialsValue is the
             // device's certificate in PEM; the answer's credentialsId is the reference's SHA3-256 of it. MQTT_BASIC:
             // credentialsValue is the reference's JSON {"clientId","userName","password"}, as a string (or an object).
-            var type = RestBody.String(body, "credentialsType") ?? EntityRegistry.AccessToken;
-            var result = type switch
-            {
-                EntityRegistry.AccessToken => await engine.Registry.UpdateAccessTokenAsync(deviceId, RestBody.String(body, "credentialsId")),
-                EntityRegistry.X509Certificate => await engine.Registry.UpdateX509CertificateAsync(deviceId, RestBody.String(body, "credentialsValue")),
-                EntityRegistry.MqttBasic => await engine.Registry.UpdateMqttBasicAsync(deviceId,
-                    body!["credentialsValue"] is JsonObject value ? value.ToJsonString() : RestBody.String(body, "credentialsValue")),
-                _ => RegistryResult<DeviceCredentials>.Fail(RegistryStatus.Invalid, $"credentialsType '{type}' is not supported; use ACCESS_TOKEN, X509_CERTIFICATE or MQTT_BASIC"),
-            };
+            var result = await engine.Registry.SaveCredentialsAsync(deviceId, RestBody.String(body, "credentialsType") ?? EntityRegistry.AccessToken,
+                RestBody.String(body, "credentialsId"), body!["credentialsValue"] is JsonObject value ? value.ToJsonString() : RestBody.String(body, "credentialsValue"));
             return result.IsOk ? Results.Json(EntityJson.Credentials(result.Value!)) : TenantEndpoints.RegistryError(result.Status, result.Error);
         }).Roles(Authority.TenantAdmin);
 

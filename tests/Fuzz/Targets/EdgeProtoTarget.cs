@@ -39,6 +39,8 @@ internal sealed class EdgeProtoTarget : FuzzTarget
         // protobuf rarely keep its lengths intact while changing the JSON inside, so the corpus holds bare JSON as well.
         var text = Encoding.UTF8.GetString(input);
         signature.Add(EdgeProto.TryReadDeviceEntity(text, out _, out _) ? 2UL : 3UL);
+        signature.Add(EdgeProto.TryReadCredentialsEntity(text, out _, out var credentialsError) ? 4UL : 5UL);
+        FuzzInvariantException.Check(credentialsError is null || credentialsError.Length > 0, "a rejected credentials entity without a reason");
         CheckClientRpc(new RpcRequestMsg { Method = "m", Params = text });
 
         RequestMsg message;
@@ -242,6 +244,7 @@ internal sealed class EdgeProtoTarget : FuzzTarget
         });
         yield return ("entity-json", "{\"name\":\"Edge device 1\",\"type\":\"thermostat\",\"label\":\"Room 1\",\"additionalInfo\":{\"gateway\":false}}"u8.ToArray());
         yield return ("entity-json-short", "{\"name\":\"7\",\"type\":\"t\",\"label\":null}"u8.ToArray());
+        yield return ("credentials-json", "{\"deviceId\":{\"entityType\":\"DEVICE\",\"id\":\"5a2c0f5e-9c3d-4b8a-8f11-3c1e2d4b6a70\"},\"credentialsType\":\"MQTT_BASIC\",\"credentialsId\":null,\"credentialsValue\":{\"clientId\":\"c\"}}"u8.ToArray());
         yield return ("uplink-rpc", new RequestMsg { MsgType = RequestMsgType.UplinkRpcMessage, UplinkMsg = rpc }.ToByteArray());
     }
 }
