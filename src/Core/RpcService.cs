@@ -17,6 +17,8 @@ public enum RpcStatus : byte
     TooManyRequests,
     /// <summary>The device does not exist.</summary>
     NotFound,
+    /// <summary>An edge answered for its device that no connection of the device took the request (the reference's NO_ACTIVE_CONNECTION).</summary>
+    NoActiveConnection,
 }
 
 /// <summary>Outcome of a server-side RPC; <see cref="ResponseJson"/> is the device's reply body for a two-way success.</summary>
@@ -170,6 +172,32 @@ public sealed class RpcService : IRpcService
             return true;
         }
         return FindAwaitingReply(deviceId, requestId) is { } rpc && await CompletePersistentAsync(rpc, responseJson);
+    }
+
+    /// <summary>
+    /// A failure reported for <paramref name="requestId"/> instead of a reply (an edge whose device did not answer, or
+    /// was not connected): the caller gets <paramref name="status"/>; a persistent request becomes TIMEOUT for
+    /// <see cref="RpcStatus.Timeout"/>, else FAILED. False when no such request is pending.
+    /// </summary>
+    public bool CompleteFailure(Guid deviceId, int requestId, RpcStatus status, string error)
+    {
+        if (_devices.TryGetValue(deviceId, out var state) && state.Pending.TryGetValue(requestId, out var call) &&
+            call.Completion.TrySetResult(new RpcOutcome(status)))
+        {
+            return true;
+        }
+        if (FindAwaitingReply(deviceId, requestId) is not { } rpc)
+        {
+            return false;
+        }
+        Observe(FailPersistentAsync(rpc, status == RpcStatus.Timeout ? PersistentRpcStatus.Timeout : PersistentRpcStatus.Failed, error), deviceId);
+        return true;
+    }
+
+    private async Task FailPersistentAsync(PersistentRpc rpc, PersistentRpcStatus status, string error)
+    {
+        await MoveAsync(rpc.Id, status, System.Text.Json.JsonSerializer.Serialize(new { error }));
+        Finished(rpc);
     }
 
     private bool CompleteLightweight(Guid deviceId, int requestId, string responseJson) =>

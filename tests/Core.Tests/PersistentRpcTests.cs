@@ -223,6 +223,28 @@ public class PersistentRpcTests
         Assert.Equal("42", engine.Rpc.GetPersistent(rpc.Id)!.ResponseJson);
     }
 
+    [Theory]
+    [InlineData(RpcStatus.Timeout, S.Timeout)]
+    [InlineData(RpcStatus.NoActiveConnection, S.Failed)]
+    public async Task AFailureReportedInsteadOfAReply_EndsThePersistentRpc(RpcStatus reported, S expected)
+    {
+        // An edge answers TIMEOUT or NO_ACTIVE_CONNECTION for its device: no reply to record as SUCCESSFUL.
+        using var dir = new TempDir();
+        await using var engine = await Engines.OpenAsync(dir.Path);
+        using var probe = new RpcProbe(engine.Rpc);
+        var (_, device, _) = await Engines.CreateDeviceAsync(engine);
+        var session = new RpcDeviceSession(device.Id, reportsDelivery: true);
+        engine.Sessions.Register(session);
+
+        var rpc = await SubmitAsync(engine, device);
+        var request = await session.NextAsync();
+        await probe.WaitAsync(rpc.Id, S.Sent);
+        Assert.True(engine.Rpc.CompleteFailure(device.Id, request.RequestId, reported, "edge said so"));
+        await probe.WaitAsync(rpc.Id, expected);
+        Assert.Contains("edge said so", engine.Rpc.GetPersistent(rpc.Id)!.ResponseJson, StringComparison.Ordinal);
+        Assert.False(engine.Rpc.CompleteFailure(device.Id, request.RequestId, reported, "again"));
+    }
+
     [Fact]
     public async Task Expiration_QueuedBecomesExpired_SentAndDeliveredBecomeTimeout()
     {

@@ -278,12 +278,26 @@ public sealed class EdgeTests(HostFixture fixture)
             DeviceIdMSB = ping.DeviceIdMSB,
             DeviceIdLSB = ping.DeviceIdLSB,
             RequestId = ping.RequestId,
-            ResponseMsg = new RpcResponseMsg { Error = "busy" },
+            ResponseMsg = new RpcResponseMsg { Error = "TIMEOUT" },
         });
         Assert.True((await edge.UplinkAsync(pong)).Success);
-        var directOutcome = await direct.WaitAsync(TimeSpan.FromSeconds(10));
-        Assert.Equal(RpcStatus.Success, directOutcome.Status);
-        Assert.Equal("""{"error":"busy"}""", directOutcome.ResponseJson);
+        // An edge's RpcError is not a reply: its device did not answer in time (the reference's TIMEOUT).
+        Assert.Equal(RpcStatus.Timeout, (await direct.WaitAsync(TimeSpan.FromSeconds(10))).Status);
+
+        // NO_ACTIVE_CONNECTION (the edge's device is offline) answers 409, as the reference's AbstractRpcController.
+        var offline = rest.Http.PostAsync($"/api/plugins/rpc/twoway/{deviceId}",
+            new StringContent("""{"method":"offline","params":{},"timeout":10000}""", System.Text.Encoding.UTF8, "application/json"));
+        var offlineCall = (await edge.NextDownlinkAsync(m => m.DeviceRpcCallMsg.Any(c => c.RequestMsg?.Method == "offline"))).DeviceRpcCallMsg[0];
+        var noConnection = new UplinkMsg();
+        noConnection.DeviceRpcCallMsg.Add(new DeviceRpcCallMsg
+        {
+            DeviceIdMSB = offlineCall.DeviceIdMSB,
+            DeviceIdLSB = offlineCall.DeviceIdLSB,
+            RequestId = offlineCall.RequestId,
+            ResponseMsg = new RpcResponseMsg { Error = "NO_ACTIVE_CONNECTION" },
+        });
+        Assert.True((await edge.UplinkAsync(noConnection)).Success);
+        Assert.Equal(System.Net.HttpStatusCode.Conflict, (await offline.WaitAsync(TimeSpan.FromSeconds(10))).StatusCode);
 
         // A persistent RPC: DELIVERED when the edge acknowledges its downlink, SUCCESSFUL with the reply.
         var rpcId = (await rest.PostAsync($"/api/rpc/twoway/{deviceId}", new { method = "reboot", @params = new { }, persistent = true, timeout = 60000 }))["rpcId"]!.GetValue<string>();

@@ -184,14 +184,12 @@ internal static class EdgeProto
     }
 
     /// <summary>The RPC reply as the REST caller sees it: the response JSON, or {"error":...}.</summary>
-    public static string RpcReplyJson(RpcResponseMsg reply)
-    {
-        if (!string.IsNullOrEmpty(reply.Error))
-        {
-            return new JsonObject { ["error"] = reply.Error }.ToJsonString();
-        }
-        return reply.Response;
-    }
+    /// <summary>
+    /// The outcome of an edge's RPC error, as the reference's AbstractRpcController reads its RpcError:
+    /// NO_ACTIVE_CONNECTION answers 409, TIMEOUT and anything else the call's timeout.
+    /// </summary>
+    public static RpcStatus RpcFailure(string error) =>
+        error == "NO_ACTIVE_CONNECTION" ? RpcStatus.NoActiveConnection : RpcStatus.Timeout;
 
     /// <summary>A client-side RPC of a device behind the edge as the device API takes it: {"method":..,"params":..}; params that are not JSON travel as a string.</summary>
     public static byte[] ClientRpcRequest(RpcRequestMsg request)

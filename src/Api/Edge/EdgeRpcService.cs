@@ -308,10 +308,15 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
         foreach (var call in uplink.DeviceRpcCallMsg)
         {
             var deviceId = EdgeProto.Join(call.DeviceIdMSB, call.DeviceIdLSB);
-            if (call.ResponseMsg is { } reply)
+            if (call.ResponseMsg is { Error.Length: > 0 } failure)
+            {
+                // The edge's device did not answer or was not connected: the reference's RpcError, not a reply.
+                engine.Rpc.CompleteFailure(deviceId, call.RequestId, EdgeProto.RpcFailure(failure.Error), failure.Error);
+            }
+            else if (call.ResponseMsg is { } reply)
             {
                 // A reply after the caller gave up is not an error of the edge's message.
-                engine.Rpc.CompleteReply(deviceId, call.RequestId, EdgeProto.RpcReplyJson(reply));
+                engine.Rpc.CompleteReply(deviceId, call.RequestId, reply.Response);
             }
             else if (call.RequestMsg is not null)
             {

@@ -180,6 +180,7 @@ internal static class RpcEndpoints
             RpcStatus.TooManyRequests when !v2 => ApiError.Of(409, "Too many pending RPC requests for the device", ErrorCode.TooManyRequests),
             RpcStatus.TooManyRequests => ApiError.Of(504, "Too many pending RPC requests for the device", ErrorCode.TooManyRequests),
             RpcStatus.DeviceOffline => ApiError.Of(v2 ? 504 : 408, "Device is offline: no active connection took the request in time", ErrorCode.General),
+            RpcStatus.NoActiveConnection => ApiError.Of(409, "The device has no active connection (its edge answered NO_ACTIVE_CONNECTION)", ErrorCode.General),
             _ => ApiError.Of(v2 ? 504 : 408, "Device did not respond in time", ErrorCode.General),
         };
     }

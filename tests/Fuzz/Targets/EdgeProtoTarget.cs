@@ -134,8 +134,7 @@ internal sealed class EdgeProtoTarget : FuzzTarget
         {
             if (call.ResponseMsg is { } reply)
             {
-                _ = EdgeProto.RpcReplyJson(reply);
-                signature.Add(70);
+                signature.Add(reply.Error.Length > 0 ? 71UL + (ulong)EdgeProto.RpcFailure(reply.Error) : 70UL);
             }
 
             if (call.RequestMsg is { } request)
