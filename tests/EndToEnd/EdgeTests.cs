@@ -419,8 +419,12 @@ public sealed class EdgeProcessTests
                 var first = await edge.NextDownlinkAsync(_ => true);
                 var again = await edge.NextDownlinkAsync(_ => true, TimeSpan.FromSeconds(5));
                 Assert.Equal(first.DownlinkMsgId, again.DownlinkMsgId);
+                // A failure the edge answers leaves the downlink pending, as the reference: it comes again.
+                await edge.AckAsync(again.DownlinkMsgId, success: false);
+                var afterFailure = await edge.NextDownlinkAsync(_ => true, TimeSpan.FromSeconds(5));
+                Assert.Equal(first.DownlinkMsgId, afterFailure.DownlinkMsgId);
                 // Acknowledge everything up to and including the sync's end.
-                var current = again;
+                var current = afterFailure;
                 while (true)
                 {
                     await edge.AckAsync(current.DownlinkMsgId);

@@ -254,6 +254,7 @@ internal sealed class EdgeConnection
         }
 
         var options = _hub.Options;
+        string? refused = null;
         for (var attempt = 1; attempt <= options.DownlinkAttempts; attempt++)
         {
             var ack = new TaskCompletionSource<DownlinkResponseMsg>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -267,14 +268,25 @@ internal sealed class EdgeConnection
             try
             {
                 var response = await ack.Task.WaitAsync(TimeSpan.FromMilliseconds(options.DownlinkRetryMs), ct);
-                return response.Success
-                    ? (null, envelope.DownlinkMsg.DeviceRpcCallMsg.Where(c => c.RequestMsg is not null).ToArray())
-                    : ("edge answered failure: " + response.ErrorMsg, null);
+                if (response.Success)
+                {
+                    return (null, envelope.DownlinkMsg.DeviceRpcCallMsg.Where(c => c.RequestMsg is not null).ToArray());
+                }
+
+                // As the reference's onDownlinkResponse: a failure leaves the downlink pending, sent again after the
+                // retry interval (a failure the edge recovers from must not lose the update until the next full sync).
+                refused = response.ErrorMsg;
+                if (attempt < options.DownlinkAttempts)
+                {
+                    await Task.Delay(options.DownlinkRetryMs, ct);
+                }
             }
             catch (TimeoutException)
             {
             }
         }
-        return ($"no DownlinkResponseMsg after {options.DownlinkAttempts} attempts", null);
+        return (refused is null
+            ? $"no DownlinkResponseMsg after {options.DownlinkAttempts} attempts"
+            : $"the edge answered failure to the last of {options.DownlinkAttempts} attempts: {refused}", null);
     }
 }
