@@ -542,7 +542,9 @@ public sealed class EntityRegistry
         }
         if (!string.IsNullOrEmpty(textSearch))
         {
-            query = query.Where(d => d.Name.Contains(textSearch, StringComparison.OrdinalIgnoreCase));
+            // The reference's DeviceRepository: the name or the label.
+            query = query.Where(d => d.Name.Contains(textSearch, StringComparison.OrdinalIgnoreCase) ||
+                (d.Label?.Contains(textSearch, StringComparison.OrdinalIgnoreCase) ?? false));
         }
         if (!string.IsNullOrEmpty(type))
         {

@@ -92,6 +92,22 @@ public sealed class AuthorizationMatrixTests(HostFixture fixture)
         S("GET", "/api/tenant/devices", _ => "/api/tenant/devices?pageSize=5&page=0", TenantAdminCreate),
         S("GET", "/api/customer/{customerId:guid}/devices", w => $"/api/customer/{w.C1}/devices?pageSize=5&page=0", [Forbidden, Ok, NotFound, Ok, NotFound]),
         S("GET", "/api/device/{id:guid}/credentials", w => $"/api/device/{w.D1}/credentials", DeviceRead),
+        S("GET", "/api/device/info/{id:guid}", w => $"/api/device/info/{w.D1}", DeviceRead),
+        S("GET", "/api/devices", w => $"/api/devices?deviceIds={w.D1}", [Forbidden, Ok, Ok, Ok, Ok]), // lists only what the caller sees
+        S("GET", "/api/device/types", _ => "/api/device/types", [Forbidden, Ok, Ok, Ok, Ok]),
+        S("GET", "/api/tenant/deviceInfos", _ => "/api/tenant/deviceInfos?pageSize=5&page=0", TenantAdminCreate),
+        S("GET", "/api/customer/{customerId:guid}/deviceInfos", w => $"/api/customer/{w.C1}/deviceInfos?pageSize=5&page=0", [Forbidden, Ok, NotFound, Ok, NotFound]),
+        S("POST", "/api/device-with-credentials", _ => "/api/device-with-credentials", TenantAdminCreate, _ => new
+        {
+            device = new { name = "matrix-" + Guid.NewGuid().ToString("N")[..8] }, credentials = new { credentialsType = "ACCESS_TOKEN" },
+        }),
+
+        // ---- device profiles: each tenant's default
+        S("GET", "/api/deviceProfileInfo/default", _ => "/api/deviceProfileInfo/default", [Forbidden, Ok, Ok, Ok, Ok]),
+        S("GET", "/api/deviceProfileInfo/{id:guid}", w => $"/api/deviceProfileInfo/{Perf.Api.Rest.DeviceProfiles.DefaultId(Guid.Parse(w.TenantA))}", [Forbidden, Ok, NotFound, Ok, Ok]),
+        S("GET", "/api/deviceProfileInfos", _ => "/api/deviceProfileInfos", [Forbidden, Ok, Ok, Ok, Ok]),
+        S("GET", "/api/deviceProfile/{id:guid}", w => $"/api/deviceProfile/{Perf.Api.Rest.DeviceProfiles.DefaultId(Guid.Parse(w.TenantA))}", TenantAdminEntity),
+        S("GET", "/api/deviceProfiles", _ => "/api/deviceProfiles", TenantAdminCreate),
         S("POST", "/api/device/credentials", _ => "/api/device/credentials", TenantAdminEntity, w => new
         {
             deviceId = new { entityType = "DEVICE", id = w.D1 }, credentialsType = "ACCESS_TOKEN", credentialsId = w.D1Token,

@@ -63,8 +63,24 @@ public static class EntityJson
             ["label"] = device.Label,
             ["customerTitle"] = customerTitle,
             ["additionalInfo"] = info,
+            ["deviceProfileId"] = Id("DEVICE_PROFILE", DeviceProfiles.DefaultId(device.TenantId)),
+            ["deviceData"] = DeviceProfiles.DefaultDeviceData(),
             ["firmwareId"] = device.FirmwareId is { } fw ? Id("OTA_PACKAGE", fw) : null,
+            ["softwareId"] = null,
         };
+    }
+
+    /// <summary>
+    /// The reference's DeviceInfo: the device with its customer's title, its profile's name and whether a session
+    /// of it is open.
+    /// </summary>
+    public static JsonObject DeviceInfo(Device device, string? customerTitle, bool active)
+    {
+        var info = Device(device, customerTitle);
+        info["customerIsPublic"] = false;
+        info["deviceProfileName"] = DeviceProfiles.DefaultName;
+        info["active"] = active;
+        return info;
     }
 
     public static JsonObject Credentials(DeviceCredentials credentials) => new()

@@ -32,6 +32,7 @@ public static class RestApi
         app.MapAuthEndpoints(secured);
         secured.MapTenantEndpoints();
         secured.MapDeviceEndpoints();
+        secured.MapDeviceProfileEndpoints();
         secured.MapTelemetryEndpoints();
         secured.MapRpcEndpoints();
         secured.MapOtaEndpoints();
