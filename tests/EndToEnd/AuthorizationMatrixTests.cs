@@ -119,6 +119,8 @@ public sealed class AuthorizationMatrixTests(HostFixture fixture)
         S("POST", Telemetry + "/attributes/{scope}", w => $"/api/plugins/telemetry/DEVICE/{w.D1}/attributes/SERVER_SCOPE", DeviceWrite, _ => new { matrix = 1 }),
         S("POST", Telemetry + "/" + ScopeRegex, w => $"/api/plugins/telemetry/DEVICE/{w.D1}/SHARED_SCOPE", DeviceWrite, _ => new { matrix = 1 }),
         S("DELETE", Telemetry + "/" + ScopeRegex, w => $"/api/plugins/telemetry/DEVICE/{w.D1}/SERVER_SCOPE?keys=none", DeviceWrite),
+        S("POST", "/api/plugins/telemetry/{deviceId:guid}/" + ScopeRegex, w => $"/api/plugins/telemetry/{w.D1}/SHARED_SCOPE", DeviceWrite, _ => new { matrix = 1 }),
+        S("DELETE", "/api/plugins/telemetry/{deviceId:guid}/" + ScopeRegex, w => $"/api/plugins/telemetry/{w.D1}/SERVER_SCOPE?keys=none", DeviceWrite),
         S("GET", Telemetry + "/values/attributes", w => $"/api/plugins/telemetry/DEVICE/{w.D1}/values/attributes", DeviceRead),
         S("GET", Telemetry + "/values/attributes/{scope}", w => $"/api/plugins/telemetry/DEVICE/{w.D1}/values/attributes/SHARED_SCOPE", DeviceRead),
         S("GET", Telemetry + "/keys/attributes", w => $"/api/plugins/telemetry/DEVICE/{w.D1}/keys/attributes", DeviceRead),

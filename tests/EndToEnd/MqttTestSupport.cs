@@ -50,14 +50,15 @@ internal sealed class TenantRest : IDisposable
         return Guid.Parse(device!["id"]!["id"]!.GetValue<string>());
     }
 
-    /// <summary>Latest time series: key -> (ts, value as the reference's string).</summary>
+    /// <summary>Latest time series: key -> (ts, value as the reference's string), for the keys that have one.</summary>
     public async Task<Dictionary<string, (long Ts, string Value)>> LatestTimeseriesAsync(Guid deviceId, string keys)
     {
         var json = await Http.GetFromJsonAsync<JsonObject>($"/api/plugins/telemetry/DEVICE/{deviceId}/values/timeseries?keys={keys}");
         var result = new Dictionary<string, (long, string)>();
         foreach (var (key, points) in json!)
         {
-            if (points is JsonArray { Count: > 0 } a)
+            // A key with no latest value comes back with a null value (the reference's wrapNullTsKvEntry): left out here.
+            if (points is JsonArray { Count: > 0 } a && a[0]!["value"] is not null)
             {
                 result[key] = (a[0]!["ts"]!.GetValue<long>(), a[0]!["value"] is JsonValue v && v.TryGetValue<string>(out var s) ? s : a[0]!["value"]!.ToJsonString());
             }

@@ -109,4 +109,18 @@ public sealed class SdkCompatibilityTests(HostFixture fixture)
         Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await rest.Http.GetAsync($"/api/tenant/devices?deviceName={name}")).StatusCode);
     }
+
+    [Fact]
+    public async Task LegacyDeviceAttributeRoutes_SaveAndDelete_AsTheSdksCallThem()
+    {
+        using var rest = await Rest.LoginAsync(fixture);
+        var (id, _) = await rest.CreateDeviceAsync(Unique("legacy-attr"));
+        await rest.PostAsync($"/api/plugins/telemetry/{id}/SHARED_SCOPE", new { mode = "eco", level = 3 });
+        var shared = (await rest.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/values/attributes/SHARED_SCOPE")).AsArray();
+        Assert.Equal(["level", "mode"], shared.Select(a => a!["key"]!.GetValue<string>()).Order());
+
+        Assert.Equal(HttpStatusCode.OK, (await rest.Http.DeleteAsync($"/api/plugins/telemetry/{id}/SHARED_SCOPE?keys=mode")).StatusCode);
+        Assert.Equal("level", Assert.Single((await rest.GetAsync($"/api/plugins/telemetry/DEVICE/{id}/values/attributes/SHARED_SCOPE")).AsArray())!["key"]!.GetValue<string>());
+        Assert.Equal(HttpStatusCode.NotFound, (await rest.Http.PostAsJsonAsync($"/api/plugins/telemetry/{Guid.NewGuid()}/SHARED_SCOPE", new { x = 1 })).StatusCode);
+    }
 }

@@ -16,6 +16,14 @@ internal static class TelemetryEndpoints
         api.MapPost(Prefix + "/attributes/{scope}", SaveAttributes).Roles(Authority.TenantAdmin, Authority.CustomerUser);
         api.MapPost(Prefix + "/{scope:regex(^(SERVER_SCOPE|SHARED_SCOPE|CLIENT_SCOPE)$)}", SaveAttributes).Roles(Authority.TenantAdmin, Authority.CustomerUser);
         api.MapDelete(Prefix + "/{scope:regex(^(SERVER_SCOPE|SHARED_SCOPE|CLIENT_SCOPE)$)}", DeleteAttributes).Roles(Authority.TenantAdmin, Authority.CustomerUser);
+
+        // The reference's saveDeviceAttributes/deleteDeviceAttributes, which the SDKs' save_device_attributes calls:
+        // the device's id without the entity type.
+        const string DevicePrefix = "/plugins/telemetry/{deviceId:guid}/{scope:regex(^(SERVER_SCOPE|SHARED_SCOPE|CLIENT_SCOPE)$)}";
+        api.MapPost(DevicePrefix, (Guid deviceId, string scope, HttpContext context, PerfEngine engine, KeyTable keyTable) =>
+            SaveAttributes("DEVICE", deviceId, scope, context, engine, keyTable)).Roles(Authority.TenantAdmin, Authority.CustomerUser);
+        api.MapDelete(DevicePrefix, (Guid deviceId, string scope, string? keys, HttpContext context, PerfEngine engine) =>
+            DeleteAttributes("DEVICE", deviceId, scope, keys, context, engine)).Roles(Authority.TenantAdmin, Authority.CustomerUser);
         api.MapGet(Prefix + "/values/attributes", (string entityType, Guid entityId, string? keys, HttpContext context, PerfEngine engine) =>
             ReadAttributes(entityType, entityId, null, keys, context, engine));
         api.MapGet(Prefix + "/values/attributes/{scope}", (string entityType, Guid entityId, string scope, string? keys, HttpContext context, PerfEngine engine) =>
@@ -198,6 +206,15 @@ internal static class TelemetryEndpoints
             foreach (var latest in engine.Telemetry.GetLatest(device!.Id, keyList))
             {
                 result[latest.Entry.Key] = new JsonArray(Point(latest, strict));
+            }
+
+            // As the reference's wrapNullTsKvEntry: a key asked for with no latest value answers a null value stamped now.
+            foreach (var key in keyList ?? [])
+            {
+                if (!result.ContainsKey(key))
+                {
+                    result[key] = new JsonArray(new JsonObject { ["ts"] = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), ["value"] = null });
+                }
             }
 
             return Results.Json(result);
