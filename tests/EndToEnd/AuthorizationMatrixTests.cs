@@ -62,7 +62,8 @@ public sealed class AuthorizationMatrixTests(HostFixture fixture)
         Other("POST", "/api/auth/login", Kind.Public, _ => "/api/auth/login", _ => new { username = "tenant@example.com", password = "tenant" }),
         Other("POST", "/api/auth/token", Kind.Public, _ => "/api/auth/token", w => new { refreshToken = w.OwnerRefresh }),
         S("GET", "/api/auth/user", _ => "/api/auth/user", AnyUser),
-        S("POST", "/api/auth/logout", _ => "/api/auth/logout", AnyUser),
+        // A wrong current password is 400 for everyone, and changes nothing.
+        S("POST", "/api/auth/changePassword", _ => "/api/auth/changePassword", AnyUser, _ => new { currentPassword = "not-it", newPassword = "whatever-123" }),
 
         // ---- tenants, customers, users
         S("POST", "/api/tenant", _ => "/api/tenant", SysOnly, _ => new { title = "matrix-" + Guid.NewGuid().ToString("N")[..6] }),
@@ -70,6 +71,7 @@ public sealed class AuthorizationMatrixTests(HostFixture fixture)
         S("GET", "/api/tenants", _ => "/api/tenants", SysOnly),
         SFresh("DELETE", "/api/tenant/{id:guid}", async w => $"/api/tenant/{await w.NewTenantAsync()}", SysOnly),
         S("GET", "/api/tenant/{tenantId:guid}/users", w => $"/api/tenant/{w.TenantA}/users", SysOnly),
+        S("GET", "/api/users", _ => "/api/users", TenantAdminCreate),
         S("POST", "/api/customer", _ => "/api/customer", TenantAdminCreate, _ => new { title = "matrix-" + Guid.NewGuid().ToString("N")[..6] }),
         S("GET", "/api/customer/{id:guid}", w => $"/api/customer/{w.C1}", [Forbidden, Ok, NotFound, Ok, NotFound]),
         S("GET", "/api/customers", _ => "/api/customers", TenantAdminCreate),
@@ -202,6 +204,9 @@ public sealed class AuthorizationMatrixTests(HostFixture fixture)
         Other("POST", "/edge.EdgeRpcService/handleMsgs", Kind.Grpc),
         Other("ANY", "edge.EdgeRpcService/{unimplementedMethod:grpcunimplemented}", Kind.Grpc),
         Other("ANY", "{unimplementedService}/{unimplementedMethod:grpcunimplemented}", Kind.Grpc),
+
+        // Last: a logout ends the session of the token that calls it, and the callers' tokens are the world's.
+        S("POST", "/api/auth/logout", _ => "/api/auth/logout", AnyUser),
     ];
 
     [Fact]

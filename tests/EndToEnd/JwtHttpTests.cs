@@ -120,6 +120,43 @@ public sealed class JwtHttpTests(HostFixture fixture)
     }
 
     [Fact]
+    public async Task Logout_EndsThatLoginsTokens_AndAPasswordChange_EndsEveryOlderToken()
+    {
+        using var admin = await Rest.LoginAsync(fixture);
+        var email = $"rotating-{Guid.NewGuid():N}@example.com";
+        await admin.PostAsync("/api/user", new { email, authority = "TENANT_ADMIN", password = "pw-first" });
+        using var first = await Rest.LoginAsync(fixture, email, "pw-first");
+        using var second = await Rest.LoginAsync(fixture, email, "pw-first");
+        using var http = fixture.CreateHttpClient();
+
+        // Logout (the reference's session invalidation): that login's access and refresh tokens stop; another stays.
+        Assert.Equal(HttpStatusCode.OK, (await first.Http.PostAsync("/api/auth/logout", null)).StatusCode);
+        var (status, body) = await GetAsync(http, "/api/auth/user", "X-Authorization", "Bearer " + first.Token);
+        AssertError(status, body, 401, 10);
+        var refresh = await http.PostAsJsonAsync("/api/auth/token", new { refreshToken = first.RefreshToken });
+        AssertError(refresh.StatusCode, await refresh.Content.ReadFromJsonAsync<JsonObject>(), 401, 10);
+        Assert.Equal(HttpStatusCode.OK, (await second.Http.GetAsync("/api/auth/user")).StatusCode);
+
+        // changePassword: the current one first, at least 6 characters, then a new pair; every older token stops.
+        var wrong = await second.Http.PostAsJsonAsync("/api/auth/changePassword", new { currentPassword = "nope", newPassword = "pw-second" });
+        Assert.Equal(HttpStatusCode.BadRequest, wrong.StatusCode);
+        var tooShort = await second.Http.PostAsJsonAsync("/api/auth/changePassword", new { currentPassword = "pw-first", newPassword = "pw" });
+        Assert.Equal(HttpStatusCode.BadRequest, tooShort.StatusCode);
+        var changed = await second.Http.PostAsJsonAsync("/api/auth/changePassword", new { currentPassword = "pw-first", newPassword = "pw-second" });
+        Assert.Equal(HttpStatusCode.OK, changed.StatusCode);
+        var pair = (await changed.Content.ReadFromJsonAsync<JsonObject>())!;
+        (status, _) = await GetAsync(http, "/api/auth/user", "X-Authorization", "Bearer " + pair["token"]!.GetValue<string>());
+        Assert.Equal(HttpStatusCode.OK, status);
+        (status, body) = await GetAsync(http, "/api/auth/user", "X-Authorization", "Bearer " + second.Token);
+        AssertError(status, body, 401, 10);
+        refresh = await http.PostAsJsonAsync("/api/auth/token", new { refreshToken = second.RefreshToken });
+        AssertError(refresh.StatusCode, await refresh.Content.ReadFromJsonAsync<JsonObject>(), 401, 10);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await http.PostAsJsonAsync("/api/auth/login", new { username = email, password = "pw-first" })).StatusCode);
+        using var again = await Rest.LoginAsync(fixture, email, "pw-second");
+        Assert.Contains((await admin.GetAsync($"/api/users?pageSize=1000&page=0&textSearch={email}"))["data"]!.AsArray(), u => u!["email"]!.GetValue<string>() == email);
+    }
+
+    [Fact]
     public async Task TokensOfADeletedUser_StopWorkingAtOnce_ForRestWebSocketAndRefresh()
     {
         using var admin = await Rest.LoginAsync(fixture);

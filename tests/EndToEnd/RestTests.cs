@@ -131,6 +131,13 @@ public sealed class RestTests(HostFixture fixture)
         var credentials = await rest.PostAsync("/api/device/credentials", new { deviceId = new { entityType = "DEVICE", id }, credentialsType = "ACCESS_TOKEN", credentialsId = newToken });
         Assert.Equal(newToken, credentials["credentialsId"]!.GetValue<string>());
 
+        // As the reference's validation: no type, or a token without its id, is 400 and changes nothing.
+        var noType = await rest.Http.PostAsJsonAsync("/api/device/credentials", new { deviceId = new { entityType = "DEVICE", id }, credentialsId = "x" });
+        Assert.Equal(HttpStatusCode.BadRequest, noType.StatusCode);
+        var noId = await rest.Http.PostAsJsonAsync("/api/device/credentials", new { deviceId = new { entityType = "DEVICE", id }, credentialsType = "ACCESS_TOKEN" });
+        Assert.Equal(HttpStatusCode.BadRequest, noId.StatusCode);
+        Assert.Equal(newToken, (await rest.GetAsync($"/api/device/{id}/credentials"))["credentialsId"]!.GetValue<string>());
+
         Assert.Equal(HttpStatusCode.OK, (await rest.Http.DeleteAsync($"/api/device/{id}")).StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await rest.Http.GetAsync($"/api/device/{id}")).StatusCode);
     }

@@ -4,6 +4,9 @@ namespace Perf.Api.Rest;
 
 internal static class AuthEndpoints
 {
+    /// <summary>The reference's default password policy: at least 6 characters.</summary>
+    private const int MinPasswordLength = 6;
+
     public static void MapAuthEndpoints(this IEndpointRouteBuilder app, RouteGroupBuilder secured)
     {
         app.MapPost("/api/auth/login", async (HttpRequest request, PerfEngine engine, JwtService jwt, ConnectionGuard guard) =>
@@ -68,6 +71,11 @@ internal static class AuthEndpoints
                 return ApiError.Unauthorized("User of the refresh token no longer exists");
             }
 
+            if (claims.Stamp != jwt.Stamp(user))
+            {
+                return ApiError.Unauthorized("The password changed since this refresh token was issued");
+            }
+
             var (token, refresh) = jwt.Issue(user);
             return Results.Json(new { token, refreshToken = refresh, scope = (string?)null });
         });
@@ -78,6 +86,46 @@ internal static class AuthEndpoints
             return user is null ? ApiError.NotFound() : Results.Json(EntityJson.User(user));
         });
 
-        secured.MapPost("/auth/logout", () => Results.Ok());
+        // As the reference: the login's tokens, access and refresh, are refused from now on.
+        secured.MapPost("/auth/logout", (HttpContext context, JwtService jwt) =>
+        {
+            jwt.EndSession(JwtAuthFilter.GetUser(context).SessionId);
+            return Results.Ok();
+        });
+
+        // The reference's changePassword: the current password, then the new one; every token issued before stops
+        // working, and the answer is a new pair for the caller.
+        secured.MapPost("/auth/changePassword", async (HttpContext context, PerfEngine engine, JwtService jwt) =>
+        {
+            var (body, error) = await RestBody.ReadObjectAsync(context.Request);
+            if (error is not null)
+            {
+                return error;
+            }
+
+            if (engine.Registry.GetUser(JwtAuthFilter.GetUser(context).UserId) is not { } user)
+            {
+                return ApiError.NotFound();
+            }
+
+            if (!EntityRegistry.VerifyPassword(user, RestBody.String(body!, "currentPassword") ?? string.Empty))
+            {
+                return ApiError.BadRequest("Current password doesn't match!");
+            }
+
+            if (RestBody.String(body!, "newPassword") is not { Length: >= MinPasswordLength } password)
+            {
+                return ApiError.BadRequest($"Password must be at least {MinPasswordLength} characters long!");
+            }
+
+            var changed = await engine.Registry.SetPasswordAsync(user.Id, password);
+            if (!changed.IsOk)
+            {
+                return TenantEndpoints.RegistryError(changed.Status, changed.Error);
+            }
+
+            var (token, refresh) = jwt.Issue(changed.Value!);
+            return Results.Json(new { token, refreshToken = refresh, scope = (string?)null });
+        });
     }
 }

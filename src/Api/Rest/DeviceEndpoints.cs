@@ -256,11 +256,23 @@ internal static class DeviceEndpoints
                 return ApiError.NotFound("Device of the credentials wasn't found");
             }
 
-            // ACCESS_TOKEN: credentialsId is the token (none: a new one). X509_CERTIFICATE: credentialsValue is the
-            // device's certificate in PEM; the answer's credentialsId is the reference's SHA3-256 of it. MQTT_BASIC:
-            // credentialsValue is the reference's JSON {"clientId","userName","password"}, as a string (or an object).
-            var result = await engine.Registry.SaveCredentialsAsync(deviceId, RestBody.String(body, "credentialsType") ?? EntityRegistry.AccessToken,
-                RestBody.String(body, "credentialsId"), body!["credentialsValue"] is JsonObject value ? value.ToJsonString() : RestBody.String(body, "credentialsValue"));
+            // ACCESS_TOKEN: credentialsId is the token. X509_CERTIFICATE: credentialsValue is the device's certificate
+            // in PEM; the answer's credentialsId is the reference's SHA3-256 of it. MQTT_BASIC: credentialsValue is the
+            // reference's JSON {"clientId","userName","password"}, as a string (or an object). The type, and a token's
+            // id, are required, as the reference's DeviceCredentialsServiceImpl validates.
+            if (RestBody.String(body, "credentialsType") is not { Length: > 0 } type)
+            {
+                return ApiError.BadRequest("Device credentials type should be specified");
+            }
+
+            var credentialsId = RestBody.String(body, "credentialsId");
+            if (type == EntityRegistry.AccessToken && string.IsNullOrWhiteSpace(credentialsId))
+            {
+                return ApiError.BadRequest("Device credentials id should be specified!");
+            }
+
+            var result = await engine.Registry.SaveCredentialsAsync(deviceId, type, credentialsId,
+                body!["credentialsValue"] is JsonObject value ? value.ToJsonString() : RestBody.String(body, "credentialsValue"));
             return result.IsOk ? Results.Json(EntityJson.Credentials(result.Value!)) : TenantEndpoints.RegistryError(result.Status, result.Error);
         }).Roles(Authority.TenantAdmin);
 

@@ -55,15 +55,16 @@ public sealed class JwtAuthFilter(JwtService jwt, PerfEngine engine) : IEndpoint
 
     /// <summary>
     /// An access token whose signature and claims check out, of a user who still exists as the token
-    /// describes him: a deleted user's tokens (or those of a user deleted and created again, who gets a
-    /// new id) stop working at once, not at their expiry.
+    /// describes him, with the password he had then: a deleted user's tokens (or those of a user deleted and
+    /// created again, who gets a new id) and tokens issued before a password change stop working at once, not at
+    /// their expiry.
     /// </summary>
     public static TokenCheck Authenticate(JwtService jwt, EntityRegistry registry, ReadOnlySpan<char> token, out AuthUser? user)
     {
         var check = jwt.Validate(token, refresh: false, out user);
         if (check == TokenCheck.Valid &&
             (registry.GetUser(user!.UserId) is not { } current || current.Authority != user.Authority ||
-             current.TenantId != user.TenantId || current.CustomerId != user.CustomerId))
+             current.TenantId != user.TenantId || current.CustomerId != user.CustomerId || user.Stamp != jwt.Stamp(current)))
         {
             user = null;
             return TokenCheck.Invalid;

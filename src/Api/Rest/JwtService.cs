@@ -8,7 +8,9 @@ using Perf.Core.Domain;
 namespace Perf.Api.Rest;
 
 /// <summary>The authenticated caller, as carried in the JWT.</summary>
-public sealed record AuthUser(Guid UserId, string Email, Authority Authority, Guid TenantId, Guid CustomerId)
+/// <param name="SessionId">The login the token belongs to (its access and refresh tokens share it): logout ends it.</param>
+/// <param name="Stamp">A keyed digest of the user's password hash when the token was issued: a new password ends every older token.</param>
+public sealed record AuthUser(Guid UserId, string Email, Authority Authority, Guid TenantId, Guid CustomerId, Guid SessionId = default, string? Stamp = null)
 {
     public bool IsSysAdmin => Authority == Authority.SysAdmin;
     public bool IsCustomer => Authority == Authority.CustomerUser;
@@ -23,8 +25,10 @@ public enum TokenCheck
 
 /// <summary>
 /// HS512 JWTs in the reference's shape: claims sub (email), userId, scopes ([authority]), tenantId,
-/// customerId, iat, exp. Refresh tokens carry the scope REFRESH_TOKEN. The signing key comes from
-/// configuration (<c>JWT_SIGNING_KEY</c>, base64) or is generated once and kept in DATA_DIR.
+/// customerId, sessionId, iat, exp, plus our stamp of the password. Refresh tokens carry the scope REFRESH_TOKEN.
+/// The signing key comes from configuration (<c>JWT_SIGNING_KEY</c>, base64) or is generated once and kept in DATA_DIR.
+/// A logout ends its session (<see cref="EndSession"/>, kept in memory until the session's refresh token would
+/// expire); a new password ends every token issued with the old one (the stamp no longer matches).
 /// </summary>
 public sealed class JwtService
 {
@@ -48,6 +52,11 @@ public sealed class JwtService
     private readonly ConcurrentDictionary<string, CheckedToken>.AlternateLookup<ReadOnlySpan<char>> _checkedByText;
 
     private sealed record CheckedToken(AuthUser User, long NotBefore, long IssuedAt, long Expires);
+
+    // Sessions ended by a logout, with the time (s) after which none of their tokens can be valid anyway.
+    private readonly ConcurrentDictionary<Guid, long> _endedSessions = new();
+    // The stamp of each user record (records are immutable: a new password is a new record).
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<User, string> _stamps = new();
 
     public JwtService(byte[] key, TimeSpan accessLifetime, TimeSpan refreshLifetime, TimeProvider? time = null)
     {
@@ -91,8 +100,41 @@ public sealed class JwtService
     public (string Token, string RefreshToken) Issue(User user)
     {
         var now = _time.GetUtcNow().ToUnixTimeSeconds();
-        return (Sign(user, now, AccessLifetime, refresh: false), Sign(user, now, RefreshLifetime, refresh: true));
+        var session = Guid.NewGuid();
+        return (Sign(user, now, AccessLifetime, refresh: false, session), Sign(user, now, RefreshLifetime, refresh: true, session));
     }
+
+    /// <summary>The user's current password stamp: a token carrying another one was issued before a password change.</summary>
+    public string Stamp(User user)
+    {
+        if (_stamps.TryGetValue(user, out var stamp))
+        {
+            return stamp;
+        }
+
+        Span<byte> digest = stackalloc byte[HMACSHA256.HashSizeInBytes];
+        HMACSHA256.HashData(_key, Encoding.UTF8.GetBytes("stamp:" + user.PasswordHash), digest);
+        stamp = Base64Url.EncodeToString(digest[..12]);
+        _stamps.AddOrUpdate(user, stamp);
+        return stamp;
+    }
+
+    /// <summary>Ends a login: its access and refresh tokens are refused from now on (logout).</summary>
+    public void EndSession(Guid sessionId)
+    {
+        var now = _time.GetUtcNow().ToUnixTimeSeconds();
+        foreach (var (ended, until) in _endedSessions)
+        {
+            if (until <= now)
+            {
+                _endedSessions.TryRemove(ended, out _);
+            }
+        }
+
+        _endedSessions[sessionId] = now + (long)RefreshLifetime.TotalSeconds;
+    }
+
+    private bool Ended(AuthUser user) => !_endedSessions.IsEmpty && _endedSessions.ContainsKey(user.SessionId);
 
     /// <summary>
     /// Checks a token, strictest first: size, shape, the header (exactly <c>{"alg":"HS512","typ":"JWT"}</c>:
@@ -120,7 +162,7 @@ public sealed class JwtService
                 }
 
                 user = known.User;
-                return TokenCheck.Valid;
+                return Ended(user) ? TokenCheck.Invalid : TokenCheck.Valid;
             }
         }
 
@@ -212,7 +254,15 @@ public sealed class JwtService
                 root.GetProperty("sub").GetString()!,
                 authority,
                 EntityJson.FromNullUid(Guid.Parse(root.GetProperty("tenantId").GetString()!)),
-                EntityJson.FromNullUid(Guid.Parse(root.GetProperty("customerId").GetString()!)));
+                EntityJson.FromNullUid(Guid.Parse(root.GetProperty("customerId").GetString()!)),
+                root.TryGetProperty("sessionId", out var session) ? Guid.Parse(session.GetString()!) : Guid.Empty,
+                root.TryGetProperty("stamp", out var stamp) ? stamp.GetString() : null);
+            if (Ended(user))
+            {
+                user = null;
+                return TokenCheck.Invalid;
+            }
+
             if (!refresh)
             {
                 if (_checked.Count >= MaxCheckedTokens)
@@ -295,12 +345,14 @@ public sealed class JwtService
 
     private static Guid OrNullUid(Guid id) => id == Guid.Empty ? EntityJson.NullUid : id;
 
-    private string Sign(User user, long now, TimeSpan lifetime, bool refresh)
+    private string Sign(User user, long now, TimeSpan lifetime, bool refresh, Guid session)
     {
         var claims = new Dictionary<string, object>
         {
             ["sub"] = user.Email,
             ["userId"] = user.Id.ToString(),
+            ["sessionId"] = session.ToString(),
+            ["stamp"] = Stamp(user),
             ["scopes"] = new[] { refresh ? RefreshScope : AuthorityName(user.Authority) },
             // No tenant (a system administrator) or no customer is the reference's NULL_UUID, as in entity JSON.
             ["tenantId"] = OrNullUid(user.TenantId).ToString(),

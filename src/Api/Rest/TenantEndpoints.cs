@@ -29,8 +29,10 @@ internal static class TenantEndpoints
             engine.Registry.GetTenant(id) is { } tenant ? Results.Json(EntityJson.Tenant(tenant)) : ApiError.NotFound())
             .Roles(Authority.SysAdmin);
 
-        api.MapGet("/tenants", (PerfEngine engine, int? pageSize, int? page) =>
-            Results.Json(EntityJson.Page(EntityJson.PageOf(engine.Registry.ListTenants(), pageSize ?? 100, page ?? 0), t => EntityJson.Tenant(t))))
+        api.MapGet("/tenants", (PerfEngine engine, int? pageSize, int? page, string? textSearch) =>
+            Results.Json(EntityJson.Page(
+                EntityJson.PageOf(engine.Registry.ListTenants().Where(t => Matches(textSearch, t.Title)).ToArray(), pageSize ?? 100, page ?? 0),
+                t => EntityJson.Tenant(t))))
             .Roles(Authority.SysAdmin);
 
         api.MapDelete("/tenant/{id:guid}", async (Guid id, PerfEngine engine) =>
@@ -75,12 +77,20 @@ internal static class TenantEndpoints
                 : ApiError.NotFound())
             .Roles(Authority.TenantAdmin, Authority.CustomerUser);
 
-        api.MapGet("/customers", (HttpContext context, PerfEngine engine, int? pageSize, int? page, string? textSearch) =>
+        api.MapGet("/customers", (HttpContext context, PerfEngine engine, int? pageSize, int? page, string? textSearch, string? sortProperty, string? sortOrder) =>
         {
             var user = JwtAuthFilter.GetUser(context);
-            var all = engine.Registry.ListCustomers(user.TenantId)
-                .Where(c => string.IsNullOrEmpty(textSearch) || c.Title.Contains(textSearch, StringComparison.OrdinalIgnoreCase))
-                .ToArray();
+            var all = engine.Registry.ListCustomers(user.TenantId).Where(c => Matches(textSearch, c.Title)).ToList();
+            if (sortProperty is "title" or "name")
+            {
+                all.Sort((a, b) => string.Compare(a.Title, b.Title, StringComparison.OrdinalIgnoreCase));
+            }
+
+            if (string.Equals(sortOrder, "DESC", StringComparison.OrdinalIgnoreCase))
+            {
+                all.Reverse();
+            }
+
             return Results.Json(EntityJson.Page(EntityJson.PageOf(all, pageSize ?? 100, page ?? 0), c => EntityJson.Customer(c)));
         }).Roles(Authority.TenantAdmin);
 
@@ -185,13 +195,22 @@ internal static class TenantEndpoints
                 ? Results.Json(EntityJson.User(user))
                 : ApiError.NotFound());
 
-        api.MapGet("/tenant/{tenantId:guid}/users", (Guid tenantId, PerfEngine engine, int? pageSize, int? page) =>
+        api.MapGet("/tenant/{tenantId:guid}/users", (Guid tenantId, PerfEngine engine, int? pageSize, int? page, string? textSearch) =>
             Results.Json(EntityJson.Page(
-                EntityJson.PageOf(engine.Registry.ListUsers(tenantId).Where(u => u.Authority == Authority.TenantAdmin).ToArray(), pageSize ?? 100, page ?? 0),
+                EntityJson.PageOf(engine.Registry.ListUsers(tenantId).Where(u => u.Authority == Authority.TenantAdmin && Matches(textSearch, u)).ToArray(),
+                    pageSize ?? 100, page ?? 0),
                 u => EntityJson.User(u))))
             .Roles(Authority.SysAdmin);
 
-        api.MapGet("/customer/{customerId:guid}/users", (Guid customerId, HttpContext context, PerfEngine engine, int? pageSize, int? page) =>
+        // The reference's getUsers for a tenant administrator: every user of the tenant.
+        api.MapGet("/users", (HttpContext context, PerfEngine engine, int? pageSize, int? page, string? textSearch) =>
+            Results.Json(EntityJson.Page(
+                EntityJson.PageOf(engine.Registry.ListUsers(JwtAuthFilter.GetUser(context).TenantId).Where(u => Matches(textSearch, u)).ToArray(),
+                    pageSize ?? 100, page ?? 0),
+                u => EntityJson.User(u))))
+            .Roles(Authority.TenantAdmin);
+
+        api.MapGet("/customer/{customerId:guid}/users", (Guid customerId, HttpContext context, PerfEngine engine, int? pageSize, int? page, string? textSearch) =>
         {
             var caller = JwtAuthFilter.GetUser(context);
             if (engine.Registry.GetCustomer(customerId) is not { } customer || customer.TenantId != caller.TenantId)
@@ -199,10 +218,16 @@ internal static class TenantEndpoints
                 return ApiError.NotFound();
             }
 
-            var users = engine.Registry.ListUsers(caller.TenantId).Where(u => u.CustomerId == customerId).ToArray();
+            var users = engine.Registry.ListUsers(caller.TenantId).Where(u => u.CustomerId == customerId && Matches(textSearch, u)).ToArray();
             return Results.Json(EntityJson.Page(EntityJson.PageOf(users, pageSize ?? 100, page ?? 0), u => EntityJson.User(u)));
         }).Roles(Authority.TenantAdmin);
     }
+
+    /// <summary>The reference's textSearch: a case-insensitive part of the name (a user's e-mail, first or last name).</summary>
+    private static bool Matches(string? textSearch, params string?[] fields) =>
+        string.IsNullOrEmpty(textSearch) || fields.Any(f => f?.Contains(textSearch, StringComparison.OrdinalIgnoreCase) == true);
+
+    private static bool Matches(string? textSearch, User user) => Matches(textSearch, user.Email, user.FirstName, user.LastName);
 
     public static IResult RegistryError(RegistryStatus status, string? error) => status switch
     {
