@@ -159,15 +159,40 @@ public sealed class EntityRegistry
         [.. _customers.Values.Where(c => c.TenantId == tenantId).OrderBy(c => c.CreatedTime)];
 
     /// <summary>Creates a user; the password is stored as a PBKDF2-SHA256 hash (100,000 iterations).</summary>
+    /// <summary>
+    /// Creates a user. Without <paramref name="password"/> the user is not active yet, as the reference's users before
+    /// their activation: no password logs him in until <see cref="ActivateAsync"/> with his <see cref="ActivationToken"/>.
+    /// </summary>
     public Task<RegistryResult<User>> CreateUserAsync(
-        Guid tenantId, Guid customerId, string email, Authority authority, string password, string? firstName = null, string? lastName = null,
+        Guid tenantId, Guid customerId, string email, Authority authority, string? password, string? firstName = null, string? lastName = null,
         string? detailsJson = null)
     {
         if (authority != Authority.SysAdmin && !_tenants.ContainsKey(tenantId))
         {
             return Task.FromResult(RegistryResult<User>.Fail(RegistryStatus.NotFound, "tenant not found"));
         }
-        return PutUserAsync(new User(Guid.NewGuid(), tenantId, customerId, email, authority, HashPassword(password), firstName, lastName, Now, detailsJson));
+        var credentials = password is null ? ActivationPrefix + NewToken() + NewToken() : HashPassword(password);
+        return PutUserAsync(new User(Guid.NewGuid(), tenantId, customerId, email, authority, credentials, firstName, lastName, Now, detailsJson));
+    }
+
+    /// <summary>What a user not yet activated holds in place of a password hash: the prefix, then his activation token.</summary>
+    private const string ActivationPrefix = "activate$";
+
+    /// <summary>The activation token of a user not yet activated; null once he has a password.</summary>
+    public static string? ActivationToken(User user) =>
+        user.PasswordHash.StartsWith(ActivationPrefix, StringComparison.Ordinal) ? user.PasswordHash[ActivationPrefix.Length..] : null;
+
+    /// <summary>Activates the user whose activation token this is with his first password; NotFound for any other token.</summary>
+    public Task<RegistryResult<User>> ActivateAsync(string activationToken, string password)
+    {
+        foreach (var user in _users.Values)
+        {
+            if (ActivationToken(user) is { } token && SecretComparer.FixedTimeEquals(token, activationToken))
+            {
+                return PutUserAsync(user with { PasswordHash = HashPassword(password) });
+            }
+        }
+        return Task.FromResult(RegistryResult<User>.Fail(RegistryStatus.Invalid, "Unable to find user credentials by activateToken"));
     }
 
     /// <summary>

@@ -61,6 +61,7 @@ public sealed class AuthorizationMatrixTests(HostFixture fixture)
         // ---- auth
         Other("POST", "/api/auth/login", Kind.Public, _ => "/api/auth/login", _ => new { username = "tenant@example.com", password = "tenant" }),
         Other("POST", "/api/auth/token", Kind.Public, _ => "/api/auth/token", w => new { refreshToken = w.OwnerRefresh }),
+        Other("POST", "/api/noauth/activate", Kind.Public, _ => "/api/noauth/activate", _ => new { activateToken = "no-such-token", password = "pw-123456" }),
         S("GET", "/api/auth/user", _ => "/api/auth/user", AnyUser),
         // A wrong current password is 400 for everyone, and changes nothing.
         S("POST", "/api/auth/changePassword", _ => "/api/auth/changePassword", AnyUser, _ => new { currentPassword = "not-it", newPassword = "whatever-123" }),
@@ -80,6 +81,8 @@ public sealed class AuthorizationMatrixTests(HostFixture fixture)
         // A customer user of tenant A: the system administrator only sees tenant administrators.
         SFresh("DELETE", "/api/user/{id:guid}", async w => $"/api/user/{await w.NewCustomerUserAsync()}", [NotFound, Ok, NotFound, Forbidden, Forbidden]),
         S("GET", "/api/user/{id:guid}", w => $"/api/user/{w.CustAUser}", [NotFound, Ok, NotFound, Ok, NotFound]),
+        // The user has a password: 400 "already activated" for the owner, who may see him.
+        S("GET", "/api/user/{id:guid}/activationLink", w => $"/api/user/{w.CustAUser}/activationLink", [NotFound, Bad, NotFound, Forbidden, Forbidden]),
         // Another tenant's admin naming tenant A's customer is told the customer is not one of his (400).
         S("POST", "/api/user", _ => "/api/user", [Forbidden, Ok, Bad, Forbidden, Forbidden], w => new
         {

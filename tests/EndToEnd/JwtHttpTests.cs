@@ -157,6 +157,32 @@ public sealed class JwtHttpTests(HostFixture fixture)
     }
 
     [Fact]
+    public async Task AUserCreatedWithoutAPassword_LogsInOnlyAfterActivation_ThroughItsLink()
+    {
+        using var admin = await Rest.LoginAsync(fixture);
+        var email = $"pending-{Guid.NewGuid():N}@example.com";
+        var id = (await admin.PostAsync("/api/user", new { email, authority = "TENANT_ADMIN" }))["id"]!["id"]!.GetValue<string>();
+        using var http = fixture.CreateHttpClient();
+
+        var link = await admin.Http.GetStringAsync($"/api/user/{id}/activationLink");
+        Assert.Contains("/api/noauth/activate?activateToken=", link, StringComparison.Ordinal);
+        var token = link[(link.IndexOf('=', StringComparison.Ordinal) + 1)..];
+
+        Assert.Equal(HttpStatusCode.BadRequest, (await http.PostAsJsonAsync("/api/noauth/activate", new { activateToken = token + "x", password = "pw-pending" })).StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, (await http.PostAsJsonAsync("/api/noauth/activate", new { activateToken = token, password = "pw" })).StatusCode);
+        var activated = await http.PostAsJsonAsync("/api/noauth/activate", new { activateToken = token, password = "pw-pending" });
+        Assert.Equal(HttpStatusCode.OK, activated.StatusCode);
+        var pair = (await activated.Content.ReadFromJsonAsync<JsonObject>())!;
+        var (status, _) = await GetAsync(http, "/api/auth/user", "X-Authorization", "Bearer " + pair["token"]!.GetValue<string>());
+        Assert.Equal(HttpStatusCode.OK, status);
+        using var loggedIn = await Rest.LoginAsync(fixture, email, "pw-pending");
+
+        // The link is spent: a second activation and a new link are refused.
+        Assert.Equal(HttpStatusCode.BadRequest, (await http.PostAsJsonAsync("/api/noauth/activate", new { activateToken = token, password = "pw-again" })).StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, (await admin.Http.GetAsync($"/api/user/{id}/activationLink")).StatusCode);
+    }
+
+    [Fact]
     public async Task TokensOfADeletedUser_StopWorkingAtOnce_ForRestWebSocketAndRefresh()
     {
         using var admin = await Rest.LoginAsync(fixture);

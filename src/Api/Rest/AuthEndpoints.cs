@@ -43,6 +43,35 @@ internal static class AuthEndpoints
             return Results.Json(new { token, refreshToken = refresh, scope = (string?)null });
         });
 
+        // The reference's activation: the token of the activation link and the user's first password; answers a pair.
+        app.MapPost("/api/noauth/activate", async (HttpRequest request, PerfEngine engine, JwtService jwt) =>
+        {
+            var (body, error) = await RestBody.ReadObjectAsync(request);
+            if (error is not null)
+            {
+                return error;
+            }
+
+            if (RestBody.String(body!, "activateToken") is not { Length: > 0 } token)
+            {
+                return ApiError.BadRequest("'activateToken' is required");
+            }
+
+            if (RestBody.String(body!, "password") is not { Length: >= MinPasswordLength } password)
+            {
+                return ApiError.BadRequest($"Password must be at least {MinPasswordLength} characters long!");
+            }
+
+            var activated = await engine.Registry.ActivateAsync(token, password);
+            if (!activated.IsOk)
+            {
+                return TenantEndpoints.RegistryError(activated.Status, activated.Error);
+            }
+
+            var (access, refresh) = jwt.Issue(activated.Value!);
+            return Results.Json(new { token = access, refreshToken = refresh, scope = (string?)null });
+        });
+
         app.MapPost("/api/auth/token", async (HttpRequest request, PerfEngine engine, JwtService jwt) =>
         {
             var (body, error) = await RestBody.ReadObjectAsync(request);

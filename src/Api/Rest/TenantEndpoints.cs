@@ -183,11 +183,24 @@ internal static class TenantEndpoints
                     return ApiError.Forbidden();
             }
 
-            // The reference activates users by e-mail; scripts may give an initial password instead.
-            var password = RestBody.String(body!, "password") ?? Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(24));
-            var result = await engine.Registry.CreateUserAsync(
-                tenantId, customerId, email, authority, password, RestBody.String(body!, "firstName"), RestBody.String(body!, "lastName"), details);
+            // Without a password the user waits for his activation (GET /api/user/{id}/activationLink, then
+            // POST /api/noauth/activate), as the reference's; scripts may give an initial password instead.
+            var result = await engine.Registry.CreateUserAsync(tenantId, customerId, email, authority, RestBody.String(body!, "password"),
+                RestBody.String(body!, "firstName"), RestBody.String(body!, "lastName"), details);
             return result.IsOk ? Results.Json(EntityJson.User(result.Value!)) : RegistryError(result.Status, result.Error);
+        }).Roles(Authority.SysAdmin, Authority.TenantAdmin);
+
+        // The reference's activation link of a user created without a password (it would be e-mailed).
+        api.MapGet("/user/{id:guid}/activationLink", (Guid id, HttpContext context, PerfEngine engine) =>
+        {
+            if (engine.Registry.GetUser(id) is not { } user || !Access.CanSee(JwtAuthFilter.GetUser(context), user))
+            {
+                return ApiError.NotFound();
+            }
+
+            return EntityRegistry.ActivationToken(user) is { } token
+                ? Results.Text($"{context.Request.Scheme}://{context.Request.Host}/api/noauth/activate?activateToken={token}", "text/plain")
+                : ApiError.BadRequest("User is already activated!");
         }).Roles(Authority.SysAdmin, Authority.TenantAdmin);
 
         api.MapGet("/user/{id:guid}", (Guid id, HttpContext context, PerfEngine engine) =>
