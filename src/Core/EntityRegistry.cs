@@ -649,21 +649,51 @@ public sealed class EntityRegistry
     // ---------------------------------------------------------------- edges
 
     public Task<RegistryResult<Edge>> CreateEdgeAsync(
-        Guid tenantId, string name, string? type = null, string? routingKey = null, string? secret = null, Guid customerId = default)
+        Guid tenantId, string name, string? type = null, string? routingKey = null, string? secret = null, Guid customerId = default,
+        string? label = null, string? additionalInfoJson = null)
     {
         if (!_tenants.ContainsKey(tenantId))
         {
             return Task.FromResult(RegistryResult<Edge>.Fail(RegistryStatus.NotFound, "tenant not found"));
         }
-        if (string.IsNullOrWhiteSpace(name))
+        return PutEdgeAsync(new Edge(Guid.NewGuid(), tenantId, customerId, name, string.IsNullOrEmpty(type) ? "default" : type,
+            routingKey ?? Guid.NewGuid().ToString(), secret ?? NewToken(), Now, label, additionalInfoJson));
+    }
+
+    /// <summary>Saves an edge's name, type, label, additional info, routing key and secret (the reference's save with an existing id).</summary>
+    public Task<RegistryResult<Edge>> UpdateEdgeAsync(Guid id, string name, string? type, string? routingKey, string? secret, string? label, string? additionalInfoJson) =>
+        _edges.TryGetValue(id, out var existing)
+            ? PutEdgeAsync(existing with
+            {
+                Name = name,
+                Type = string.IsNullOrEmpty(type) ? existing.Type : type,
+                RoutingKey = routingKey ?? existing.RoutingKey,
+                Secret = secret ?? existing.Secret,
+                Label = label,
+                AdditionalInfoJson = additionalInfoJson,
+            })
+            : Task.FromResult(RegistryResult<Edge>.Fail(RegistryStatus.NotFound, "edge not found"));
+
+    private Task<RegistryResult<Edge>> PutEdgeAsync(Edge edge)
+    {
+        if (string.IsNullOrWhiteSpace(edge.Name))
         {
             return Task.FromResult(RegistryResult<Edge>.Fail(RegistryStatus.Invalid, "name is required"));
         }
-        var edge = new Edge(Guid.NewGuid(), tenantId, customerId, name, string.IsNullOrEmpty(type) ? "default" : type,
-            routingKey ?? Guid.NewGuid().ToString(), secret ?? NewToken(), Now);
-        if (_edgesByRoutingKey.ContainsKey(edge.RoutingKey))
+        if (edge.CustomerId != Guid.Empty && (!_customers.TryGetValue(edge.CustomerId, out var customer) || customer.TenantId != edge.TenantId))
+        {
+            return Task.FromResult(RegistryResult<Edge>.Fail(RegistryStatus.Invalid, "customer not found"));
+        }
+        if (_edgesByRoutingKey.TryGetValue(edge.RoutingKey, out var holder) && holder != edge.Id)
         {
             return Task.FromResult(RegistryResult<Edge>.Fail(RegistryStatus.Conflict, "routing key already in use"));
+        }
+        foreach (var other in _edges.Values)
+        {
+            if (other.TenantId == edge.TenantId && other.Id != edge.Id && string.Equals(other.Name, edge.Name, StringComparison.Ordinal))
+            {
+                return Task.FromResult(RegistryResult<Edge>.Fail(RegistryStatus.Conflict, "Edge with such name already exists!"));
+            }
         }
         var w = new RecordWriter(RecordKind.Edge);
         WriteEdge(ref w, edge);
@@ -1015,6 +1045,10 @@ public sealed class EntityRegistry
         {
             return RegistryResult<Edge>.Fail(RegistryStatus.Conflict, "routing key already in use");
         }
+        if (_edges.TryGetValue(edge.Id, out var old) && old.RoutingKey != edge.RoutingKey)
+        {
+            _edgesByRoutingKey.TryRemove(old.RoutingKey, out _);
+        }
         _edges[edge.Id] = edge;
         _edgesByRoutingKey[edge.RoutingKey] = edge.Id;
         return RegistryResult<Edge>.Ok(edge);
@@ -1084,7 +1118,9 @@ public sealed class EntityRegistry
                 ApplyMqttBasicCredentials(r.ReadGuid(), r.ReadString());
                 break;
             case RecordKind.Edge:
-                ApplyEdge(new Edge(r.ReadGuid(), r.ReadGuid(), r.ReadGuid(), r.ReadString(), r.ReadString(), r.ReadString(), r.ReadString(), r.ReadInt64()));
+                // Label and additional info came later: a record written before them ends after the created time.
+                ApplyEdge(new Edge(r.ReadGuid(), r.ReadGuid(), r.ReadGuid(), r.ReadString(), r.ReadString(), r.ReadString(), r.ReadString(), r.ReadInt64(),
+                    r.End ? null : r.ReadNullableString(), r.End ? null : r.ReadNullableString()));
                 break;
             case RecordKind.EdgeDelete:
                 ApplyEdgeDelete(r.ReadGuid());
@@ -1218,6 +1254,8 @@ public sealed class EntityRegistry
         w.WriteString(e.RoutingKey);
         w.WriteString(e.Secret);
         w.WriteInt64(e.CreatedTime);
+        w.WriteNullableString(e.Label);
+        w.WriteNullableString(e.AdditionalInfoJson);
     }
 
     private static void WriteOta(ref RecordWriter w, OtaPackage p)

@@ -37,10 +37,10 @@ public class RegistryTests
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
-    public async Task TenantCustomerAndUserUpdates_KeepTheirIds_AndSurviveARestart(bool checkpoint)
+    public async Task TenantCustomerUserAndEdgeUpdates_KeepTheirIds_AndSurviveARestart(bool checkpoint)
     {
         using var dir = new TempDir();
-        Guid tenant, customer, user;
+        Guid tenant, customer, user, edge;
         {
             await using var engine = await Engines.OpenAsync(dir.Path);
             tenant = (await engine.Registry.CreateTenantAsync("t")).Value!.Id;
@@ -54,6 +54,9 @@ public class RegistryTests
             Assert.True((await engine.Registry.UpdateUserAsync(user, "v@example.com", "Ann", null, """{"phone":"+2"}""")).IsOk);
             Assert.True((await engine.Registry.SetPasswordAsync(user, "pw-2")).IsOk);
             Assert.Equal(RegistryStatus.NotFound, (await engine.Registry.UpdateCustomerAsync(Guid.NewGuid(), "x", null)).Status);
+            edge = (await engine.Registry.CreateEdgeAsync(tenant, "e", routingKey: "rk-1")).Value!.Id;
+            Assert.True((await engine.Registry.UpdateEdgeAsync(edge, "e2", null, "rk-2", "s2", "Label", """{"d":1}""")).IsOk);
+            Assert.Equal(RegistryStatus.Conflict, (await engine.Registry.CreateEdgeAsync(tenant, "e2")).Status); // the name is taken
             if (checkpoint)
             {
                 await engine.CheckpointAsync();
@@ -68,6 +71,10 @@ public class RegistryTests
         Assert.Null(reopened.Registry.FindUserByEmail("u@example.com"));
         Assert.Equal(user, reopened.Registry.VerifyPassword("v@example.com", "pw-2")?.Id);
         Assert.Null(reopened.Registry.VerifyPassword("v@example.com", "pw-1"));
+        var savedEdge = reopened.Registry.GetEdge(edge)!;
+        Assert.Equal(("e2", "rk-2", "s2", "Label", """{"d":1}"""), (savedEdge.Name, savedEdge.RoutingKey, savedEdge.Secret, savedEdge.Label, savedEdge.AdditionalInfoJson));
+        Assert.Null(reopened.Registry.FindEdgeByRoutingKey("rk-1"));
+        Assert.Equal(edge, reopened.Registry.FindEdgeByRoutingKey("rk-2")?.Id);
     }
 
     [Fact]

@@ -39,6 +39,14 @@ public sealed class EdgeTestClient : IAsyncDisposable
 
     public Channel<DownlinkMsg> Downlinks { get; } = Channel.CreateUnbounded<DownlinkMsg>();
 
+    public Channel<EdgeUpdateMsg> EdgeUpdates { get; } = Channel.CreateUnbounded<EdgeUpdateMsg>();
+
+    public async Task<EdgeUpdateMsg> NextEdgeUpdateAsync()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        return await EdgeUpdates.Reader.ReadAsync(cts.Token);
+    }
+
     /// <summary>Completes when the server ends the stream (faulted with its status on an error).</summary>
     public Task Completion => _reader;
 
@@ -125,6 +133,10 @@ public sealed class EdgeTestClient : IAsyncDisposable
                 if (msg.UplinkResponseMsg is { } uplink && _uplinks.TryRemove(uplink.UplinkMsgId, out var waiter))
                 {
                     waiter.TrySetResult(uplink);
+                }
+                if (msg.EdgeUpdateMsg is { } update)
+                {
+                    EdgeUpdates.Writer.TryWrite(update);
                 }
                 if (msg.DownlinkMsg is { } downlink)
                 {

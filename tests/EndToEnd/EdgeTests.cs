@@ -104,8 +104,13 @@ public sealed class EdgeTests(HostFixture fixture)
         Assert.Equal("mode", change.EntityData[0].AttributesUpdatedMsg.Kv[0].Key);
 
         var info = await rest.GetAsync($"/api/edge/{edgeId}");
-        Assert.Equal("V440", info["additionalInfo"]!["edgeVersion"]!.GetValue<string>());
+        Assert.Equal("V_4_4_0", info["additionalInfo"]!["edgeVersion"]!.GetValue<string>()); // the reference's name of the version
         Assert.True(info["additionalInfo"]!["connected"]!.GetValue<bool>());
+
+        // Saving the edge tells the connected edge its new configuration (EdgeUpdateMsg).
+        info["name"] = "edge-renamed-" + Guid.NewGuid().ToString("N")[..6];
+        await rest.PostAsync("/api/edge", info);
+        Assert.Equal(info["name"]!.GetValue<string>(), (await edge.NextEdgeUpdateAsync()).Configuration.Name);
 
         // A forced sync (REST) sends everything again, ending with syncCompletedMsg.
         await rest.PostAsync($"/api/edge/sync/{edgeId}", new { });
@@ -386,6 +391,21 @@ public sealed class EdgeTests(HostFixture fixture)
         Assert.Equal(deviceId, assigned["data"]![0]!["id"]!["id"]!.GetValue<string>());
         Assert.True((await rest.Http.DeleteAsync($"/api/edge/{edgeId}/device/{deviceId}")).IsSuccessStatusCode);
         Assert.Empty((await rest.GetAsync($"/api/edge/{edgeId}/devices?pageSize=10"))["data"]!.AsArray());
+
+        // The reference's save with the edge's id updates it (name, label, additional info, secret); its name is unique
+        // in the tenant, and a customer must be one of the tenant's.
+        got["name"] = "renamed-" + Guid.NewGuid().ToString("N")[..6];
+        got["label"] = "Shop floor";
+        got["additionalInfo"] = new JsonObject { ["description"] = "line 2" };
+        got["secret"] = "rotated-secret";
+        var updated = await rest.PostAsync("/api/edge", got);
+        Assert.Equal((edgeId, "Shop floor", "line 2", "rotated-secret"), (updated["id"]!["id"]!.GetValue<string>(), updated["label"]!.GetValue<string>(),
+            updated["additionalInfo"]!["description"]!.GetValue<string>(), updated["secret"]!.GetValue<string>()));
+        Assert.False(updated["additionalInfo"]!["connected"]!.GetValue<bool>());
+        var sameName = await rest.Http.PostAsJsonAsync("/api/edge", new { name = got["name"]!.GetValue<string>(), routingKey = "rk-" + Guid.NewGuid().ToString("N") });
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, sameName.StatusCode);
+        var noCustomer = await rest.Http.PostAsJsonAsync("/api/edge", new { name = "edge-" + Guid.NewGuid().ToString("N")[..6], customerId = new { id = Guid.NewGuid() } });
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, noCustomer.StatusCode);
 
         Assert.True((await rest.Http.DeleteAsync($"/api/edge/{edgeId}")).IsSuccessStatusCode);
         Assert.Equal(System.Net.HttpStatusCode.NotFound, (await rest.Http.GetAsync($"/api/edge/{edgeId}")).StatusCode);

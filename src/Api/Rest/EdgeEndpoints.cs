@@ -25,9 +25,35 @@ internal static class EdgeEndpoints
                 return ApiError.BadRequest("Edge name should be specified!");
             }
 
-            var result = await engine.Registry.CreateEdgeAsync(user.TenantId, name, RestBody.String(body!, "type"),
-                NullIfEmpty(RestBody.String(body!, "routingKey")), NullIfEmpty(RestBody.String(body!, "secret")),
-                EntityJson.ReadId(body!["customerId"]) ?? Guid.Empty);
+            var label = RestBody.String(body!, "label");
+            var info = body!["additionalInfo"] is JsonObject o ? o.ToJsonString() : null;
+            RegistryResult<Perf.Core.Domain.Edge> result;
+            if (EntityJson.ReadId(body["id"]) is { } id && id != Guid.Empty)
+            {
+                // The reference's save with an existing id: the edge is updated and, when connected, told its new
+                // configuration (EdgeUpdateMsg); its assignments and queue stay.
+                if (Visible(engine, context, id) is null)
+                {
+                    return ApiError.NotFound();
+                }
+
+                result = await engine.Registry.UpdateEdgeAsync(id, name, RestBody.String(body, "type"),
+                    NullIfEmpty(RestBody.String(body, "routingKey")), NullIfEmpty(RestBody.String(body, "secret")), label, info);
+                if (result.IsOk && hub.Connection(id) is { } connection)
+                {
+                    await connection.WriteAsync(new Perf.Api.Edge.Protos.ResponseMsg
+                    {
+                        EdgeUpdateMsg = new Perf.Api.Edge.Protos.EdgeUpdateMsg { Configuration = EdgeProto.Configuration(result.Value!) },
+                    });
+                }
+            }
+            else
+            {
+                result = await engine.Registry.CreateEdgeAsync(user.TenantId, name, RestBody.String(body, "type"),
+                    NullIfEmpty(RestBody.String(body, "routingKey")), NullIfEmpty(RestBody.String(body, "secret")),
+                    EntityJson.ReadId(body["customerId"]) ?? Guid.Empty, label, info);
+            }
+
             return result.IsOk ? Results.Json(Edge(result.Value!, engine, hub)) : TenantEndpoints.RegistryError(result.Status, result.Error);
         }).Roles(Authority.TenantAdmin);
 
@@ -123,6 +149,22 @@ internal static class EdgeEndpoints
     private static Perf.Core.Domain.Edge? Visible(PerfEngine engine, HttpContext context, Guid edgeId) =>
         engine.Registry.GetEdge(edgeId) is { } edge && edge.TenantId == JwtAuthFilter.GetUser(context).TenantId ? edge : null;
 
+    private static readonly Google.Protobuf.Reflection.EnumDescriptor EdgeVersionNames =
+        Perf.Api.Edge.Protos.EdgeReflection.Descriptor.FindTypeByName<Google.Protobuf.Reflection.EnumDescriptor>("EdgeVersion");
+
+    /// <summary>The additional info saved with the edge, with the server's view of its connection over it.</summary>
+    private static JsonObject AdditionalInfo(Perf.Core.Domain.Edge edge, JsonObject connection)
+    {
+        var saved = edge.AdditionalInfoJson is null ? new JsonObject() : JsonNode.Parse(edge.AdditionalInfoJson) as JsonObject ?? new JsonObject();
+        foreach (var (key, value) in connection.ToArray())
+        {
+            connection.Remove(key);
+            saved[key] = value;
+        }
+
+        return saved;
+    }
+
     private static JsonObject Edge(Perf.Core.Domain.Edge edge, PerfEngine engine, EdgeHub hub)
     {
         var info = engine.Edges.GetConnectionInfo(edge.Id);
@@ -140,17 +182,19 @@ internal static class EdgeEndpoints
             ["customerId"] = EntityJson.Id("CUSTOMER", edge.CustomerId),
             ["name"] = edge.Name,
             ["type"] = edge.Type,
-            ["label"] = null,
+            ["label"] = edge.Label,
             ["routingKey"] = edge.RoutingKey,
             ["secret"] = edge.Secret,
-            ["additionalInfo"] = new JsonObject
+            ["additionalInfo"] = AdditionalInfo(edge, new JsonObject
             {
                 ["connected"] = hub.IsConnected(edge.Id),
-                ["edgeVersion"] = info.LastConnectTs == 0 ? null : ((Perf.Api.Edge.Protos.EdgeVersion)info.EdgeVersion).ToString(),
+                // The reference's name of the version (V_4_4_0), as its edge sends it.
+                ["edgeVersion"] = info.LastConnectTs == 0 ? null
+                    : EdgeVersionNames.FindValueByNumber(info.EdgeVersion)?.Name ?? info.EdgeVersion.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 ["lastConnectTime"] = info.LastConnectTs == 0 ? null : info.LastConnectTs,
                 ["pendingDownlinks"] = engine.Edges.PendingCount(edge.Id),
                 ["failedDownlinks"] = failures,
-            },
+            }),
         };
     }
 }

@@ -45,7 +45,9 @@ public sealed record Device(
 /// </summary>
 public sealed record DeviceCredentials(Guid DeviceId, string CredentialsType, string CredentialsId, string? CredentialsValue = null);
 
-public sealed record Edge(Guid Id, Guid TenantId, Guid CustomerId, string Name, string Type, string RoutingKey, string Secret, long CreatedTime);
+/// <summary>An edge. <see cref="AdditionalInfoJson"/> is the JSON object saved with it.</summary>
+public sealed record Edge(Guid Id, Guid TenantId, Guid CustomerId, string Name, string Type, string RoutingKey, string Secret, long CreatedTime,
+    string? Label = null, string? AdditionalInfoJson = null);
 
 public sealed record OtaPackage(Guid Id, Guid TenantId, string Title, string Version, string ChecksumAlgorithm, string Checksum, long Size, long CreatedTime);
 
