@@ -241,6 +241,41 @@ public sealed class EdgeTests(HostFixture fixture)
     }
 
     [Fact]
+    public async Task AnUplinkUpToTheAdvertisedSize_IsSavedInParts_AndAValueNoRecordHolds_IsRefusedAlone()
+    {
+        using var rest = await Rest.LoginAsync(fixture);
+        var (edgeId, routingKey, secret) = await CreateEdgeAsync(rest);
+        var (deviceId, _) = await rest.CreateDeviceAsync("edge-big-" + Guid.NewGuid().ToString("N")[..6]);
+        await rest.PostAsync($"/api/edge/{edgeId}/device/{deviceId}", new { });
+        await using var edge = new EdgeTestClient(EdgePort);
+        Assert.Equal(ConnectResponseCode.Accepted, (await edge.ConnectAsync(routingKey, secret)).ResponseCode);
+        var (msb, lsb) = EdgeTestClient.Split(Guid.Parse(deviceId));
+
+        // 3 MB for one device in one uplink (30 values of 100 KB): more than one log record holds, saved in parts.
+        var telemetry = new PostTelemetryMsg();
+        for (var i = 0; i < 30; i++)
+        {
+            telemetry.TsKvList.Add(new TsKvListProto { Ts = 1_000 + i, Kv = { new KeyValueProto { Key = "blob", Type = KeyValueType.StringV, StringV = new string((char)('a' + i % 26), 100_000) } } });
+        }
+        var big = new UplinkMsg();
+        big.EntityData.Add(new EntityDataProto { EntityIdMSB = msb, EntityIdLSB = lsb, EntityType = "DEVICE", PostTelemetryMsg = telemetry });
+        var response = await edge.UplinkAsync(big);
+        Assert.True(response.Success, response.ErrorMsg);
+        var history = await rest.GetAsync($"/api/plugins/telemetry/DEVICE/{deviceId}/values/timeseries?keys=blob&startTs=0&endTs=5000&limit=100");
+        Assert.Equal(30, history["blob"]!.AsArray().Count);
+
+        // One 3 MB value: no record holds it; refused with the reason, and the stream goes on.
+        var huge = new PostTelemetryMsg();
+        huge.TsKvList.Add(new TsKvListProto { Ts = 9_000, Kv = { new KeyValueProto { Key = "huge", Type = KeyValueType.StringV, StringV = new string('h', 3_000_000) } } });
+        var refused = new UplinkMsg();
+        refused.EntityData.Add(new EntityDataProto { EntityIdMSB = msb, EntityIdLSB = lsb, EntityType = "DEVICE", PostTelemetryMsg = huge });
+        var answer = await edge.UplinkAsync(refused);
+        Assert.False(answer.Success);
+        Assert.Contains("larger than the largest the log takes", answer.ErrorMsg, StringComparison.Ordinal);
+        Assert.True((await edge.UplinkAsync(new UplinkMsg())).Success);
+    }
+
+    [Fact]
     public async Task Rpc_ToADeviceBehindTheEdge_GoesThroughTheEdge_AndItsReplyCompletesTheCall()
     {
         using var rest = await Rest.LoginAsync(fixture);

@@ -300,7 +300,12 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
         {
             foreach (var (deviceId, entries) in telemetryByDevice)
             {
-                pending.Add(Done(engine.Telemetry.SaveAsync(deviceId, entries))); // false: deleted meanwhile, skipped as above
+                // An uplink may carry up to the advertised 4 MiB for one device: saved in parts that each fit a log
+                // record. A single value too large for any record is refused with the log's reason.
+                foreach (var part in InRecordSizedParts(entries))
+                {
+                    pending.Add(Done(engine.Telemetry.SaveAsync(deviceId, part))); // false: deleted meanwhile, skipped as above
+                }
             }
         }
 
@@ -369,6 +374,30 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
             // False only for a device deleted meanwhile: skipped, as above.
             await engine.Attributes.SaveAsync(deviceId, scope, entries, data.HasAttributeTs ? data.AttributeTs : null);
             return null;
+        }
+    }
+
+    /// <summary>Consecutive parts of <paramref name="entries"/> of about 1 MiB each (UTF-16 lengths count double), at least one entry each.</summary>
+    private static IEnumerable<List<TsKvEntry>> InRecordSizedParts(List<TsKvEntry> entries)
+    {
+        const long Budget = 1 << 20;
+        var part = new List<TsKvEntry>();
+        long size = 0;
+        foreach (var entry in entries)
+        {
+            var entrySize = 16 + 2L * (entry.Entry.Key.Length + (entry.Entry.Text?.Length ?? 0));
+            if (part.Count > 0 && size + entrySize > Budget)
+            {
+                yield return part;
+                part = [];
+                size = 0;
+            }
+            part.Add(entry);
+            size += entrySize;
+        }
+        if (part.Count > 0)
+        {
+            yield return part;
         }
     }
 

@@ -76,6 +76,12 @@ internal sealed class PendingRecord<T>(Func<T> apply) : PendingRecord
 /// </remarks>
 internal sealed class UplinkLog
 {
+    /// <summary>
+    /// The largest record the log takes: one page (PageSizeBits 21) less FASTER's entry header and checksum. A larger
+    /// one is refused when appended; enqueued, it would throw inside the round and fail every record of that round.
+    /// </summary>
+    public const int MaxRecordBytes = (1 << 21) - 64;
+
     private FasterLog _log;
     private readonly FasterLogSettings _settings;
     private readonly string _directory;
@@ -278,6 +284,11 @@ internal sealed class UplinkLog
         var pending = new PendingRecord<T>(apply);
         pending.Buffer = record.Detach(out pending.Length);
         pending.Kind = pending.Buffer[0];
+        if (pending.Length > MaxRecordBytes)
+        {
+            ArrayPool<byte>.Shared.Return(pending.Buffer);
+            return Task.FromException<T>(TooLarge(pending.Length));
+        }
         if (!Queue(pending))
         {
             ArrayPool<byte>.Shared.Return(pending.Buffer);
@@ -294,14 +305,18 @@ internal sealed class UplinkLog
     {
         pending.Buffer = record.Detach(out pending.Length);
         pending.Kind = pending.Buffer[0];
-        if (!Queue(pending))
+        var tooLarge = pending.Length > MaxRecordBytes;
+        if (tooLarge || !Queue(pending))
         {
             var buffer = pending.Buffer;
             pending.Buffer = null;
             pending.ReleaseBuffer(buffer);
-            pending.Fail(new ObjectDisposedException(nameof(UplinkLog)));
+            pending.Fail(tooLarge ? TooLarge(pending.Length) : new ObjectDisposedException(nameof(UplinkLog)));
         }
     }
+
+    private static InvalidDataException TooLarge(int length) =>
+        new($"a record of {length} bytes is larger than the largest the log takes ({MaxRecordBytes} bytes): save the data in smaller parts");
 
     /// <summary>
     /// <paramref name="applied"/>'s result once the records its apply appended (derived records, e.g. an edge's
