@@ -31,8 +31,11 @@ public sealed class AttributeService
         _logger = logger;
     }
 
-    /// <summary>Saves attributes with <paramref name="ts"/> (default now) as lastUpdateTs; false when the device does not exist.</summary>
-    public Task<bool> SaveAsync(Guid deviceId, AttributeScope scope, IReadOnlyList<KvEntry> entries, long? ts = null)
+    /// <summary>
+    /// Saves attributes with <paramref name="ts"/> (default now) as lastUpdateTs; false when the device does not exist.
+    /// <paramref name="origin"/> is the edge the change comes from, if any (<see cref="DeviceUpdate.Origin"/>).
+    /// </summary>
+    public Task<bool> SaveAsync(Guid deviceId, AttributeScope scope, IReadOnlyList<KvEntry> entries, long? ts = null, Guid origin = default)
     {
         ArgumentNullException.ThrowIfNull(entries);
         if (_registry.GetDevice(deviceId) is null)
@@ -70,7 +73,7 @@ public sealed class AttributeService
                 {
                     update[i] = new TsKvEntry(lastUpdateTs, entries[i]);
                 }
-                _hub.Publish(new DeviceUpdate(deviceId, DeviceUpdateKind.Attributes, scope, update, []));
+                _hub.Publish(new DeviceUpdate(deviceId, DeviceUpdateKind.Attributes, scope, update, [], origin));
             }
             return true;
         });
@@ -89,8 +92,8 @@ public sealed class AttributeService
         return scope != AttributeScope.Shared || !_hub.HasSubscribers(deviceId) ? applied : _log.ThenDerivedDurable(applied);
     }
 
-    /// <summary>Deletes attributes; returns how many existed.</summary>
-    public Task<int> DeleteAsync(Guid deviceId, AttributeScope scope, IReadOnlyList<string> keys)
+    /// <summary>Deletes attributes; returns how many existed. <paramref name="origin"/> as for <see cref="SaveAsync"/>.</summary>
+    public Task<int> DeleteAsync(Guid deviceId, AttributeScope scope, IReadOnlyList<string> keys, Guid origin = default)
     {
         ArgumentNullException.ThrowIfNull(keys);
         if (keys.Count == 0 || !_devices.ContainsKey(deviceId))
@@ -114,7 +117,7 @@ public sealed class AttributeService
                 {
                     PushToSessions(deviceId, [], removed);
                 }
-                _hub.Publish(new DeviceUpdate(deviceId, DeviceUpdateKind.Attributes, scope, [], removed));
+                _hub.Publish(new DeviceUpdate(deviceId, DeviceUpdateKind.Attributes, scope, [], removed, origin));
             }
             return removed.Count;
         });

@@ -68,8 +68,11 @@ public sealed class EntityRegistry
     /// <summary>Raised on the apply thread (live and replay) after a device was removed.</summary>
     internal event Action<Guid>? DeviceRemoved;
 
-    /// <summary>Raised on the apply thread after a device was created or changed (edges mirror devices).</summary>
-    public event Action<Device>? DeviceSaved;
+    /// <summary>
+    /// Raised on the apply thread after a device was created or changed (edges mirror devices), with the edge the
+    /// change came from (<see cref="Guid.Empty"/> for any other source): that edge already has it.
+    /// </summary>
+    public event Action<Device, Guid>? DeviceSaved;
 
     /// <summary>Raised on the apply thread after a device's credentials were set.</summary>
     public event Action<DeviceCredentials>? CredentialsSaved;
@@ -306,8 +309,11 @@ public sealed class EntityRegistry
         return PutDeviceAsync(device, accessToken ?? NewToken());
     }
 
-    /// <summary>Updates name, type, label and additional info of a device (customer, firmware and token are kept).</summary>
-    public Task<RegistryResult<Device>> UpdateDeviceAsync(Guid id, string name, string? type, string? label, string? additionalInfoJson)
+    /// <summary>
+    /// Updates name, type, label and additional info of a device (customer, firmware and token are kept).
+    /// <paramref name="origin"/> is the edge the change comes from, if any: <see cref="DeviceSaved"/> passes it on.
+    /// </summary>
+    public Task<RegistryResult<Device>> UpdateDeviceAsync(Guid id, string name, string? type, string? label, string? additionalInfoJson, Guid origin = default)
     {
         if (!_devices.TryGetValue(id, out var existing))
         {
@@ -325,7 +331,7 @@ public sealed class EntityRegistry
             AdditionalInfoJson = additionalInfoJson,
             IsGateway = isGateway,
         };
-        return PutDeviceAsync(updated, null);
+        return PutDeviceAsync(updated, null, origin);
     }
 
     public Task<RegistryResult<Device>> AssignDeviceToCustomerAsync(Guid deviceId, Guid customerId)
@@ -631,7 +637,7 @@ public sealed class EntityRegistry
 
     private static string NewToken() => RandomNumberGenerator.GetString(TokenAlphabet, 20);
 
-    private Task<RegistryResult<Device>> PutDeviceAsync(Device device, string? token)
+    private Task<RegistryResult<Device>> PutDeviceAsync(Device device, string? token, Guid origin = default)
     {
         if (_devicesByName.TryGetValue((device.TenantId, device.Name), out var other) && other != device.Id)
         {
@@ -643,7 +649,7 @@ public sealed class EntityRegistry
         }
         var w = new RecordWriter(RecordKind.Device);
         WriteDevice(ref w, device, token);
-        return AfterMirrors(device.Id, _log.Append(ref w, () => ApplyDevice(device, token)));
+        return AfterMirrors(device.Id, _log.Append(ref w, () => ApplyDevice(device, token, origin)));
     }
 
     // ---------------------------------------------------------------- edges
@@ -903,7 +909,7 @@ public sealed class EntityRegistry
         return RegistryResult<User>.Ok(user);
     }
 
-    private RegistryResult<Device> ApplyDevice(Device device, string? token)
+    private RegistryResult<Device> ApplyDevice(Device device, string? token, Guid origin = default)
     {
         if (_devicesByName.TryGetValue((device.TenantId, device.Name), out var other) && other != device.Id)
         {
@@ -923,7 +929,7 @@ public sealed class EntityRegistry
         {
             ApplyCredentials(device.Id, token);
         }
-        DeviceSaved?.Invoke(device);
+        DeviceSaved?.Invoke(device, origin);
         return RegistryResult<Device>.Ok(device);
     }
 

@@ -241,6 +241,41 @@ public sealed class EdgeTests(HostFixture fixture)
     }
 
     [Fact]
+    public async Task WhatAnEdgeChanges_IsNotEchoedBackToIt_ButOtherChangesStillArrive()
+    {
+        using var rest = await Rest.LoginAsync(fixture);
+        var (edgeId, routingKey, secret) = await CreateEdgeAsync(rest);
+        var name = "edge-echo-" + Guid.NewGuid().ToString("N")[..6];
+        var (deviceId, _) = await rest.CreateDeviceAsync(name);
+        await rest.PostAsync($"/api/edge/{edgeId}/device/{deviceId}", new { });
+        await using var edge = new EdgeTestClient(EdgePort);
+        Assert.Equal(ConnectResponseCode.Accepted, (await edge.ConnectAsync(routingKey, secret)).ResponseCode);
+        await edge.UntilSyncCompletedAsync();
+        var (msb, lsb) = EdgeTestClient.Split(Guid.Parse(deviceId));
+
+        // The edge's own shared attribute and device change (the reference's TbMsgPushToEdgeNode skips what came
+        // from an edge): a stale echo would overwrite a newer value on the edge.
+        var own = new UplinkMsg();
+        own.EntityData.Add(new EntityDataProto
+        {
+            EntityIdMSB = msb, EntityIdLSB = lsb, EntityType = "DEVICE", PostAttributeScope = "SHARED_SCOPE",
+            AttributesUpdatedMsg = new PostAttributeMsg { Kv = { new KeyValueProto { Key = "fromEdge", Type = KeyValueType.LongV, LongV = 1 } } },
+        });
+        own.DeviceUpdateMsg.Add(new DeviceUpdateMsg
+        {
+            MsgType = UpdateMsgType.EntityUpdatedRpcMessage, IdMSB = msb, IdLSB = lsb, Entity = $$"""{"name":"{{name}}","type":"default","label":"edge label"}""",
+        });
+        Assert.True((await edge.UplinkAsync(own)).Success);
+        Assert.Equal("edge label", (await rest.GetAsync($"/api/device/{deviceId}"))["label"]!.GetValue<string>());
+
+        // What the server changes still arrives, and it is the first downlink after the edge's own changes.
+        await rest.PostAsync($"/api/plugins/telemetry/DEVICE/{deviceId}/SHARED_SCOPE", new { fromServer = 2 });
+        var first = await edge.NextDownlinkAsync(m => m.EntityData.Count > 0 || m.DeviceUpdateMsg.Count > 0);
+        Assert.Empty(first.DeviceUpdateMsg);
+        Assert.Equal("fromServer", Assert.Single(first.EntityData[0].AttributesUpdatedMsg.Kv).Key);
+    }
+
+    [Fact]
     public async Task AnUplinkUpToTheAdvertisedSize_IsSavedInParts_AndAValueNoRecordHolds_IsRefusedAlone()
     {
         using var rest = await Rest.LoginAsync(fixture);

@@ -214,10 +214,16 @@ public sealed class EdgeHub : IDisposable
 
     // ---------------------------------------------------------------- core events (commit loop)
 
-    private void ForEachEdge(Guid deviceId, Func<Guid, DownlinkMsg?> build)
+    /// <summary>Queues what <paramref name="build"/> makes for each edge of the device but <paramref name="origin"/>, which made the change.</summary>
+    private void ForEachEdge(Guid deviceId, Func<Guid, DownlinkMsg?> build, Guid origin = default)
     {
         foreach (var edgeId in _engine.Edges.EdgesOf(deviceId))
         {
+            if (edgeId == origin)
+            {
+                continue;
+            }
+
             try
             {
                 if (build(edgeId) is { } msg)
@@ -236,13 +242,13 @@ public sealed class EdgeHub : IDisposable
         task.ContinueWith(t => EdgeLog.EventFailed(_logger, edgeId, deviceId, t.Exception!), CancellationToken.None,
             TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
 
-    private void OnDeviceSaved(Device device) =>
+    private void OnDeviceSaved(Device device, Guid origin) =>
         ForEachEdge(device.Id, _ =>
         {
             var msg = new DownlinkMsg();
             msg.DeviceUpdateMsg.Add(DeviceUpdate(device, UpdateMsgType.EntityUpdatedRpcMessage));
             return msg;
-        });
+        }, origin);
 
     private void OnCredentialsSaved(DeviceCredentials credentials) =>
         ForEachEdge(credentials.DeviceId, edgeId =>
@@ -364,7 +370,7 @@ public sealed class EdgeHub : IDisposable
                 });
             }
             return msg;
-        });
+        }, update.Origin);
     }
 
     public void Dispose()

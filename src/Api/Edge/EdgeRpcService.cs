@@ -292,7 +292,7 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
                     error ??= $"unknown scope {delete.Scope}";
                     continue;
                 }
-                pending.Add(Done(engine.Attributes.DeleteAsync(deviceId, scope, [.. delete.AttributeNames])));
+                pending.Add(Done(engine.Attributes.DeleteAsync(deviceId, scope, [.. delete.AttributeNames], edge.Id)));
             }
         }
 
@@ -372,7 +372,7 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
                 }
             }
             // False only for a device deleted meanwhile: skipped, as above.
-            await engine.Attributes.SaveAsync(deviceId, scope, entries, data.HasAttributeTs ? data.AttributeTs : null);
+            await engine.Attributes.SaveAsync(deviceId, scope, entries, data.HasAttributeTs ? data.AttributeTs : null, edge.Id);
             return null;
         }
     }
@@ -470,7 +470,7 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
             name = name + "_" + RandomNumberGenerator.GetString("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", 15);
         }
         var result = existing is not null
-            ? await registry.UpdateDeviceAsync(id, name, type, label, info)
+            ? await registry.UpdateDeviceAsync(id, name, type, label, info, edge.Id)
             : await registry.CreateDeviceAsync(edge.TenantId, name, type, label, info, id: id);
         if (!result.IsOk)
         {
