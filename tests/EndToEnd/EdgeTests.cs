@@ -486,6 +486,35 @@ public sealed class EdgeTests(HostFixture fixture)
 public sealed class EdgeProcessTests
 {
     [Fact]
+    public async Task GarbageOnTheEdgePort_IsAnsweredWithAnErrorStatus_AndLoggedWithoutAStackTrace()
+    {
+        // Anyone who reaches the port can send frames that are not protobuf: each must not write a stack trace to
+        // the log (a flood would fill the disk), and the port goes on serving edges.
+        var dataDir = Path.Combine(Path.GetTempPath(), "perf-edge-" + Guid.NewGuid().ToString("N"));
+        using var server = HostProcess.Start(HostFixture.FreePortSettings(dataDir));
+        var ports = await server.WaitForDoorsAsync(5, TimeSpan.FromSeconds(30));
+        using var h2 = new HttpClient { DefaultRequestVersion = System.Net.HttpVersion.Version20, DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact };
+        for (var i = 0; i < 20; i++)
+        {
+            byte[] frame = [0, 0, 0, 0, 6, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF];
+            using var content = new ByteArrayContent(frame);
+            content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/grpc");
+            using var response = await h2.PostAsync($"http://127.0.0.1:{ports["edges"]}/edge.EdgeRpcService/handleMsgs", content);
+            Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode); // gRPC answers its error in the trailers
+        }
+
+        await using (var edge = new EdgeTestClient(ports["edges"]))
+        {
+            Assert.Equal(ConnectResponseCode.BadCredentials, (await edge.ConnectAsync("no-such-edge", "x")).ResponseCode);
+        }
+
+        // One warning for the 20 streams (at most one per 10 s), no error and no exception in the log.
+        var lines = server.Output.Split('\n');
+        Assert.True(lines.Count(l => l.Contains("Perf.Edge[10]", StringComparison.Ordinal) && l.Contains("warn", StringComparison.Ordinal)) == 1, server.Output);
+        Assert.DoesNotContain(lines, l => l.Contains("fail:", StringComparison.Ordinal) || l.Contains("Exception", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task UnacknowledgedDownlink_IsResent_AndTheQueueSurvivesARestart()
     {
         var dataDir = Path.Combine(Path.GetTempPath(), "perf-edge-" + Guid.NewGuid().ToString("N"));

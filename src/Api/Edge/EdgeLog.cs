@@ -26,6 +26,9 @@ internal static partial class EdgeLog
     [LoggerMessage(9, LogLevel.Debug, "Edge {EdgeId} uplink {UplinkId}: skipped the data of {EntityType} {EntityId}, which the server does not have")]
     public static partial void Skipped(ILogger logger, Guid edgeId, int uplinkId, string entityType, Guid entityId);
 
+    [LoggerMessage(EventId = 10, Message = "Edge stream from {Peer} ended: a message that is not the edge protocol's ({Reason})")]
+    public static partial void Malformed(ILogger logger, LogLevel level, string peer, string reason);
+
     [LoggerMessage(8, LogLevel.Error, "Edge {EdgeId}: stream failed")]
     public static partial void StreamFailed(ILogger logger, Guid edgeId, Exception error);
 }

@@ -1,3 +1,4 @@
+using Google.Protobuf;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -22,7 +23,29 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
 {
     private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(30);
 
+    /// <summary>When a malformed stream was last logged at warning level (Stopwatch ticks); the others go to debug.</summary>
+    private static long s_lastMalformedWarning;
+
     public override async Task handleMsgs(IAsyncStreamReader<RequestMsg> requestStream, IServerStreamWriter<ResponseMsg> responseStream, ServerCallContext context)
+    {
+        try
+        {
+            await HandleAsync(requestStream, responseStream, context);
+        }
+        catch (InvalidProtocolBufferException e)
+        {
+            // Anyone who reaches the port can send bytes that are not our messages: the stream ends with
+            // InvalidArgument, and the log gets one line without a stack trace, at most one warning per 10 s.
+            var now = System.Diagnostics.Stopwatch.GetTimestamp();
+            var last = Interlocked.Read(ref s_lastMalformedWarning);
+            var warn = System.Diagnostics.Stopwatch.GetElapsedTime(last, now) >= TimeSpan.FromSeconds(10) &&
+                Interlocked.CompareExchange(ref s_lastMalformedWarning, now, last) == last;
+            EdgeLog.Malformed(hub.Logger, warn ? LogLevel.Warning : LogLevel.Debug, context.Peer, e.Message);
+            throw new RpcException(new Status(StatusCode.InvalidArgument, "malformed message: " + e.Message));
+        }
+    }
+
+    private async Task HandleAsync(IAsyncStreamReader<RequestMsg> requestStream, IServerStreamWriter<ResponseMsg> responseStream, ServerCallContext context)
     {
         var http = context.GetHttpContext();
         if (endpoints.Edges is not { } edgePort || http.Connection.LocalPort != edgePort.Port)
