@@ -680,6 +680,12 @@ public sealed class EntityRegistry
             })
             : Task.FromResult(RegistryResult<Edge>.Fail(RegistryStatus.NotFound, "edge not found"));
 
+    /// <summary>Assigns an edge to one of its tenant's customers, or with <see cref="Guid.Empty"/> unassigns it.</summary>
+    public Task<RegistryResult<Edge>> SetEdgeCustomerAsync(Guid edgeId, Guid customerId) =>
+        _edges.TryGetValue(edgeId, out var existing)
+            ? PutEdgeAsync(existing with { CustomerId = customerId })
+            : Task.FromResult(RegistryResult<Edge>.Fail(RegistryStatus.NotFound, "edge not found"));
+
     private Task<RegistryResult<Edge>> PutEdgeAsync(Edge edge)
     {
         if (string.IsNullOrWhiteSpace(edge.Name))

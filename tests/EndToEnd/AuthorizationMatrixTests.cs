@@ -182,6 +182,15 @@ public sealed class AuthorizationMatrixTests(HostFixture fixture)
         S("DELETE", "/api/edge/{edgeId:guid}/device/{deviceId:guid}", w => $"/api/edge/{w.E1}/device/{w.D1}", TenantAdminEntity),
         S("GET", "/api/edge/{edgeId:guid}/devices", w => $"/api/edge/{w.E1}/devices?pageSize=5&page=0", TenantAdminEntity),
         S("POST", "/api/edge/sync/{edgeId:guid}", w => $"/api/edge/sync/{w.E1}", TenantAdminEntity),
+        S("GET", "/api/tenant/edgeInfos", _ => "/api/tenant/edgeInfos?pageSize=5&page=0", TenantAdminCreate),
+        S("GET", "/api/edge/info/{id:guid}", w => $"/api/edge/info/{w.E1}", TenantAdminEntity),
+        S("GET", "/api/edges/enabled", _ => "/api/edges/enabled", AnyUser),
+        S("GET", "/api/edge/types", _ => "/api/edge/types", TenantAdminCreate),
+        S("GET", "/api/edges", w => $"/api/edges?edgeIds={w.E1}", TenantAdminCreate), // lists only what the caller sees
+        // Assigned by the owner, then unassigned (which needs an assigned edge).
+        S("POST", "/api/customer/{customerId:guid}/edge/{edgeId:guid}", w => $"/api/customer/{w.C1}/edge/{w.E1}", TenantAdminEntity),
+        S("GET", "/api/customer/{customerId:guid}/edges", w => $"/api/customer/{w.C1}/edges?pageSize=5&page=0", TenantAdminEntity),
+        S("DELETE", "/api/customer/edge/{edgeId:guid}", w => $"/api/customer/edge/{w.E1}", TenantAdminEntity),
 
         // ---- public
         Other("GET", "/health", Kind.Public, _ => "/health"),

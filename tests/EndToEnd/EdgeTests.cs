@@ -477,6 +477,24 @@ public sealed class EdgeTests(HostFixture fixture)
         var noCustomer = await rest.Http.PostAsJsonAsync("/api/edge", new { name = "edge-" + Guid.NewGuid().ToString("N")[..6], customerId = new { id = Guid.NewGuid() } });
         Assert.Equal(System.Net.HttpStatusCode.BadRequest, noCustomer.StatusCode);
 
+        // What operators and the SDKs call besides: by name, infos, types, by ids, customer assignment.
+        var edgeName = updated["name"]!.GetValue<string>();
+        Assert.Equal(edgeId, (await rest.GetAsync($"/api/tenant/edges?edgeName={edgeName}"))["id"]!["id"]!.GetValue<string>());
+        Assert.Equal(System.Net.HttpStatusCode.NotFound, (await rest.Http.GetAsync("/api/tenant/edges?edgeName=no-such-edge")).StatusCode);
+        Assert.True((await rest.GetAsync("/api/edges/enabled")).GetValue<bool>());
+        Assert.Contains((await rest.GetAsync("/api/edge/types")).AsArray(), t => t!["type"]!.GetValue<string>() == "default");
+        Assert.Single((await rest.GetAsync($"/api/edges?edgeIds={edgeId},{Guid.NewGuid()}")).AsArray());
+        var customer = await rest.PostAsync("/api/customer", new { title = "edge-owner-" + Guid.NewGuid().ToString("N")[..6] });
+        var customerId = customer["id"]!["id"]!.GetValue<string>();
+        await rest.PostAsync($"/api/customer/{customerId}/edge/{edgeId}", new { });
+        var info = await rest.GetAsync($"/api/edge/info/{edgeId}");
+        Assert.Equal(customer["title"]!.GetValue<string>(), info["customerTitle"]!.GetValue<string>());
+        Assert.Single((await rest.GetAsync($"/api/customer/{customerId}/edges?pageSize=10&page=0"))["data"]!.AsArray());
+        Assert.Contains((await rest.GetAsync($"/api/tenant/edgeInfos?pageSize=100&page=0&textSearch={edgeName}"))["data"]!.AsArray(),
+            e => e!["customerTitle"]?.GetValue<string>() == customer["title"]!.GetValue<string>());
+        Assert.True((await rest.Http.DeleteAsync($"/api/customer/edge/{edgeId}")).IsSuccessStatusCode);
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, (await rest.Http.DeleteAsync($"/api/customer/edge/{edgeId}")).StatusCode);
+
         Assert.True((await rest.Http.DeleteAsync($"/api/edge/{edgeId}")).IsSuccessStatusCode);
         Assert.Equal(System.Net.HttpStatusCode.NotFound, (await rest.Http.GetAsync($"/api/edge/{edgeId}")).StatusCode);
     }

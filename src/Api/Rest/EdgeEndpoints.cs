@@ -62,15 +62,94 @@ internal static class EdgeEndpoints
             .Roles(Authority.TenantAdmin); // the body carries the edge's secret: never for customer users
 
 
-        api.MapGet("/tenant/edges", (HttpContext context, PerfEngine engine, EdgeHub hub, int? pageSize, int? page) =>
+        api.MapGet("/tenant/edges", (HttpContext context, PerfEngine engine, EdgeHub hub, string? edgeName, int? pageSize, int? page, string? textSearch) =>
         {
-            if (pageSize is null or <= 0)
+            var tenantId = JwtAuthFilter.GetUser(context).TenantId;
+            if (edgeName is not null)
             {
-                return ApiError.BadRequest("'pageSize' is required and must be positive");
+                // The reference's getTenantEdge by name.
+                return engine.Registry.ListEdges(tenantId).FirstOrDefault(e => e.Name == edgeName) is { } named
+                    ? Results.Json(Edge(named, engine, hub))
+                    : ApiError.NotFound($"Edge with name '{edgeName}' wasn't found");
             }
 
-            var edges = engine.Registry.ListEdges(JwtAuthFilter.GetUser(context).TenantId);
-            return Results.Json(EntityJson.Page(EntityJson.PageOf(edges, pageSize.Value, page ?? 0), e => Edge(e, engine, hub)));
+            return EdgePage(engine, hub, tenantId, null, pageSize, page, textSearch, info: false);
+        }).Roles(Authority.TenantAdmin);
+
+        api.MapGet("/tenant/edgeInfos", (HttpContext context, PerfEngine engine, EdgeHub hub, int? pageSize, int? page, string? textSearch) =>
+            EdgePage(engine, hub, JwtAuthFilter.GetUser(context).TenantId, null, pageSize, page, textSearch, info: true))
+            .Roles(Authority.TenantAdmin);
+
+        api.MapGet("/customer/{customerId:guid}/edges", (Guid customerId, HttpContext context, PerfEngine engine, EdgeHub hub, int? pageSize, int? page, string? textSearch) =>
+            engine.Registry.GetCustomer(customerId) is { } customer && customer.TenantId == JwtAuthFilter.GetUser(context).TenantId
+                ? EdgePage(engine, hub, customer.TenantId, customerId, pageSize, page, textSearch, info: false)
+                : ApiError.NotFound())
+            .Roles(Authority.TenantAdmin);
+
+        api.MapGet("/edge/info/{id:guid}", (Guid id, HttpContext context, PerfEngine engine, EdgeHub hub) =>
+            Visible(engine, context, id) is { } edge ? Results.Json(Info(edge, engine, hub)) : ApiError.NotFound())
+            .Roles(Authority.TenantAdmin);
+
+        // The reference's isEdgesSupportEnabled: this endpoint exists only when the edge door is on.
+        api.MapGet("/edges/enabled", () => Results.Json(true)).Roles(Authority.SysAdmin, Authority.TenantAdmin, Authority.CustomerUser);
+
+        api.MapGet("/edge/types", (HttpContext context, PerfEngine engine) =>
+        {
+            var tenantId = JwtAuthFilter.GetUser(context).TenantId;
+            var types = new JsonArray();
+            foreach (var type in engine.Registry.ListEdges(tenantId).Select(e => e.Type).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal))
+            {
+                types.Add(new JsonObject { ["tenantId"] = EntityJson.Id("TENANT", tenantId), ["entityType"] = "EDGE", ["type"] = type });
+            }
+
+            return Results.Json(types);
+        }).Roles(Authority.TenantAdmin);
+
+        api.MapGet("/edges", (HttpContext context, PerfEngine engine, EdgeHub hub, string? edgeIds) =>
+        {
+            var found = new JsonArray();
+            foreach (var text in (edgeIds ?? string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            {
+                if (!Guid.TryParse(text, out var id))
+                {
+                    return ApiError.BadRequest($"Invalid edge id '{text}'");
+                }
+
+                if (Visible(engine, context, id) is { } edge)
+                {
+                    found.Add(Edge(edge, engine, hub));
+                }
+            }
+
+            return Results.Json(found);
+        }).Roles(Authority.TenantAdmin);
+
+        api.MapPost("/customer/{customerId:guid}/edge/{edgeId:guid}", async (Guid customerId, Guid edgeId, HttpContext context, PerfEngine engine, EdgeHub hub) =>
+        {
+            if (Visible(engine, context, edgeId) is null || engine.Registry.GetCustomer(customerId) is not { } customer ||
+                customer.TenantId != JwtAuthFilter.GetUser(context).TenantId)
+            {
+                return ApiError.NotFound();
+            }
+
+            var result = await engine.Registry.SetEdgeCustomerAsync(edgeId, customerId);
+            return result.IsOk ? Results.Json(Edge(result.Value!, engine, hub)) : TenantEndpoints.RegistryError(result.Status, result.Error);
+        }).Roles(Authority.TenantAdmin);
+
+        api.MapDelete("/customer/edge/{edgeId:guid}", async (Guid edgeId, HttpContext context, PerfEngine engine, EdgeHub hub) =>
+        {
+            if (Visible(engine, context, edgeId) is not { } edge)
+            {
+                return ApiError.NotFound();
+            }
+
+            if (edge.CustomerId == Guid.Empty)
+            {
+                return ApiError.BadRequest("Edge isn't assigned to any customer!");
+            }
+
+            var result = await engine.Registry.SetEdgeCustomerAsync(edgeId, Guid.Empty);
+            return result.IsOk ? Results.Json(Edge(result.Value!, engine, hub)) : TenantEndpoints.RegistryError(result.Status, result.Error);
         }).Roles(Authority.TenantAdmin);
 
         api.MapDelete("/edge/{id:guid}", async (Guid id, HttpContext context, PerfEngine engine, EdgeHub hub) =>
@@ -146,6 +225,29 @@ internal static class EdgeEndpoints
     private static string? NullIfEmpty(string? value) => string.IsNullOrEmpty(value) ? null : value;
 
     /// <summary>The edge when it belongs to the caller's tenant; null (answered as 404) otherwise.</summary>
+    private static IResult EdgePage(PerfEngine engine, EdgeHub hub, Guid tenantId, Guid? customerId, int? pageSize, int? page, string? textSearch, bool info)
+    {
+        if (pageSize is null or <= 0)
+        {
+            return ApiError.BadRequest("'pageSize' is required and must be positive");
+        }
+
+        var edges = engine.Registry.ListEdges(tenantId)
+            .Where(e => (customerId is null || e.CustomerId == customerId) &&
+                (string.IsNullOrEmpty(textSearch) || e.Name.Contains(textSearch, StringComparison.OrdinalIgnoreCase)))
+            .ToArray();
+        return Results.Json(EntityJson.Page(EntityJson.PageOf(edges, pageSize.Value, page ?? 0), e => info ? Info(e, engine, hub) : Edge(e, engine, hub)));
+    }
+
+    /// <summary>The reference's EdgeInfo: the edge with its customer's title.</summary>
+    private static JsonObject Info(Perf.Core.Domain.Edge edge, PerfEngine engine, EdgeHub hub)
+    {
+        var json = Edge(edge, engine, hub);
+        json["customerTitle"] = edge.CustomerId == Guid.Empty ? null : engine.Registry.GetCustomer(edge.CustomerId)?.Title;
+        json["customerIsPublic"] = false;
+        return json;
+    }
+
     private static Perf.Core.Domain.Edge? Visible(PerfEngine engine, HttpContext context, Guid edgeId) =>
         engine.Registry.GetEdge(edgeId) is { } edge && edge.TenantId == JwtAuthFilter.GetUser(context).TenantId ? edge : null;
 
