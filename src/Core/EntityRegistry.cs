@@ -759,6 +759,10 @@ public sealed class EntityRegistry
         {
             _devices[device.Id] = device with { CustomerId = Guid.Empty };
         }
+        foreach (var edge in _edges.Values.Where(e => e.CustomerId == customerId).ToArray())
+        {
+            _edges[edge.Id] = edge with { CustomerId = Guid.Empty };
+        }
         return RegistryResult<Customer>.Ok(customer);
     }
 

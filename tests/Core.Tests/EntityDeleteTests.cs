@@ -53,7 +53,7 @@ public sealed class EntityDeleteTests : IDisposable
     }
 
     [Fact]
-    public async Task DeletingACustomer_UnassignsItsDevices_AndDeletesItsUsers()
+    public async Task DeletingACustomer_UnassignsItsDevicesAndEdges_AndDeletesItsUsers()
     {
         await using var engine = await OpenAsync();
         var registry = engine.Registry;
@@ -61,12 +61,14 @@ public sealed class EntityDeleteTests : IDisposable
         var customerId = (await registry.CreateCustomerAsync(tenantId, "c")).Value!.Id;
         var userId = (await registry.CreateUserAsync(tenantId, customerId, "cu@example.com", Authority.CustomerUser, "pw")).Value!.Id;
         var deviceId = (await registry.CreateDeviceAsync(tenantId, "d", customerId: customerId)).Value!.Id;
+        var edgeId = (await registry.CreateEdgeAsync(tenantId, "e", customerId: customerId)).Value!.Id;
 
         Assert.True((await registry.DeleteCustomerAsync(customerId)).IsOk);
 
         Assert.Null(registry.GetCustomer(customerId));
         Assert.Null(registry.GetUser(userId));
         Assert.Equal(Guid.Empty, registry.GetDevice(deviceId)!.CustomerId);
+        Assert.Equal(Guid.Empty, registry.GetEdge(edgeId)!.CustomerId);
     }
 
     [Fact]
