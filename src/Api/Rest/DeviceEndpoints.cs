@@ -75,14 +75,14 @@ internal static class DeviceEndpoints
         // The reference's getDevicesByIds: the visible devices among the ids (unknown ones are left out).
         api.MapGet("/devices", (HttpContext context, PerfEngine engine, string? deviceIds) =>
         {
-            var found = new JsonArray();
-            foreach (var text in (deviceIds ?? string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            if (!EntityJson.TryReadIds(deviceIds, out var ids, out var invalid))
             {
-                if (!Guid.TryParse(text, out var id))
-                {
-                    return ApiError.BadRequest($"Invalid device id '{text}'");
-                }
+                return ApiError.BadRequest($"Invalid device id '{invalid}'");
+            }
 
+            var found = new JsonArray();
+            foreach (var id in ids)
+            {
                 if (Visible(engine, context, id) is { } device)
                 {
                     found.Add(EntityJson.Device(device));

@@ -107,14 +107,14 @@ internal static class EdgeEndpoints
 
         api.MapGet("/edges", (HttpContext context, PerfEngine engine, EdgeHub hub, string? edgeIds) =>
         {
-            var found = new JsonArray();
-            foreach (var text in (edgeIds ?? string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            if (!EntityJson.TryReadIds(edgeIds, out var ids, out var invalid))
             {
-                if (!Guid.TryParse(text, out var id))
-                {
-                    return ApiError.BadRequest($"Invalid edge id '{text}'");
-                }
+                return ApiError.BadRequest($"Invalid edge id '{invalid}'");
+            }
 
+            var found = new JsonArray();
+            foreach (var id in ids)
+            {
                 if (Visible(engine, context, id) is { } edge)
                 {
                     found.Add(Edge(edge, engine, hub));

@@ -33,6 +33,25 @@ public static class EntityJson
         return FromNullUid(id);
     }
 
+    /// <summary>A comma-separated list of ids (the reference's <c>deviceIds</c>, <c>edgeIds</c>); false with the first that is not a UUID.</summary>
+    public static bool TryReadIds(string? csv, out List<Guid> ids, out string? invalid)
+    {
+        ids = [];
+        invalid = null;
+        foreach (var text in KvJson.Keys(csv) ?? [])
+        {
+            if (!Guid.TryParse(text, out var id))
+            {
+                invalid = text;
+                return false;
+            }
+
+            ids.Add(id);
+        }
+
+        return true;
+    }
+
     /// <summary>The reference's NULL_UUID as no id (<see cref="Guid.Empty"/>); any other id as itself.</summary>
     public static Guid FromNullUid(Guid id) => id == NullUid ? Guid.Empty : id;
 
