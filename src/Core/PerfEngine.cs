@@ -33,6 +33,8 @@ public sealed class PerfEngine : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly string _legacySnapshotPath;
     private readonly StateStore _state;
+    /// <summary>Held from open to close: one process per data directory (<see cref="DataDirLock"/>).</summary>
+    private DataDirLock? _dataDirLock;
     private readonly KeyTable _keys;
     private readonly PersistentRpcLog _rpcLog;
     private long _checkpointAddress;
@@ -141,8 +143,18 @@ public sealed class PerfEngine : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(loggerFactory);
         var started = Stopwatch.GetTimestamp();
         Directory.CreateDirectory(options.DataDir);
-        var log = await UplinkLog.OpenAsync(Path.Combine(options.DataDir, "log"), options, loggerFactory.CreateLogger("Perf.Core.Log"), ct);
+        var dataDirLock = DataDirLock.Acquire(options.DataDir);
+        UplinkLog log;
         StateStore state;
+        try
+        {
+            log = await UplinkLog.OpenAsync(Path.Combine(options.DataDir, "log"), options, loggerFactory.CreateLogger("Perf.Core.Log"), ct);
+        }
+        catch
+        {
+            dataDirLock.Dispose();
+            throw;
+        }
         try
         {
             state = StateStore.Open(Path.Combine(options.DataDir, "kv"));
@@ -150,9 +162,28 @@ public sealed class PerfEngine : IAsyncDisposable
         catch
         {
             await log.CloseAsync();
+            dataDirLock.Dispose();
             throw;
         }
-        var engine = new PerfEngine(options, log, state, loggerFactory, TimeProvider.System);
+        try
+        {
+            var engine = new PerfEngine(options, log, state, loggerFactory, TimeProvider.System) { _dataDirLock = dataDirLock };
+            return Load(engine, options, log, state, started);
+        }
+        catch
+        {
+            // The files of a failed start close with the process; the directory is free for another attempt at once.
+            dataDirLock.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>FASTER's first record address: the begin address of a log never cut.</summary>
+    private const long FirstLogAddress = 64;
+
+    /// <summary>Loads the last checkpoint and replays the log after it, then starts the commit loop.</summary>
+    private static PerfEngine Load(PerfEngine engine, CoreOptions options, UplinkLog log, StateStore state, long started)
+    {
 
         long stateRecords;
         if (state.Recovered)
@@ -164,6 +195,14 @@ public sealed class PerfEngine : IAsyncDisposable
         {
             // A data directory from before the FasterKV store: its snapshot file is read this once.
             engine._checkpointAddress = LegacySnapshot.Load(engine._legacySnapshotPath, engine.ApplyRecord, out stateRecords);
+        }
+        if (engine._checkpointAddress < log.BeginAddress && log.BeginAddress > FirstLogAddress)
+        {
+            // The log was cut at a checkpoint the state store no longer has (kv/ deleted, not restored, or damaged):
+            // starting would serve a data directory without everything before the cut, as if freshly installed.
+            throw new InvalidDataException(
+                $"DATA_DIR {Path.GetFullPath(options.DataDir)}: the log starts at address {log.BeginAddress}, after a checkpoint, but the state store " +
+                $"(kv/) holds none up to it (it holds {engine._checkpointAddress}): kv/ is missing or damaged; restore it with log/ from the same backup");
         }
         var replayed = log.Replay(engine._checkpointAddress, engine.ApplyRecord);
         engine.RetentionPass();
@@ -411,6 +450,7 @@ public sealed class PerfEngine : IAsyncDisposable
             {
                 _state.Dispose();
             }
+            _dataDirLock?.Dispose();
         }
     }
 
@@ -436,5 +476,6 @@ public sealed class PerfEngine : IAsyncDisposable
         await _log.AbandonAsync();
         await _checkpointPersisting;
         _state.Dispose();
+        _dataDirLock?.Dispose();
     }
 }

@@ -40,6 +40,43 @@ public class DurabilityTests
     }
 
     [Fact]
+    public async Task ADataDirectory_IsOneEnginesAtATime_AndFreeAgainOnceItCloses()
+    {
+        // Two servers on one directory wrote one log from two places: acknowledged data was lost, then the
+        // directory no longer opened. The second is refused, naming the directory.
+        using var dir = new TempDir();
+        var first = await Engines.OpenAsync(dir.Path);
+        var refused = await Assert.ThrowsAsync<IOException>(() => Engines.OpenAsync(dir.Path));
+        Assert.Contains("in use by another process", refused.Message, StringComparison.Ordinal);
+        Assert.Contains(Path.GetFullPath(dir.Path), refused.Message, StringComparison.Ordinal);
+        Assert.True(first.IsReady);
+
+        await first.DisposeAsync();
+        await using var second = await Engines.OpenAsync(dir.Path);
+        Assert.True(second.IsReady);
+    }
+
+    [Fact]
+    public async Task ALogCutAtACheckpointTheStoreNoLongerHas_IsRefused_NotServedAsAFreshInstall()
+    {
+        // kv/ lost (a partial restore): started anyway, the server came up empty with the default accounts again.
+        using var dir = new TempDir();
+        await using (var engine = await Engines.OpenAsync(dir.Path))
+        {
+            var (_, device, _) = await Engines.CreateDeviceAsync(engine);
+            for (var i = 0; i < 3; i++)
+            {
+                Assert.True(await engine.Telemetry.SaveAsync(device.Id, [new TsKvEntry(i + 1, new KvEntry("v", (long)i))]));
+                await engine.CheckpointAsync();
+            }
+        }
+
+        Directory.Delete(Path.Combine(dir.Path, "kv"), recursive: true);
+        var refused = await Assert.ThrowsAsync<InvalidDataException>(() => Engines.OpenAsync(dir.Path));
+        Assert.Contains("kv/ is missing or damaged", refused.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task AcknowledgedWrites_SurviveAbandonedEngine_WithoutDispose()
     {
         using var dir = new TempDir();

@@ -157,6 +157,35 @@ public sealed partial class ProcessTests
     }
 
     [Fact]
+    public async Task ASecondHostOnTheSameDataDirectory_ExitsOne_AndTheFirstKeepsServing()
+    {
+        // Two servers on one DATA_DIR (a supervisor's double start) lost acknowledged data, then the directory no
+        // longer opened. The second is refused in one line before it touches anything.
+        var dataDir = Path.Combine(Path.GetTempPath(), "perf-proc-" + Guid.NewGuid().ToString("N"));
+        using var first = HostProcess.Start(HostFixture.FreePortSettings(dataDir));
+        try
+        {
+            var ports = await first.WaitForDoorsAsync(5, TimeSpan.FromSeconds(30));
+            using var second = HostProcess.Start(HostFixture.FreePortSettings(dataDir));
+            var exitCode = await second.WaitForExitAsync(TimeSpan.FromSeconds(60));
+            Assert.True(exitCode == 1, $"exit code {exitCode}:\n{second.Output}");
+            Assert.Contains("Start-up failed: IOException: DATA_DIR", second.Output);
+            Assert.Contains("is in use by another process", second.Output);
+            Assert.DoesNotContain("Checkpoint into the FasterKV state store", second.Output);
+
+            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{ports["http"]}") };
+            Assert.Equal(System.Net.HttpStatusCode.OK, (await http.GetAsync("/health")).StatusCode);
+            first.Terminate();
+            Assert.Equal(0, await first.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        }
+        finally
+        {
+            first.Kill();
+            TestDirectories.Delete(dataDir);
+        }
+    }
+
+    [Fact]
     public async Task Host_WhoseDataDirectoryIsAFile_ExitsOne_NamingIt()
     {
         var file = Path.Combine(Path.GetTempPath(), "perf-proc-file-" + Guid.NewGuid().ToString("N"));

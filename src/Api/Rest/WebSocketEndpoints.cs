@@ -179,7 +179,7 @@ internal static class WebSocketEndpoints
 
         /// <summary>
         /// The reference's one-shot history query (<c>historyCmds</c>): keys, startTs, endTs, interval, limit (0: 100)
-        /// and agg (absent: NONE), answered once with every key's points, newest first, values as strings.
+        /// and agg (absent: NONE), answered once with every key's points (<see cref="TryHistory"/>).
         /// </summary>
         private void History(JsonObject cmd)
         {
@@ -213,7 +213,8 @@ internal static class WebSocketEndpoints
 
         /// <summary>
         /// Every key's points in [<paramref name="startTs"/>, <paramref name="endTs"/>] by the command's interval, limit
-        /// (0: 100) and agg (absent: NONE), newest first, values as strings: what the reference's <c>tsService.findAll</c>
+        /// (0: 100) and agg (absent: NONE), raw points newest first and buckets oldest first, values as strings: what the
+        /// reference's <c>tsService.findAll</c>
         /// answers a history command or a subscription with a time window. False when a member is not what it should be.
         /// </summary>
         private bool TryHistory(JsonObject cmd, Guid deviceId, string[] keys, long startTs, long endTs, out JsonObject data)
