@@ -68,6 +68,9 @@ public sealed class EntityRegistry
     /// <summary>Raised on the apply thread (live and replay) after a device was removed.</summary>
     internal event Action<Guid>? DeviceRemoved;
 
+    /// <summary>Raised on the apply thread after a tenant and everything the registry holds of it were removed.</summary>
+    public event Action<Guid>? TenantRemoved;
+
     /// <summary>
     /// Raised on the apply thread after a device was created or changed (edges mirror devices), with the edge the
     /// change came from (<see cref="Guid.Empty"/> for any other source): that edge already has it.
@@ -791,7 +794,10 @@ public sealed class EntityRegistry
         foreach (var package in _ota.Values.Where(o => o.TenantId == tenantId).ToArray())
         {
             _ota.TryRemove(package.Id, out _);
+            // Its bytes go too (a replay deletes what a crash right after the delete left).
+            File.Delete(OtaPath(package.Id));
         }
+        TenantRemoved?.Invoke(tenantId);
         return RegistryResult<Tenant>.Ok(tenant);
     }
 

@@ -303,6 +303,56 @@ public sealed class TcpIntegrationTests(HostFixture fixture)
         public async ValueTask DisposeAsync() => await Fixture.DisposeAsync();
     }
 
+    [Fact]
+    public async Task DeletingATenant_StopsAndRemovesItsIntegrationsAndConverters_FreeingTheirPorts()
+    {
+        using var sys = await Rest.LoginAsync(fixture, "sysadmin@example.com", "sysadmin");
+        var tenantId = (await sys.PostAsync("/api/tenant", new { title = "doomed-tcp-" + Guid.NewGuid().ToString("N")[..6] }))["id"]!["id"]!.GetValue<string>();
+        var admin = $"doomed-tcp-{Guid.NewGuid():N}@example.com";
+        await sys.PostAsync("/api/user", new { email = admin, authority = "TENANT_ADMIN", tenantId = new { entityType = "TENANT", id = tenantId }, password = "pw-123456" });
+        int port;
+        using (var doomed = await Rest.LoginAsync(fixture, admin, "pw-123456"))
+        {
+            (_, port) = await CreateSeedIntegrationAsync(doomed, "doomed integration");
+        }
+
+        using (var probe = new System.Net.Sockets.TcpClient())
+        {
+            await probe.ConnectAsync(System.Net.IPAddress.Loopback, port); // it listens
+        }
+
+        Assert.Equal(System.Net.HttpStatusCode.OK, (await sys.Http.DeleteAsync($"/api/tenant/{tenantId}")).StatusCode);
+
+        // The listener closes: connecting is refused (the removal runs right after the delete's commit).
+        await Eventually.TrueAsync(async () =>
+        {
+            using var client = new System.Net.Sockets.TcpClient();
+            try
+            {
+                await client.ConnectAsync(System.Net.IPAddress.Loopback, port);
+                return false;
+            }
+            catch (System.Net.Sockets.SocketException)
+            {
+                return true;
+            }
+        });
+        await Eventually.TrueAsync(() => !Directory.GetFiles(Path.Combine(fixture.DataDir, "integrations"))
+            .Any(f => File.Exists(f) && ReadOrEmpty(f).Contains(tenantId, StringComparison.Ordinal)));
+
+        static string ReadOrEmpty(string path)
+        {
+            try
+            {
+                return File.ReadAllText(path);
+            }
+            catch (FileNotFoundException)
+            {
+                return string.Empty; // deleted meanwhile
+            }
+        }
+    }
+
     /// <summary>The seed's converters and an integration on a free port (port 0); returns its id and bound port.</summary>
     private static async Task<(string Id, int Port)> CreateSeedIntegrationAsync(Rest rest, string name)
     {

@@ -266,14 +266,54 @@ internal sealed class TcpIntegrationService(
     // ------------------------------------------------------------------ lifecycle
 
     /// <summary>Loads the stored entities and starts every enabled integration; one that cannot bind is logged and left stopped.</summary>
+    /// <summary>
+    /// A deleted tenant's integrations stop and go, with its converters (raised on the commit loop: the work runs
+    /// after it). Its TCP ports are freed for other tenants.
+    /// </summary>
+    private void OnTenantRemoved(Guid tenantId) => _ = Task.Run(async () =>
+    {
+        await _gate.WaitAsync();
+        try
+        {
+            foreach (var entity in _integrations.Values.Where(i => i.TenantId == tenantId).ToArray())
+            {
+                await StopListenerAsync(entity);
+                _store.Delete(IntegrationStore.Integration, entity.Id);
+                _integrations.TryRemove(entity.Id, out _);
+            }
+
+            foreach (var converter in _converters.Values.Where(c => c.TenantId == tenantId).ToArray())
+            {
+                _store.Delete(IntegrationStore.Converter, converter.Id);
+                _converters.TryRemove(converter.Id, out _);
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            TcpHostLog.IntegrationFailed(logger, "of deleted tenant " + tenantId, tenantId, e.Message);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    });
+
     public async Task StartAsync(CancellationToken cancellationToken)
     {
+        engine.Registry.TenantRemoved += OnTenantRemoved;
         foreach (var (file, json, error) in _store.Load(IntegrationStore.Converter))
         {
             if (json is null || EntityJson.ReadId(json["id"]) is not { } id || EntityJson.ReadId(json["tenantId"]) is not { } tenantId ||
                 ParseConverter(json) is not { Error: null } parsed)
             {
                 TcpHostLog.StoredEntitySkipped(logger, file, error ?? "not a converter entity");
+                continue;
+            }
+
+            if (engine.Registry.GetTenant(tenantId) is null)
+            {
+                // A tenant deleted while this was stored (its removal came before the process ended).
+                _store.Delete(IntegrationStore.Converter, id);
                 continue;
             }
 
@@ -285,6 +325,12 @@ internal sealed class TcpIntegrationService(
             if (json is null || EntityJson.ReadId(json["id"]) is not { } id || EntityJson.ReadId(json["tenantId"]) is not { } tenantId)
             {
                 TcpHostLog.StoredEntitySkipped(logger, file, error ?? "not an integration entity");
+                continue;
+            }
+
+            if (engine.Registry.GetTenant(tenantId) is null)
+            {
+                _store.Delete(IntegrationStore.Integration, id);
                 continue;
             }
 
@@ -304,6 +350,7 @@ internal sealed class TcpIntegrationService(
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
+        engine.Registry.TenantRemoved -= OnTenantRemoved;
         foreach (var entity in _integrations.Values)
         {
             await StopListenerAsync(entity);
