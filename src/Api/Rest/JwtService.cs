@@ -134,7 +134,7 @@ public sealed class JwtService
         _endedSessions[sessionId] = now + (long)RefreshLifetime.TotalSeconds;
     }
 
-    private bool Ended(AuthUser user) => !_endedSessions.IsEmpty && _endedSessions.ContainsKey(user.SessionId);
+    private bool Ended(AuthUser user) => _endedSessions.ContainsKey(user.SessionId); // lock-free (IsEmpty would take every lock when empty)
 
     /// <summary>
     /// Checks a token, strictest first: size, shape, the header (exactly <c>{"alg":"HS512","typ":"JWT"}</c>:
