@@ -119,6 +119,11 @@ internal sealed partial class MqttConnection : IDeviceSession
         catch (ConnectionResetException)
         {
         }
+        catch (ConnectionAbortedException)
+        {
+            // The host stopping (Kestrel aborts what is still open after the grace period) or our own abort of a
+            // connection that does not read: an end like any other, not an unhandled error in the log.
+        }
         catch (IOException)
         {
         }
