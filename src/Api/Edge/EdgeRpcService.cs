@@ -19,7 +19,7 @@ namespace Perf.Api.Edge;
 /// and answered in arrival order, each only after its data is durable, while the connection's pump
 /// delivers the edge's downlink queue.
 /// </summary>
-public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Protos.EdgeRpcService.EdgeRpcServiceBase
+public sealed class EdgeRpcService(EdgeHub hub) : Protos.EdgeRpcService.EdgeRpcServiceBase
 {
     private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(30);
 
@@ -47,11 +47,7 @@ public sealed class EdgeRpcService(EdgeHub hub, BoundEndpoints endpoints) : Prot
 
     private async Task HandleAsync(IAsyncStreamReader<RequestMsg> requestStream, IServerStreamWriter<ResponseMsg> responseStream, ServerCallContext context)
     {
-        var http = context.GetHttpContext();
-        if (endpoints.Edges is not { } edgePort || http.Connection.LocalPort != edgePort.Port)
-        {
-            throw new RpcException(new Status(StatusCode.Unimplemented, "the edge service is served on EDGES_RPC_PORT only"));
-        }
+        // Only the edge port reaches this service (EdgeDoorFilter, ahead of routing).
         var peer = context.Peer;
         var logger = hub.Logger;
         using (var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken))
