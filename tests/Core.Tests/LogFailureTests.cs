@@ -1,5 +1,3 @@
-using FASTER.core;
-using Perf.Core.Internal;
 using Perf.Core.Telemetry;
 
 namespace Perf.Core.Tests;
@@ -56,20 +54,4 @@ public sealed class LogFailureTests
 
     private static async Task<UplinkResult> Post(PerfEngine engine, Domain.Device device, int i) =>
         await engine.DeviceApi.PostTelemetryAsync(device, Engines.Json($"{{\"ts\":{1000 + i},\"values\":{{\"v\":{i}}}}}"));
-
-    /// <summary>Forwards to the log's device; while <see cref="Failing"/>, completes every write with EIO and writes nothing.</summary>
-    private sealed class FailingDevice(IDevice inner) : ForwardingDevice(inner)
-    {
-        public volatile bool Failing;
-
-        public override void WriteAsync(IntPtr sourceAddress, int segmentId, ulong destinationAddress, uint numBytesToWrite, DeviceIOCompletionCallback callback, object context)
-        {
-            if (Failing)
-            {
-                ThreadPool.UnsafeQueueUserWorkItem(_ => callback(GentleDevice.IoError, 0, context), null);
-                return;
-            }
-            base.WriteAsync(sourceAddress, segmentId, destinationAddress, numBytesToWrite, callback, context);
-        }
-    }
 }

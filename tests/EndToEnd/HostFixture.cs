@@ -1,5 +1,6 @@
 using System.Net;
 using Perf.Api.Hosting;
+using Perf.Core;
 
 namespace Perf.EndToEnd;
 
@@ -45,9 +46,9 @@ public sealed class HostFixture : IAsyncLifetime
     public Task InitializeAsync() => StartWithAsync(FreePortSettings(DataDir));
 
     /// <summary>Starts the host with <paramref name="settings"/> (for tests that need settings the shared host must not have).</summary>
-    public async Task StartWithAsync(Dictionary<string, string?> settings)
+    public async Task StartWithAsync(Dictionary<string, string?> settings, Action<CoreOptions>? configureCore = null)
     {
-        _host = await PerfHost.CreateAsync([], settings);
+        _host = await PerfHost.CreateAsync([], settings, configureCore);
         await _host.StartAsync();
     }
 

@@ -39,7 +39,11 @@ public sealed class PerfHost : IAsyncDisposable
     public IServiceProvider Services => App.Services;
 
     /// <summary>Opens storage and builds the host. <paramref name="overrides"/> win over appsettings and environment (tests use it).</summary>
-    public static async Task<PerfHost> CreateAsync(string[] args, IReadOnlyDictionary<string, string?>? overrides = null, CancellationToken cancellationToken = default)
+    public static Task<PerfHost> CreateAsync(string[] args, IReadOnlyDictionary<string, string?>? overrides = null, CancellationToken cancellationToken = default) =>
+        CreateAsync(args, overrides, configureCore: null, cancellationToken);
+
+    /// <summary>As above; <paramref name="configureCore"/> adjusts the core's options after configuration (tests: a failing disk).</summary>
+    internal static async Task<PerfHost> CreateAsync(string[] args, IReadOnlyDictionary<string, string?>? overrides, Action<CoreOptions>? configureCore, CancellationToken cancellationToken = default)
     {
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions
         {
@@ -76,6 +80,7 @@ public sealed class PerfHost : IAsyncDisposable
 
         // The core: storage is opened (and the log replayed) before any door accepts a connection.
         var coreOptions = CoreSettings.From(builder.Configuration, settings.DataDir);
+        configureCore?.Invoke(coreOptions);
         using var bootLoggers = LoggerFactory.Create(logging => logging.AddConfiguration(builder.Configuration.GetSection("Logging")).AddSimpleConsole(o => o.SingleLine = true).RedactSecrets(printScopes));
         PerfEngine engine;
         try

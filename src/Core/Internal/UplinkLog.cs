@@ -553,7 +553,9 @@ internal sealed class UplinkLog
                 CoreLog.CommitFailed(_logger, e);
                 _failure ??= e;
                 ReturnBuffers(batch);
-                FailAll(batch, e);
+                // Writers see a storage failure as such (an IOException, as the refusals that follow it), whatever
+                // FASTER threw.
+                FailAll(batch, e as IOException ?? new IOException($"The uplink log in {_directory} could not write: {e.Message}", e));
                 return;
             }
 
