@@ -90,6 +90,14 @@ public sealed class CoreOptions
     /// </summary>
     public long CheckpointLogBytes { get; set; } = 64L << 20;
 
+    /// <summary>
+    /// What a start does when the uplink log cannot be read to its end (a damaged record: a disk fault, a file edited or
+    /// cut by hand). <see cref="LogDamagePolicy.Stop"/> (default): the start fails, naming the file and the address.
+    /// <see cref="LogDamagePolicy.KeepBefore"/>: the state up to the damaged record is kept and checkpointed at once,
+    /// and the log from it on is dropped (acknowledged data among it is lost; the start logs how many bytes).
+    /// </summary>
+    public LogDamagePolicy OnLogDamage { get; set; } = LogDamagePolicy.Stop;
+
     /// <summary>How long a device claim stays valid when the device does not say. Default 1 day (reference default).</summary>
     public long DefaultClaimDurationMs { get; set; } = 86_400_000;
 
@@ -110,4 +118,14 @@ public sealed class CoreOptions
 
     /// <summary>Interval of the TTL clean-up of final persistent RPCs, in ms (reference SQL_RPC_TTL_CHECKING_INTERVAL). Default 2 hours.</summary>
     public long RpcTtlCheckIntervalMs { get; set; } = 7_200_000;
+}
+
+/// <summary>What a start does with an uplink log damaged before its end (<see cref="CoreOptions.OnLogDamage"/>).</summary>
+public enum LogDamagePolicy
+{
+    /// <summary>The start fails, naming the file and the address; nothing is changed.</summary>
+    Stop,
+
+    /// <summary>The state up to the damaged record is kept and checkpointed; the log from it on is dropped.</summary>
+    KeepBefore,
 }

@@ -168,7 +168,14 @@ public sealed class PerfEngine : IAsyncDisposable
         try
         {
             var engine = new PerfEngine(options, log, state, loggerFactory, TimeProvider.System) { _dataDirLock = dataDirLock };
-            return Load(engine, options, log, state, started);
+            Load(engine, options, log, state, started);
+            if (engine.DamagedLogAt >= 0)
+            {
+                // The state is that of the log up to the damage; a checkpoint now makes it the durable state and cuts the log
+                // at its tail, so no later start reads the damaged bytes (or the records after them) again.
+                await engine.CheckpointAsync();
+            }
+            return engine;
         }
         catch
         {
@@ -177,6 +184,9 @@ public sealed class PerfEngine : IAsyncDisposable
             throw;
         }
     }
+
+    /// <summary>Where the log read at open was damaged, with <see cref="LogDamagePolicy.KeepBefore"/> (-1: read whole).</summary>
+    internal long DamagedLogAt { get; private set; } = -1;
 
     /// <summary>FASTER's first record address: the begin address of a log never cut.</summary>
     private const long FirstLogAddress = 64;
@@ -204,7 +214,12 @@ public sealed class PerfEngine : IAsyncDisposable
                 $"DATA_DIR {Path.GetFullPath(options.DataDir)}: the log starts at address {log.BeginAddress}, after a checkpoint, but the state store " +
                 $"(kv/) holds none up to it (it holds {engine._checkpointAddress}): kv/ is missing or damaged; restore it with log/ from the same backup");
         }
-        var replayed = log.Replay(engine._checkpointAddress, engine.ApplyRecord);
+        var replayed = log.Replay(engine._checkpointAddress, engine.ApplyRecord, options.OnLogDamage == LogDamagePolicy.KeepBefore, out var damagedAt);
+        if (damagedAt >= 0)
+        {
+            CoreLog.LogDamageDropped(engine._logger, Path.Combine(options.DataDir, "log"), damagedAt, log.TailAddress - damagedAt);
+            engine.DamagedLogAt = damagedAt;
+        }
         engine.RetentionPass();
         log.Start(engine.AfterBatchAsync);
         engine.Rpc.Start();

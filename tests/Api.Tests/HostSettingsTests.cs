@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Configuration;
 using Perf.Api.Hosting;
+using Perf.Core;
 
 namespace Perf.Api.Tests;
 
@@ -48,7 +49,9 @@ public sealed class HostSettingsTests
         Assert.True(defaults.FsyncOnCommit);
         Assert.False(CoreSettings.From(Configuration(("FSYNC_ON_COMMIT", "0")), "data").FsyncOnCommit);
         Assert.Equal(7, CoreSettings.From(Configuration(("COMMIT_INTERVAL_MS", "7")), "data").CommitIntervalMs);
-        foreach (var (name, value) in new[] { ("FSYNC_ON_COMMIT", "sometimes"), ("COMMIT_INTERVAL_MS", "2ms"), ("CHECKPOINT_LOG_BYTES", "0"), ("RPC_TTL_MS", "1d") })
+        Assert.Equal(LogDamagePolicy.Stop, defaults.OnLogDamage);
+        Assert.Equal(LogDamagePolicy.KeepBefore, CoreSettings.From(Configuration(("LOG_DAMAGE", "keep-before")), "data").OnLogDamage);
+        foreach (var (name, value) in new[] { ("FSYNC_ON_COMMIT", "sometimes"), ("COMMIT_INTERVAL_MS", "2ms"), ("CHECKPOINT_LOG_BYTES", "0"), ("RPC_TTL_MS", "1d"), ("LOG_DAMAGE", "ignore") })
         {
             var e = Assert.Throws<InvalidOperationException>(() => CoreSettings.From(Configuration((name, value)), "data"));
             Assert.Contains($"{name} '{value}'", e.Message, StringComparison.Ordinal);

@@ -17,6 +17,12 @@ internal static class CoreSettings
         options.CheckpointLogBytes = checkpointBytes > 0
             ? checkpointBytes
             : throw new InvalidOperationException($"CHECKPOINT_LOG_BYTES '{configuration["CHECKPOINT_LOG_BYTES"]}' is not a positive number of bytes");
+        options.OnLogDamage = configuration["LOG_DAMAGE"] switch
+        {
+            null or "" or "stop" => LogDamagePolicy.Stop,
+            "keep-before" => LogDamagePolicy.KeepBefore,
+            var other => throw new InvalidOperationException($"LOG_DAMAGE '{other}' is not 'stop' or 'keep-before'"),
+        };
         options.TelemetryRetentionDays = ConfigValues.Int(configuration, "TELEMETRY_RETENTION_DAYS", options.TelemetryRetentionDays);
         options.MaxPayloadSize = ConfigValues.Int(configuration, "MAX_PAYLOAD_SIZE", options.MaxPayloadSize);
 

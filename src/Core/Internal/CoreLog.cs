@@ -36,4 +36,7 @@ internal static partial class CoreLog
 
     [LoggerMessage(11, LogLevel.Error, "Uplink log in {Directory} could not be reopened after a failed write; uplinks are refused until it is (next try in {RetryMs} ms)")]
     public static partial void UplinkLogReopenFailed(ILogger logger, string directory, long retryMs, Exception exception);
+
+    [LoggerMessage(12, LogLevel.Warning, "Uplink log in {Directory} is damaged at address {DamagedAt}; LOG_DAMAGE=keep-before: the state up to it is kept and checkpointed, and the {DroppedBytes} bytes of committed log from it on are dropped")]
+    public static partial void LogDamageDropped(ILogger logger, string directory, long damagedAt, long droppedBytes);
 }

@@ -167,7 +167,7 @@ internal sealed class UplinkLog
             LogCommitDir = directory,
             PageSizeBits = 21,
             MemorySizeBits = 24,
-            SegmentSizeBits = 30,
+            SegmentSizeBits = SegmentSizeBits,
             TryRecoverLatest = true,
             AutoRefreshSafeTailAddress = false,
             // Fast commits write the commit record into the log itself, in the same flush as the records it
@@ -181,6 +181,9 @@ internal sealed class UplinkLog
         };
         return (settings, device, commitManager);
     }
+
+    /// <summary>The log's segment files are 1 GiB (<c>uplink.log.N</c> holds addresses from N GiB on).</summary>
+    private const int SegmentSizeBits = 30;
 
     /// <summary>In fast-commit mode the commit metadata file is written once per this many commits (and at every truncation).</summary>
     internal const int FastCommitMetadataEvery = 1000;
@@ -232,8 +235,17 @@ internal sealed class UplinkLog
     public long TailAddress => _failure is null ? _log.TailAddress : _log.CommittedUntilAddress;
 
     /// <summary>Reads every committed record from <paramref name="from"/> to the committed tail.</summary>
-    public long Replay(long from, RecordSink sink)
+    public long Replay(long from, RecordSink sink) => Replay(from, sink, keepBeforeDamage: false, out _);
+
+    /// <summary>
+    /// Replays the committed records from <paramref name="from"/> into <paramref name="sink"/>; returns how many. A record
+    /// that cannot be read (a damaged file) fails the replay with an <see cref="InvalidDataException"/> naming the file,
+    /// the address and the way out, or with <paramref name="keepBeforeDamage"/> ends it there:
+    /// <paramref name="damagedAt"/> is then its address (-1 when the log was read to its end).
+    /// </summary>
+    public long Replay(long from, RecordSink sink, bool keepBeforeDamage, out long damagedAt)
     {
+        damagedAt = -1;
         var start = Math.Max(from, _log.BeginAddress);
         var end = _log.CommittedUntilAddress;
         long count = 0;
@@ -242,8 +254,28 @@ internal sealed class UplinkLog
             return 0;
         }
         using var iterator = _log.Scan(start, end, name: null, recover: false);
-        while (iterator.GetNext(MemoryPool<byte>.Shared, out var owner, out var length, out _))
+        while (true)
         {
+            var at = iterator.NextAddress;
+            IMemoryOwner<byte> owner;
+            int length;
+            try
+            {
+                if (!iterator.GetNext(MemoryPool<byte>.Shared, out owner, out length, out _))
+                {
+                    break;
+                }
+            }
+            catch (FasterException e)
+            {
+                // FASTER verifies a record's checksum when it reads it from the files (below the in-memory tail of 16 MiB).
+                if (!keepBeforeDamage)
+                {
+                    throw Damaged(at, end, count, e.Message.TrimEnd('.'));
+                }
+                damagedAt = at;
+                return count;
+            }
             using (owner)
             {
                 sink(owner.Memory.Span[..length]);
@@ -251,6 +283,18 @@ internal sealed class UplinkLog
             count++;
         }
         return count;
+    }
+
+    /// <summary>The replay's failure at a damaged record: where it is, what is intact, and the two ways out.</summary>
+    private InvalidDataException Damaged(long at, long end, long replayed, string cause)
+    {
+        var file = Path.Combine(_directory, $"uplink.log.{at >> SegmentSizeBits}");
+        var offset = at & ((1L << SegmentSizeBits) - 1);
+        return new InvalidDataException(
+            $"The uplink log in {_directory} is damaged at address {at} ({file}, byte {offset}: {cause}). " +
+            $"The {replayed} records before it were read; {end - at} bytes of committed log from it on cannot be. " +
+            "Restore DATA_DIR from a backup, or start once with LOG_DAMAGE=keep-before to keep the state up to that address " +
+            "and drop the log from it on (acknowledged data in those bytes is lost).");
     }
 
     /// <summary>
