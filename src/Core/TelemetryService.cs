@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Collections.Concurrent;
 using Perf.Core.Internal;
 using Perf.Core.Telemetry;
@@ -26,6 +27,9 @@ public sealed class TelemetryService
     // checkpoint retains the full chunks before the first change); a recovered store in 4,096-point chunks is
     // rewritten in this size at the first checkpoint and its old keys are deleted.
     internal const int SnapshotChunk = 512;
+
+    /// <summary>A snapshot chunk larger than this is written in parts (the state store's pages are 4 MiB).</summary>
+    internal const int MaxStateRecordBytes = 1 << 20;
 
     private readonly UplinkLog _log;
     private readonly EntityRegistry _registry;
@@ -398,6 +402,9 @@ public sealed class TelemetryService
         // snapshot chunks wholly before its index, are unchanged and are retained rather than rewritten.
         private long _changedFromTs = long.MinValue;
 
+        // Parts per snapshot chunk at the last snapshot, for chunks written in more than one record (null: all in one).
+        private List<int>? _chunkParts;
+
         public void Add(TsKvEntry entry, TelemetryTarget target)
         {
             lock (_lock)
@@ -495,18 +502,21 @@ public sealed class TelemetryService
                 for (var chunk = 0; chunk < firstChunk; chunk++)
                 {
                     state.Retain(StateKeys.History(deviceId, stateKey, chunk));
+                    for (var part = 1; part < PartsOf(chunk); part++)
+                    {
+                        state.Retain(StateKeys.HistoryPart(deviceId, stateKey, chunk, part));
+                    }
                 }
                 var start = firstChunk * SnapshotChunk;
                 var position = start < total ? _history.PositionAt(start) : default;
                 for (var offset = start; offset < total; offset += SnapshotChunk)
                 {
-                    var count = Math.Min(SnapshotChunk, total - offset);
-                    var w = new RecordWriter(RecordKind.TelemetryHistory, 48 + (key.Length * 3) + (count * 12));
-                    w.WriteGuid(deviceId);
-                    w.WriteString(key);
-                    w.WriteVarUInt((uint)count);
-                    _history.WriteEntries(ref w, ref position, count);
-                    records.Add((StateKeys.History(deviceId, stateKey, offset / SnapshotChunk), w));
+                    WriteChunk(records, deviceId, stateKey, offset / SnapshotChunk, Math.Min(SnapshotChunk, total - offset), ref position);
+                }
+                var chunks = (total + SnapshotChunk - 1) / SnapshotChunk;
+                if (_chunkParts is { } parts && parts.Count > chunks)
+                {
+                    parts.RemoveRange(chunks, parts.Count - chunks);
                 }
                 if (_hasLatest)
                 {
@@ -522,6 +532,61 @@ public sealed class TelemetryService
                 var w = record;
                 state.Write(key, ref w);
             }
+        }
+
+        /// <summary>
+        /// One chunk's records, under the lock: one record, or, when its points are large (long strings: 512 of 16 KB
+        /// are 8 MB, and the store's pages are 4 MiB), as many parts of about equal point counts as keep each under
+        /// <see cref="MaxStateRecordBytes"/>. Each part is a history record of its own, so loading needs nothing new.
+        /// </summary>
+        private void WriteChunk(List<(string Key, RecordWriter Record)> records, Guid deviceId, string stateKey, int chunk, int count, ref TelemetryHistory.SnapshotPosition position)
+        {
+            for (var parts = 1; ; parts = Math.Min(count, parts * 2))
+            {
+                var at = position;
+                var first = records.Count;
+                var fits = true;
+                for (var part = 0; part < parts && fits; part++)
+                {
+                    var partCount = (count / parts) + (part < count % parts ? 1 : 0);
+                    var w = new RecordWriter(RecordKind.TelemetryHistory, 48 + (key.Length * 3) + (partCount * 12));
+                    w.WriteGuid(deviceId);
+                    w.WriteString(key);
+                    w.WriteVarUInt((uint)partCount);
+                    _history.WriteEntries(ref w, ref at, partCount);
+                    fits = w.Length <= MaxStateRecordBytes || parts == count;
+                    records.Add((part == 0 ? StateKeys.History(deviceId, stateKey, chunk) : StateKeys.HistoryPart(deviceId, stateKey, chunk, part), w));
+                }
+                if (fits)
+                {
+                    position = at;
+                    SetPartsOf(chunk, parts);
+                    return;
+                }
+                for (var i = records.Count - 1; i >= first; i--)
+                {
+                    var w = records[i].Record;
+                    ArrayPool<byte>.Shared.Return(w.Detach(out _));
+                    records.RemoveAt(i);
+                }
+            }
+        }
+
+        /// <summary>How many records chunk <paramref name="chunk"/> was written as at the last snapshot (1 unless its points were large).</summary>
+        private int PartsOf(int chunk) => _chunkParts is { } parts && chunk < parts.Count ? parts[chunk] : 1;
+
+        private void SetPartsOf(int chunk, int count)
+        {
+            if (_chunkParts is null && count == 1)
+            {
+                return;
+            }
+            _chunkParts ??= [];
+            while (_chunkParts.Count <= chunk)
+            {
+                _chunkParts.Add(1);
+            }
+            _chunkParts[chunk] = count;
         }
 
         /// <summary>Frees the history's native memory now (the device is gone); readers holding the series see it empty.</summary>

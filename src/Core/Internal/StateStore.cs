@@ -441,6 +441,9 @@ internal static class StateKeys
     /// <summary>Chunk <paramref name="chunk"/> (8 hex digits) of one key's time-series history.</summary>
     public static string History(Guid deviceId, string key, int chunk) => $"H{deviceId:N}{chunk:x8}{key}";
 
+    /// <summary>Part <paramref name="part"/> (from 1; part 0 is <see cref="History"/>) of a chunk written in several records.</summary>
+    public static string HistoryPart(Guid deviceId, string key, int chunk, int part) => $"P{deviceId:N}{chunk:x8}{part:x8}{key}";
+
     public static string PersistentRpc(Guid id) => "R" + id.ToString("N");
     public static string RpcSequence(Guid deviceId) => "S" + deviceId.ToString("N");
 
