@@ -1,7 +1,9 @@
 using System.Buffers;
+using System.Buffers.Binary;
 using System.Diagnostics;
 using FASTER.core;
 using Microsoft.Extensions.Logging;
+using Microsoft.Win32.SafeHandles;
 
 namespace Perf.Core.Internal;
 
@@ -166,7 +168,7 @@ internal sealed class UplinkLog
             LogDevice = device,
             LogCommitDir = directory,
             PageSizeBits = 21,
-            MemorySizeBits = 24,
+            MemorySizeBits = MemorySizeBits,
             SegmentSizeBits = SegmentSizeBits,
             TryRecoverLatest = true,
             AutoRefreshSafeTailAddress = false,
@@ -181,6 +183,9 @@ internal sealed class UplinkLog
         };
         return (settings, device, commitManager);
     }
+
+    /// <summary>The log keeps its last 16 MiB in memory (at open, the pages from there to the tail are loaded).</summary>
+    private const int MemorySizeBits = 24;
 
     /// <summary>The log's segment files are 1 GiB (<c>uplink.log.N</c> holds addresses from N GiB on).</summary>
     private const int SegmentSizeBits = 30;
@@ -254,24 +259,36 @@ internal sealed class UplinkLog
             return 0;
         }
         using var iterator = _log.Scan(start, end, name: null, recover: false);
+        using var checksums = _settings.LogChecksum == LogChecksumType.PerEntry ? new EntryChecksums(_directory, _log.TailAddress - (1L << MemorySizeBits)) : null;
         while (true)
         {
             var at = iterator.NextAddress;
             IMemoryOwner<byte> owner;
             int length;
+            string? damage = null;
             try
             {
-                if (!iterator.GetNext(MemoryPool<byte>.Shared, out owner, out length, out _))
+                if (!iterator.GetNext(MemoryPool<byte>.Shared, out owner, out length, out at))
                 {
                     break;
+                }
+                if (checksums is not null && !checksums.Verify(at, owner.Memory.Span[..length]))
+                {
+                    owner.Dispose();
+                    damage = "the record's checksum does not match its bytes";
                 }
             }
             catch (FasterException e)
             {
-                // FASTER verifies a record's checksum when it reads it from the files (below the in-memory tail of 16 MiB).
+                damage = e.Message.TrimEnd('.');
+                owner = null!;
+                length = 0;
+            }
+            if (damage is not null)
+            {
                 if (!keepBeforeDamage)
                 {
-                    throw Damaged(at, end, count, e.Message.TrimEnd('.'));
+                    throw Damaged(at, end, count, damage);
                 }
                 damagedAt = at;
                 return count;
@@ -283,6 +300,58 @@ internal sealed class UplinkLog
             count++;
         }
         return count;
+    }
+
+    /// <summary>
+    /// Checks the per-entry checksums FASTER does not: it verifies a record's checksum when it reads the record from the
+    /// files, but the last 16 MiB of the log (from the head address on) are loaded into memory at open and scanned
+    /// without a check, so a damaged record there would be replayed as if it were whole. A record's header is its 8-byte
+    /// checksum, then its 4-byte length: the checksum is the XOR (FASTER's <see cref="Utility.XorBytes"/>) of the length
+    /// and the payload. The checksum is read from the segment file; the length and payload are what the scan returned
+    /// (the same bytes, loaded from that file).
+    /// </summary>
+    private sealed class EntryChecksums(string directory, long inMemoryFrom) : IDisposable
+    {
+        private const int HeaderBytes = 12;
+        private readonly Dictionary<long, SafeFileHandle> _segments = [];
+        private byte[] _scratch = new byte[256];
+
+        public unsafe bool Verify(long address, ReadOnlySpan<byte> payload)
+        {
+            if (address < inMemoryFrom)
+            {
+                return true; // FASTER verified it when it read it from the file
+            }
+            var segment = address >> SegmentSizeBits;
+            if (!_segments.TryGetValue(segment, out var handle))
+            {
+                handle = File.OpenHandle(Path.Combine(directory, $"uplink.log.{segment}"), FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+                _segments[segment] = handle;
+            }
+            Span<byte> stored = stackalloc byte[8];
+            if (RandomAccess.Read(handle, stored, address & ((1L << SegmentSizeBits) - 1)) != stored.Length)
+            {
+                return false;
+            }
+            if (_scratch.Length < payload.Length + 4)
+            {
+                _scratch = new byte[Math.Max(payload.Length + 4, _scratch.Length * 2)];
+            }
+            BinaryPrimitives.WriteInt32LittleEndian(_scratch, payload.Length);
+            payload.CopyTo(_scratch.AsSpan(4));
+            fixed (byte* bytes = _scratch)
+            {
+                return Utility.XorBytes(bytes, payload.Length + 4) == BinaryPrimitives.ReadUInt64LittleEndian(stored);
+            }
+        }
+
+        public void Dispose()
+        {
+            foreach (var handle in _segments.Values)
+            {
+                handle.Dispose();
+            }
+        }
     }
 
     /// <summary>The replay's failure at a damaged record: where it is, what is intact, and the two ways out.</summary>
