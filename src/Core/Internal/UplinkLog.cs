@@ -315,6 +315,9 @@ internal sealed class UplinkLog
         private const int HeaderBytes = 12;
         private readonly Dictionary<long, SafeFileHandle> _segments = [];
         private byte[] _scratch = new byte[256];
+        private readonly byte[] _window = new byte[1 << 20];
+        private long _windowStart = -1;
+        private int _windowLength;
 
         public unsafe bool Verify(long address, ReadOnlySpan<byte> payload)
         {
@@ -328,11 +331,17 @@ internal sealed class UplinkLog
                 handle = File.OpenHandle(Path.Combine(directory, $"uplink.log.{segment}"), FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
                 _segments[segment] = handle;
             }
-            Span<byte> stored = stackalloc byte[8];
-            if (RandomAccess.Read(handle, stored, address & ((1L << SegmentSizeBits) - 1)) != stored.Length)
+            // The headers are read from the file a window at a time (one read per MiB, not one per record).
+            if (address < _windowStart || address + 8 > _windowStart + _windowLength)
             {
-                return false;
+                _windowStart = address;
+                _windowLength = RandomAccess.Read(handle, _window, address & ((1L << SegmentSizeBits) - 1));
+                if (_windowLength < 8)
+                {
+                    return false;
+                }
             }
+            var stored = _window.AsSpan((int)(address - _windowStart), 8);
             if (_scratch.Length < payload.Length + 4)
             {
                 _scratch = new byte[Math.Max(payload.Length + 4, _scratch.Length * 2)];
