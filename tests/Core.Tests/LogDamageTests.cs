@@ -13,22 +13,22 @@ public sealed class LogDamageTests
 {
     private const string ProbeKey = "damage_probe_key";
 
-    /// <param name="damaged">Which point's record is damaged: one in the older part of the log (FASTER reads it from the
-    /// file and checks it), or one in the last 16 MiB, which FASTER loads into memory at open and does not check (the
-    /// replay does). Both lie before the last commit metadata (commit 1,000), from where FASTER's recovery scans.</param>
+    /// <param name="damaged">Which point's record is damaged.</param>
+    /// <param name="fillerBytes">The size of each point's second value. With 16 KB the log is 19 MB and the damaged record
+    /// lies in its older part, which FASTER reads from the file and checks. With none it is 150 KB, all of it in the pages
+    /// FASTER loads into memory at open and scans without its check (the replay checks them). In both, the damage is
+    /// before the last commit metadata (commit 1,000), from where FASTER's recovery scans.</param>
     [Theory]
-    [InlineData(100)]
-    [InlineData(950)]
-    public async Task DamagedRecord_StopsTheStartNamingFileAndWayOut_KeepBeforeKeepsThePrefixAndCutsTheLog(int damaged)
+    [InlineData(100, 16_000)]
+    [InlineData(100, 0)]
+    public async Task DamagedRecord_StopsTheStartNamingFileAndWayOut_KeepBeforeKeepsThePrefixAndCutsTheLog(int damaged, int fillerBytes)
     {
         using var dir = new TempDir();
         var engine = await Engines.OpenAsync(dir.Path);
         var (_, device, _) = await Engines.CreateDeviceAsync(engine);
-        // 1,200 commits of about 16 KiB. FASTER's recovery starts from the last commit metadata, written every 1,000
-        // commits (UplinkLog.FastCommitMetadataEvery), and it verifies a record's checksum when it reads it from the
-        // files, below the last 16 MiB it keeps in memory: the damage below is before both, as a disk fault in an older
-        // part of the log would be.
-        var filler = new string('f', 16_000);
+        // 1,200 commits: FASTER's recovery starts from the last commit metadata, written every 1,000 commits
+        // (UplinkLog.FastCommitMetadataEvery), so the damage below lies inside the committed log and the replay reaches it.
+        var filler = new string('f', fillerBytes);
         for (var i = 0; i < 1200; i++)
         {
             var posted = await engine.DeviceApi.PostTelemetryAsync(device, Engines.Json($"{{\"ts\":{1000 + i},\"values\":{{\"{ProbeKey}\":{i},\"filler\":\"{filler}\"}}}}"));

@@ -304,8 +304,9 @@ internal sealed class UplinkLog
 
     /// <summary>
     /// Checks the per-entry checksums FASTER does not: it verifies a record's checksum when it reads the record from the
-    /// files, but the last 16 MiB of the log (from the head address on) are loaded into memory at open and scanned
-    /// without a check, so a damaged record there would be replayed as if it were whole. A record's header is its 8-byte
+    /// files, but the pages it loads into memory at open (from its recovered head address on, at most the last 16 MiB)
+    /// are scanned without a check, so a damaged record there was replayed as if it were whole. Records in the last
+    /// 16 MiB are checked here (FASTER does not expose its head address; the ones before it were checked by FASTER). A record's header is its 8-byte
     /// checksum, then its 4-byte length: the checksum is the XOR (FASTER's <see cref="Utility.XorBytes"/>) of the length
     /// and the payload. The checksum is read from the segment file; the length and payload are what the scan returned
     /// (the same bytes, loaded from that file).
