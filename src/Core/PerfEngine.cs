@@ -192,7 +192,7 @@ public sealed class PerfEngine : IAsyncDisposable
     private const long FirstLogAddress = 64;
 
     /// <summary>Loads the last checkpoint and replays the log after it, then starts the commit loop.</summary>
-    private static PerfEngine Load(PerfEngine engine, CoreOptions options, UplinkLog log, StateStore state, long started)
+    private static void Load(PerfEngine engine, CoreOptions options, UplinkLog log, StateStore state, long started)
     {
 
         long stateRecords;
@@ -226,7 +226,6 @@ public sealed class PerfEngine : IAsyncDisposable
         engine.IsReady = true;
         CoreLog.Opened(engine._logger, options.DataDir, engine._checkpointAddress, stateRecords, replayed,
             (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-        return engine;
     }
 
     /// <summary>Assigns (or with null clears) a device's firmware and publishes the fw_* shared attributes to it.</summary>

@@ -10,7 +10,7 @@ public sealed partial class ProcessTests
     [Fact]
     public async Task Host_BindsAllDoors_AnswersHealth_AndExitsZeroOnSigterm()
     {
-        var dataDir = Path.Combine(Path.GetTempPath(), "perf-proc-" + Guid.NewGuid().ToString("N"));
+        var dataDir = NewDataDir();
         using var server = HostProcess.Start(HostFixture.FreePortSettings(dataDir));
         try
         {
@@ -46,7 +46,7 @@ public sealed partial class ProcessTests
     {
         const int Limit = 512;
         const string Starved = "cannot accept (TooManyOpenSockets";
-        var dataDir = Path.Combine(Path.GetTempPath(), "perf-proc-" + Guid.NewGuid().ToString("N"));
+        var dataDir = NewDataDir();
         using var server = HostProcess.Start(HostFixture.FreePortSettings(dataDir), openFileLimit: Limit);
         var clients = new List<System.Net.Sockets.Socket>();
         try
@@ -114,6 +114,9 @@ public sealed partial class ProcessTests
     }
 
     /// <summary>User and system CPU of a process, in clock ticks (<c>/proc/PID/stat</c> fields 14 and 15; 100 per second on Linux).</summary>
+    /// <summary>A fresh data directory path for one host process (deleted by the test).</summary>
+    private static string NewDataDir() => Path.Combine(Path.GetTempPath(), "perf-proc-" + Guid.NewGuid().ToString("N"));
+
     private static long CpuTicks(int pid)
     {
         var stat = File.ReadAllText($"/proc/{pid}/stat");
@@ -128,7 +131,7 @@ public sealed partial class ProcessTests
     [Fact]
     public async Task Host_WhosePortIsTaken_ExitsOne_WithTheCauseInOneLine_AndStorageClosed()
     {
-        var dataDir = Path.Combine(Path.GetTempPath(), "perf-proc-" + Guid.NewGuid().ToString("N"));
+        var dataDir = NewDataDir();
         using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
         taken.Start();
         var port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port;
@@ -163,20 +166,17 @@ public sealed partial class ProcessTests
     {
         // Kestrel aborts what is still open after the grace period; the MQTT connection's read then threw
         // ConnectionAbortedException, logged as an unhandled error at every stop with a device connected.
-        var dataDir = Path.Combine(Path.GetTempPath(), "perf-proc-" + Guid.NewGuid().ToString("N"));
+        var dataDir = NewDataDir();
         var settings = HostFixture.FreePortSettings(dataDir);
         settings["SHUTDOWN_GRACE_SECONDS"] = "1";
         using var server = HostProcess.Start(settings);
         try
         {
             var ports = await server.WaitForDoorsAsync(5, TimeSpan.FromSeconds(30));
-            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{ports["http"]}") };
-            var login = await http.PostAsJsonAsync("/api/auth/login", new { username = "tenant@example.com", password = "tenant" });
-            http.DefaultRequestHeaders.Add("X-Authorization", "Bearer " + (await login.Content.ReadFromJsonAsync<JsonObject>())!["token"]!.GetValue<string>());
-            var device = await (await http.PostAsJsonAsync("/api/device?accessToken=graceful-stop-token", new { name = "graceful-stop" })).Content.ReadFromJsonAsync<JsonObject>();
-            Assert.NotNull(device!["id"]);
+            using var rest = await TenantRest.LoginAsync(new Uri($"http://127.0.0.1:{ports["http"]}"));
+            var (_, token, _) = await rest.CreateDeviceAsync("graceful-stop");
             using var socket = await RawMqtt.OpenAsync(ports["mqtt"]);
-            await socket.SendAsync(RawMqtt.Connect("graceful-stop-token", "graceful-stop"));
+            await socket.SendAsync(RawMqtt.Connect(token, "graceful-stop"));
             var connAck = await RawMqtt.ReadExactlyAsync(socket, 4, TimeSpan.FromSeconds(5));
             Assert.Equal(0, connAck[3]); // accepted, and it stays connected
 
@@ -196,7 +196,7 @@ public sealed partial class ProcessTests
     {
         // Two servers on one DATA_DIR (a supervisor's double start) lost acknowledged data, then the directory no
         // longer opened. The second is refused in one line before it touches anything.
-        var dataDir = Path.Combine(Path.GetTempPath(), "perf-proc-" + Guid.NewGuid().ToString("N"));
+        var dataDir = NewDataDir();
         using var first = HostProcess.Start(HostFixture.FreePortSettings(dataDir));
         try
         {
@@ -245,7 +245,7 @@ public sealed partial class ProcessTests
     [Fact]
     public async Task Host_WhoseDefaultAdministratorIsInvalid_ExitsOne_AfterClosingTheStorageItOpened()
     {
-        var dataDir = Path.Combine(Path.GetTempPath(), "perf-proc-" + Guid.NewGuid().ToString("N"));
+        var dataDir = NewDataDir();
         var settings = HostFixture.FreePortSettings(dataDir);
         settings["SYSADMIN_EMAIL"] = "not an email";
         using var server = HostProcess.Start(settings);

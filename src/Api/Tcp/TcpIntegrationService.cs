@@ -265,7 +265,6 @@ internal sealed class TcpIntegrationService(
 
     // ------------------------------------------------------------------ lifecycle
 
-    /// <summary>Loads the stored entities and starts every enabled integration; one that cannot bind is logged and left stopped.</summary>
     /// <summary>
     /// A deleted tenant's integrations stop and go, with its converters (raised on the commit loop: the work runs
     /// after it). Its TCP ports are freed for other tenants.
@@ -298,6 +297,7 @@ internal sealed class TcpIntegrationService(
         }
     });
 
+    /// <summary>Loads the stored entities and starts every enabled integration; one that cannot bind is logged and left stopped.</summary>
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         engine.Registry.TenantRemoved += OnTenantRemoved;
@@ -310,10 +310,8 @@ internal sealed class TcpIntegrationService(
                 continue;
             }
 
-            if (engine.Registry.GetTenant(tenantId) is null)
+            if (DeletedWithItsTenant(IntegrationStore.Converter, id, tenantId))
             {
-                // A tenant deleted while this was stored (its removal came before the process ended).
-                _store.Delete(IntegrationStore.Converter, id);
                 continue;
             }
 
@@ -328,9 +326,8 @@ internal sealed class TcpIntegrationService(
                 continue;
             }
 
-            if (engine.Registry.GetTenant(tenantId) is null)
+            if (DeletedWithItsTenant(IntegrationStore.Integration, id, tenantId))
             {
-                _store.Delete(IntegrationStore.Integration, id);
                 continue;
             }
 
@@ -346,6 +343,21 @@ internal sealed class TcpIntegrationService(
 
             await ApplyAsync(entity, compiled.Options!, cancellationToken);
         }
+    }
+
+    /// <summary>
+    /// At load: a stored entity of a tenant that no longer exists (deleted before the process ended, after this was
+    /// stored) is deleted, and true.
+    /// </summary>
+    private bool DeletedWithItsTenant(string kind, Guid id, Guid tenantId)
+    {
+        if (engine.Registry.GetTenant(tenantId) is not null)
+        {
+            return false;
+        }
+
+        _store.Delete(kind, id);
+        return true;
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
