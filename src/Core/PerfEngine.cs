@@ -51,13 +51,13 @@ public sealed class PerfEngine : IAsyncDisposable
 
     /// <summary>Kinds whose apply never changes the registry: the registry's own applies are private to it.</summary>
     private static readonly ulong RegistryUnchangedBy = KindBits(
-        RecordKind.Telemetry, RecordKind.TelemetryDelete, RecordKind.Attributes, RecordKind.AttributesDelete,
+        RecordKind.Telemetry, RecordKind.TelemetryJson, RecordKind.TelemetryDelete, RecordKind.Attributes, RecordKind.AttributesDelete,
         RecordKind.Rpc, RecordKind.RpcTransition, RecordKind.RpcRemove, RecordKind.RpcSequence);
 
     /// <summary>Kinds whose apply never changes attributes (a device's delete does, through the registry).</summary>
     private static readonly ulong AttributesUnchangedBy = KindBits(
-        RecordKind.Telemetry, RecordKind.TelemetryDelete, RecordKind.Rpc, RecordKind.RpcTransition, RecordKind.RpcRemove,
-        RecordKind.RpcSequence);
+        RecordKind.Telemetry, RecordKind.TelemetryJson, RecordKind.TelemetryDelete, RecordKind.Rpc, RecordKind.RpcTransition,
+        RecordKind.RpcRemove, RecordKind.RpcSequence);
 
     private PerfEngine(CoreOptions options, UplinkLog log, StateStore state, ILoggerFactory loggerFactory, TimeProvider time)
     {
@@ -274,7 +274,7 @@ public sealed class PerfEngine : IAsyncDisposable
             case RecordKind.Attributes or RecordKind.AttributesDelete:
                 Attributes.Replay(kind, ref reader);
                 break;
-            case RecordKind.Telemetry or RecordKind.TelemetryDelete or RecordKind.TelemetryHistory:
+            case RecordKind.Telemetry or RecordKind.TelemetryJson or RecordKind.TelemetryDelete or RecordKind.TelemetryHistory:
                 Telemetry.Replay(kind, ref reader);
                 break;
             case RecordKind.Rpc or RecordKind.RpcTransition or RecordKind.RpcRemove or RecordKind.RpcSequence:

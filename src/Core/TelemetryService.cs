@@ -37,6 +37,9 @@ public sealed class TelemetryService
     private readonly ConcurrentDictionary<Guid, ConcurrentDictionary<string, Series>> _devices = new();
     private readonly TelemetryUplinkPool _uplinks = new();
 
+    /// <summary>Replay's entry list for <see cref="RecordKind.TelemetryJson"/> records (replay runs on one thread; apply copies the entries).</summary>
+    private readonly List<TsKvEntry> _replayEntries = new(8);
+
     internal TelemetryService(UplinkLog log, EntityRegistry registry, SubscriptionHub hub)
     {
         _log = log;
@@ -76,25 +79,26 @@ public sealed class TelemetryService
     internal TelemetryUplink RentUplink() => _uplinks.Rent();
 
     /// <summary>
-    /// <see cref="SaveAsync"/> for a parsed, pooled uplink: same record, same apply, but no per-message
-    /// closure or task. The result is Ok after the commit, NotFound for an unknown device, Unavailable on a
-    /// storage failure; reading it returns <paramref name="uplink"/> to the pool.
+    /// Saves a device's telemetry payload through a pooled uplink, without a per-message closure or task: the record
+    /// is the payload as it arrived (<see cref="RecordKind.TelemetryJson"/>), parsed while its commit is on the disk
+    /// and applied after it, as <see cref="SaveAsync"/> applies its entries. The result is Ok after the commit,
+    /// BadPayload for a payload that does not parse, NotFound for an unknown device, Unavailable on a storage failure;
+    /// reading it returns <paramref name="uplink"/> to the pool. <paramref name="json"/> is copied before this returns.
     /// </summary>
-    internal ValueTask<UplinkResult> SaveUplink(Guid deviceId, TelemetryUplink uplink)
+    internal ValueTask<UplinkResult> SaveUplink(Guid deviceId, TelemetryUplink uplink, in ReadOnlySequence<byte> json, long nowTs, KeyTable keys)
     {
-        var entries = uplink.Entries;
-        if (entries.Count == 0)
-        {
-            return uplink.CompleteNow(UplinkResult.Success);
-        }
         if (_registry.GetDevice(deviceId) is null)
         {
             return uplink.CompleteNow(DeviceNotFound);
         }
-        var w = new RecordWriter(RecordKind.Telemetry, uplink.RecordBuffer);
-        WriteEntries(ref w, deviceId, TelemetryTarget.Both, entries);
+        var w = new RecordWriter(RecordKind.TelemetryJson, uplink.RecordBuffer);
+        w.WriteGuid(deviceId);
+        w.WriteInt64(nowTs);
+        w.WriteTail(json);
         uplink.DeviceId = deviceId;
         uplink.Service = this;
+        uplink.NowTs = nowTs;
+        uplink.Keys = keys;
         var task = uplink.AsValueTask();
         _log.Append(ref w, uplink);
         return task;
@@ -336,6 +340,17 @@ public sealed class TelemetryService
                 entries[i] = new TsKvEntry(ts, r.ReadKvValue(key));
             }
             Apply(deviceId, TelemetryTarget.History, entries);
+        }
+        else if (kind == RecordKind.TelemetryJson)
+        {
+            // Parsed as it was live, with its receipt time; a payload answered BadPayload then is skipped now.
+            var nowTs = r.ReadInt64();
+            var entries = _replayEntries;
+            entries.Clear();
+            if (TelemetryJsonParser.TryParseTelemetry(r.ReadTail(), nowTs, r.Keys, entries, out _) && entries.Count > 0)
+            {
+                Apply(deviceId, TelemetryTarget.Both, entries);
+            }
         }
         else if (kind == RecordKind.Telemetry)
         {

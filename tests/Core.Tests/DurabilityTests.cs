@@ -772,6 +772,38 @@ public class BackgroundTelemetrySnapshotTests
         Assert.Empty(reopened.Telemetry.GetKeys(devices[3]));
         Assert.Contains(live, l => l.Contains("after", StringComparison.Ordinal));
     }
+
+    [Fact]
+    public async Task DeviceTelemetryPayloads_AreLoggedAsTheyArrived_AndReplayedAsParsedLive()
+    {
+        // The device API logs a telemetry payload as its bytes and parses it while the commit is on the disk: a payload
+        // that does not parse is in the log too and must be skipped by replay, and entries without a ts keep the time
+        // the payload arrived, not the time of the replay.
+        using var dir = new TempDir();
+        var engine = await Engines.OpenAsync(dir.Path);
+        var (_, device, _) = await Engines.CreateDeviceAsync(engine);
+        var bad = await engine.DeviceApi.PostTelemetryAsync(device, Engines.Json("{\"v\":1,\"w\":"));
+        Assert.Equal(UplinkStatus.BadPayload, bad.Status);
+        Assert.False(string.IsNullOrEmpty(bad.Reason));
+        Assert.True((await engine.DeviceApi.PostTelemetryAsync(device, Engines.Json("{\"v\":2}"))).IsOk);
+        var split = Telemetry.SegmentedSequence.Split("{\"ts\":5000,\"values\":{\"s\":\"abcd\",\"n\":7}}"u8, 3);
+        Assert.True((await engine.DeviceApi.PostTelemetryAsync(device, split)).IsOk);
+        Assert.True((await engine.DeviceApi.PostTelemetryAsync(device, Engines.Json("{}"))).IsOk);
+
+        var live = Dump(engine, device.Id);
+        Assert.Equal(["n 5000 7", "s 5000 abcd", $"v {engine.Telemetry.GetLatest(device.Id, ["v"])[0].Ts} 2"], live);
+        await engine.AbandonAsync(); // kill -9
+
+        await using var reopened = await Engines.OpenAsync(dir.Path);
+        Assert.Equal(live, Dump(reopened, device.Id));
+
+        static string[] Dump(PerfEngine engine, Guid id) =>
+        [
+            .. engine.Telemetry.GetKeys(id).Order(StringComparer.Ordinal).SelectMany(key =>
+                engine.Telemetry.Query(id, key, 0, long.MaxValue, 0, 0, Aggregation.None, false)
+                    .Select(p => $"{key} {p.Ts} {p.Entry.ValueAsString()}")),
+        ];
+    }
 }
 
 public class ShutdownCheckpointBoundTests

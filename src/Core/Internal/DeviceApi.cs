@@ -9,8 +9,8 @@ using Perf.Core.Telemetry;
 namespace Perf.Core.Internal;
 
 /// <summary>
-/// The transport-neutral device facade. Each uplink is parsed synchronously (the door may release its
-/// buffer when the call returns), appended to the log, and its task completes after the commit; the
+/// The transport-neutral device facade. Each uplink is parsed, or for telemetry copied, synchronously (the door may
+/// release its buffer when the call returns), appended to the log, and its task completes after the commit; the
 /// change is applied and fanned out before the task completes.
 /// </summary>
 internal sealed class DeviceApi(
@@ -34,14 +34,9 @@ internal sealed class DeviceApi(
         {
             return new(CoreMetrics.Telemetry(new UplinkResult(UplinkStatus.TooLarge, $"payload exceeds {options.MaxPayloadSize} bytes")));
         }
-        // Pooled: the uplink's list, record buffer and completion are reused once the door has read the result.
-        var uplink = telemetry.RentUplink();
-        if (!TelemetryJsonParser.TryParseTelemetry(json, Now, keys, uplink.Entries, out var error))
-        {
-            uplink.ReturnUnused();
-            return new(CoreMetrics.Telemetry(new UplinkResult(UplinkStatus.BadPayload, error.Message)));
-        }
-        return telemetry.SaveUplink(device.Id, uplink);
+        // Pooled: the uplink's list, record buffer and completion are reused once the door has read the result. The
+        // payload is parsed in the round, while its commit is on the disk (RecordKind.TelemetryJson).
+        return telemetry.SaveUplink(device.Id, telemetry.RentUplink(), json, Now, keys);
     }
 
     public ValueTask<UplinkResult> PostAttributesAsync(Device device, ReadOnlySequence<byte> json)

@@ -35,6 +35,15 @@ internal enum RecordKind : byte
     /// <summary>A device's MQTT basic credentials (replace its access token or certificate); the value is their JSON. Loads after the devices.</summary>
     MqttBasicCredentials = 16,
 
+    /// <summary>
+    /// A device's telemetry payload as it arrived: device, the receipt time (the ts of entries without one), then the
+    /// JSON bytes to the record's end. It is parsed while its commit is on the disk (<see cref="PendingRecord.Prepare"/>)
+    /// and again on replay, with the same time, into the same entries; a payload that does not parse is answered
+    /// <see cref="UplinkStatus.BadPayload"/> and skipped by replay. The door's hot path copies bytes instead of parsing
+    /// and encoding them before its round's commit (issue 12, row 5).
+    /// </summary>
+    TelemetryJson = 17,
+
     // Entity deletes (20..29).
     TenantDelete = 20,
     CustomerDelete = 21,
@@ -158,6 +167,20 @@ internal struct RecordWriter
         value.CopyTo(Reserve(value.Length));
     }
 
+    /// <summary>Bytes to the record's end, without a length (a <see cref="RecordKind.TelemetryJson"/> payload).</summary>
+    public void WriteTail(in ReadOnlySequence<byte> value)
+    {
+        if (value.IsSingleSegment)
+        {
+            value.FirstSpan.CopyTo(Reserve(value.FirstSpan.Length));
+            return;
+        }
+        foreach (var segment in value)
+        {
+            segment.Span.CopyTo(Reserve(segment.Length));
+        }
+    }
+
     /// <summary>Bytes already in record encoding (a stored telemetry value: type byte and value, as <see cref="WriteKv"/> writes them after the key).</summary>
     public void WriteRaw(ReadOnlySpan<byte> encoded) => encoded.CopyTo(Reserve(encoded.Length));
 
@@ -230,6 +253,9 @@ internal ref struct RecordReader
     }
 
     public byte ReadByte() => Take(1)[0];
+
+    /// <summary>The rest of the record (what <see cref="RecordWriter.WriteTail"/> wrote).</summary>
+    public ReadOnlySpan<byte> ReadTail() => Take(_data.Length - _position);
 
     public bool ReadBool() => ReadByte() != 0;
 

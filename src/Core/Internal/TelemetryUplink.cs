@@ -32,19 +32,24 @@ internal sealed class TelemetryUplink : PendingRecord, IValueTaskSource<UplinkRe
     public Guid DeviceId;
     public TelemetryService? Service;
 
+    /// <summary>Where the payload starts in a <see cref="RecordKind.TelemetryJson"/> record: kind, device, receipt time.</summary>
+    public const int JsonOffset = 1 + 16 + 8;
+
+    /// <summary>The receipt time: the ts of the payload's entries without one.</summary>
+    public long NowTs;
+
+    /// <summary>The key table the payload's keys are interned into.</summary>
+    public KeyTable? Keys;
+
+    /// <summary>Why the payload did not parse (set by <see cref="Prepare"/>); null when it did.</summary>
+    private string? _parseError;
+
     /// <summary>The record buffer this object reuses (kept across uses; 256 B is a shared-pool bucket size, so growth may return it there).</summary>
     private byte[] _record = new byte[256];
 
     public byte[] RecordBuffer => _record;
 
     public override void ReleaseBuffer(byte[] buffer) => _record = buffer;
-
-    /// <summary>Back to the pool without having been handed out (the payload did not parse).</summary>
-    public void ReturnUnused()
-    {
-        Reset();
-        _pool.Return(this);
-    }
 
     /// <summary>The door's handle; valid until its result is read once.</summary>
     public ValueTask<UplinkResult> AsValueTask() => new(this, _core.Version);
@@ -58,8 +63,34 @@ internal sealed class TelemetryUplink : PendingRecord, IValueTaskSource<UplinkRe
     /// <summary>The outcome of <see cref="Apply"/>, for <see cref="Signal"/>.</summary>
     private UplinkResult _applied;
 
+    /// <summary>
+    /// Parses the payload of the record (<see cref="RecordKind.TelemetryJson"/>) into <see cref="Entries"/> while its
+    /// commit is on the disk. A payload that does not parse keeps its record (replay skips it the same way) and is
+    /// answered <see cref="UplinkStatus.BadPayload"/> by <see cref="Apply"/>.
+    /// </summary>
+    public override void Prepare()
+    {
+        var record = Buffer ?? _record;
+        if (!TelemetryJsonParser.TryParseTelemetry(record.AsSpan(JsonOffset, Length - JsonOffset), NowTs, Keys!, Entries, out var error))
+        {
+            Entries.Clear();
+            _parseError = error.Message;
+        }
+    }
+
     public override void Apply()
     {
+        if (_parseError is { } error)
+        {
+            _applied = new UplinkResult(UplinkStatus.BadPayload, error);
+            return;
+        }
+        if (Entries.Count == 0)
+        {
+            // {} or [] (or only nulls): nothing to apply, as when it was answered before its commit.
+            _applied = UplinkResult.Success;
+            return;
+        }
         try
         {
             _applied = Service!.ApplyUplink(DeviceId, Entries) ? UplinkResult.Success : NotFound;
@@ -109,6 +140,9 @@ internal sealed class TelemetryUplink : PendingRecord, IValueTaskSource<UplinkRe
         Inline = false;
         DeviceId = default;
         Service = null;
+        Keys = null;
+        NowTs = 0;
+        _parseError = null;
         Buffer = null;
         Length = 0;
         if (Entries.Capacity > MaxPooledEntries)

@@ -26,6 +26,15 @@ internal abstract class PendingRecord
     /// <summary>Applies the record to in-memory state and completes the waiter. Runs in a round.</summary>
     public abstract void Complete();
 
+    /// <summary>
+    /// Work of the record's own that can run while its commit is on the disk, before <see cref="Apply"/> or
+    /// <see cref="Complete"/>: it runs in the round, on the round's thread, after the record is enqueued and the commit
+    /// issued. It must not change shared state (the record is not durable yet) and must not throw.
+    /// </summary>
+    public virtual void Prepare()
+    {
+    }
+
     /// <summary>An inline record's apply; <see cref="Signal"/> completes its waiter. By default both are <see cref="Complete"/>.</summary>
     public virtual void Apply() => Complete();
 
@@ -664,6 +673,12 @@ internal sealed class UplinkLog
                 if (any)
                 {
                     var commit = _log.CommitAsync(crash);
+                    // The round's thread would only wait for the disk here: the records' own work (a telemetry
+                    // payload's parse) runs meanwhile, off the path between a read and its acknowledgement.
+                    foreach (var pending in batch)
+                    {
+                        pending.Prepare();
+                    }
                     if (!commit.IsCompletedSuccessfully)
                     {
                         WaitForCommit(commit.AsTask());
