@@ -82,6 +82,11 @@ internal sealed class GentleDevice(IDevice inner) : ForwardingDevice(inner)
 
     public override void WriteAsync(IntPtr sourceAddress, int segmentId, ulong destinationAddress, uint numBytesToWrite, DeviceIOCompletionCallback callback, object context)
     {
+        if (DedicatedWriter)
+        {
+            QueueDedicated(new PacedWrite(sourceAddress, segmentId, destinationAddress, numBytesToWrite, callback, context));
+            return;
+        }
         if (BufferedWrites)
         {
             ThreadPool.UnsafeQueueUserWorkItem(static state => state.Device.WriteBuffered(state.Write),
@@ -139,6 +144,56 @@ internal sealed class GentleDevice(IDevice inner) : ForwardingDevice(inner)
         IssuePiece(next);
     }
 
+    /// <summary>
+    /// When true, every write is made by one thread of this device's own, in the order asked, through handles of its
+    /// own (write-through unless <see cref="BufferedWrites"/>), and its callback runs there. The uplink log's commit
+    /// then never waits for a thread-pool worker: at a checkpoint the pool serves the state store's flushes and
+    /// continuations, and the log's commits queued behind them took 1 to 6 ms instead of 0.5 (issue 12, row 5).
+    /// </summary>
+    internal bool DedicatedWriter { get; init; }
+
+    private readonly Queue<PacedWrite> _dedicated = new();
+    private Thread? _writer;
+    private bool _writerStopping;
+
+    private void QueueDedicated(PacedWrite write)
+    {
+        lock (_dedicated)
+        {
+            _dedicated.Enqueue(write);
+            if (_writer is null)
+            {
+                _writer = new Thread(static state => ((GentleDevice)state!).RunWriter()) { IsBackground = true, Name = "Log writer" };
+                _writer.Start(this);
+            }
+            else
+            {
+                Monitor.Pulse(_dedicated);
+            }
+        }
+    }
+
+    private void RunWriter()
+    {
+        while (true)
+        {
+            PacedWrite write;
+            lock (_dedicated)
+            {
+                while (_dedicated.Count == 0)
+                {
+                    if (_writerStopping)
+                    {
+                        return;
+                    }
+                    Monitor.Wait(_dedicated);
+                }
+                write = _dedicated.Dequeue();
+            }
+            WriteBuffered(write);
+        }
+    }
+
     private unsafe void WriteBuffered(PacedWrite write)
     {
         uint error = 0;
@@ -161,7 +216,8 @@ internal sealed class GentleDevice(IDevice inner) : ForwardingDevice(inner)
         {
             if (!_bufferedHandles.TryGetValue(segment, out var handle))
             {
-                handle = File.OpenHandle($"{FileName}.{segment}", FileMode.OpenOrCreate, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete);
+                handle = File.OpenHandle($"{FileName}.{segment}", FileMode.OpenOrCreate, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete,
+                    BufferedWrites ? FileOptions.None : FileOptions.WriteThrough);
                 _bufferedHandles[segment] = handle;
             }
             return handle;
@@ -315,6 +371,14 @@ internal sealed class GentleDevice(IDevice inner) : ForwardingDevice(inner)
             truncating = _truncating;
         }
         truncating.GetAwaiter().GetResult();
+        Thread? writer;
+        lock (_dedicated)
+        {
+            _writerStopping = true;
+            writer = _writer;
+            Monitor.Pulse(_dedicated);
+        }
+        writer?.Join();
         CloseBufferedHandles(int.MaxValue);
         _disposing.Dispose();
         base.Dispose();

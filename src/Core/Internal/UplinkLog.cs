@@ -170,6 +170,7 @@ internal sealed class UplinkLog
             disableFileBuffering: options.FsyncOnCommit))
         {
             BufferedWrites = !options.FsyncOnCommit,
+            DedicatedWriter = true,
         };
         device = options.WrapLogDevice?.Invoke(device) ?? device;
         var settings = new FasterLogSettings

@@ -11,7 +11,7 @@ public class GentleDeviceTests
 {
     private const int SegmentBits = 16; // 64 KiB segment files
 
-    private static (FasterLog Log, GentleDevice Device) Open(string dir, TimeSpan pause, uint writePiece = 0, bool buffered = false)
+    private static (FasterLog Log, GentleDevice Device) Open(string dir, TimeSpan pause, uint writePiece = 0, bool buffered = false, bool dedicated = false)
     {
         var device = new GentleDevice(Devices.CreateLogDevice(Path.Combine(dir, "log"), preallocateFile: false,
             deleteOnClose: false, recoverDevice: true))
@@ -20,6 +20,7 @@ public class GentleDeviceTests
             StepPause = pause,
             WritePieceBytes = writePiece,
             BufferedWrites = buffered,
+            DedicatedWriter = dedicated,
         };
         var log = new FasterLog(new FasterLogSettings
         {
@@ -133,12 +134,14 @@ public class GentleDeviceTests
     }
 
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public async Task BufferedWrites_OpenTheSegmentWithoutSync_AndTheLogReadsBackAfterReopen(bool buffered)
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(false, true)]
+    [InlineData(true, true)]
+    public async Task BufferedWrites_OpenTheSegmentWithoutSync_AndTheLogReadsBackAfterReopen(bool buffered, bool dedicated)
     {
         using var dir = new TempDir();
-        var (log, device) = Open(dir.Path, TimeSpan.FromMilliseconds(1), buffered: buffered);
+        var (log, device) = Open(dir.Path, TimeSpan.FromMilliseconds(1), buffered: buffered, dedicated: dedicated);
         var first = await AppendAsync(log, 200);
 
         // The flags of every descriptor this process holds on segment 0 (octal, /proc/self/fdinfo).
@@ -184,5 +187,60 @@ public class GentleDeviceTests
         Assert.Equal(0, device.Failures);
         log.Dispose();
         device.Dispose();
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task DedicatedWriter_WritesInOrder_OnItsOwnThread_NotThePool_AndStopsWithTheDevice(bool buffered)
+    {
+        using var dir = new TempDir();
+        var device = new GentleDevice(Devices.CreateLogDevice(Path.Combine(dir.Path, "log"), preallocateFile: false,
+            deleteOnClose: false, recoverDevice: true))
+        {
+            BufferedWrites = buffered,
+            DedicatedWriter = true,
+        };
+        const int Pieces = 8;
+        const int PieceBytes = 4096;
+        var source = new byte[Pieces * PieceBytes];
+        for (var i = 0; i < source.Length; i++)
+        {
+            source[i] = (byte)(i / PieceBytes + 1);
+        }
+        var done = new List<(int Piece, Thread Thread, bool Pool, uint Error, uint Bytes)>();
+        var all = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var pinned = System.Runtime.InteropServices.GCHandle.Alloc(source, System.Runtime.InteropServices.GCHandleType.Pinned);
+        try
+        {
+            var address = pinned.AddrOfPinnedObject();
+            for (var piece = 0; piece < Pieces; piece++)
+            {
+                device.WriteAsync(address + (piece * PieceBytes), 0, (ulong)(piece * PieceBytes), PieceBytes, (error, bytes, context) =>
+                {
+                    lock (done)
+                    {
+                        done.Add(((int)context, Thread.CurrentThread, Thread.CurrentThread.IsThreadPoolThread, error, bytes));
+                        if (done.Count == Pieces)
+                        {
+                            all.TrySetResult();
+                        }
+                    }
+                }, piece);
+            }
+            await all.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+        finally
+        {
+            pinned.Free();
+        }
+
+        Assert.Equal(Enumerable.Range(0, Pieces), done.Select(d => d.Piece));
+        Assert.All(done, d => Assert.Equal((0u, (uint)PieceBytes, false, "Log writer"), (d.Error, d.Bytes, d.Pool, d.Thread.Name)));
+        var writer = Assert.Single(done.Select(d => d.Thread).Distinct());
+        Assert.Equal(source, File.ReadAllBytes(Segment(dir.Path, 0)));
+
+        device.Dispose();
+        Assert.False(writer.IsAlive);
     }
 }
