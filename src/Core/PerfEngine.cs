@@ -346,7 +346,7 @@ public sealed class PerfEngine : IAsyncDisposable
     {
         try
         {
-            Telemetry.WriteState(_state);
+            Telemetry.WriteState(_state, paced: true);
             var records = _state.Seal(tail);
             await PersistCheckpointAsync(tail, records, started, onLoopMs);
         }

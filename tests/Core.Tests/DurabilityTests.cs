@@ -704,6 +704,51 @@ public class BackgroundTelemetrySnapshotTests
     }
 
     [Fact]
+    public async Task TheAutomaticCheckpointsTelemetrySnapshot_PausesBetweenSlicesOfWork_ARequestedOneDoesNot()
+    {
+        using var dir = new TempDir();
+        CoreOptions? options = null;
+        var engine = await Engines.OpenAsync(dir.Path, o =>
+        {
+            options = o;
+            o.CheckpointLogBytes = long.MaxValue;
+        });
+        var tenant = (await engine.Registry.CreateTenantAsync("tenant")).Value!.Id;
+        var device = (await engine.Registry.CreateDeviceAsync(tenant, "dev")).Value!.Id;
+        Assert.True(await engine.Telemetry.SaveAsync(device, [.. Enumerable.Range(0, 6).Select(k => Point(1_000, $"k{k}", "v"))]));
+
+        // Each series takes longer than a slice: the paced snapshot sleeps after each one.
+        var snapshotted = 0;
+        var allSix = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        engine.Telemetry.SeriesSnapshotted = () =>
+        {
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            while (System.Diagnostics.Stopwatch.GetElapsedTime(started) <= TelemetryService.PacedSlice)
+            {
+                Thread.SpinWait(100);
+            }
+            if (Interlocked.Increment(ref snapshotted) % 6 == 0)
+            {
+                allSix.TrySetResult();
+            }
+        };
+        await engine.CheckpointAsync();
+        Assert.Equal(6, snapshotted);
+        Assert.Equal(0, engine.Telemetry.SnapshotPauses);
+
+        allSix = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        options!.CheckpointLogBytes = 1;
+        Assert.True(await engine.Telemetry.SaveAsync(device, [Point(2_000, "k0", "trigger")]));
+        await allSix.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        options.CheckpointLogBytes = long.MaxValue;
+        await engine.CheckpointPersisting;
+        Assert.Equal(12, snapshotted);
+        Assert.Equal(6, engine.Telemetry.SnapshotPauses);
+        engine.Telemetry.SeriesSnapshotted = null;
+        await engine.DisposeAsync();
+    }
+
+    [Fact]
     public async Task WritesDuringTheBackgroundTelemetrySnapshot_AreAcknowledged_AndRecoveredExactlyAfterCrash()
     {
         using var dir = new TempDir();
