@@ -703,17 +703,24 @@ public class BackgroundTelemetrySnapshotTests
         return dump;
     }
 
-    [Fact]
-    public async Task TheAutomaticCheckpointsTelemetrySnapshot_PausesBetweenSlicesOfWork_ARequestedOneDoesNot()
+    /// <summary>An engine that checkpoints only when asked, or when a test lowers <see cref="CoreOptions.CheckpointLogBytes"/>, and a tenant.</summary>
+    private static async Task<(PerfEngine Engine, CoreOptions Options, Guid Tenant)> OpenWithoutAutomaticCheckpointsAsync(string dir)
     {
-        using var dir = new TempDir();
         CoreOptions? options = null;
-        var engine = await Engines.OpenAsync(dir.Path, o =>
+        var engine = await Engines.OpenAsync(dir, o =>
         {
             options = o;
             o.CheckpointLogBytes = long.MaxValue;
         });
         var tenant = (await engine.Registry.CreateTenantAsync("tenant")).Value!.Id;
+        return (engine, options!, tenant);
+    }
+
+    [Fact]
+    public async Task TheAutomaticCheckpointsTelemetrySnapshot_PausesBetweenSlicesOfWork_ARequestedOneDoesNot()
+    {
+        using var dir = new TempDir();
+        var (engine, options, tenant) = await OpenWithoutAutomaticCheckpointsAsync(dir.Path);
         var device = (await engine.Registry.CreateDeviceAsync(tenant, "dev")).Value!.Id;
         Assert.True(await engine.Telemetry.SaveAsync(device, [.. Enumerable.Range(0, 6).Select(k => Point(1_000, $"k{k}", "v"))]));
 
@@ -737,7 +744,7 @@ public class BackgroundTelemetrySnapshotTests
         Assert.Equal(0, engine.Telemetry.SnapshotPauses);
 
         allSix = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        options!.CheckpointLogBytes = 1;
+        options.CheckpointLogBytes = 1;
         Assert.True(await engine.Telemetry.SaveAsync(device, [Point(2_000, "k0", "trigger")]));
         await allSix.Task.WaitAsync(TimeSpan.FromSeconds(30));
         options.CheckpointLogBytes = long.MaxValue;
@@ -752,13 +759,7 @@ public class BackgroundTelemetrySnapshotTests
     public async Task WritesDuringTheBackgroundTelemetrySnapshot_AreAcknowledged_AndRecoveredExactlyAfterCrash()
     {
         using var dir = new TempDir();
-        CoreOptions? options = null;
-        var engine = await Engines.OpenAsync(dir.Path, o =>
-        {
-            options = o;
-            o.CheckpointLogBytes = long.MaxValue;
-        });
-        var tenant = (await engine.Registry.CreateTenantAsync("tenant")).Value!.Id;
+        var (engine, options, tenant) = await OpenWithoutAutomaticCheckpointsAsync(dir.Path);
         var devices = new List<Guid>();
         for (var d = 0; d < 4; d++)
         {
@@ -783,7 +784,7 @@ public class BackgroundTelemetrySnapshotTests
                 Assert.True(resume.Wait(TimeSpan.FromSeconds(60)));
             }
         };
-        options!.CheckpointLogBytes = 1;
+        options.CheckpointLogBytes = 1;
         Assert.True(await engine.Telemetry.SaveAsync(devices[0], [Point(5_000, "a", "trigger")]));
         Assert.True(paused.Wait(TimeSpan.FromSeconds(30)), "the automatic checkpoint did not start");
         options.CheckpointLogBytes = long.MaxValue;

@@ -71,10 +71,20 @@ internal sealed class TelemetryUplink : PendingRecord, IValueTaskSource<UplinkRe
     public override void Prepare()
     {
         var record = Buffer ?? _record;
-        if (!TelemetryJsonParser.TryParseTelemetry(record.AsSpan(JsonOffset, Length - JsonOffset), NowTs, Keys!, Entries, out var error))
+        try
         {
+            if (!TelemetryJsonParser.TryParseTelemetry(record.AsSpan(JsonOffset, Length - JsonOffset), NowTs, Keys!, Entries, out var error))
+            {
+                Entries.Clear();
+                _parseError = error.Message;
+            }
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // A parser fault must not fail the round (that is the storage's failure): it is this payload's answer, and
+            // replay skips the record the same way.
             Entries.Clear();
-            _parseError = error.Message;
+            _parseError = $"the payload could not be parsed: {e.Message}";
         }
     }
 
