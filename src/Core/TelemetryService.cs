@@ -272,19 +272,6 @@ public sealed class TelemetryService
         }
     }
 
-    /// <summary>A replayed payload's parse, with <see cref="TelemetryUplink.Prepare"/>'s outcome: a fault is a payload not applied.</summary>
-    private static bool ParsedAsLive(ReadOnlySpan<byte> json, long nowTs, KeyTable keys, List<TsKvEntry> entries)
-    {
-        try
-        {
-            return TelemetryJsonParser.TryParseTelemetry(json, nowTs, keys, entries, out _);
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            return false;
-        }
-    }
-
     internal bool Apply(Guid deviceId, TelemetryTarget target, IReadOnlyList<TsKvEntry> entries)
     {
         if (_registry.GetDevice(deviceId) is null)
@@ -361,7 +348,7 @@ public sealed class TelemetryService
             var nowTs = r.ReadInt64();
             var entries = _replayEntries;
             entries.Clear();
-            if (ParsedAsLive(r.ReadTail(), nowTs, r.Keys, entries) && entries.Count > 0)
+            if (TelemetryUplink.Parse(r.ReadTail(), nowTs, r.Keys, entries) is null && entries.Count > 0)
             {
                 Apply(deviceId, TelemetryTarget.Both, entries);
             }

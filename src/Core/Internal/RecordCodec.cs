@@ -170,14 +170,9 @@ internal struct RecordWriter
     /// <summary>Bytes to the record's end, without a length (a <see cref="RecordKind.TelemetryJson"/> payload).</summary>
     public void WriteTail(in ReadOnlySequence<byte> value)
     {
-        if (value.IsSingleSegment)
-        {
-            value.FirstSpan.CopyTo(Reserve(value.FirstSpan.Length));
-            return;
-        }
         foreach (var segment in value)
         {
-            segment.Span.CopyTo(Reserve(segment.Length));
+            WriteRaw(segment.Span);
         }
     }
 

@@ -71,21 +71,30 @@ internal sealed class TelemetryUplink : PendingRecord, IValueTaskSource<UplinkRe
     public override void Prepare()
     {
         var record = Buffer ?? _record;
+        _parseError = Parse(record.AsSpan(JsonOffset, Length - JsonOffset), NowTs, Keys!, Entries);
+    }
+
+    /// <summary>
+    /// A <see cref="RecordKind.TelemetryJson"/> payload's parse, live and on replay alike: null when it parsed, else why
+    /// not (and <paramref name="entries"/> is left empty). A fault in the parser is that payload's answer too, never a
+    /// failed round (that would be the storage's failure) or a failed start.
+    /// </summary>
+    internal static string? Parse(ReadOnlySpan<byte> json, long nowTs, KeyTable keys, List<TsKvEntry> entries)
+    {
+        string? error;
         try
         {
-            if (!TelemetryJsonParser.TryParseTelemetry(record.AsSpan(JsonOffset, Length - JsonOffset), NowTs, Keys!, Entries, out var error))
-            {
-                Entries.Clear();
-                _parseError = error.Message;
-            }
+            error = TelemetryJsonParser.TryParseTelemetry(json, nowTs, keys, entries, out var parseError) ? null : parseError.Message;
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            // A parser fault must not fail the round (that is the storage's failure): it is this payload's answer, and
-            // replay skips the record the same way.
-            Entries.Clear();
-            _parseError = $"the payload could not be parsed: {e.Message}";
+            error = $"the payload could not be parsed: {e.Message}";
         }
+        if (error is not null)
+        {
+            entries.Clear();
+        }
+        return error;
     }
 
     public override void Apply()
